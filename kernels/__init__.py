@@ -1,0 +1,1 @@
+"""Triton kernels of pyvrel (shipped as ``pyvrel.kernels``)."""

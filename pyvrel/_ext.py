@@ -1,0 +1,131 @@
+"""Lazy, guarded access to the compiled extensions and to Triton.
+
+``cpu()`` and ``cuda()`` return the ``pyvrel._C`` / ``pyvrel._cuda`` modules or raise an
+:class:`ExtensionUnavailableError` that says how to get them; nothing here is imported when
+``pyvrel`` itself is imported. This module is also the one place that detects Triton's
+interpreter mode (``TRITON_INTERPRET=1``).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import shutil
+from types import ModuleType
+from typing import Any
+
+import torch
+
+# Scalar type codes shared with csrc/include/pyvrel/common.h (enum class DType).
+DTYPE_CODES: dict[torch.dtype, int] = {torch.float32: 0, torch.float64: 1}
+
+
+class ExtensionUnavailableError(RuntimeError):
+    """A compiled pyvrel extension (or Triton) is needed but not available."""
+
+
+@functools.lru_cache(maxsize=None)
+def _load(name: str) -> tuple[ModuleType | None, str]:
+    try:
+        return importlib.import_module(f"pyvrel.{name}"), ""
+    except ImportError as exc:  # not built, or built against another Python
+        return None, str(exc)
+
+
+def cpu() -> ModuleType:
+    """The CPU extension ``pyvrel._C``."""
+    mod, why = _load("_C")
+    if mod is None:
+        raise ExtensionUnavailableError(
+            "pyvrel's C++ extension pyvrel._C could not be imported "
+            f"({why}). Reinstall with `pip install .` from the source tree, or pass "
+            "backend='reference' (or 'triton') to run without it."
+        )
+    return mod
+
+
+def cuda() -> ModuleType:
+    """The CUDA extension ``pyvrel._cuda``."""
+    mod, why = _load("_cuda")
+    if mod is None:
+        raise ExtensionUnavailableError(
+            "pyvrel's CUDA extension pyvrel._cuda is not available "
+            f"({why}). Rebuild on a machine with nvcc: `PYVREL_CUDA=ON pip install .`, "
+            "or pass backend='triton' or 'reference'."
+        )
+    return mod
+
+
+def has_cpu_ext() -> bool:
+    return _load("_C")[0] is not None
+
+
+def has_cuda_ext() -> bool:
+    return _load("_cuda")[0] is not None
+
+
+def triton_interpret() -> bool:
+    """True when Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "yes", "on")
+
+
+@functools.lru_cache(maxsize=None)
+def has_triton() -> bool:
+    """True when the ``triton`` package imports."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def triton_can_run(device: torch.device) -> tuple[bool, str]:
+    """Whether Triton kernels can run on tensors of ``device``, and if not, why."""
+    if not has_triton():
+        return False, "the triton package is not installed (pip install 'pyvrel[triton]')"
+    if device.type == "cuda":
+        return True, ""
+    if device.type == "cpu" and triton_interpret():
+        return True, ""
+    return False, f"Triton runs on CUDA tensors, or on CPU tensors only with TRITON_INTERPRET=1 (got {device.type})"
+
+
+def num_threads() -> int:
+    """OpenMP team size used by the CPU kernels: torch's intra-op thread count."""
+    return max(1, torch.get_num_threads())
+
+
+def build_info() -> dict[str, Any]:
+    """What this installation of pyvrel was built with and can run.
+
+    Returns a dict with ``version``, ``cpu`` (compiler, OpenMP; or the import error),
+    ``cuda`` (CUDA version and architectures; or why absent), ``nvcc_on_path``,
+    ``triton`` (version or None), ``triton_interpret``, ``torch`` and ``torch_cuda_available``.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    info: dict[str, Any] = {}
+    try:
+        info["version"] = version("pyvrel")
+    except PackageNotFoundError:
+        info["version"] = "0.0.0+unknown"
+    mod, why = _load("_C")
+    info["cpu"] = mod.build_info() if mod is not None else {"available": False, "error": why}
+    if mod is not None:
+        info["cpu"]["available"] = True
+    mod, why = _load("_cuda")
+    info["cuda"] = mod.build_info() if mod is not None else {"available": False, "error": why}
+    if mod is not None:
+        info["cuda"]["available"] = True
+    info["nvcc_on_path"] = shutil.which("nvcc") is not None
+    if has_triton():
+        import triton
+
+        info["triton"] = triton.__version__
+    else:
+        info["triton"] = None
+    info["triton_interpret"] = triton_interpret()
+    info["torch"] = torch.__version__
+    info["torch_cuda_available"] = torch.cuda.is_available()
+    return info
