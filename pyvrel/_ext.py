@@ -129,3 +129,17 @@ def build_info() -> dict[str, Any]:
     info["torch"] = torch.__version__
     info["torch_cuda_available"] = torch.cuda.is_available()
     return info
+
+
+def launch(backend: str, name: str, device: torch.device, *args: Any) -> Any:
+    """Call kernel ``name`` of the C++ (``backend="cpp"``) or CUDA extension.
+
+    ``args`` are the kernel's arguments (buffer addresses, sizes, codes); the CPU call gets the
+    OpenMP team size appended, the CUDA call the current stream of ``device``.
+    """
+    if backend == "cpp":
+        return getattr(cpu(), name)(*args, num_threads())
+    if backend == "cuda":
+        with torch.cuda.device(device):
+            return getattr(cuda(), name)(*args, torch.cuda.current_stream(device).cuda_stream)
+    raise ValueError(f"launch: backend must be 'cpp' or 'cuda', got {backend!r}")

@@ -1,0 +1,36 @@
+"""pyvrel ops: validated public functions with C++, CUDA, Triton and PyTorch-reference backends.
+
+Every op takes ``backend=None`` (automatic: CUDA tensors -> CUDA extension, then Triton; CPU
+tensors -> C++ extension; the reference, with a logged warning, when none can run) or one of
+``"cpp"``, ``"cuda"``, ``"triton"``, ``"reference"``. References live in
+:mod:`pyvrel.ops.reference`.
+"""
+
+from pyvrel.ops.boxes import batched_nms, box_iou, box_iou_aligned, nms
+from pyvrel.ops.tubes import (
+    interpolate_boxes,
+    pack_tubes,
+    temporal_iou,
+    tube_iou,
+    tube_iou_aligned,
+    tubes_from_frame_boxes,
+    tubes_to_frame_boxes,
+    unpack_tubes,
+)
+from pyvrel.ops.types import Tubes
+
+__all__ = [
+    "Tubes",
+    "batched_nms",
+    "box_iou",
+    "box_iou_aligned",
+    "interpolate_boxes",
+    "nms",
+    "pack_tubes",
+    "temporal_iou",
+    "tube_iou",
+    "tube_iou_aligned",
+    "tubes_from_frame_boxes",
+    "tubes_to_frame_boxes",
+    "unpack_tubes",
+]
