@@ -35,6 +35,7 @@ def why_not(backend: str, device: torch.device) -> str:
     raise AssertionError(backend)
 
 
+@torch.compiler.assume_constant_result  # evaluated once while torch.compile traces
 def choose_backend(
     op: str, device: torch.device, requested: str | None, supported: Sequence[str]
 ) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -193,8 +195,9 @@ def box_iou(a: Tensor, b: Tensor, pixel_offset: float = 0, *, backend: str | Non
     if chosen == "reference":
         return reference.box_iou_ref(a, b, off)
     n, m, cdt = a.shape[-2], b.shape[-2], _compute_dtype(a)
-    a3 = a.expand(*batch, n, 4).reshape(-1, n, 4).to(cdt).contiguous()
-    b3 = b.expand(*batch, m, 4).reshape(-1, m, 4).to(cdt).contiguous()
+    flat = math.prod(batch)
+    a3 = a.expand(*batch, n, 4).reshape(flat, n, 4).to(cdt).contiguous()
+    b3 = b.expand(*batch, m, 4).reshape(flat, m, 4).to(cdt).contiguous()
     return _box_iou(a3, b3, off, chosen).reshape(*batch, n, m).to(a.dtype)
 
 

@@ -1,0 +1,78 @@
+"""Shared test configuration.
+
+Triton kernels run on the CPU through Triton's interpreter: with no GPU present, this sets
+TRITON_INTERPRET=1 before any kernel module is imported (tests marked ``triton`` need it).
+``--quick`` deselects tests marked ``slow``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from pyvrel import _ext  # noqa: E402  (after TRITON_INTERPRET is set)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--quick", action="store_true", help="skip tests marked slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--quick"):
+        skip = pytest.mark.skip(reason="--quick: slow test skipped")
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(skip)
+
+
+def _triton_reason() -> str:
+    ok, why = _ext.triton_can_run(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    return "" if ok else why
+
+
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none present)")
+needs_triton = pytest.mark.skipif(bool(_triton_reason()), reason=f"Triton cannot run here: {_triton_reason()}")
+
+# Backends to compare with the reference, on the device each runs on.
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+KERNEL_BACKENDS = [
+    pytest.param("cpp", id="cpp"),
+    pytest.param("triton", id="triton", marks=[pytest.mark.triton, needs_triton]),
+    pytest.param("cuda", id="cuda", marks=[pytest.mark.gpu, needs_gpu]),
+]
+
+
+def device_of(backend: str) -> str:
+    return "cpu" if backend == "cpp" else DEVICE
+
+
+def random_boxes(*shape: int, dtype: torch.dtype = torch.float32, generator: torch.Generator | None = None,
+                 scale: float = 100.0) -> torch.Tensor:
+    """Valid boxes (x1 <= x2, y1 <= y2) of shape (*shape, 4)."""
+    xy = torch.rand(*shape, 2, generator=generator, dtype=torch.float64) * scale
+    wh = torch.rand(*shape, 2, generator=generator, dtype=torch.float64) * scale * 0.5 + 0.5
+    return torch.cat([xy, xy + wh], dim=-1).to(dtype)
+
+
+def random_tubes(n: int, t: int, *, video: int = 40, dtype: torch.dtype = torch.float32,
+                 generator: torch.Generator | None = None):
+    """n tubes padded to t frames, lengths in [0, t], starts in [0, video)."""
+    from pyvrel.ops import Tubes
+
+    start = torch.randint(0, video, (n,), generator=generator)
+    length = torch.randint(0, t + 1, (n,), generator=generator)
+    base = random_boxes(n, 1, dtype=torch.float64, generator=generator, scale=50.0)
+    drift = torch.cumsum(torch.randn(n, t, 4, generator=generator, dtype=torch.float64), dim=1)
+    boxes = base + drift
+    boxes[..., 2:] = torch.maximum(boxes[..., 2:], boxes[..., :2] + 0.5)
+    return Tubes(boxes.to(dtype), start, length)
+
+
+@pytest.fixture
+def gen() -> torch.Generator:
+    return torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little"))

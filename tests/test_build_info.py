@@ -1,0 +1,35 @@
+import shutil
+import subprocess
+import sys
+
+import pyvrel
+from pyvrel import _ext
+
+
+def test_cpu_extension_is_built():
+    info = pyvrel.build_info()
+    assert info["cpu"]["available"], info["cpu"]
+    assert info["cpu"]["version"] == pyvrel.__version__
+    assert info["cpu"]["openmp"] != "none"
+
+
+def test_cuda_extension_is_built_whenever_nvcc_exists():
+    info = pyvrel.build_info()
+    if shutil.which("nvcc"):
+        assert info["cuda"]["available"], f"nvcc is on PATH but pyvrel._cuda was not built: {info['cuda']}"
+        assert info["cuda"]["architectures"]
+    else:
+        assert not info["cuda"]["available"]
+
+
+def test_import_does_not_load_extensions():
+    code = "import sys, pyvrel, pyvrel.ops; print('pyvrel._C' in sys.modules, 'pyvrel._cuda' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_interpreter_detection(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert _ext.triton_interpret()
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert not _ext.triton_interpret()
