@@ -145,7 +145,7 @@ def tube_iou_aligned_ref(a: Tubes, b: Tubes, pixel_offset: float = 0.0, mode: st
         if mode == "volume":
             inter = _inter(xa, xb, pixel_offset).sum()
             union = box_area_ref(a.boxes[n, :la], pixel_offset).sum() + box_area_ref(b.boxes[n, :lb], pixel_offset).sum() - inter
-            values.append(inter / union if float(union) > 0 else a.boxes.new_zeros(()))
+            values.append(inter / union if float(union.detach()) > 0 else a.boxes.new_zeros(()))
         else:
             span = max(sa + la, sb + lb) - min(sa, sb)
             values.append(_iou(xa, xb, pixel_offset).sum() / span)

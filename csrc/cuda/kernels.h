@@ -1,0 +1,67 @@
+// Declarations of pyvrel's CUDA kernels (namespace pyvrel::cuda): the same functions, shapes and
+// results as csrc/cpu/kernels.h, with the trailing `num_threads` replaced by `stream`, a
+// cudaStream_t passed as an integer. Every pointer is a device pointer to a contiguous buffer
+// allocated by the caller; outputs are overwritten and nothing is allocated here. Launches are
+// asynchronous on `stream`; a failed launch throws std::runtime_error, a bad dtype or mode code
+// std::invalid_argument. Empty inputs launch nothing. Plain C++ (no CUDA types), so the host
+// compiler can include it.
+#pragma once
+#include <cstdint>
+
+namespace pyvrel::cuda {
+
+// a (B, N, 4), b (B, M, 4) -> out (B, N, M).
+void box_iou_forward(const void* a, const void* b, void* out, int64_t B, int64_t N, int64_t M,
+                     int dtype, double pixel_offset, std::uintptr_t stream);
+// grad_out (B, N, M) -> grad_a (B, N, 4), grad_b (B, M, 4). Deterministic (no atomics).
+void box_iou_backward(const void* a, const void* b, const void* grad_out, void* grad_a,
+                      void* grad_b, int64_t B, int64_t N, int64_t M, int dtype, double pixel_offset,
+                      std::uintptr_t stream);
+// a (K, 4), b (K, 4) -> out (K,).
+void box_iou_aligned_forward(const void* a, const void* b, void* out, int64_t K, int dtype,
+                             double pixel_offset, std::uintptr_t stream);
+void box_iou_aligned_backward(const void* a, const void* b, const void* grad_out, void* grad_a,
+                              void* grad_b, int64_t K, int dtype, double pixel_offset,
+                              std::uintptr_t stream);
+
+// Largest N that nms_forward accepts (its reduction keeps one bit per box in shared memory).
+constexpr int64_t kNmsMaxBoxes = 6144 * 64;
+// Bytes of the workspace nms_forward needs: N * ceil(N / 64) * 8 (a uint64 suppression mask).
+int64_t nms_workspace_bytes(int64_t N);
+// Greedy NMS over boxes (N, 4) visited in `order` (N,) int64. `idxs` (N,) int64 or null: boxes
+// of different idxs never suppress each other. Writes keep (N,) uint8 over original indices,
+// identical to the CPU kernel. `workspace` holds nms_workspace_bytes(N) bytes.
+void nms_forward(const void* boxes, const int64_t* order, const int64_t* idxs, uint8_t* keep,
+                 int64_t N, int dtype, double iou_threshold, double pixel_offset, void* workspace,
+                 std::uintptr_t stream);
+
+// Tubes: boxes (N, T, 4), start (N,), length (N,) int64. Pairwise -> out (N, M); mode is a
+// pyvrel::TubeIoUMode code.
+void tube_iou_forward(const void* a, const int64_t* a_start, const int64_t* a_len, int64_t N,
+                      int64_t Ta, const void* b, const int64_t* b_start, const int64_t* b_len,
+                      int64_t M, int64_t Tb, void* out, int dtype, int mode, double pixel_offset,
+                      std::uintptr_t stream);
+// Aligned pairs (a[i], b[i]) -> out (N,).
+void tube_iou_aligned_forward(const void* a, const int64_t* a_start, const int64_t* a_len,
+                              int64_t Ta, const void* b, const int64_t* b_start,
+                              const int64_t* b_len, int64_t Tb, int64_t N, void* out, int dtype,
+                              int mode, double pixel_offset, std::uintptr_t stream);
+// grad_out (N,) -> grad_a (N, Ta, 4), grad_b (N, Tb, 4).
+void tube_iou_aligned_backward(const void* a, const int64_t* a_start, const int64_t* a_len,
+                               int64_t Ta, const void* b, const int64_t* b_start,
+                               const int64_t* b_len, int64_t Tb, int64_t N, const void* grad_out,
+                               void* grad_a, void* grad_b, int dtype, int mode, double pixel_offset,
+                               std::uintptr_t stream);
+
+// Linear interpolation of sampled tracks: frames (N, K) int64 strictly increasing over the first
+// counts[n] entries, boxes (N, K, 4) -> out (N, L, 4): frame frames[n, 0] + i for
+// i <= frames[n, counts[n]-1] - frames[n, 0], zeros after.
+void interpolate_boxes_forward(const int64_t* frames, const void* boxes, const int64_t* counts,
+                               int64_t N, int64_t K, void* out, int64_t L, int dtype,
+                               std::uintptr_t stream);
+// grad_out (N, L, 4) -> grad_boxes (N, K, 4). Deterministic (no atomics).
+void interpolate_boxes_backward(const int64_t* frames, const int64_t* counts, int64_t N, int64_t K,
+                                const void* grad_out, int64_t L, void* grad_boxes, int dtype,
+                                std::uintptr_t stream);
+
+}  // namespace pyvrel::cuda
