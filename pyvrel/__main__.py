@@ -1,0 +1,5 @@
+import sys
+
+from pyvrel.cli import main
+
+sys.exit(main())
