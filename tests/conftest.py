@@ -75,4 +75,7 @@ def random_tubes(n: int, t: int, *, video: int = 40, dtype: torch.dtype = torch.
 
 @pytest.fixture
 def gen() -> torch.Generator:
-    return torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little"))
+    """A freshly seeded generator; the seed is printed (shown by pytest when a test fails)."""
+    seed = int.from_bytes(os.urandom(4), "little")
+    print(f"random seed: {seed}")
+    return torch.Generator().manual_seed(seed)

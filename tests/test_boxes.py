@@ -196,3 +196,12 @@ def test_nms_keep_op_opcheck_and_compile(gen):
 
     mask = torch.compile(keep_mask, fullgraph=True)(boxes, scores)
     assert order[mask[order]].tolist() == ref.nms_ref(boxes, scores, 0.5).tolist()
+
+
+def test_box_iou_aligned_compiles_with_backward(gen):
+    a = random_boxes(8, dtype=torch.float64, generator=gen).requires_grad_()
+    b = random_boxes(8, dtype=torch.float64, generator=gen)
+    compiled = torch.compile(lambda x: ops.box_iou_aligned(x, b, 1, backend="cpp").sum(), fullgraph=True)
+    (g,) = torch.autograd.grad(compiled(a), a)
+    (g_ref,) = torch.autograd.grad(ref.box_iou_aligned_ref(a, b, 1).sum(), a)
+    torch.testing.assert_close(g, g_ref)

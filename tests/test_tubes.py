@@ -234,3 +234,25 @@ def test_frame_dicts_with_gaps_are_interpolated_or_rejected():
     assert tubes.boxes[0, 1].tolist() == [1.0, 1.0, 5.0, 5.0]
     with pytest.raises(ValueError, match="track 0 has gaps"):
         ops.tubes_from_frame_boxes([track], fill_gaps=False)
+
+
+def test_aligned_and_interpolation_ops_compile_fullgraph(gen):
+    a = random_tubes(5, 6, video=4, dtype=torch.float64, generator=gen)
+    b = random_tubes(5, 6, video=4, dtype=torch.float64, generator=gen)
+    x = a.boxes.clone().requires_grad_()
+
+    def loss(boxes):
+        return ops.tube_iou_aligned(Tubes(boxes, a.start, a.length), b, mode="iou3dt", backend="cpp").sum()
+
+    compiled = torch.compile(loss, fullgraph=True)
+    (g_compiled,) = torch.autograd.grad(compiled(x), x)
+    (g_eager,) = torch.autograd.grad(loss(x), x)
+    torch.testing.assert_close(g_compiled, g_eager)
+
+    frames, boxes, counts = _sampled_tracks(4, 5, gen)
+    counts.clamp_(min=1)
+    length = int((frames.gather(1, (counts - 1)[:, None])[:, 0] - frames[:, 0]).max()) + 1
+    interp = torch.compile(lambda f, y, c: torch.ops.pyvrel.interpolate_boxes(f, y, c, length, "cpp"), fullgraph=True)
+    torch.testing.assert_close(interp(frames, boxes, counts), ref.interpolate_boxes_ref(frames, boxes, counts).boxes)
+    torch.library.opcheck(torch.ops.pyvrel.interpolate_boxes.default,
+                          (frames, boxes.clone().requires_grad_(), counts, length, "cpp"))
