@@ -1,5 +1,8 @@
 // Tube (trajectory) IoU on the CPU: pairwise and aligned, volumetric vIoU and iou3dt.
 #include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <limits>
 #include <numeric>
 #include <stdexcept>
 #include <string>
@@ -21,6 +24,45 @@ std::vector<acc_t> volumes(const T* boxes, const int64_t* len, int64_t N, int64_
   return v;
 }
 
+// The pairwise kernel works on blocks of kLanes b tubes (consecutive by start) held in
+// structure-of-arrays form over the block's frames, so that one a box is compared with all
+// kLanes boxes of a frame in vectorised code.
+constexpr int kLanes = 16;
+
+// Indices 0..n-1 sorted by start (stable).
+std::vector<int64_t> order_by_start(const int64_t* start, int64_t n) {
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t x, int64_t y) { return start[x] < start[y]; });
+  return order;
+}
+
+// A box whose intersection with any box is exactly 0 (and whose IoU is 0): it stands for the
+// frames where a lane's tube does not exist. Adding those zeros to a float sum changes no bit,
+// so each pair's sum equals the per-pair loop of tube_volume_iou / tube_iou3dt exactly.
+template <typename T>
+constexpr T kFar = std::numeric_limits<T>::infinity();
+
+// Sums over frames [lo, hi) of row tube a (first frame sa) against the kLanes lanes of a block
+// whose structure-of-arrays boxes soa[((t - t0) * 4 + coord) * kLanes + lane] start at frame t0.
+template <bool IOU, typename T>
+void lane_sums(const T* ta, int64_t sa, int64_t lo, int64_t hi, const T* soa, int64_t t0, T off,
+               acc_t* sums) {
+  for (int j = 0; j < kLanes; ++j) sums[j] = 0;
+  for (int64_t t = lo; t < hi; ++t) {
+    const T* x = ta + 4 * (t - sa);
+    const T ax1 = x[0], ay1 = x[1], ax2 = x[2], ay2 = x[3];
+    const T* y = soa + (t - t0) * 4 * kLanes;
+#pragma omp simd
+    for (int j = 0; j < kLanes; ++j) {
+      const T bx1 = y[j], by1 = y[kLanes + j], bx2 = y[2 * kLanes + j], by2 = y[3 * kLanes + j];
+      sums[j] += static_cast<acc_t>(IOU ? box_iou(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2, off)
+                                        : box_inter(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2, off));
+    }
+  }
+}
+
 }  // namespace
 
 template <typename scalar_t>
@@ -38,31 +80,73 @@ void tube_iou_forward_impl(const void* a_, const int64_t* a_start, const int64_t
     va = volumes(a, a_len, N, Ta, off, num_threads);
     vb = volumes(b, b_len, M, Tb, off, num_threads);
   }
-  // Temporal pruning: visit b tubes sorted by start, so each a tube scans only those that
-  // start before it ends and skips those that end before it starts.
-  std::vector<int64_t> by_start(M);
-  std::iota(by_start.begin(), by_start.end(), 0);
-  std::stable_sort(by_start.begin(), by_start.end(),
-                   [&](int64_t x, int64_t y) { return b_start[x] < b_start[y]; });
-  std::vector<int64_t> sorted_start(M);
-  for (int64_t k = 0; k < M; ++k) sorted_start[k] = b_start[by_start[k]];
-#pragma omp parallel for num_threads(num_threads) schedule(dynamic, 8)
-  for (int64_t n = 0; n < N; ++n) {
-    scalar_t* row = out + n * M;
-    std::fill(row, row + M, scalar_t(0));
-    const int64_t sa = a_start[n], la = a_len[n];
-    if (la <= 0) continue;
-    const scalar_t* ta = a + 4 * n * Ta;
-    const int64_t stop =
-        std::lower_bound(sorted_start.begin(), sorted_start.end(), sa + la) - sorted_start.begin();
-    for (int64_t k = 0; k < stop; ++k) {
-      const int64_t m = by_start[k];
-      const int64_t sb = b_start[m], lb = b_len[m];
-      if (sb + lb <= sa || lb <= 0) continue;
-      const scalar_t* tb = b + 4 * m * Tb;
-      row[m] =
-          static_cast<scalar_t>(volume ? tube_volume_iou(ta, sa, la, va[n], tb, sb, lb, vb[m], off)
-                                       : tube_iou3dt(ta, sa, la, tb, sb, lb, off));
+  // Temporal pruning: both batches are visited sorted by start. Each block of kLanes b tubes
+  // covers frames [t0, t1); only a tubes that overlap that range are compared with it, over
+  // their shared frames, and only pairs whose spans overlap are written (the others keep 0).
+  const std::vector<int64_t> a_order = order_by_start(a_start, N);
+  const std::vector<int64_t> b_order = order_by_start(b_start, M);
+  std::vector<int64_t> a_sorted_start(N);
+  for (int64_t r = 0; r < N; ++r) a_sorted_start[r] = a_start[a_order[r]];
+  const int64_t blocks = (M + kLanes - 1) / kLanes;
+#pragma omp parallel num_threads(num_threads)
+  {
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < N; ++n) std::fill(out + n * M, out + (n + 1) * M, scalar_t(0));
+    std::vector<scalar_t> soa;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      int64_t lanes[kLanes];
+      const int64_t c0 = blk * kLanes;
+      const int width = static_cast<int>(std::min<int64_t>(kLanes, M - c0));
+      int64_t t0 = INT64_MAX, t1 = INT64_MIN;
+      for (int j = 0; j < width; ++j) {
+        const int64_t m = lanes[j] = b_order[c0 + j];
+        if (b_len[m] <= 0) continue;
+        t0 = std::min(t0, b_start[m]);
+        t1 = std::max(t1, b_start[m] + b_len[m]);
+      }
+      if (t1 <= t0) continue;  // only empty tubes
+      soa.assign(static_cast<std::size_t>((t1 - t0) * 4 * kLanes), scalar_t(0));
+      for (int64_t f = 0; f < t1 - t0; ++f) {
+        scalar_t* y = soa.data() + f * 4 * kLanes;
+        for (int j = 0; j < kLanes; ++j) {
+          const int64_t m = lanes[j];
+          const int64_t i = t0 + f - (j < width ? b_start[m] : 0);
+          const bool exists = j < width && i >= 0 && i < b_len[m];
+          for (int c = 0; c < 4; ++c)
+            y[c * kLanes + j] =
+                exists ? b[4 * (m * Tb + i) + c] : (c < 2 ? kFar<scalar_t> : -kFar<scalar_t>);
+        }
+      }
+      const int64_t stop = std::lower_bound(a_sorted_start.begin(), a_sorted_start.end(), t1) -
+                           a_sorted_start.begin();
+      acc_t sums[kLanes];
+      for (int64_t r = 0; r < stop; ++r) {
+        const int64_t n = a_order[r];
+        const int64_t sa = a_start[n], la = a_len[n];
+        const int64_t lo = std::max(sa, t0), hi = std::min(sa + la, t1);
+        if (hi <= lo) continue;
+        if (volume)
+          lane_sums<false>(a + 4 * n * Ta, sa, lo, hi, soa.data(), t0, off, sums);
+        else
+          lane_sums<true>(a + 4 * n * Ta, sa, lo, hi, soa.data(), t0, off, sums);
+        for (int j = 0; j < width; ++j) {
+          const int64_t m = lanes[j];
+          const int64_t sb = b_start[m], lb = b_len[m];
+          const Overlap o = temporal_overlap(sa, la, sb, lb);
+          if (o.empty() || lb <= 0) continue;
+          acc_t result;
+          if (volume) {
+            const acc_t uni = va[n] + vb[m] - sums[j];
+            result = uni > 0 ? sums[j] / uni : acc_t(0);
+          } else {
+            const acc_t shared = static_cast<acc_t>(o.hi - o.lo);
+            const acc_t span = static_cast<acc_t>(std::max(sa + la, sb + lb) - std::min(sa, sb));
+            result = (sums[j] / shared) * (shared / span);
+          }
+          out[n * M + m] = static_cast<scalar_t>(result);
+        }
+      }
     }
   }
 }

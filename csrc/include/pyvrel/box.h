@@ -8,24 +8,40 @@ namespace pyvrel {
 
 // Area (x2 - x1 + off) * (y2 - y1 + off), not clamped (as in the official evaluation).
 template <typename T>
-PYVREL_HD T box_area(const T* b, T off) {
-  return (b[2] - b[0] + off) * (b[3] - b[1] + off);
+PYVREL_HD T box_area(T x1, T y1, T x2, T y2, T off) {
+  return (x2 - x1 + off) * (y2 - y1 + off);
 }
 
-// Intersection area, clamped at zero per axis.
+template <typename T>
+PYVREL_HD T box_area(const T* b, T off) {
+  return box_area(b[0], b[1], b[2], b[3], off);
+}
+
+// Intersection area, clamped at zero per axis (coordinates given one by one, so that kernels
+// holding boxes in structure-of-arrays form vectorise the same arithmetic).
+template <typename T>
+PYVREL_HD T box_inter(T ax1, T ay1, T ax2, T ay2, T bx1, T by1, T bx2, T by2, T off) {
+  const T w = max_(T(0), min_(ax2, bx2) - max_(ax1, bx1) + off);
+  const T h = max_(T(0), min_(ay2, by2) - max_(ay1, by1) + off);
+  return w * h;
+}
+
 template <typename T>
 PYVREL_HD T box_inter(const T* a, const T* b, T off) {
-  const T w = max_(T(0), min_(a[2], b[2]) - max_(a[0], b[0]) + off);
-  const T h = max_(T(0), min_(a[3], b[3]) - max_(a[1], b[1]) + off);
-  return w * h;
+  return box_inter(a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3], off);
 }
 
 // IoU; a union <= 0 (zero-area boxes) gives 0, never NaN.
 template <typename T>
-PYVREL_HD T box_iou(const T* a, const T* b, T off) {
-  const T inter = box_inter(a, b, off);
-  const T uni = box_area(a, off) + box_area(b, off) - inter;
+PYVREL_HD T box_iou(T ax1, T ay1, T ax2, T ay2, T bx1, T by1, T bx2, T by2, T off) {
+  const T inter = box_inter(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2, off);
+  const T uni = box_area(ax1, ay1, ax2, ay2, off) + box_area(bx1, by1, bx2, by2, off) - inter;
   return uni > T(0) ? inter / uni : T(0);
+}
+
+template <typename T>
+PYVREL_HD T box_iou(const T* a, const T* b, T off) {
+  return box_iou(a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3], off);
 }
 
 // Gradient of (x - y) for min(x, y)/max(x, y) selection: returns the share of the gradient
