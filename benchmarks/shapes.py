@@ -1,0 +1,350 @@
+"""Named benchmark shapes, deterministic inputs and the provider list, shared by ``bench_*.py``.
+
+Every dimension used by a benchmark lives here (no numbers inside the bench files). Sizes follow
+the papers: per-frame detections (300 boxes, 120-frame clips), NMS over 1000 / 5000 detector
+boxes, VidVRD-style tube IoU (1000 x 1000 tubes of 100-300 frames in a 600-frame video, half of B
+jittered re-cropped copies of A: /work/shared/specs/postprocessing.md §2.4), aligned tube IoU for
+training losses and vRGV-style track interpolation.
+
+``make_inputs(shape, seed)`` builds the inputs of any shape below from a seed, on the CPU.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, replace
+
+import pytest
+import torch
+
+from pyvrel import _ext
+from pyvrel.ops import Tubes
+
+SEED = 0
+FRAME_W, FRAME_H = 1280.0, 720.0  # pixel coordinate range of the synthetic boxes
+ROUND_BUDGET_S = 1.0  # each case runs about this long (between MIN_ROUNDS and MAX_ROUNDS rounds)
+MIN_ROUNDS, MAX_ROUNDS = 3, 50
+
+
+# ---- shape configs --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BoxIoUShape:
+    """``box_iou`` of ``frames`` x (n, 4) x (m, 4) boxes; ``frames=0``: one unbatched set."""
+
+    name: str
+    frames: int
+    n: int
+    m: int
+    dtype: torch.dtype = torch.float32
+    slow: bool = False
+
+
+@dataclass(frozen=True)
+class BoxIoUAlignedShape:
+    """``box_iou_aligned`` forward + backward over ``pairs`` box pairs."""
+
+    name: str
+    pairs: int
+    jitter: float = 0.1  # b = a + jitter * box size * N(0, 1)
+    dtype: torch.dtype = torch.float32
+    slow: bool = False
+
+
+@dataclass(frozen=True)
+class NMSShape:
+    """(batched) NMS of ``n`` detections, clustered around ``n // per_object`` objects.
+
+    The pure-Python reference makes O(kept x n) IoU calls: it is timed, and the kernels are
+    checked against it, on a set of ``ref_n`` boxes built the same way (``ref_shape``).
+    """
+
+    name: str
+    n: int
+    classes: int  # 0: class-agnostic ``nms``; else ``batched_nms`` with this many classes
+    iou_threshold: float = 0.5
+    per_object: int = 8
+    jitter: float = 0.05  # detection = object box + jitter * box size * N(0, 1)
+    ref_n: int = 200
+    dtype: torch.dtype = torch.float32
+    slow: bool = False
+
+    def ref_shape(self) -> "NMSShape":
+        return replace(self, name=f"{self.name}-ref{self.ref_n}", n=self.ref_n)
+
+
+@dataclass(frozen=True)
+class TubeIoUShape:
+    """Pairwise ``tube_iou`` of n x m tubes, lengths in [min_len, max_len], inside ``video`` frames.
+
+    A ``copies`` fraction of the B tubes are jittered re-cropped copies of A tubes. ``ref_n``: the
+    per-pair Python loops are timed on ref_n x ref_n tubes; ``check_n``: the kernels are checked
+    against the reference on check_n x check_n tubes. Float64 and ``pixel_offset=1`` are the
+    official VidVRD evaluation setting.
+    """
+
+    name: str
+    n: int
+    m: int
+    min_len: int = 100
+    max_len: int = 300
+    video: int = 600
+    copies: float = 0.5
+    jitter: float = 2.0  # pixels (standard deviation) added to the copied boxes
+    pixel_offset: float = 1.0
+    ref_n: int = 100
+    check_n: int = 60
+    dtype: torch.dtype = torch.float64
+    slow: bool = False
+
+
+@dataclass(frozen=True)
+class TubeIoUAlignedShape:
+    """``tube_iou_aligned`` forward + backward over ``pairs`` (prediction, jittered copy) pairs.
+
+    The reference (torch ops per pair) is timed on the first ``ref_pairs`` pairs.
+    """
+
+    name: str
+    pairs: int
+    frames: int
+    min_len: int
+    video: int
+    jitter: float = 4.0  # pixels (standard deviation) added to the copied boxes
+    pixel_offset: float = 0.0
+    ref_pairs: int = 64
+    dtype: torch.dtype = torch.float32
+    slow: bool = False
+
+
+@dataclass(frozen=True)
+class InterpolateShape:
+    """``interpolate_boxes`` of ``tracks`` tracks, up to ``samples`` samples every ~``step`` frames.
+
+    Each track keeps between samples // 2 and samples of them (``counts``). The reference (a
+    Python loop per frame) is timed on the first ``ref_tracks`` tracks.
+    """
+
+    name: str
+    tracks: int
+    samples: int
+    step: int
+    ref_tracks: int = 20
+    dtype: torch.dtype = torch.float32
+    slow: bool = False
+
+
+BOX_IOU = [
+    BoxIoUShape("frame-300x300", frames=0, n=300, m=300),
+    BoxIoUShape("clip-120x300x300", frames=120, n=300, m=300),
+]
+BOX_IOU_ALIGNED = [BoxIoUAlignedShape("clip-120x300", pairs=120 * 300)]
+NMS = [
+    NMSShape("1000", n=1000, classes=0),
+    NMSShape("5000", n=5000, classes=0, slow=True),
+    NMSShape("1000-30cls", n=1000, classes=30),
+    NMSShape("5000-30cls", n=5000, classes=30, slow=True),
+]
+TUBE_IOU = [TubeIoUShape("1000x1000", n=1000, m=1000, slow=True)]
+TUBE_IOU_ALIGNED = [TubeIoUAlignedShape("4096x128", pairs=4096, frames=128, min_len=64, video=192)]
+INTERPOLATE = [InterpolateShape("1000x40", tracks=1000, samples=40, step=10)]
+
+
+def shape_params(op: str, shapes: list) -> list:
+    """``pytest.param`` per shape: id = shape name, benchmark group ``f"{op}-{shape.name}"``, and
+    the ``slow`` mark (skipped by ``--quick``) where set."""
+    params = []
+    for s in shapes:
+        marks = [pytest.mark.benchmark(group=f"{op}-{s.name}")] + ([pytest.mark.slow] if s.slow else [])
+        params.append(pytest.param(s, id=s.name, marks=marks))
+    return params
+
+
+# ---- inputs ---------------------------------------------------------------------------------
+
+
+def _boxes(gen: torch.Generator, *shape: int, min_size: float = 20.0, max_size: float = 300.0) -> torch.Tensor:
+    """Valid float64 boxes (x1, y1, x2, y2) inside the frame, of shape (*shape, 4)."""
+    size = min_size + torch.rand(*shape, 2, generator=gen, dtype=torch.float64) * (max_size - min_size)
+    limit = torch.tensor([FRAME_W, FRAME_H], dtype=torch.float64)
+    xy = torch.rand(*shape, 2, generator=gen, dtype=torch.float64) * (limit - size)
+    return torch.cat([xy, xy + size], dim=-1)
+
+
+def _fix(boxes: torch.Tensor) -> torch.Tensor:
+    """Make x2 >= x1 + 1 and y2 >= y1 + 1 after jitter."""
+    boxes[..., 2:] = torch.maximum(boxes[..., 2:], boxes[..., :2] + 1.0)
+    return boxes
+
+
+def _detections(shape: NMSShape, gen: torch.Generator) -> dict:
+    """Detector-like output: jittered boxes around objects, uniform scores, object classes."""
+    objects = max(1, shape.n // shape.per_object)
+    centre_boxes = _boxes(gen, objects)
+    owner = torch.randint(0, objects, (shape.n,), generator=gen)
+    size = (centre_boxes[:, 2:] - centre_boxes[:, :2]).repeat(1, 2)[owner]
+    boxes = _fix(centre_boxes[owner] + shape.jitter * size * torch.randn(shape.n, 4, generator=gen, dtype=torch.float64))
+    scores = torch.rand(shape.n, generator=gen, dtype=torch.float64)
+    idxs = torch.randint(0, shape.classes, (objects,), generator=gen)[owner] if shape.classes else None
+    return {"boxes": boxes.to(shape.dtype), "scores": scores.to(shape.dtype), "idxs": idxs}
+
+
+def _random_tubes(n: int, frames: int, min_len: int, video: int, gen: torch.Generator) -> Tubes:
+    """n moving boxes (constant velocity + random walk), lengths in [min_len, frames], zero-padded."""
+    length = torch.randint(min_len, frames + 1, (n,), generator=gen)
+    start = torch.randint(0, video - frames + 1, (n,), generator=gen)
+    first = _boxes(gen, n, 1)
+    velocity = torch.randn(n, 1, 2, generator=gen, dtype=torch.float64)
+    t = torch.arange(frames, dtype=torch.float64)[None, :, None]
+    walk = torch.cumsum(torch.randn(n, frames, 2, generator=gen, dtype=torch.float64), dim=1)
+    boxes = first + (velocity * t + walk).repeat(1, 1, 2)
+    boxes[torch.arange(frames)[None, :] >= length[:, None]] = 0.0  # padding, never read
+    return Tubes(boxes, start, length)
+
+
+def _recropped_copies(a: Tubes, index: torch.Tensor, jitter: float, gen: torch.Generator) -> Tubes:
+    """Copies of tubes ``a[index]``, each cut to a random sub-span (up to a quarter off each end)
+    with Gaussian jitter on the boxes."""
+    length = a.length[index]
+    cut_head = (torch.rand(len(index), generator=gen) * (length // 4)).long()
+    cut_tail = (torch.rand(len(index), generator=gen) * (length // 4)).long()
+    new_length = length - cut_head - cut_tail
+    frames = a.boxes.shape[1]
+    src = (cut_head[:, None] + torch.arange(frames)[None, :]).clamp(max=frames - 1)
+    boxes = a.boxes[index].gather(1, src[..., None].expand(-1, -1, 4)).clone()
+    boxes = _fix(boxes + jitter * torch.randn(boxes.shape, generator=gen, dtype=torch.float64))
+    boxes[torch.arange(frames)[None, :] >= new_length[:, None]] = 0.0
+    return Tubes(boxes, a.start[index] + cut_head, new_length)
+
+
+def _tube_sets(shape: TubeIoUShape, gen: torch.Generator) -> dict:
+    """A: n random tubes; B: m tubes, B[j] a re-cropped copy of A[j % n] for a random ``copies``
+    fraction of j, a fresh random tube otherwise."""
+    a = _random_tubes(shape.n, shape.max_len, shape.min_len, shape.video, gen)
+    b = _random_tubes(shape.m, shape.max_len, shape.min_len, shape.video, gen)
+    copy = torch.rand(shape.m, generator=gen) < shape.copies
+    j = torch.nonzero(copy)[:, 0]
+    c = _recropped_copies(a, j % shape.n, shape.jitter, gen)
+    b.boxes[j], b.start[j], b.length[j] = c.boxes, c.start, c.length
+    return {"a": a.to(shape.dtype), "b": b.to(shape.dtype)}
+
+
+def _tube_pairs(shape: TubeIoUAlignedShape, gen: torch.Generator) -> dict:
+    """Predicted tubes and their jittered re-cropped ground truths, pair by pair."""
+    a = _random_tubes(shape.pairs, shape.frames, shape.min_len, shape.video, gen)
+    b = _recropped_copies(a, torch.arange(shape.pairs), shape.jitter, gen)
+    return {"a": a.to(shape.dtype), "b": b.to(shape.dtype)}
+
+
+def _tracks(shape: InterpolateShape, gen: torch.Generator) -> dict:
+    """Sampled tracks: first frame in [0, 10 * step), gaps in [step / 2, 3 * step / 2] frames."""
+    n, k = shape.tracks, shape.samples
+    gaps = torch.randint(shape.step // 2, shape.step + shape.step // 2 + 1, (n, k), generator=gen)
+    gaps[:, 0] = torch.randint(0, 10 * shape.step, (n,), generator=gen)
+    frames = torch.cumsum(gaps, dim=1)
+    counts = torch.randint(k // 2, k + 1, (n,), generator=gen)
+    first = _boxes(gen, n, 1)
+    walk = torch.cumsum(3.0 * torch.randn(n, k, 2, generator=gen, dtype=torch.float64), dim=1)
+    boxes = first + walk.repeat(1, 1, 2)
+    return {"frames": frames, "boxes": boxes.to(shape.dtype), "counts": counts}
+
+
+@functools.lru_cache(maxsize=8)
+def make_inputs(shape, seed: int = SEED) -> dict:
+    """The CPU inputs of ``shape`` (keyword arguments of its op), deterministic in ``seed``.
+
+    Cached: callers must not modify the returned tensors.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    if isinstance(shape, BoxIoUShape):
+        lead = (shape.frames,) if shape.frames else ()
+        return {"a": _boxes(gen, *lead, shape.n).to(shape.dtype), "b": _boxes(gen, *lead, shape.m).to(shape.dtype)}
+    if isinstance(shape, BoxIoUAlignedShape):
+        a = _boxes(gen, shape.pairs)
+        size = (a[:, 2:] - a[:, :2]).repeat(1, 2)
+        b = _fix(a + shape.jitter * size * torch.randn(shape.pairs, 4, generator=gen, dtype=torch.float64))
+        return {"a": a.to(shape.dtype), "b": b.to(shape.dtype)}
+    if isinstance(shape, NMSShape):
+        return _detections(shape, gen)
+    if isinstance(shape, TubeIoUShape):
+        return _tube_sets(shape, gen)
+    if isinstance(shape, TubeIoUAlignedShape):
+        return _tube_pairs(shape, gen)
+    if isinstance(shape, InterpolateShape):
+        return _tracks(shape, gen)
+    raise TypeError(f"make_inputs: unknown shape {shape!r}")
+
+
+def head(tubes: Tubes, n: int) -> Tubes:
+    """The first n tubes of a batch."""
+    return Tubes(tubes.boxes[:n], tubes.start[:n], tubes.length[:n])
+
+
+# ---- providers ------------------------------------------------------------------------------
+
+
+def _skip_reason(provider: str) -> str:
+    """Empty if ``provider`` can be benchmarked here, else why not."""
+    if provider in ("reference", "cpp"):
+        return "" if provider == "reference" or _ext.has_cpu_ext() else "pyvrel._C is not built"
+    if not torch.cuda.is_available():
+        extra = "; the Triton CPU interpreter is far too slow to benchmark" if provider == "triton" else ""
+        return f"needs a CUDA device (none present{extra})"
+    if provider == "cuda":
+        return "" if _ext.has_cuda_ext() else "pyvrel._cuda is not built"
+    ok, why = _ext.triton_can_run(torch.device("cuda"))
+    return "" if ok else why
+
+
+def provider_params(*providers: str, missing: dict[str, str] | None = None) -> list:
+    """``pytest.param`` per provider. Kernel providers that cannot run here (cuda and triton
+    without a GPU) and those in ``missing`` (provider -> why the op lacks it) skip with a visible
+    reason; other names (baselines) always run."""
+    params = []
+    for p in providers:
+        reason = (missing or {}).get(p) or (_skip_reason(p) if p in ("reference", "cpp", "cuda", "triton") else "")
+        marks = [pytest.mark.skipif(bool(reason), reason=f"{p}: {reason}")]
+        if p in ("cuda", "triton"):
+            marks.append(getattr(pytest.mark, "gpu" if p == "cuda" else "triton"))
+        params.append(pytest.param(p, id=p, marks=marks))
+    return params
+
+
+def device_of(provider: str) -> str:
+    return "cuda" if provider in ("cuda", "triton") else "cpu"
+
+
+def run(benchmark, fn, provider: str):
+    """Time ``fn`` with ``benchmark.pedantic``, ~ROUND_BUDGET_S of rounds (one untimed warm-up
+    call sizes them); GPU providers synchronize inside the timed call. Returns fn's result."""
+    gpu = device_of(provider) == "cuda"
+
+    def call():
+        out = fn()
+        if gpu:
+            torch.cuda.synchronize()
+        return out
+
+    if getattr(benchmark, "disabled", False):  # --benchmark-disable: a single plain call
+        return benchmark.pedantic(call, rounds=1, iterations=1)
+    t0 = time.perf_counter()
+    call()
+    elapsed = time.perf_counter() - t0
+    rounds = max(MIN_ROUNDS, min(MAX_ROUNDS, int(ROUND_BUDGET_S / max(elapsed, 1e-9))))
+    return benchmark.pedantic(call, rounds=rounds, iterations=1, warmup_rounds=0)
+
+
+def median_s(benchmark) -> float | None:
+    """Median time of the finished benchmark in seconds (None with --benchmark-disable)."""
+    stats = getattr(benchmark, "stats", None)
+    return None if stats is None else stats.stats.median
+
+
+def record(benchmark, provider: str, shape, **extra) -> None:
+    """Fill ``benchmark.extra_info``: shape config, dtype, device, CPU threads, and ``extra``."""
+    benchmark.extra_info.update(
+        shape=repr(shape), dtype=str(shape.dtype), device=device_of(provider),
+        threads=torch.get_num_threads(), **extra,
+    )
