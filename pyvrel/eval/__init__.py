@@ -1,5 +1,6 @@
 """Metrics matching the official VidVRD/VidOR evaluation (:mod:`pyvrel.eval.relation`), relation
-grounding accuracy (:mod:`pyvrel.eval.grounding`) and greedy relation association
+grounding accuracy (:mod:`pyvrel.eval.grounding`), trajectory classification recall
+(:mod:`pyvrel.eval.trajectory`) and greedy relation association
 (:mod:`pyvrel.eval.association`)."""
 
 from pyvrel.eval.grounding import frame_tiou, grounding_accuracy
@@ -16,6 +17,7 @@ from pyvrel.eval.relation import (
     voc_ap,
     zero_shot_triplets,
 )
+from pyvrel.eval.trajectory import trajectory_recall
 
 __all__ = [
     "VARIANTS",
@@ -30,5 +32,6 @@ __all__ = [
     "match_video",
     "viou_official",
     "voc_ap",
+    "trajectory_recall",
     "zero_shot_triplets",
 ]
