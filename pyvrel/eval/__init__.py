@@ -3,6 +3,7 @@ grounding accuracy (:mod:`pyvrel.eval.grounding`), trajectory classification rec
 (:mod:`pyvrel.eval.trajectory`) and greedy relation association
 (:mod:`pyvrel.eval.association`)."""
 
+from pyvrel.eval.association import SegmentRelation, Track, associate, cubic_iou, segment_spans
 from pyvrel.eval.grounding import frame_tiou, grounding_accuracy
 from pyvrel.eval.relation import (
     VARIANTS,
@@ -20,6 +21,11 @@ from pyvrel.eval.relation import (
 from pyvrel.eval.trajectory import trajectory_recall
 
 __all__ = [
+    "SegmentRelation",
+    "Track",
+    "associate",
+    "cubic_iou",
+    "segment_spans",
     "VARIANTS",
     "VideoMatch",
     "evaluate_predicate_split",
