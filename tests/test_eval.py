@@ -16,7 +16,7 @@ from pyvrel.eval import (
     zero_shot_triplets,
 )
 from pyvrel.eval.reference import evaluate_reference
-from pyvrel.eval.relation import _overlaps
+from pyvrel.eval.relation import _Job, _pair_overlaps
 
 T = ("dog", "chase", "ball")
 BOX = [0, 0, 9, 9]
@@ -27,6 +27,13 @@ def rel(triplet=T, dur=(0, 10), sub=BOX, obj=BOX, score=None, n=None):
     n = dur[1] - dur[0] if n is None else n
     return Relation(tuple(triplet), tuple(dur), np.array([sub] * n, dtype=np.float64),
                     np.array([obj] * n, dtype=np.float64), score)
+
+
+def _overlaps(gt, preds, off):
+    """min(vIoU_sub, vIoU_obj) for every (prediction, ground truth) pair, through pyvrel's path."""
+    pi, gj = np.divmod(np.arange(len(preds) * len(gt)), len(gt))
+    job = _Job(gt, preds, list(range(len(preds))), pi, gj, np.arange(len(preds)), np.zeros(0), np.zeros(0))
+    return _pair_overlaps([job], off)[0].reshape(len(preds), len(gt))
 
 
 def as_json(rels):
@@ -245,6 +252,23 @@ def test_matches_the_official_loop_on_random_worlds(seed, variant):
     if not any(len(pred.get(v, [])) for v, g in gt.items() if g):
         pred["v0"] = [rel(score=0.5)]
     both(gt, pred, variant, det_nreturns=(5, 50, 100), tag_nreturns=(1, 5, 10))
+
+
+def test_batched_overlaps_do_not_depend_on_the_batch_size():
+    gt, pred = random_world(np.random.default_rng(9), overlong=0.2)
+    jobs = [_Job.build(gt[v], pred.get(v, [])) for v in gt]
+    assert sum(len(j.pi) for j in jobs) > 20
+    one_by_one = _pair_overlaps(jobs, 1, budget=1)
+    together = _pair_overlaps(jobs, 1)
+    for a, b in zip(one_by_one, together):
+        np.testing.assert_array_equal(a, b)
+    # and each value is the official vIoU, computed pair by pair
+    for job, ov in zip(jobs, together):
+        for q, (r, j) in enumerate(zip(job.pi.tolist(), job.gj.tolist())):
+            p, g = job.preds[job.cand[r]], job.gt[j]
+            want = min(viou_official(p.sub_traj.tolist(), p.duration, g.sub_traj.tolist(), g.duration),
+                       viou_official(p.obj_traj.tolist(), p.duration, g.obj_traj.tolist(), g.duration))
+            assert ov[q] == want
 
 
 # ---- zero-shot, splits, mean recall ------------------------------------------------------------

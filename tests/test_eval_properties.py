@@ -133,14 +133,17 @@ def test_invariances(w):
     base = _flat(evaluate_relations(gt, pred))
     assert all(0.0 <= v <= 1.0 for v in base.values())
     assert base["RelDet/R@50"] <= base["RelDet/R@100"] + 1e-12
-    # video order, videos only in the predictions, and strictly monotone score maps change nothing
+    # video order, videos only in the predictions, and a strictly increasing score map (exact power-of-2 scaling) change nothing
     rev_gt = dict(reversed(list(gt.items())))
     extra = {**pred, "zz_not_in_gt": [rel(score=1.0)]}
-    squashed = {v: [Relation(r.triplet, r.duration, r.sub_traj, r.obj_traj, r.score ** 3 / 7 - 2) for r in rs]
+    squashed = {v: [Relation(r.triplet, r.duration, r.sub_traj, r.obj_traj, r.score * 8) for r in rs]
                 for v, rs in pred.items()}
-    for other in (evaluate_relations(rev_gt, pred), evaluate_relations(gt, extra), evaluate_relations(gt, squashed)):
+    for other in (evaluate_relations(gt, extra), evaluate_relations(gt, squashed)):
         for k, v in _flat(other).items():
             assert v == pytest.approx(base[k], abs=1e-12)
+    # the official float32 mean of P@k depends on the summation order: equal to float32 precision
+    for k, v in _flat(evaluate_relations(rev_gt, pred)).items():
+        assert v == pytest.approx(base[k], abs=1e-6)
     # translating every box by the same integer offset changes nothing
     moved = lambda d: {v: [Relation(r.triplet, r.duration, r.sub_traj + 7, r.obj_traj + 7, r.score)  # noqa: E731
                            for r in rs] for v, rs in d.items()}

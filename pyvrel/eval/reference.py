@@ -8,14 +8,16 @@ every prediction/ground-truth pair of equal triplets, and crashes where the offi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pyvrel.eval.relation import _VARIANT, viou_official, voc_ap
 
-__all__ = ["evaluate_reference"]
+__all__ = ["evaluate_reference", "load_reference"]
 
 _EPS32 = np.finfo(np.float32).eps
 
@@ -97,3 +99,28 @@ def evaluate_reference(groundtruth: Mapping[str, Sequence[Mapping[str, Any]]],
         det = {k: round(v, cfg.decimals) for k, v in det.items()}
         tag = {k: round(v, cfg.decimals) for k, v in tag.items()}
     return {"RelDet": det, "RelTag": tag}
+
+
+def load_reference(gt_folder: str | Path, pred_path: str | Path) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """Load ground truth and predictions the way the official tools do, in plain Python: every
+    per-video annotation file with :mod:`json`, per-frame ``{tid: box}`` dicts, relation
+    instances with ``bboxes[tid] for bboxes in trajs[begin:end]`` boxes (``get_relation_insts``),
+    and the prediction file's ``results``. For timing comparisons (benchmarks/bench_eval.py)."""
+    groundtruth: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(Path(gt_folder).rglob("*.json")):
+        with open(path) as f:
+            anno = json.load(f)
+        cats = {o["tid"]: o["category"] for o in anno["subject/objects"]}
+        trajs = [{b["tid"]: (b["bbox"]["xmin"], b["bbox"]["ymin"], b["bbox"]["xmax"], b["bbox"]["ymax"]) for b in frame}
+                 for frame in anno["trajectories"]]
+        insts = []
+        for r in anno["relation_instances"]:
+            span = trajs[r["begin_fid"]: r["end_fid"]]
+            insts.append({"triplet": (cats[r["subject_tid"]], r["predicate"], cats[r["object_tid"]]),
+                          "subject_tid": r["subject_tid"], "object_tid": r["object_tid"],
+                          "duration": (r["begin_fid"], r["end_fid"]),
+                          "sub_traj": [b[r["subject_tid"]] for b in span], "obj_traj": [b[r["object_tid"]] for b in span]})
+        groundtruth[anno["video_id"]] = insts
+    with open(pred_path) as f:
+        prediction = json.load(f)["results"]
+    return groundtruth, prediction

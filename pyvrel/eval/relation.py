@@ -35,8 +35,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
-from pyvrel.data.relations import Relation, Triplet, relations_to_tubes
+from pyvrel.data.relations import Relation, Triplet
+from pyvrel.ops.types import Tubes
 
 __all__ = [
     "VARIANTS",
@@ -146,82 +148,189 @@ class VideoMatch:
         return voc_ap(rec, prec)
 
 
-def _overlaps(gt: Sequence[Relation], preds: Sequence[Relation], pixel_offset: float) -> np.ndarray:
-    """min(vIoU_sub, vIoU_obj) for every (prediction, ground truth) pair, float64 (n, m)."""
-    from pyvrel.ops import tube_iou
-
-    if not gt or not preds:
-        return np.zeros((len(preds), len(gt)))
-    ov = None
-    for which in ("sub", "obj"):
-        a = relations_to_tubes(preds, which)
-        b = relations_to_tubes(gt, which)
-        v = tube_iou(a, b, pixel_offset).numpy()
-        ov = v if ov is None else np.minimum(ov, v)
-    # Boxes past a duration add to the official volume; the tube layout has no place for them.
-    long_p = [i for i, p in enumerate(preds) if p.overlong]
-    long_g = [j for j, g in enumerate(gt) if g.overlong]
-    pairs = {(i, j) for i in long_p for j in range(len(gt))} | {(i, j) for j in long_g for i in range(len(preds))}
-    for i, j in pairs:
-        p, g = preds[i], gt[j]
-        ov[i, j] = min(viou_official(p.sub_traj.tolist(), p.duration, g.sub_traj.tolist(), g.duration, pixel_offset),
-                       viou_official(p.obj_traj.tolist(), p.duration, g.obj_traj.tolist(), g.duration, pixel_offset))
-    return ov
-
-
 def _sort_order(preds: Sequence[Relation]) -> np.ndarray:
-    scores = np.array([p.score for p in preds], dtype=np.float64)
+    scores = np.fromiter((p.score for p in preds), dtype=np.float64, count=len(preds))
     return np.argsort(-scores, kind="stable")
+
+
+@dataclass
+class _Job:
+    """One video's matching problem. The pairs ``(preds[cand[pi[k]]], gt[gj[k]])`` have equal
+    triplets; ``order`` is the predictions' score order; ``tid[i]`` numbers prediction ``i``'s
+    triplet (first occurrence first) and ``hit[t]`` says whether triplet ``t`` is in the ground
+    truth."""
+
+    gt: Sequence[Relation]
+    preds: Sequence[Relation]
+    cand: list[int]
+    pi: np.ndarray
+    gj: np.ndarray
+    order: np.ndarray
+    tid: np.ndarray
+    hit: np.ndarray
+
+    @classmethod
+    def build(cls, gt: Sequence[Relation], preds: Sequence[Relation]) -> "_Job":
+        by_triplet: dict[tuple, list[int]] = {}
+        for j, g in enumerate(gt):
+            by_triplet.setdefault(tuple(g.triplet), []).append(j)
+        ids: dict[tuple, int] = {}
+        tid = np.fromiter((ids.setdefault(tuple(p.triplet), len(ids)) for p in preds), dtype=np.int64,
+                          count=len(preds))
+        groups = [by_triplet.get(t, ()) for t in ids]
+        hit = np.array([bool(g) for g in groups], dtype=bool)
+        cand = np.flatnonzero(hit[tid]) if len(preds) else np.zeros(0, dtype=np.int64)
+        pi, gj = [], []
+        for r, t in enumerate(tid[cand].tolist()):
+            js = groups[t]
+            pi.extend([r] * len(js))
+            gj.extend(js)
+        return cls(gt, preds, cand.tolist(), np.array(pi, dtype=np.int64), np.array(gj, dtype=np.int64),
+                   _sort_order(preds), tid, hit)
+
+
+class _Flat:
+    """Trajectories of many relations in one float64 array ``(sum of 2 x duration, 4)``: for
+    relation ``u``, subject boxes at ``sub[u]`` and object boxes at ``obj[u]``, ``length[u]`` each
+    (boxes past a duration are left out; ``overlong[u]`` flags them)."""
+
+    def __init__(self) -> None:
+        self.parts: list[np.ndarray] = []
+        self.starts: list[int] = []
+        self.lengths: list[int] = []
+        self.over: list[bool] = []
+        self.size = 0
+
+    def add(self, relations: Sequence[Relation], index: Sequence[int]) -> int:
+        """Append ``relations[i]`` for ``i`` in ``index``; returns the id of the first one."""
+        first = len(self.lengths)
+        for i in index:
+            r = relations[i]
+            n = r.duration[1] - r.duration[0]
+            self.parts += [r.sub_traj[:n], r.obj_traj[:n]]
+            self.starts.append(r.duration[0])
+            self.lengths.append(n)
+            self.over.append(len(r.sub_traj) > n or len(r.obj_traj) > n)
+        return first
+
+    def finish(self, pad: int) -> None:
+        """Build the arrays; ``pad`` zero rows at the end let every relation be read as a window
+        of ``pad`` rows."""
+        self.boxes = np.concatenate(self.parts + [np.zeros((pad, 4))]).astype(np.float64, copy=False)
+        self.length = np.array(self.lengths, dtype=np.int64)
+        self.start = np.array(self.starts, dtype=np.int64)
+        self.overlong = np.array(self.over, dtype=bool)
+        ends = np.cumsum(np.repeat(self.length, 2))
+        begins = ends - np.repeat(self.length, 2)
+        self.sub, self.obj = begins[0::2], begins[1::2]
+
+    def windows(self, offsets: np.ndarray, T: int) -> np.ndarray:
+        """``boxes[offsets[k]: offsets[k] + T]`` for every ``k``, as a contiguous ``(K, T, 4)``
+        array (rows past a relation's length hold other boxes; the tube ops never read them)."""
+        b = self.boxes
+        view = np.lib.stride_tricks.as_strided(b, shape=(len(b) - T + 1, T, 4), strides=(b.strides[0],) + b.strides,
+                                               writeable=False)
+        return view[offsets]
+
+
+def _pair_overlaps(jobs: Sequence[_Job], pixel_offset: float, budget: int = 1 << 20) -> list[np.ndarray]:
+    """``min(vIoU_sub, vIoU_obj)`` of every job's pairs, float64 ``(P,)`` per job.
+
+    The pairs of all videos are sorted by length and scored by :func:`pyvrel.ops.tube_iou_aligned`
+    in a few batches of at most ``budget`` padded boxes (little padding, few calls). A pair with an
+    over-long trajectory (more boxes than frames, which the official volume counts) is recomputed
+    with :func:`viou_official`.
+    """
+    from pyvrel.ops import tube_iou_aligned
+
+    preds, gts = _Flat(), _Flat()
+    pa, gb, sizes = [], [], []
+    for job in jobs:
+        p0 = preds.add(job.preds, job.cand)
+        g0 = gts.add(job.gt, range(len(job.gt)))
+        pa.append(job.pi + p0)
+        gb.append(job.gj + g0)
+        sizes.append(len(job.pi))
+    longest = max(max(preds.lengths, default=0), max(gts.lengths, default=0))
+    preds.finish(longest)
+    gts.finish(longest)
+    pa_all = np.concatenate(pa) if pa else np.zeros(0, dtype=np.int64)
+    gb_all = np.concatenate(gb) if gb else np.zeros(0, dtype=np.int64)
+    ov = np.zeros(len(pa_all))
+    frames = np.maximum(preds.length[pa_all], gts.length[gb_all])
+    order = np.argsort(frames, kind="stable")
+    lo = 0
+    while lo < len(order):
+        hi = lo + 1
+        while hi < len(order) and 2 * (hi + 1 - lo) * frames[order[hi]] <= budget:
+            hi += 1
+        sel = order[lo:hi]
+        T = int(frames[sel].max())
+        a, b = pa_all[sel], gb_all[sel]
+        la, lb = np.concatenate([preds.length[a]] * 2), np.concatenate([gts.length[b]] * 2)
+        A = preds.windows(np.concatenate([preds.sub[a], preds.obj[a]]), T)
+        B = gts.windows(np.concatenate([gts.sub[b], gts.obj[b]]), T)
+        ta = Tubes(torch.from_numpy(A), torch.from_numpy(np.concatenate([preds.start[a]] * 2)), torch.from_numpy(la))
+        tb = Tubes(torch.from_numpy(B), torch.from_numpy(np.concatenate([gts.start[b]] * 2)), torch.from_numpy(lb))
+        v = tube_iou_aligned(ta, tb, pixel_offset).numpy()
+        ov[sel] = np.minimum(v[: len(sel)], v[len(sel):])
+        lo = hi
+    out = np.split(ov, np.cumsum(sizes)[:-1]) if sizes else []
+    for k, job in enumerate(jobs):
+        if not len(job.pi):
+            continue
+        long_pairs = preds.overlong[pa[k]] | gts.overlong[gb[k]]
+        for q in np.flatnonzero(long_pairs).tolist():
+            p, g = job.preds[job.cand[job.pi[q]]], job.gt[job.gj[q]]
+            out[k][q] = min(
+                viou_official(p.sub_traj.tolist(), p.duration, g.sub_traj.tolist(), g.duration, pixel_offset),
+                viou_official(p.obj_traj.tolist(), p.duration, g.obj_traj.tolist(), g.duration, pixel_offset))
+    return out
+
+
+def _greedy(job: _Job, pair_ov: np.ndarray, viou_threshold: float) -> VideoMatch:
+    n, m = len(job.preds), len(job.gt)
+    tp = np.zeros(n, dtype=bool)
+    matched = np.full(n, -1, dtype=np.int64)
+    keep = np.flatnonzero(pair_ov >= viou_threshold)
+    if not len(keep):
+        return VideoMatch(job.order, tp, matched, m)
+    rank = np.empty(n, dtype=np.int64)
+    rank[job.order] = np.arange(n)
+    options: dict[int, list[tuple[int, float]]] = {}  # candidate row -> [(gt index, overlap)] in gt order
+    for r, j, o in zip(job.pi[keep].tolist(), job.gj[keep].tolist(), pair_ov[keep].tolist()):
+        options.setdefault(r, []).append((j, o))
+    cand_rank = rank[np.asarray(job.cand, dtype=np.int64)].tolist()
+    taken: set[int] = set()
+    for r in sorted(options, key=cand_rank.__getitem__):
+        best_j, best = -1, -math.inf
+        for j, o in sorted(options[r]):
+            if j not in taken and o > best:  # strict: the lowest ground-truth index wins ties
+                best_j, best = j, o
+        if best_j >= 0:
+            taken.add(best_j)
+            k = cand_rank[r]
+            matched[k] = best_j
+            tp[k] = math.isfinite(job.preds[job.cand[r]].score)
+    return VideoMatch(job.order, tp, matched, m)
 
 
 def match_video(gt: Sequence[Relation], preds: Sequence[Relation], *, viou_threshold: float = 0.5,
                 pixel_offset: float = 1) -> VideoMatch:
     """Greedy matching of one video's predictions to its ground truth (see the module docstring).
 
-    Only predictions whose triplet occurs in the ground truth are packed and scored (the others
-    cannot match); vIoU runs through :func:`pyvrel.ops.tube_iou` in float64, which with
-    ``pixel_offset=1`` reproduces the official arithmetic bit for bit.
+    Only the (prediction, ground truth) pairs with equal triplets are scored (no other pair can
+    match), with :func:`pyvrel.ops.tube_iou_aligned` in float64, which with ``pixel_offset=1``
+    reproduces the official arithmetic bit for bit.
     """
-    n, m = len(preds), len(gt)
-    order = _sort_order(preds)
-    tp = np.zeros(n, dtype=bool)
-    matched = np.full(n, -1, dtype=np.int64)
-    if n == 0 or m == 0:
-        return VideoMatch(order, tp, matched, m)
-    gt_by_triplet: dict[Triplet, list[int]] = {}
-    for j, g in enumerate(gt):
-        gt_by_triplet.setdefault(tuple(g.triplet), []).append(j)
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
-    cand = [i for i in range(n) if tuple(preds[i].triplet) in gt_by_triplet]
-    if not cand:
-        return VideoMatch(order, tp, matched, m)
-    ov = _overlaps(gt, [preds[i] for i in cand], pixel_offset)
-    same = np.zeros((len(cand), m), dtype=bool)
-    for r, i in enumerate(cand):
-        same[r, gt_by_triplet[tuple(preds[i].triplet)]] = True
-    ov = np.where(same & (ov >= viou_threshold), ov, -np.inf)
-    taken = np.zeros(m, dtype=bool)
-    for r in sorted((r for r in range(len(cand)) if np.isfinite(ov[r]).any()), key=lambda r: rank[cand[r]]):
-        row = np.where(taken, -np.inf, ov[r])
-        j = int(np.argmax(row))  # first maximum: the lowest ground-truth index wins ties
-        if row[j] > -np.inf:
-            taken[j] = True
-            k = rank[cand[r]]
-            matched[k] = j
-            tp[k] = math.isfinite(preds[cand[r]].score)
-    return VideoMatch(order, tp, matched, m)
+    job = _Job.build(gt, preds)
+    return _greedy(job, _pair_overlaps([job], pixel_offset)[0], viou_threshold)
 
 
-def _tag_precisions(gt_triplets: set[Triplet], preds: Sequence[Relation], order: np.ndarray,
-                    ks: Sequence[int], over_k: bool) -> dict[int, Any]:
-    seen: set[Triplet] = set()
-    hits = []
-    for i in order:
-        t = tuple(preds[i].triplet)
-        if t not in seen:
-            seen.add(t)
-            hits.append(t in gt_triplets)
+def _tag_precisions(job: _Job, ks: Sequence[int], over_k: bool) -> dict[int, Any]:
+    ranked = job.tid[job.order]
+    _, first = np.unique(ranked, return_index=True)
+    hits = job.hit[ranked[np.sort(first)]]  # distinct triplets in score order, first occurrence kept
     m = len(hits)
     out: dict[int, Any] = {}
     for k in ks:
@@ -229,7 +338,7 @@ def _tag_precisions(gt_triplets: set[Triplet], preds: Sequence[Relation], order:
             out[k] = 0.0  # a Python float, as the official code's fallback
         else:
             c = k if over_k else min(k, m)
-            out[k] = np.float32(sum(hits[:c])) / np.float32(c)
+            out[k] = np.float32(int(hits[:c].sum())) / np.float32(c)
     return out
 
 
@@ -285,15 +394,20 @@ def evaluate_relations(
     tp_at = {k: 0 for k in det_nreturns}
     pred_total = 0
     pred_hits: dict[int, dict[str, int]] = {k: {} for k in det_nreturns}
+    jobs: list[_Job] = []
     for vid, gt in videos:
         preds = list(prediction.get(vid, []))
         if cfg.top is not None and len(preds) > cfg.top:
             preds = [preds[i] for i in _sort_order(preds)[: cfg.top]]
         pred_total += len(preds)
-        mt = match_video(gt, preds, viou_threshold=viou_threshold, pixel_offset=cfg.pixel_offset)
+        jobs.append(_Job.build(gt, preds))
+    overlaps = _pair_overlaps(jobs, cfg.pixel_offset)
+    for (vid, gt), job, pair_ov in zip(videos, jobs, overlaps):
+        preds = job.preds
+        mt = _greedy(job, pair_ov, viou_threshold)
         ap = mt.ap()
         aps.append(ap)
-        tag = _tag_precisions({tuple(g.triplet) for g in gt}, preds, mt.order, tag_nreturns, cfg.tag_over_k)
+        tag = _tag_precisions(job, tag_nreturns, cfg.tag_over_k)
         for k in tag_nreturns:
             tags[k].append(tag[k])
         for k in det_nreturns:
