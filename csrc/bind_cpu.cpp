@@ -131,4 +131,11 @@ Suppresses IoU > threshold.)pbdoc");
                                    as<const void>(g), L, as<void>(gb), dtype, nt);
       },
       nogil, R"pbdoc(Gradient of interpolate_boxes: grad (N, L, 4) -> grad_boxes (N, K, 4).)pbdoc");
+  m.def(
+      "parse_numbers",
+      [](ptr text, int64_t length, ptr out, int64_t capacity) -> int64_t {
+        return parse_numbers(as<const char>(text), length, as<double>(out), capacity);
+      },
+      nogil,
+      R"pbdoc(Comma-separated decimal numbers (bytes at text, length) -> float64 out; returns the count, or -(offset of the bad number) - 1.)pbdoc");
 }

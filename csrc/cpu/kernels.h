@@ -54,4 +54,8 @@ void interpolate_boxes_backward(const int64_t* frames, const int64_t* counts, in
                                 const void* grad_out, int64_t L, void* grad_boxes, int dtype,
                                 int num_threads);
 
+// Decimal numbers separated by single commas (no spaces) -> out[0..count). Returns the count, or
+// -(byte offset of the first bad number) - 1 on a parse error or when more than capacity values.
+int64_t parse_numbers(const char* text, int64_t length, double* out, int64_t capacity);
+
 }  // namespace pyvrel::cpu

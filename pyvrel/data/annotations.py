@@ -49,6 +49,7 @@ __all__ = [
 _TOP = ("video_id", "frame_count", "fps", "width", "height", "subject/objects", "trajectories",
         "relation_instances")
 _BBOX = ("xmin", "ymin", "xmax", "ymax")
+_NUM = (int, float)  # exact types: bool is not a coordinate
 _REL = ("subject_tid", "object_tid", "predicate", "begin_fid", "end_fid")
 
 
@@ -165,21 +166,25 @@ class VideoAnnotation:
                 raise fail(f"trajectories[{f}]", "must be a list of boxes")
             boxes = []
             for i, b in enumerate(frame):
-                fld = f"trajectories[{f}][{i}]"
-                if not isinstance(b, Mapping) or "tid" not in b or "bbox" not in b:
-                    raise fail(fld, f"must be an object with 'tid' and 'bbox', got {b!r}")
+                if type(b) is not dict or "tid" not in b or "bbox" not in b:
+                    raise fail(f"trajectories[{f}][{i}]", f"must be an object with 'tid' and 'bbox', got {b!r}")
                 tid, bb = b["tid"], b["bbox"]
                 if tid not in tids:
-                    raise fail(f"{fld}.tid", f"unknown tid {tid!r} (not in subject/objects)")
+                    raise fail(f"trajectories[{f}][{i}].tid", f"unknown tid {tid!r} (not in subject/objects)")
                 if f in present[tid]:
-                    raise fail(f"{fld}.tid", f"tid {tid} has two boxes in frame {f}")
+                    raise fail(f"trajectories[{f}][{i}].tid", f"tid {tid} has two boxes in frame {f}")
                 present[tid].add(f)
-                if not isinstance(bb, Mapping) or any(k not in bb or not _is_num(bb[k]) for k in _BBOX):
-                    raise fail(f"{fld}.bbox", f"must hold numeric xmin, ymin, xmax, ymax, got {bb!r}")
-                extra = {k: v for k, v in b.items() if k not in ("tid", "bbox")}
+                try:
+                    box = (bb["xmin"], bb["ymin"], bb["xmax"], bb["ymax"])
+                except (KeyError, TypeError):
+                    box = None
+                if box is None or not (type(box[0]) in _NUM and type(box[1]) in _NUM and type(box[2]) in _NUM
+                                       and type(box[3]) in _NUM):
+                    raise fail(f"trajectories[{f}][{i}].bbox", f"must hold numeric xmin, ymin, xmax, ymax, got {bb!r}")
+                extra = {k: v for k, v in b.items() if k != "tid" and k != "bbox"} if len(b) != 2 else {}
                 if len(bb) != 4:
                     extra["bbox"] = {k: v for k, v in bb.items() if k not in _BBOX}
-                boxes.append(FrameBox(tid, (bb["xmin"], bb["ymin"], bb["xmax"], bb["ymax"]), extra))
+                boxes.append(FrameBox(tid, box, extra))
             trajectories.append(boxes)
 
         relations = []

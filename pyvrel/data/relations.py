@@ -199,8 +199,11 @@ def parse_predictions(obj: Any, *, file: str | None = None) -> PredictionFile:
 
 
 def read_predictions(path: _json.PathLike) -> PredictionFile:
-    """Read an official prediction file (``.json`` or ``.json.xz``, wrapped or bare)."""
-    return parse_predictions(_json.load(path), file=str(path))
+    """Read an official prediction file (``.json`` or ``.json.xz``, wrapped or bare).
+
+    Trajectories are parsed straight into numpy arrays (:func:`pyvrel.data._json.load_with_trajectories`).
+    """
+    return parse_predictions(_json.load_with_trajectories(path), file=str(path))
 
 
 def write_predictions(
