@@ -201,3 +201,20 @@ def test_feature_store(tmp_path):
         store.load("v2", ["proposal_boxes"])
     with pytest.raises(KeyError, match="no feature file"):
         store["v3"]
+
+
+def test_fast_trajectory_parsing_matches_the_json_parser(tmp_path):
+    """read_predictions parses trajectories straight to arrays; values equal Python's float()."""
+    rels = [{"triplet": ["a", "p", "b"], "score": 0.5, "duration": [0, 3],
+             "sub_traj": [[0.1, 2e-3, 1e2, -4.5], [1, 2, 3, 4], [0.30000000000000004, 1.7976931348623157e308, 5, 6]],
+             "obj_traj": [[1, 2, 3, 4]] * 3},
+            {"triplet": ["a", "p", "b"], "score": 0.25, "duration": [1, 2],
+             "sub_traj": [[float("nan"), 0, 1, 1]], "obj_traj": [[0, 0, 1, 1]]}]
+    path = tmp_path / "pretty.json"
+    path.write_text(json.dumps({"version": "VERSION 1.0", "results": {"v": rels}}, indent=2))  # newlines, spaces
+    got = data.read_predictions(path).results["v"]
+    want = json.loads(path.read_text())["results"]["v"]
+    np.testing.assert_array_equal(got[0].sub_traj, np.array(want[0]["sub_traj"], dtype=np.float64))
+    assert got[0].sub_traj[2, 0] == 0.30000000000000004 and got[0].obj_traj.dtype == np.int64
+    assert np.isnan(got[1].sub_traj[0, 0])  # NaN is not for the fast path: parsed by json, kept
+    assert [r.to_json() for r in got][0] == want[0]
