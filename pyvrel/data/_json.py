@@ -147,14 +147,16 @@ def _parse_number_lists(texts: list[bytes]) -> list[np.ndarray | list]:
     that is not a list of 4-number lists is returned parsed as JSON, for validation to report."""
     flat = [t.translate(None, b"[] \t\r\n") for t in texts]
     counts = [f.count(b",") + 1 if f else 0 for f in flat]
-    joined = b",".join(f for f in flat if f)
-    numbers = _parse_numbers(joined)
+    try:
+        numbers = _parse_numbers(b",".join(f for f in flat if f))
+    except ValueError:  # something other than numbers: parse each body on its own
+        return [json.loads(b"[" + t + b"]") for t in texts]
     out: list[np.ndarray | list] = []
     pos = 0
     for text, f, n in zip(texts, flat, counts):
         boxes = numbers[pos: pos + n]
         pos += n
-        if n % 4 or text.count(b"[") != n // 4 or (n and not text.lstrip().startswith(b"[")):
+        if n % 4 or text.count(b"[") != n // 4:
             out.append(json.loads(b"[" + text + b"]"))  # not a list of 4-number boxes: let validation speak
         elif b"." in f or b"e" in f or b"E" in f:
             out.append(boxes.reshape(-1, 4))

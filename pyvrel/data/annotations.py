@@ -83,6 +83,13 @@ class RelationInstance:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _box_error(fail: Any, f: int, i: int, b: Any) -> FormatError:
+    """The error for a box entry that is not ``{"tid": ..., "bbox": {xmin, ymin, xmax, ymax}}``."""
+    if not isinstance(b, Mapping) or "tid" not in b or "bbox" not in b:
+        return fail(f"trajectories[{f}][{i}]", f"must be an object with 'tid' and 'bbox', got {b!r}")
+    return fail(f"trajectories[{f}][{i}].bbox", f"must hold numeric xmin, ymin, xmax, ymax, got {b['bbox']!r}")
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -162,29 +169,32 @@ class VideoAnnotation:
         trajectories: list[list[FrameBox]] = []
         present: dict[int, set[int]] = {t: set() for t in tids}
         for f, frame in enumerate(trajs_json):
-            if not isinstance(frame, list):
+            if type(frame) is not list:
                 raise fail(f"trajectories[{f}]", "must be a list of boxes")
-            boxes = []
+            boxes: list[FrameBox] = []
+            append = boxes.append
             for i, b in enumerate(frame):
-                if type(b) is not dict or "tid" not in b or "bbox" not in b:
-                    raise fail(f"trajectories[{f}][{i}]", f"must be an object with 'tid' and 'bbox', got {b!r}")
-                tid, bb = b["tid"], b["bbox"]
-                if tid not in tids:
-                    raise fail(f"trajectories[{f}][{i}].tid", f"unknown tid {tid!r} (not in subject/objects)")
-                if f in present[tid]:
-                    raise fail(f"trajectories[{f}][{i}].tid", f"tid {tid} has two boxes in frame {f}")
-                present[tid].add(f)
                 try:
+                    tid, bb = b["tid"], b["bbox"]
                     box = (bb["xmin"], bb["ymin"], bb["xmax"], bb["ymax"])
                 except (KeyError, TypeError):
-                    box = None
-                if box is None or not (type(box[0]) in _NUM and type(box[1]) in _NUM and type(box[2]) in _NUM
-                                       and type(box[3]) in _NUM):
+                    raise _box_error(fail, f, i, b) from None
+                seen = present.get(tid) if type(tid) is int else None
+                if seen is None:
+                    raise fail(f"trajectories[{f}][{i}].tid", f"unknown tid {tid!r} (not in subject/objects)")
+                if f in seen:
+                    raise fail(f"trajectories[{f}][{i}].tid", f"tid {tid} has two boxes in frame {f}")
+                seen.add(f)
+                if not (type(box[0]) in _NUM and type(box[1]) in _NUM and type(box[2]) in _NUM
+                        and type(box[3]) in _NUM):
                     raise fail(f"trajectories[{f}][{i}].bbox", f"must hold numeric xmin, ymin, xmax, ymax, got {bb!r}")
-                extra = {k: v for k, v in b.items() if k != "tid" and k != "bbox"} if len(b) != 2 else {}
-                if len(bb) != 4:
-                    extra["bbox"] = {k: v for k, v in bb.items() if k not in _BBOX}
-                boxes.append(FrameBox(tid, box, extra))
+                if len(b) == 2 and len(bb) == 4:
+                    append(FrameBox(tid, box, {}))
+                else:
+                    extra = {k: v for k, v in b.items() if k != "tid" and k != "bbox"}
+                    if len(bb) != 4:
+                        extra["bbox"] = {k: v for k, v in bb.items() if k not in _BBOX}
+                    append(FrameBox(tid, box, extra))
             trajectories.append(boxes)
 
         relations = []
@@ -282,15 +292,23 @@ class VideoAnnotation:
         duration ``(begin_fid, end_fid)`` and the subject/object boxes of those frames as float64
         ``(L, 4)`` arrays. Spans were validated on reading, so every box exists."""
         cat = self.category_of()
-        by_tid = self.boxes_by_tid()
-        out = []
-        for r in self.relations:
-            frames = range(r.begin_fid, r.end_fid)
-            sub = np.array([by_tid[r.subject_tid][f] for f in frames], dtype=np.float64)
-            obj = np.array([by_tid[r.object_tid][f] for f in frames], dtype=np.float64)
-            out.append(Relation((cat[r.subject_tid], r.predicate, cat[r.object_tid]), (r.begin_fid, r.end_fid),
-                                sub, obj, None, r.subject_tid, r.object_tid))
-        return out
+        frames: dict[int, list[int]] = {o.tid: [] for o in self.objects}
+        boxes: dict[int, list[tuple]] = {o.tid: [] for o in self.objects}
+        for f, frame in enumerate(self.trajectories):
+            for b in frame:
+                frames[b.tid].append(f)
+                boxes[b.tid].append(b.bbox)
+        arrays = {t: (np.array(frames[t], dtype=np.int64), np.array(boxes[t], dtype=np.float64).reshape(-1, 4))
+                  for t in frames}
+
+        def span(tid: int, begin: int, end: int) -> np.ndarray:
+            fr, bx = arrays[tid]
+            k = int(np.searchsorted(fr, begin))  # every frame of [begin, end) is present (validated)
+            return bx[k: k + end - begin]
+
+        return [Relation((cat[r.subject_tid], r.predicate, cat[r.object_tid]), (r.begin_fid, r.end_fid),
+                         span(r.subject_tid, r.begin_fid, r.end_fid), span(r.object_tid, r.begin_fid, r.end_fid),
+                         None, r.subject_tid, r.object_tid) for r in self.relations]
 
     def triplets(self) -> set[Triplet]:
         """The distinct ``(subject category, predicate, object category)`` triplets."""

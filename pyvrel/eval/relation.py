@@ -206,11 +206,17 @@ class _Flat:
         first = len(self.lengths)
         for i in index:
             r = relations[i]
-            n = r.duration[1] - r.duration[0]
-            self.parts += [r.sub_traj[:n], r.obj_traj[:n]]
-            self.starts.append(r.duration[0])
+            b, e = r.duration
+            n = e - b
+            sub, obj = r.sub_traj, r.obj_traj
+            if len(sub) > n or len(obj) > n:
+                self.parts += [sub[:n], obj[:n]]
+                self.over.append(True)
+            else:
+                self.parts += [sub, obj]
+                self.over.append(False)
+            self.starts.append(b)
             self.lengths.append(n)
-            self.over.append(len(r.sub_traj) > n or len(r.obj_traj) > n)
         return first
 
     def finish(self, pad: int) -> None:
@@ -304,7 +310,7 @@ def _greedy(job: _Job, pair_ov: np.ndarray, viou_threshold: float) -> VideoMatch
     taken: set[int] = set()
     for r in sorted(options, key=cand_rank.__getitem__):
         best_j, best = -1, -math.inf
-        for j, o in sorted(options[r]):
+        for j, o in options[r]:  # in ground-truth order (pairs are built that way)
             if j not in taken and o > best:  # strict: the lowest ground-truth index wins ties
                 best_j, best = j, o
         if best_j >= 0:
