@@ -132,10 +132,13 @@ Suppresses IoU > threshold.)pbdoc");
       },
       nogil, R"pbdoc(Gradient of interpolate_boxes: grad (N, L, 4) -> grad_boxes (N, K, 4).)pbdoc");
   m.def(
-      "parse_numbers",
-      [](ptr text, int64_t length, ptr out, int64_t capacity) -> int64_t {
-        return parse_numbers(as<const char>(text), length, as<double>(out), capacity);
+      "cut_trajectories",
+      [](ptr text, int64_t length, ptr skeleton, int64_t skeleton_capacity, ptr skeleton_length,
+         ptr numbers, int64_t numbers_capacity, ptr box_counts, ptr is_float, int64_t max_trajectories) -> int64_t {
+        return cut_trajectories(as<const char>(text), length, as<char>(skeleton), skeleton_capacity,
+                                as<int64_t>(skeleton_length), as<double>(numbers), numbers_capacity,
+                                as<int64_t>(box_counts), as<uint8_t>(is_float), max_trajectories);
       },
       nogil,
-      R"pbdoc(Comma-separated decimal numbers (bytes at text, length) -> float64 out; returns the count, or -(offset of the bad number) - 1.)pbdoc");
+      R"pbdoc(Cut sub_traj/obj_traj box lists out of JSON text into float64 numbers; returns how many (see kernels.h).)pbdoc");
 }

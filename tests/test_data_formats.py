@@ -218,3 +218,24 @@ def test_fast_trajectory_parsing_matches_the_json_parser(tmp_path):
     assert got[0].sub_traj[2, 0] == 0.30000000000000004 and got[0].obj_traj.dtype == np.int64
     assert np.isnan(got[1].sub_traj[0, 0])  # NaN is not for the fast path: parsed by json, kept
     assert [r.to_json() for r in got][0] == want[0]
+
+
+def test_fast_trajectory_parsing_edge_cases(tmp_path):
+    from pyvrel.data._json import load, load_with_trajectories
+
+    text = ('{"version": "VERSION 1.0", "external_data": {"sub_traj": [[1, 2, 3, 4]]},'
+            ' "results": {"v": [{"triplet": ["sub_traj", "p", "o"], "score": 1, "duration": [0, 1],'
+            ' "sub_traj": [ [ -0 ,2,3, 4.5e1 ] ], "obj_traj": [], "note": "\\"obj_traj\\": [[9, 9, 9, 9]]"},'
+            ' {"triplet": ["a", "p", "o"], "score": 1, "duration": [0, 1], "sub_traj": [[1, 2, 3]],'
+            ' "obj_traj": [[1, 2, 3, 4], [5, 6, 7, Infinity]]}]}}')
+    path = tmp_path / "edge.json"
+    path.write_text(text)
+    # a trajectory key outside the relations: the file is read plainly (lists everywhere)
+    assert load_with_trajectories(path) == load(path)
+    path.write_text(text.replace('"external_data": {"sub_traj": [[1, 2, 3, 4]]},', ""))
+    got, want = load_with_trajectories(path), load(path)
+    r0, r1 = got["results"]["v"]
+    assert r0["sub_traj"].tolist() == [[0.0, 2.0, 3.0, 45.0]] and r0["sub_traj"].dtype == np.float64
+    assert r0["obj_traj"].shape == (0, 4) and r0["note"] == want["results"]["v"][0]["note"]
+    assert r1["sub_traj"] == [[1, 2, 3]] and r1["obj_traj"][1][3] == float("inf")  # left to the JSON parser
+    assert r0["triplet"] == ["sub_traj", "p", "o"]

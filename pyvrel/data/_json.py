@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import lzma
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -33,18 +32,10 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def load(path: PathLike) -> Any:
-    """Parse a JSON (or ``.json.xz``) file; a parse error names the file."""
+    """Parse a JSON (or ``.json.xz``) file; a parse error names the file. NaN and Infinity are
+    accepted, as Python's json (and the official tools) accept them."""
     path = Path(path)
-    data = _read_bytes(path)
-    if orjson is not None:
-        try:
-            return orjson.loads(data)
-        except ValueError:  # e.g. NaN/Infinity, which Python's json (and the official code) accept
-            pass
-    try:
-        return json.loads(data)
-    except ValueError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    return _loads(_read_bytes(path), path)
 
 
 def dumps(obj: Any) -> bytes:
@@ -75,91 +66,63 @@ def _to_builtin(obj: Any) -> Any:
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
 
 
-# A trajectory value: "sub_traj"/"obj_traj" followed by a list holding only numbers, commas,
-# brackets and whitespace (anything else, e.g. NaN, is left to the JSON parser).
-_TRAJ = re.compile(rb'"(sub_traj|obj_traj)"(\s*:\s*)\[([-+0-9.eE,\s\[\]]*)\]')
-_MARK = "\x00pyvrel-traj:"
+_MARK = "\x00pv"
 
 
 def load_with_trajectories(path: PathLike) -> Any:
-    """Parse a prediction file, reading every ``sub_traj``/``obj_traj`` straight into a numpy
-    array ``(L, 4)`` (int64 if it holds only integers, else float64) instead of Python lists.
+    """Parse a prediction file, reading every ``sub_traj``/``obj_traj`` of the relations straight
+    into a numpy array ``(L, 4)`` (int64 if it holds only integers, else float64).
 
-    The numbers are parsed by numpy in one pass, which is several times faster than building
-    Python floats; the rest of the file goes through the normal JSON parser. Trajectories the fast
-    path does not recognise stay lists.
+    With the C++ extension, one pass over the text cuts the box lists out and parses their numbers
+    (``pyvrel._C.cut_trajectories``, correctly rounded: equal to Python's ``float``); the rest
+    goes through the JSON parser. Values the fast path does not recognise (NaN, malformed lists)
+    stay as the JSON parser reads them. Without the extension this is :func:`load`.
     """
+    from pyvrel import _ext
+
     path = Path(path)
+    if not _ext.has_cpu_ext():
+        return load(path)
     data = _read_bytes(path)
-    texts: list[bytes] = []
-
-    def cut(m: re.Match) -> bytes:
-        texts.append(m.group(3))
-        return b'"' + m.group(1) + b'"' + m.group(2) + f'"\\u0000pyvrel-traj:{len(texts) - 1}"'.encode()
-
-    skeleton = _TRAJ.sub(cut, data)
-    if orjson is not None:
-        try:
-            obj = orjson.loads(skeleton)
-        except ValueError:
-            obj = None
-    if orjson is None or obj is None:
-        try:
-            obj = json.loads(skeleton)
-        except ValueError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from None
-    arrays = _parse_number_lists(texts)
+    max_traj = data.count(b'_traj"')
+    buf = np.frombuffer(data, dtype=np.uint8)
+    skeleton = np.empty(len(data) + 24 * max_traj + 1, dtype=np.uint8)
+    numbers = np.empty(data.count(b",") + 1)
+    counts = np.empty(max_traj, dtype=np.int64)
+    floats = np.empty(max_traj, dtype=np.uint8)
+    skel_len = np.zeros(1, dtype=np.int64)
+    n = _ext.cpu().cut_trajectories(buf.ctypes.data, len(data), skeleton.ctypes.data, len(skeleton),
+                                    skel_len.ctypes.data, numbers.ctypes.data, len(numbers), counts.ctypes.data,
+                                    floats.ctypes.data, max_traj)
+    if n < 0:
+        return load(path)
+    obj = _loads(skeleton[: int(skel_len[0])].tobytes(), path)
+    ends = np.cumsum(4 * counts[:n])
+    arrays = [numbers[e - 4 * c: e].reshape(-1, 4) for e, c in zip(ends.tolist(), counts[:n].tolist())]
+    for k in np.flatnonzero(floats[:n] == 0).tolist():
+        arrays[k] = arrays[k].astype(np.int64)
+    restored = 0
     results = obj.get("results", obj) if isinstance(obj, dict) else None
     if isinstance(results, dict):
         for rels in results.values():
-            if not isinstance(rels, list):
-                continue
-            for r in rels:
+            for r in rels if isinstance(rels, list) else ():
                 if not isinstance(r, dict):
                     continue
                 for key in ("sub_traj", "obj_traj"):
                     v = r.get(key)
-                    if isinstance(v, str) and v.startswith(_MARK):
+                    if type(v) is str and v.startswith(_MARK):
                         r[key] = arrays[int(v[len(_MARK):])]
-    return obj
+                        restored += 1
+    return obj if restored == n else load(path)  # a trajectory key outside the relations: read plainly
 
 
-def _parse_numbers(joined: bytes) -> np.ndarray:
-    """``b"1,2.5,-3"`` -> float64 array: with pyvrel._C's correctly rounded parser when it is
-    built (each value equals Python's ``float``), else with numpy."""
-    if not joined:
-        return np.zeros(0)
-    from pyvrel import _ext
-
-    if _ext.has_cpu_ext():
-        buf = np.frombuffer(joined, dtype=np.uint8)
-        out = np.empty(joined.count(b",") + 1)
-        n = _ext.cpu().parse_numbers(buf.ctypes.data, len(joined), out.ctypes.data, len(out))
-        if n == len(out):
-            return out
-        bad = -n - 1 if n < 0 else len(joined)
-        raise ValueError(f"not a number list near byte {bad}: {joined[bad: bad + 20]!r}")
-    return np.array(joined.split(b","), dtype=np.float64)
-
-
-def _parse_number_lists(texts: list[bytes]) -> list[np.ndarray | list]:
-    """``[[x1, y1, x2, y2], ...]`` bodies (outer brackets removed) -> ``(L, 4)`` arrays; a body
-    that is not a list of 4-number lists is returned parsed as JSON, for validation to report."""
-    flat = [t.translate(None, b"[] \t\r\n") for t in texts]
-    counts = [f.count(b",") + 1 if f else 0 for f in flat]
+def _loads(data: bytes, path: Path) -> Any:
+    if orjson is not None:
+        try:
+            return orjson.loads(data)
+        except ValueError:
+            pass
     try:
-        numbers = _parse_numbers(b",".join(f for f in flat if f))
-    except ValueError:  # something other than numbers: parse each body on its own
-        return [json.loads(b"[" + t + b"]") for t in texts]
-    out: list[np.ndarray | list] = []
-    pos = 0
-    for text, f, n in zip(texts, flat, counts):
-        boxes = numbers[pos: pos + n]
-        pos += n
-        if n % 4 or text.count(b"[") != n // 4:
-            out.append(json.loads(b"[" + text + b"]"))  # not a list of 4-number boxes: let validation speak
-        elif b"." in f or b"e" in f or b"E" in f:
-            out.append(boxes.reshape(-1, 4))
-        else:
-            out.append(boxes.astype(np.int64).reshape(-1, 4))
-    return out
+        return json.loads(data)
+    except ValueError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
