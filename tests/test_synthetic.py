@@ -205,3 +205,18 @@ def test_synth_and_eval_commands(tmp_path, capsys):
                  "--train-gt", str(out / "annotations" / "test"), "--per-video", "--mean-recall"]) == 0
     table = capsys.readouterr().out
     assert "RelDet mAP" in table and "100.00%" in table and "zero shot" in table and "per video" in table
+
+
+def test_eval_command_normalises_ground_truth_for_vidvrd2_outputs(tmp_path, capsys):
+    """VidVRD-II writes "VERSION 2.1" files with coordinates in [0, 1]: the ground truth is then
+    divided by each video's width/height before scoring."""
+    video = generate_video(SynthConfig(seed=4, features=False), 1)
+    data.write_annotations([video.annotation], tmp_path / "gt")
+    anno = video.annotation
+    scale = np.array([anno.width, anno.height, anno.width, anno.height], dtype=np.float64)
+    rels = [data.Relation(r.triplet, r.duration, r.sub_traj / scale, r.obj_traj / scale, 1.0)
+            for r in anno.relation_view()]
+    data.write_predictions({anno.video_id: rels}, tmp_path / "p.json", version="VERSION 2.1")
+    assert main(["eval", str(tmp_path / "gt"), str(tmp_path / "p.json"), "--variant", "vidvrd2", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["RelDet"]["mAP"] == 1.0 and res["RelTag"]["P@1"] == 1.0
