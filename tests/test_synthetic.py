@@ -5,7 +5,6 @@ import collections
 import json
 
 import numpy as np
-import pytest
 import torch
 
 import pyvrel.data as data
