@@ -3,9 +3,12 @@ library; ``.xz`` files are (de)compressed with :mod:`lzma` (VRU challenge submis
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import lzma
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,20 @@ except ImportError:  # optional: only speed depends on it
     orjson = None
 
 PathLike = str | os.PathLike
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while building many small objects (reading
+    annotations and predictions, scoring): its passes over the growing heap cost more than the work
+    itself (measured 2.5x on a 200-video ground truth). Restores the previous state."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def fast_parser() -> str:

@@ -337,7 +337,11 @@ def read_annotations(path: _json.PathLike) -> dict[str, VideoAnnotation]:
     """Read annotations from a per-video file, a JSON file mapping video id -> annotation, or a
     folder of per-video files (nested folders too). Returns video id -> annotation, in file order
     (folders: sorted by path). A video id found twice is an error naming both files."""
-    path = Path(path)
+    with _json.paused_gc():
+        return _read_annotations(Path(path))
+
+
+def _read_annotations(path: Path) -> dict[str, VideoAnnotation]:
     out: dict[str, VideoAnnotation] = {}
     if path.is_dir():
         for p in iter_annotation_files(path):
@@ -421,6 +425,11 @@ def load_groundtruth(path: _json.PathLike | Mapping[str, VideoAnnotation]) -> di
     "subject_tid", "object_tid", "duration", "sub_traj", "obj_traj"}]}``, as VidVRD-helper writes
     with ``python -m dataset.vidvrd test relation out.json``).
     """
+    with _json.paused_gc():
+        return _load_groundtruth(path)
+
+
+def _load_groundtruth(path: _json.PathLike | Mapping[str, VideoAnnotation]) -> dict[str, list[Relation]]:
     if isinstance(path, Mapping):
         return {vid: a.relation_view() for vid, a in path.items()}
     p = Path(path)
@@ -430,5 +439,5 @@ def load_groundtruth(path: _json.PathLike | Mapping[str, VideoAnnotation]) -> di
             return dict(_iter_relation_view(obj, str(p)))
         annos = _annotations_from_obj(obj, str(p))
     else:
-        annos = read_annotations(p)
+        annos = _read_annotations(p)
     return {vid: a.relation_view() for vid, a in annos.items()}

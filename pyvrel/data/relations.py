@@ -85,6 +85,9 @@ class Relation:
     def from_json(cls, obj: Any, *, file: str | None = None, video: str | None = None, index: int | None = None,
                   prediction: bool = True) -> "Relation":
         """Validate and convert one JSON relation; errors name the file, video and field."""
+        fast = _well_formed(obj, prediction)
+        if fast is not None:
+            return fast
         where = f"[{index}]" if index is not None else ""
 
         def fail(fld: str, msg: str) -> FormatError:
@@ -148,6 +151,42 @@ class Relation:
         return out
 
 
+_KINDS = frozenset("iuf")
+_BASE_KEYS = {True: 5, False: 4}  # keys of a relation without extras: with / without "score"
+
+
+def _well_formed(obj: Any, prediction: bool) -> Relation | None:
+    """The common case of :meth:`Relation.from_json`, checked with exact types: a relation whose
+    trajectories are already ``(L, 4)`` numeric arrays (:func:`read_predictions` makes them) and
+    every field valid. Returns ``None`` for anything else, which the full validation then handles."""
+    if type(obj) is not dict:
+        return None
+    triplet, duration = obj.get("triplet"), obj.get("duration")
+    sub, ob = obj.get("sub_traj"), obj.get("obj_traj")
+    if (type(triplet) is not list or len(triplet) != 3 or type(triplet[0]) is not str or type(triplet[1]) is not str
+            or type(triplet[2]) is not str):
+        return None
+    if type(duration) is not list or len(duration) != 2 or type(duration[0]) is not int or type(duration[1]) is not int:
+        return None
+    begin, end = duration
+    if not 0 <= begin < end:
+        return None
+    for t in (sub, ob):
+        if type(t) is not np.ndarray or t.ndim != 2 or t.shape[1] != 4 or t.dtype.kind not in _KINDS or len(t) < end - begin:
+            return None
+    score = None
+    if prediction:
+        score = obj.get("score")
+        if (type(score) is not float and type(score) is not int) or score != score:
+            return None
+    s_tid, o_tid = obj.get("subject_tid"), obj.get("object_tid")
+    if (s_tid is not None and type(s_tid) is not int) or (o_tid is not None and type(o_tid) is not int):
+        return None
+    n_known = _BASE_KEYS[prediction] + (s_tid is not None) + (o_tid is not None) + (not prediction and "score" in obj)
+    extra = {k: v for k, v in obj.items() if k not in _KNOWN} if len(obj) != n_known else {}
+    return Relation((triplet[0], triplet[1], triplet[2]), (begin, end), sub, ob, score, s_tid, o_tid, extra)
+
+
 @dataclass(eq=False)
 class PredictionFile:
     """A parsed prediction file.
@@ -203,7 +242,8 @@ def read_predictions(path: _json.PathLike) -> PredictionFile:
 
     Trajectories are parsed straight into numpy arrays (:func:`pyvrel.data._json.load_with_trajectories`).
     """
-    return parse_predictions(_json.load_with_trajectories(path), file=str(path))
+    with _json.paused_gc():
+        return parse_predictions(_json.load_with_trajectories(path), file=str(path))
 
 
 def write_predictions(

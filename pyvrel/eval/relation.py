@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pyvrel.data._json import paused_gc
 from pyvrel.data.relations import Relation, Triplet
 from pyvrel.ops.types import Tubes
 
@@ -391,6 +392,14 @@ def evaluate_relations(
         ValueError: no ground-truth video has a relation (the official code raises ValueError too).
     """
     cfg = _variant(variant)
+    with paused_gc():
+        return _evaluate(groundtruth, prediction, cfg, variant, viou_threshold, det_nreturns, tag_nreturns,
+                         mean_recall, per_video)
+
+
+def _evaluate(groundtruth: Mapping[str, Sequence[Relation]], prediction: Mapping[str, Sequence[Relation]],
+              cfg: _Variant, variant: str, viou_threshold: float, det_nreturns: Sequence[int],
+              tag_nreturns: Sequence[int], mean_recall: bool, per_video: bool) -> dict[str, Any]:
     videos = [(vid, list(rels)) for vid, rels in groundtruth.items() if len(rels) > 0]
     if not videos:
         raise ValueError("evaluate_relations: the ground truth has no relation in any video (the official code "
@@ -432,7 +441,7 @@ def evaluate_relations(
     if pred_total == 0:
         if cfg.warn_on_empty:
             warnings.warn("evaluate_relations: no prediction for any ground-truth video; returning zeros (the "
-                          "official code raises IndexError here)", RuntimeWarning, stacklevel=2)
+                          "official code raises IndexError here)", RuntimeWarning, stacklevel=3)
         det["mAP"] = 0.0
         det.update({f"R@{k}": 0.0 for k in det_nreturns})
         rt.update({f"P@{k}": 0.0 for k in tag_nreturns})
