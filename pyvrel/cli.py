@@ -45,14 +45,18 @@ def _normalized_groundtruth(path: str) -> dict:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from pyvrel.data import load_groundtruth, read_predictions
+    from pyvrel.data import FormatError, load_groundtruth, read_predictions
     from pyvrel.eval import evaluate_relations, evaluate_zero_shot
 
-    pred = read_predictions(args.pred)
-    if pred.version is not None and pred.version >= "VERSION 2.1":  # VidVRD-II: coordinates in [0, 1]
-        gt = _normalized_groundtruth(args.gt)
-    else:
-        gt = load_groundtruth(args.gt)
+    try:
+        pred = read_predictions(args.pred)
+        if pred.version is not None and pred.version >= "VERSION 2.1":  # VidVRD-II: coordinates in [0, 1]
+            gt = _normalized_groundtruth(args.gt)
+        else:
+            gt = load_groundtruth(args.gt)
+    except (FormatError, FileNotFoundError, ValueError) as e:  # bad input files: say which and why
+        print(f"pyvrel eval: error: {e}", file=sys.stderr)
+        return 1
     kw = dict(viou_threshold=args.viou_threshold, mean_recall=args.mean_recall, per_video=args.per_video)
     result = evaluate_relations(gt, pred.results, args.variant, **kw)
     if args.train_gt:

@@ -219,3 +219,12 @@ def test_eval_command_normalises_ground_truth_for_vidvrd2_outputs(tmp_path, caps
     assert main(["eval", str(tmp_path / "gt"), str(tmp_path / "p.json"), "--variant", "vidvrd2", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["RelDet"]["mAP"] == 1.0 and res["RelTag"]["P@1"] == 1.0
+
+
+def test_eval_command_reports_bad_files(tmp_path, capsys):
+    (tmp_path / "pred.json").write_text(json.dumps({"results": {"v": [{"triplet": ["a", "b", "c"]}]}}))
+    assert main(["eval", str(tmp_path / "missing"), str(tmp_path / "pred.json")]) == 1
+    assert "video v: relation[0].duration: missing" in capsys.readouterr().err
+    (tmp_path / "pred.json").write_text(json.dumps({"results": {}}))
+    assert main(["eval", str(tmp_path / "missing"), str(tmp_path / "pred.json")]) == 1
+    assert "no such file or folder" in capsys.readouterr().err
