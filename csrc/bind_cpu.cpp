@@ -131,4 +131,14 @@ Suppresses IoU > threshold.)pbdoc");
                                    as<const void>(g), L, as<void>(gb), dtype, nt);
       },
       nogil, R"pbdoc(Gradient of interpolate_boxes: grad (N, L, 4) -> grad_boxes (N, K, 4).)pbdoc");
+  m.def(
+      "cut_trajectories",
+      [](ptr text, int64_t length, ptr skeleton, int64_t skeleton_capacity, ptr skeleton_length,
+         ptr numbers, int64_t numbers_capacity, ptr box_counts, ptr is_float, int64_t max_trajectories) -> int64_t {
+        return cut_trajectories(as<const char>(text), length, as<char>(skeleton), skeleton_capacity,
+                                as<int64_t>(skeleton_length), as<double>(numbers), numbers_capacity,
+                                as<int64_t>(box_counts), as<uint8_t>(is_float), max_trajectories);
+      },
+      nogil,
+      R"pbdoc(Cut sub_traj/obj_traj box lists out of JSON text into float64 numbers; returns how many (see kernels.h).)pbdoc");
 }

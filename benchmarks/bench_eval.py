@@ -1,0 +1,105 @@
+"""Relation evaluation: pyvrel vs a plain-Python transcription of the official VidVRD-helper loop
+(pyvrel.eval.reference), on synthetic data of the issue's size (benchmarks/shapes.py).
+
+Groups: ``eval-score`` (scoring only, inputs already in memory) and ``eval-end2end`` (load the
+ground-truth folder and the prediction file, then score). The results are checked to agree
+(1e-6) once, outside the timed region.
+
+    pytest benchmarks/bench_eval.py --benchmark-only
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shapes import EVAL_GT_PER_VIDEO, EVAL_PRED_PER_VIDEO, EVAL_SEED, EVAL_VIDEOS
+from pyvrel.data import Relation, load_groundtruth, read_predictions, write_annotations, write_predictions
+from pyvrel.data.synthetic import SynthConfig, World, generate_video
+from pyvrel.eval import evaluate_relations
+from pyvrel.eval.reference import evaluate_reference, load_reference
+
+
+def make_eval_data(root):
+    """Ground truth (a folder of per-video annotation files, ~30 relations each) and 200
+    predictions per video: jittered/retimed copies of ground-truth relations (some with another
+    predicate) and relations between the video's entities with made-up predicates and spans."""
+    rng = np.random.default_rng(EVAL_SEED)
+    config = SynthConfig(seed=EVAL_SEED, num_videos=EVAL_VIDEOS, features=False)
+    world = World(config)
+    preds = {}
+    annos = []
+    for i in range(EVAL_VIDEOS):
+        anno = generate_video(config, i, world).annotation
+        anno.relations = anno.relations[:EVAL_GT_PER_VIDEO]
+        annos.append(anno)
+        gt = anno.relation_view()
+        tubes = anno.boxes_by_tid()
+        cats = anno.category_of()
+        out = []
+        for _ in range(EVAL_PRED_PER_VIDEO):
+            if gt and rng.random() < 0.4:
+                g = gt[int(rng.integers(len(gt)))]
+                pred = g.triplet[1] if rng.random() < 0.7 else str(rng.choice(world.vocab.predicates))
+                s = max(g.duration[0] + int(rng.integers(-3, 4)), 0)
+                e = min(max(s + 1, g.duration[1] + int(rng.integers(-3, 4))), anno.frame_count)
+                s_tid, o_tid = g.subject_tid, g.object_tid
+            else:
+                s_tid, o_tid = (int(t) for t in rng.choice(list(cats), 2, replace=False))
+                pred = str(rng.choice(world.vocab.predicates[:30]))
+                s = int(rng.integers(0, anno.frame_count - 10))
+                e = s + int(rng.integers(10, 60))
+            frames = [f for f in range(s, e) if f in tubes[s_tid] and f in tubes[o_tid]]
+            if len(frames) < 2:
+                continue
+            s, e = frames[0], frames[-1] + 1
+            if len(frames) != e - s:
+                continue
+            jit = lambda tid: np.array([tubes[tid][f] for f in range(s, e)], float) + rng.normal(0, 2, (e - s, 4))  # noqa: E731
+            out.append(Relation((cats[s_tid], pred, cats[o_tid]), (s, e), jit(s_tid).round(2), jit(o_tid).round(2),
+                                float(rng.random())))
+        preds[anno.video_id] = out
+    write_annotations(annos, root / "gt")
+    write_predictions(preds, root / "pred.json")
+    return root / "gt", root / "pred.json"
+
+
+@pytest.fixture(scope="module")
+def eval_data(tmp_path_factory):
+    gt_dir, pred_path = make_eval_data(tmp_path_factory.mktemp("eval"))
+    ref_gt, ref_pred = load_reference(gt_dir, pred_path)
+    gt, pred = load_groundtruth(gt_dir), read_predictions(pred_path).results
+    ours = evaluate_relations(gt, pred)
+    ref = evaluate_reference(ref_gt, ref_pred)
+    for task in ("RelDet", "RelTag"):
+        for k, v in ref[task].items():
+            assert abs(ours[task][k] - v) <= 1e-6, (task, k, ours[task][k], v)
+    return {"paths": (gt_dir, pred_path), "ref": (ref_gt, ref_pred), "ours": (gt, pred), "result": ours,
+            "sizes": {"videos": len(gt), "gt": sum(map(len, gt.values())), "pred": sum(map(len, pred.values()))}}
+
+
+@pytest.mark.benchmark(group="eval-score")
+@pytest.mark.parametrize("provider", ["reference", "pyvrel"])
+def test_score(benchmark, eval_data, provider):
+    benchmark.extra_info.update(eval_data["sizes"])
+    benchmark.extra_info["result"] = eval_data["result"]["RelDet"]
+    if provider == "reference":
+        benchmark.pedantic(evaluate_reference, args=eval_data["ref"], rounds=2, iterations=1)
+    else:
+        benchmark.pedantic(evaluate_relations, args=eval_data["ours"], rounds=5, iterations=1, warmup_rounds=1)
+
+
+def _end2end_reference(gt_dir, pred_path):
+    return evaluate_reference(*load_reference(gt_dir, pred_path))
+
+
+def _end2end_pyvrel(gt_dir, pred_path):
+    return evaluate_relations(load_groundtruth(gt_dir), read_predictions(pred_path).results)
+
+
+@pytest.mark.benchmark(group="eval-end2end")
+@pytest.mark.parametrize("provider", ["reference", "pyvrel"])
+def test_end2end(benchmark, eval_data, provider):
+    benchmark.extra_info.update(eval_data["sizes"])
+    fn = _end2end_reference if provider == "reference" else _end2end_pyvrel
+    benchmark.pedantic(fn, args=eval_data["paths"], rounds=2 if provider == "reference" else 3, iterations=1)

@@ -1,0 +1,126 @@
+"""The official evaluation loop transcribed in plain Python from ``specs/evaluation.md`` §3:
+the executable spec that :func:`pyvrel.eval.evaluate_relations` is tested and benchmarked
+against. It works on the official JSON values (dicts with ``triplet``, ``score``, ``duration``,
+``sub_traj``, ``obj_traj``), computes every vIoU with :func:`~pyvrel.eval.viou_official` for
+every prediction/ground-truth pair of equal triplets, and crashes where the official code does
+(IndexError with no predictions at all, ValueError with no ground truth).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pyvrel.eval.relation import _VARIANT, viou_official, voc_ap
+
+__all__ = ["evaluate_reference", "load_reference"]
+
+_EPS32 = np.finfo(np.float32).eps
+
+
+def _detection(gt: Sequence[Mapping[str, Any]], preds: Sequence[Mapping[str, Any]], thr: float,
+               off: float) -> tuple[list[Mapping[str, Any]], np.ndarray, np.ndarray]:
+    preds = sorted(preds, key=lambda p: p["score"], reverse=True)  # stable: ties keep input order
+    det = [False] * len(gt)
+    hit = np.full(len(preds), -np.inf)
+    for i, p in enumerate(preds):
+        best, k = -np.inf, -1
+        for j, g in enumerate(gt):
+            if not det[j] and tuple(p["triplet"]) == tuple(g["triplet"]):
+                ov = min(viou_official(p["sub_traj"], p["duration"], g["sub_traj"], g["duration"], off),
+                         viou_official(p["obj_traj"], p["duration"], g["obj_traj"], g["duration"], off))
+                if ov >= thr and ov > best:
+                    best, k = ov, j
+        if k >= 0:
+            hit[i] = p["score"]
+            det[k] = True
+    tp = np.isfinite(hit)
+    cum_tp = np.cumsum(tp).astype(np.float32)
+    cum_fp = np.cumsum(~tp).astype(np.float32)
+    rec = cum_tp / np.float32(max(float(len(gt)), _EPS32))
+    prec = cum_tp / np.maximum(cum_tp + cum_fp, np.float32(_EPS32))
+    return preds, tp, np.array([voc_ap(rec, prec)])
+
+
+def evaluate_reference(groundtruth: Mapping[str, Sequence[Mapping[str, Any]]],
+                       prediction: Mapping[str, Sequence[Mapping[str, Any]]], variant: str = "official", *,
+                       viou_threshold: float = 0.5, det_nreturns: Sequence[int] = (50, 100),
+                       tag_nreturns: Sequence[int] = (1, 5, 10)) -> dict[str, dict[str, float]]:
+    """``{"RelDet": {"mAP", "R@K"...}, "RelTag": {"P@k"...}}`` the way the official loop computes them."""
+    cfg = _VARIANT[variant]
+    aps, tags = [], {k: [] for k in tag_nreturns}
+    pooled_tp: dict[int, list[np.ndarray]] = {k: [] for k in det_nreturns}
+    pooled_scores: dict[int, list[np.ndarray]] = {k: [] for k in det_nreturns}
+    n_gt = 0
+    for vid, gt in groundtruth.items():
+        if len(gt) == 0:
+            continue
+        n_gt += len(gt)
+        preds = list(prediction.get(vid, []))
+        if cfg.top is not None:
+            preds = sorted(preds, key=lambda p: p["score"], reverse=True)[: cfg.top]
+        preds, tp, ap = _detection(gt, preds, viou_threshold, cfg.pixel_offset)
+        aps.append(float(ap[0]))
+        for k in det_nreturns:
+            pooled_tp[k].append(tp[:k])
+            pooled_scores[k].append(np.array([p["score"] for p in preds[:k]], dtype=np.float64))
+        gt_set = {tuple(g["triplet"]) for g in gt}
+        distinct: list[tuple[str, ...]] = []
+        for p in preds:
+            if tuple(p["triplet"]) not in distinct:
+                distinct.append(tuple(p["triplet"]))
+        hits = [t in gt_set for t in distinct]
+        for k in tag_nreturns:
+            if not hits:
+                tags[k].append(0.0)
+            else:
+                c = k if cfg.tag_over_k else min(k, len(hits))
+                tags[k].append(np.float32(sum(hits[:c])) / np.float32(c))
+    if n_gt == 0:
+        raise ValueError("need at least one array to concatenate")  # what np.concatenate([]) says
+    det = {"mAP": float(np.mean(aps))}
+    for k in det_nreturns:
+        tp = np.concatenate(pooled_tp[k])
+        scores = np.concatenate(pooled_scores[k])
+        if len(tp) == 0:
+            if cfg.warn_on_empty:
+                raise IndexError("index -1 is out of bounds for axis 0 with size 0")
+            det[f"R@{k}"] = 0.0
+            continue
+        tp = tp[np.argsort(-scores)]
+        rec = np.cumsum(tp).astype(np.float32) / np.float32(n_gt)
+        det[f"R@{k}"] = float(rec[-1])
+    tag = {f"P@{k}": float(np.mean(v)) for k, v in tags.items()}
+    if cfg.decimals is not None:
+        det = {k: round(v, cfg.decimals) for k, v in det.items()}
+        tag = {k: round(v, cfg.decimals) for k, v in tag.items()}
+    return {"RelDet": det, "RelTag": tag}
+
+
+def load_reference(gt_folder: str | Path, pred_path: str | Path) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """Load ground truth and predictions the way the official tools do, in plain Python: every
+    per-video annotation file with :mod:`json`, per-frame ``{tid: box}`` dicts, relation
+    instances with ``bboxes[tid] for bboxes in trajs[begin:end]`` boxes (``get_relation_insts``),
+    and the prediction file's ``results``. For timing comparisons (benchmarks/bench_eval.py)."""
+    groundtruth: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(Path(gt_folder).rglob("*.json")):
+        with open(path) as f:
+            anno = json.load(f)
+        cats = {o["tid"]: o["category"] for o in anno["subject/objects"]}
+        trajs = [{b["tid"]: (b["bbox"]["xmin"], b["bbox"]["ymin"], b["bbox"]["xmax"], b["bbox"]["ymax"]) for b in frame}
+                 for frame in anno["trajectories"]]
+        insts = []
+        for r in anno["relation_instances"]:
+            span = trajs[r["begin_fid"]: r["end_fid"]]
+            insts.append({"triplet": (cats[r["subject_tid"]], r["predicate"], cats[r["object_tid"]]),
+                          "subject_tid": r["subject_tid"], "object_tid": r["object_tid"],
+                          "duration": (r["begin_fid"], r["end_fid"]),
+                          "sub_traj": [b[r["subject_tid"]] for b in span], "obj_traj": [b[r["object_tid"]] for b in span]})
+        groundtruth[anno["video_id"]] = insts
+    with open(pred_path) as f:
+        prediction = json.load(f)["results"]
+    return groundtruth, prediction

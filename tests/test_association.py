@@ -1,0 +1,110 @@
+"""Greedy relation association (baseline and VidVRD-II), the baseline's confidence bug, segments."""
+
+import numpy as np
+import pytest
+
+from pyvrel.data.synthetic import SynthConfig, generate_video
+from pyvrel.eval import evaluate_relations
+from pyvrel.eval.association import SegmentRelation, Track, associate, cubic_iou, segment_spans
+
+T, U = ("dog", "chase", "ball"), ("dog", "bite", "ball")
+
+
+def seg_rel(span, score, triplet=T, dx=0.0, sub_span=None):
+    s, e = sub_span or span
+    box = np.array([[10 + dx, 10, 29 + dx, 29]] * (e - s))
+    return SegmentRelation(triplet, score, Track(s, box), Track(s, box + 50))
+
+
+def test_segment_spans():
+    assert segment_spans(100) == [(0, 30), (15, 45), (30, 60), (45, 75), (60, 90)]
+    assert segment_spans(30) == [(0, 30)] and segment_spans(29) == []
+    with pytest.raises(ValueError, match="positive"):
+        segment_spans(100, stride=0)
+
+
+def test_cubic_iou_uses_the_temporal_intersection_only():
+    a = Track(0, [[0, 0, 9, 9]] * 10)
+    b = Track(5, [[0, 0, 9, 9]] * 10)
+    assert cubic_iou(a, b) == 1.0  # the frames only one track covers are ignored
+    c = Track(12, [[5, 0, 14, 9]] * 3)
+    assert cubic_iou(a, c) == 0.0
+    assert cubic_iou(a, c, temporal_tolerance=3) == pytest.approx(50 / 150)  # last box vs first box
+    assert cubic_iou(a, c, temporal_tolerance=2) == 0.0
+
+
+def test_baseline_links_consecutive_segments_and_averages_boxes():
+    segs = [((0, 30), [seg_rel((0, 30), 0.9)]), ((15, 45), [seg_rel((15, 45), 0.6, dx=2)]),
+            ((30, 60), [seg_rel((30, 60), 0.3)])]
+    (r,) = associate(segs)
+    assert r.triplet == T and r.duration == (0, 60) and r.score == pytest.approx(0.6)
+    assert r.sub_traj[0, 0] == 10 and r.sub_traj[20, 0] == 11 and r.sub_traj[50, 0] == 10
+    assert r.sub_traj[35, 0] == 11  # (12 + 10) / 2 where segments 1 and 2 overlap
+    # segment order in the input does not matter
+    assert associate(segs[::-1])[0].duration == (0, 60)
+
+
+def test_baseline_confidence_bug_is_fixed_by_default_and_reproducible():
+    segs = [((0, 30), [seg_rel((0, 30), 0.9, triplet=U)]),
+            ((15, 45), [seg_rel((15, 45), 0.2)]), ((30, 60), [seg_rel((30, 60), 0.4)])]
+    fixed = {r.triplet: r.score for r in associate(segs)}
+    buggy = {r.triplet: r.score for r in associate(segs, reproduce_baseline_bug=True)}
+    assert fixed[T] == pytest.approx(0.3) and buggy[T] == pytest.approx(0.7)  # mean(1.0, 0.4)
+    assert fixed[U] == buggy[U] == 0.9  # segment-0 relations start with their score either way
+    with pytest.raises(ValueError, match="'baseline' only"):
+        associate(segs, "vidvrd2", reproduce_baseline_bug=True)
+
+
+def test_linking_rules():
+    # different triplets, low overlap, or a skipped segment: no link
+    assert len(associate([((0, 30), [seg_rel((0, 30), 0.9)]), ((15, 45), [seg_rel((15, 45), 0.8, U)])])) == 2
+    assert len(associate([((0, 30), [seg_rel((0, 30), 0.9)]), ((15, 45), [seg_rel((15, 45), 0.8, dx=15)])])) == 2
+    skipped = [((0, 30), [seg_rel((0, 30), 0.9)]), ((15, 45), []), ((30, 60), [seg_rel((30, 60), 0.8)])]
+    assert len(associate(skipped)) == 2
+    # a relation is extended at most once per segment: the duplicate starts a new relation
+    dup = [((0, 30), [seg_rel((0, 30), 0.9)]), ((15, 45), [seg_rel((15, 45), 0.8), seg_rel((15, 45), 0.7)])]
+    out = associate(dup)
+    assert sorted(r.duration for r in out) == [(0, 45), (15, 45)]
+    # only the top segment_topk predictions of a segment take part
+    assert len(associate([((0, 30), [seg_rel((0, 30), s / 10) for s in range(5)])], segment_topk=3)) == 3
+
+
+def test_vidvrd2_sums_scores_is_strict_and_bridges_gaps():
+    segs = [((0, 30), [seg_rel((0, 30), 0.9)]), ((15, 45), [seg_rel((15, 45), 0.6)])]
+    (r,) = associate(segs, "vidvrd2")
+    assert r.score == pytest.approx(1.5) and r.duration == (0, 45)
+    # cubic IoU exactly 0.5: the baseline links (>=), VidVRD-II does not (>)
+    wide = lambda span, score, dx: SegmentRelation(T, score, Track(span[0], [[10 + dx, 10, 39 + dx, 29]] * 30),  # noqa: E731
+                                                   Track(span[0], [[10 + dx, 60, 39 + dx, 79]] * 30))
+    half = [((0, 30), [wide((0, 30), 0.9, 0)]), ((15, 45), [wide((15, 45), 0.6, 10)])]
+    assert cubic_iou(half[0][1][0].sub, half[1][1][0].sub) == 0.5
+    assert len(associate(half, "baseline")) == 1 and len(associate(half, "vidvrd2")) == 2
+    # a 5-frame gap is bridged (end boxes compared, gap interpolated); the baseline needs overlap
+    gap = [((0, 30), [seg_rel((0, 30), 0.9, sub_span=(0, 20))]),
+           ((15, 45), [seg_rel((15, 45), 0.5, dx=4, sub_span=(25, 45))])]
+    (r,) = associate(gap, "vidvrd2")
+    assert r.duration == (0, 45) and r.sub_traj[22, 0] == pytest.approx(10 + 4 * 3 / 6)
+    assert len(associate(gap, "baseline")) == 2
+    # 1-frame relations are dropped; the top association_topk are kept
+    one = [((0, 30), [seg_rel((0, 30), 0.9, sub_span=(3, 4)), seg_rel((0, 30), 0.1, U)])]
+    assert [r.triplet for r in associate(one, "vidvrd2")] == [U]
+    many = [((0, 30), [seg_rel((0, 30), s / 10, (str(s), "p", "o")) for s in range(10)])]
+    assert [r.score for r in associate(many, "vidvrd2", association_topk=3)] == [0.9, 0.8, 0.7]
+
+
+@pytest.mark.parametrize("algorithm", ["baseline", "vidvrd2"])
+def test_associating_ground_truth_pieces_recovers_the_relations(algorithm):
+    video = generate_video(SynthConfig(seed=11, features=False), 0)
+    gt = video.annotation.relation_view()
+    segs = []
+    for s, e in segment_spans(video.annotation.frame_count):
+        preds = []
+        for r in gt:
+            lo, hi = max(s, r.duration[0]), min(e, r.duration[1])
+            if hi - lo >= 2:
+                a, b = lo - r.duration[0], hi - r.duration[0]
+                preds.append(SegmentRelation(r.triplet, 0.5, Track(lo, r.sub_traj[a:b]), Track(lo, r.obj_traj[a:b])))
+        segs.append(((s, e), preds))
+    out = associate(segs, algorithm, segment_topk=10_000, association_topk=10_000)
+    res = evaluate_relations({"v": gt}, {"v": out})
+    assert res["RelDet"]["R@100"] >= 0.8 and res["RelTag"]["P@5"] == 1.0
