@@ -4,6 +4,8 @@
 #pragma once
 #include <cstdint>
 
+#include "pyvrel/local_attn.h"
+
 namespace pyvrel::cpu {
 
 // a (B, N, 4), b (B, M, 4) -> out (B, N, M).
@@ -53,5 +55,12 @@ void interpolate_boxes_forward(const int64_t* frames, const void* boxes, const i
 void interpolate_boxes_backward(const int64_t* frames, const int64_t* counts, int64_t N, int64_t K,
                                 const void* grad_out, int64_t L, void* grad_boxes, int dtype,
                                 int num_threads);
+
+// Windowed local attention (pyvrel/local_attn.h has the conventions and LocalAttnArgs). Forward
+// writes args.out and args.lse; backward reads them and writes the gradient buffers (dk, dv are
+// built per (batch, head) in query order: deterministic). dtype: float32 or float64.
+void local_attn_forward(const LocalAttnArgs& args, int dtype, int num_threads);
+void local_attn_backward(const LocalAttnArgs& args, const LocalAttnGrads& grads, int dtype,
+                         int num_threads);
 
 }  // namespace pyvrel::cpu
