@@ -80,8 +80,8 @@ def _local_attn_bwd(
             dk.data_ptr(), dv.data_ptr(), 0 if rel_bias is None else dbias.data_ptr(), B, H, Lq, Lk, D, Dv,
             left, right, dilation, shift, causal, scale, _CODES[q.dtype]]
     if backend == "cuda":
-        ws = torch.empty(_ext.cuda().local_attn_workspace_bytes(B, H, Lq, left + right + 1),
-                         dtype=torch.uint8, device=q.device)
+        nbytes = _ext.cuda().local_attn_workspace_bytes(B, H, Lq, Lk, D, Dv, left + right + 1, _CODES[q.dtype])
+        ws = torch.empty(nbytes, dtype=torch.uint8, device=q.device)
         args.insert(-1, ws.data_ptr())
     _ext.launch(backend, "local_attn_backward", q.device, *args)
     return dq, dk, dv, dbias
