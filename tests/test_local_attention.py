@@ -109,7 +109,8 @@ def test_gradcheck_float64(backend, case, gen):
                                        backend=backend)
         return out, _finite(lse)
 
-    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-6)
+    # fast mode (random directional derivatives) keeps the Triton interpreter affordable
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-6, fast_mode=backend == "triton")
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
