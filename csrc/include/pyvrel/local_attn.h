@@ -154,12 +154,23 @@ PYVREL_HD Acc la_forward_row(const LocalWindow& w, const T* q, const T* k, const
   const Acc inv = Acc(1) / sum;
   const T* v0 = v + start * Dv;
   const int64_t vstep = dil * Dv;
-  PYVREL_SIMD
+#ifdef __CUDA_ARCH__
+  // one thread per row: accumulate each channel in Acc, write once
   for (int64_t d = 0; d < Dv; ++d) {
     Acc acc = 0;
     for (int64_t o = lo; o <= hi; ++o) acc += score[o * ss] * static_cast<Acc>(v0[o * vstep + d]);
     out[d] = static_cast<T>(acc * inv);
   }
+#else
+  // host (T == Acc): contiguous axpys over the channels, which vectorise
+  for (int64_t d = 0; d < Dv; ++d) out[d] = T(0);
+  for (int64_t o = lo; o <= hi; ++o) {
+    const T p = static_cast<T>(score[o * ss] * inv);
+    const T* vr = v0 + o * vstep;
+    PYVREL_SIMD
+    for (int64_t d = 0; d < Dv; ++d) out[d] += p * vr[d];
+  }
+#endif
   return m + la_log(sum);
 }
 
@@ -184,12 +195,21 @@ PYVREL_HD void la_backward_row(const LocalWindow& w, const T* q, const T* k, con
   }
   const T* k0 = k + start * D;
   const int64_t kstep = dil * D;
-  PYVREL_SIMD
+#ifdef __CUDA_ARCH__
   for (int64_t d = 0; d < D; ++d) {
     Acc acc = 0;
     for (int64_t o = lo; o <= hi; ++o) acc += ds[o * ss] * static_cast<Acc>(k0[o * kstep + d]);
     dq[d] = static_cast<T>(scale * acc);
   }
+#else
+  for (int64_t d = 0; d < D; ++d) dq[d] = T(0);
+  for (int64_t o = lo; o <= hi; ++o) {
+    const T g = static_cast<T>(scale * ds[o * ss]);
+    const T* kr = k0 + o * kstep;
+    PYVREL_SIMD
+    for (int64_t d = 0; d < D; ++d) dq[d] += g * kr[d];
+  }
+#endif
 }
 
 }  // namespace pyvrel
