@@ -18,8 +18,11 @@ from pyvrel.ops.tubes import (
     unpack_tubes,
 )
 from pyvrel.ops.types import Tubes
+from pyvrel.ops.linking import SeqNMSResult, seq_nms
 
 __all__ = [
+    "SeqNMSResult",
+    "seq_nms",
     "Tubes",
     "batched_nms",
     "box_iou",
