@@ -245,6 +245,7 @@ def viterbi_link_ref(
     return paths.to(unary.device), scores.to(unary.device)
 
 
+@torch.enable_grad()  # the marginals are a derivative, also under no_grad
 def soft_viterbi_ref(
     boxes: torch.Tensor,
     unary: torch.Tensor,

@@ -1,0 +1,223 @@
+"""viterbi_link, soft_viterbi and path_tubes: every backend against the references."""
+
+import itertools
+import math
+
+import pytest
+import torch
+
+import pyvrel.ops as ops
+from pyvrel.ops import reference as box_ref
+from conftest import device_of, needs_gpu, random_boxes
+
+BACKENDS = [pytest.param("cpp", id="cpp"), pytest.param("cuda", id="cuda", marks=[pytest.mark.gpu, needs_gpu])]
+
+
+def problems(B, T, N, gen, dtype=torch.float64, integer=False):
+    """Drifting proposals (so IoUs between frames are often > 0), random unaries, random gaps."""
+    base = random_boxes(B, 1, N, dtype=torch.float64, generator=gen, scale=40)
+    boxes = base + torch.cumsum(torch.randn(B, T, N, 1, generator=gen, dtype=torch.float64) * 2, dim=1)
+    if integer:
+        boxes = boxes.round()
+    unary = torch.rand(B, T, N, generator=gen, dtype=torch.float64)
+    frames = torch.cumsum(torch.randint(1, 11, (B, T), generator=gen), dim=1)
+    return boxes.to(dtype), unary.to(dtype), frames
+
+
+def brute_force(boxes, unary, frames, L, valid, w=1.0, gap_scaling=True, legacy=False, tau=None):
+    """Max (or τ-log-sum-exp) over all paths of one problem, by enumeration."""
+    N = unary.shape[1]
+    scores = []
+    for path in itertools.product(range(N), repeat=L):
+        if not all(valid[t, p] for t, p in enumerate(path)):
+            continue
+        s = 0.0
+        for t, p in enumerate(path):
+            s += (2.0 if legacy and 0 < t < L - 1 else 1.0) * float(unary[t, p])
+        for t in range(L - 1):
+            lam = w / float(frames[t + 1] - frames[t]) if gap_scaling else w
+            s += lam * float(box_ref.box_iou_aligned_ref(boxes[t, path[t]], boxes[t + 1, path[t + 1]]))
+        scores.append((s, path))
+    if tau is None:
+        return max(scores, key=lambda x: x[0])
+    m = max(s for s, _ in scores)
+    return tau * (m / tau + math.log(sum(math.exp((s - m) / tau) for s, _ in scores)))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("legacy", [False, True])
+@pytest.mark.parametrize("gap_scaling", [True, False])
+def test_viterbi_matches_reference(backend, dtype, legacy, gap_scaling, gen):
+    B, T, N = 5, 13, 7
+    boxes, unary, frames = problems(B, T, N, gen, dtype)
+    lengths = torch.tensor([T, 1, 0, 6, 2])
+    counts = torch.randint(1, N + 1, (B, T), generator=gen)
+    counts[3, 2] = 0  # an empty frame: no path for problem 3
+    dev = device_of(backend)
+    kw = dict(k=3, pairwise_weight=1.5, gap_scaling=gap_scaling, legacy_vrgv=legacy)
+    out = ops.viterbi_link(boxes.to(dev), unary.to(dev), frames.to(dev), lengths.to(dev), counts.to(dev),
+                           backend=backend, **kw)
+    expected = ops.viterbi_link(boxes, unary, frames, lengths, counts, backend="reference", **kw)
+    assert torch.equal(out.paths.cpu(), expected.paths) and torch.equal(out.scores.cpu(), expected.scores)
+    assert expected.scores[3].tolist() == [-math.inf] * 3 and expected.scores[2, 0] == -math.inf
+    assert expected.paths[1, 0, 0] >= 0 and bool((expected.paths[1, 0, 1:] == -1).all())
+    # k paths are disjoint and in decreasing score order
+    for b in range(B):
+        s = expected.scores[b]
+        assert bool((s[1:] <= s[:-1]).all())
+        for t in range(int(lengths[b])):
+            used = [int(p) for p in expected.paths[b, :, t] if p >= 0]
+            assert len(used) == len(set(used))
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_viterbi_reference_is_the_exact_optimum(legacy, gen):
+    boxes, unary, frames = problems(2, 4, 3, gen, integer=True)
+    valid = torch.rand(2, 4, 3, generator=gen) < 0.8
+    valid[:, :, 0] = True
+    for b in range(2):
+        out = ops.viterbi_link(boxes[b], unary[b], frames[b], valid=valid[b], legacy_vrgv=legacy, backend="cpp")
+        best, path = brute_force(boxes[b], unary[b], frames[b], 4, valid[b], legacy=legacy)
+        assert out.scores[0].item() == pytest.approx(best, abs=1e-12)
+        assert out.paths[0].tolist() == list(path)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_viterbi_ties_and_last_link(backend):
+    dev = device_of(backend)
+    # Two identical proposals in every frame: the lowest index wins every tie.
+    boxes = torch.tensor([[[0.0, 0, 10, 10]] * 2] * 3, device=dev)
+    out = ops.viterbi_link(boxes, torch.full((3, 2), 0.5, device=dev), k=2, backend=backend)
+    assert out.paths.tolist() == [[0, 0, 0], [1, 1, 1]]
+    # vRGV's quirk 1 (specs §4.1): continuity into the last frame must win over a higher but
+    # far-away last box, because the last link counts.
+    near, far = [0.0, 0, 10, 10], [100.0, 100, 110, 110]
+    boxes = torch.tensor([[near, far]] * 4, device=dev)
+    unary = torch.tensor([[0.5, 0.0], [0.5, 0.0], [0.5, 0.0], [0.45, 0.55]], device=dev)
+    out = ops.viterbi_link(boxes, unary, gap_scaling=False, backend=backend)
+    assert out.paths[0].tolist() == [0, 0, 0, 0] and out.scores[0].item() == pytest.approx(1.95 + 3.0)
+
+
+@pytest.mark.parametrize("T,N", [(1, 1), (1, 4), (5, 1), (0, 3), (3, 0)])
+def test_viterbi_degenerate_shapes(T, N, gen):
+    boxes, unary, frames = problems(1, T, N, gen)
+    out = ops.viterbi_link(boxes[0], unary[0], frames[0], k=2, backend="cpp")
+    expected = ops.viterbi_link(boxes[0], unary[0], frames[0], k=2, backend="reference")
+    assert torch.equal(out.paths, expected.paths) and torch.equal(out.scores, expected.scores)
+    assert out.paths.shape == (2, T)
+    if T == 1 and N:
+        assert out.scores[0].item() == unary[0, 0].max().item()  # a single frame: the best box
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("legacy", [False, True])
+def test_soft_viterbi_matches_reference(backend, legacy, gen):
+    B, T, N = 4, 7, 5
+    boxes, unary, frames = problems(B, T, N, gen)
+    lengths = torch.tensor([T, 1, 4, 0])
+    valid = torch.rand(B, T, N, generator=gen) < 0.8
+    valid[..., 0] = True
+    dev = device_of(backend)
+    w = torch.tensor([0.5, 2.0, 1.0, 1.0], dtype=torch.float64)
+    out = ops.soft_viterbi(boxes.to(dev), unary.to(dev), frames.to(dev), lengths.to(dev), valid=valid.to(dev),
+                           pairwise_weight=w.to(dev), tau=0.7, legacy_vrgv=legacy, backend=backend)
+    expected = ops.soft_viterbi(boxes, unary, frames, lengths, valid=valid, pairwise_weight=w, tau=0.7,
+                                legacy_vrgv=legacy, backend="reference")
+    torch.testing.assert_close(out.marginals.cpu(), expected.marginals, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(out.log_partition.cpu(), expected.log_partition, atol=1e-12, rtol=1e-12)
+    sums = expected.marginals.sum(-1)
+    for b in range(B):
+        L = int(lengths[b])
+        torch.testing.assert_close(sums[b, :L], torch.ones(L, dtype=torch.float64))
+        assert bool((sums[b, L:] == 0).all()) and bool((expected.marginals[b][~valid[b]] == 0).all())
+    assert expected.log_partition[3] == -math.inf
+    z = brute_force(boxes[2], unary[2], frames[2], 4, valid[2], w=1.0, legacy=legacy, tau=0.7)
+    assert expected.log_partition[2].item() == pytest.approx(z, abs=1e-10)
+
+
+def test_soft_viterbi_small_tau_recovers_the_hard_path(gen):
+    boxes, unary, frames = problems(3, 9, 6, gen)
+    hard = ops.viterbi_link(boxes, unary, frames, backend="cpp")
+    soft = ops.soft_viterbi(boxes, unary, frames, tau=1e-4, backend="cpp")
+    assert torch.equal(soft.marginals.argmax(-1), hard.paths[:, 0])
+    assert bool((soft.marginals.max(-1).values > 0.99).all())
+    torch.testing.assert_close(soft.log_partition, hard.scores[:, 0], atol=1e-2, rtol=0)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "reference"])
+@pytest.mark.parametrize("legacy", [False, True])
+def test_soft_viterbi_gradcheck(backend, legacy, gen):
+    boxes, unary, frames = problems(2, 5, 4, gen)
+    unary.requires_grad_()
+    w = torch.tensor([0.8, 1.3], dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([5, 3])
+
+    def f(u, weight):
+        return ops.soft_viterbi(boxes, u, frames, lengths, pairwise_weight=weight, tau=0.6, legacy_vrgv=legacy,
+                                backend=backend).log_partition
+
+    assert torch.autograd.gradcheck(f, (unary, w))
+    (g,) = torch.autograd.grad(f(unary, w).sum(), unary)
+    m = ops.soft_viterbi(boxes, unary, frames, lengths, pairwise_weight=w, tau=0.6, backend="cpp").marginals
+    if not legacy:
+        torch.testing.assert_close(g, m)  # the gradient w.r.t. the unaries is the marginals
+
+
+def test_linking_ops_opcheck_and_compile(gen):
+    boxes, unary, frames = problems(2, 5, 4, gen)
+    lengths, valid = torch.tensor([5, 3]), torch.ones(2, 5, 4, dtype=torch.uint8)
+    torch.library.opcheck(torch.ops.pyvrel.viterbi_link.default,
+                          (boxes, unary, frames, lengths, valid, 2, 1.0, True, False, 0.0, "cpp"))
+    w = torch.tensor([1.0, 0.5], dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(torch.ops.pyvrel.soft_viterbi.default,
+                          (boxes, unary.requires_grad_(), frames, lengths, valid, w, 1.0, True, False, 0.0, "cpp"),
+                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+    compiled = torch.compile(lambda u: ops.soft_viterbi(boxes, u, frames, lengths, backend="cpp").log_partition.sum(),
+                             fullgraph=True)
+    (g,) = torch.autograd.grad(compiled(unary), unary)
+    torch.testing.assert_close(g, ops.soft_viterbi(boxes, unary, frames, lengths, backend="reference").marginals)
+
+
+def test_path_tubes_interpolates_with_real_frame_indices():
+    # Two samples at video frames 60 and 64 (not positions 0 and 1 within a clip: vRGV quirk 2).
+    boxes = torch.tensor([[[0.0, 0, 4, 4]], [[4.0, 0, 8, 4]]])
+    frames = torch.tensor([60, 64])
+    paths = ops.viterbi_link(boxes, torch.ones(2, 1), frames).paths
+    tubes = ops.path_tubes(boxes, paths, frames)
+    assert tubes.start.tolist() == [60] and tubes.length.tolist() == [5]
+    torch.testing.assert_close(tubes.boxes[0, :, 0], torch.tensor([0.0, 1, 2, 3, 4]))
+    # paths that do not exist give empty tubes
+    two = ops.path_tubes(boxes, ops.viterbi_link(boxes, torch.ones(2, 1), frames, k=2).paths, frames)
+    assert two.length.tolist() == [5, 0]
+
+
+@pytest.mark.parametrize(
+    "kwargs,err,match",
+    [
+        (dict(boxes=torch.zeros(3, 4)), ValueError, "boxes must have shape"),
+        (dict(unary=torch.zeros(3, 3)), ValueError, "unary must have shape"),
+        (dict(frames=torch.tensor([0, 2, 2])), ValueError, "strictly increasing"),
+        (dict(frames=torch.tensor([0.0, 1, 2])), TypeError, "frames must be an integer tensor"),
+        (dict(lengths=torch.tensor(4)), ValueError, "lengths must be in"),
+        (dict(counts=torch.tensor([1, 2, 3])), ValueError, "counts must be in"),
+        (dict(valid=torch.ones(3, 2, dtype=torch.bool), counts=torch.ones(3, dtype=torch.int64)), ValueError, "not both"),
+        (dict(k=0), ValueError, "k must be a positive int"),
+        (dict(pixel_offset=0.5), ValueError, "pixel_offset must be 0"),
+        (dict(unary=torch.tensor([[0.0, float("inf")]] * 3)), ValueError, "unary contains NaN"),
+        (dict(backend="triton"), ValueError, "has no 'triton' backend"),
+    ],
+)
+def test_viterbi_bad_inputs(kwargs, err, match):
+    args = dict(boxes=torch.zeros(3, 2, 4), unary=torch.zeros(3, 2))
+    args.update(kwargs)
+    with pytest.raises(err, match=match):
+        ops.viterbi_link(args.pop("boxes"), args.pop("unary"), **args)
+
+
+def test_soft_viterbi_bad_inputs():
+    boxes, unary = torch.zeros(3, 2, 4), torch.zeros(3, 2)
+    with pytest.raises(ValueError, match="tau must be > 0"):
+        ops.soft_viterbi(boxes, unary, tau=0.0)
+    with pytest.raises(ValueError, match="pairwise_weight must be"):
+        ops.soft_viterbi(boxes, unary, pairwise_weight=torch.ones(3))
