@@ -302,6 +302,7 @@ def seq_nms(
 # ---- Viterbi linking ------------------------------------------------------------------------
 
 _VITERBI_BACKENDS = ("cpp", "cuda", "reference")
+_SOFT_BACKENDS = ("cpp", "reference")  # no CUDA kernel yet (see docs/architecture.md)
 
 
 class ViterbiResult(NamedTuple):
@@ -346,9 +347,14 @@ def _viterbi_link(boxes: Tensor, unary: Tensor, frames: Tensor, lengths: Tensor,
     paths = torch.full((B, k, T), -1, dtype=torch.int64, device=unary.device)
     scores = torch.full((B, k), float("-inf"), dtype=torch.float64, device=unary.device)
     if B and T and N:
-        _ext.launch(backend, "viterbi_forward", unary.device, boxes.data_ptr(), unary.data_ptr(), frames.data_ptr(),
-                    lengths.data_ptr(), valid.data_ptr(), B, T, N, k, pairwise_weight, gap_scaling, legacy_vrgv,
-                    pixel_offset, paths.data_ptr(), scores.data_ptr(), _code(unary))
+        args = [boxes.data_ptr(), unary.data_ptr(), frames.data_ptr(), lengths.data_ptr(), valid.data_ptr(), B, T,
+                N, k, pairwise_weight, gap_scaling, legacy_vrgv, pixel_offset, paths.data_ptr(), scores.data_ptr(),
+                _code(unary)]
+        if backend == "cuda":
+            workspace = torch.empty(_ext.cuda().viterbi_workspace_bytes(B, T, N), dtype=torch.uint8,
+                                    device=unary.device)
+            args.append(workspace.data_ptr())
+        _ext.launch(backend, "viterbi_forward", unary.device, *args)
     return paths, scores
 
 
@@ -575,7 +581,7 @@ def soft_viterbi(
         weight = pairwise_weight.to(torch.float64).reshape(-1).expand(B)
     else:
         weight = torch.full((B,), float(pairwise_weight), dtype=torch.float64, device=unary.device)
-    chosen = choose_backend(op, unary.device, backend, _VITERBI_BACKENDS)
+    chosen = choose_backend(op, unary.device, backend, _SOFT_BACKENDS)
     unary_c = unary.to(boxes_c.dtype)
     if chosen == "reference":
         marginals, log_z = ref.soft_viterbi_ref(boxes_c, unary_c, frames, lengths, mask, weight, tau=float(tau),
