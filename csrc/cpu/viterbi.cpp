@@ -1,6 +1,6 @@
 // Viterbi linking on the CPU: exact max-sum DP with k disjoint paths, and the smoothed
 // (log-sum-exp) forward-backward with marginals and gradients. OpenMP across problems; each
-// thread keeps the link weights of its problem (L-1, N, N) in a reused buffer.
+// thread reuses its buffers across problems.
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -15,6 +15,11 @@ namespace pyvrel::cpu {
 namespace {
 
 constexpr acc_t kNegInf = -std::numeric_limits<acc_t>::infinity();
+
+// No more threads than problems: waking an idle team costs more than a small problem.
+int team_size(int num_threads, int64_t B) {
+  return static_cast<int>(B < num_threads ? (B > 0 ? B : 1) : num_threads);
+}
 
 // Link weights E[t][q][p] = lambda_t * IoU(box[t, p], box[t+1, q]) of one problem (q-major, so
 // the DP over predecessors p reads contiguously).
@@ -40,9 +45,9 @@ void viterbi_forward_impl(const void* boxes_, const void* unary_, const int64_t*
   const auto* boxes = static_cast<const T*>(boxes_);
   const auto* unary = static_cast<const T*>(unary_);
   const T off = static_cast<T>(pixel_offset);
-#pragma omp parallel num_threads(num_threads)
+#pragma omp parallel num_threads(team_size(num_threads, B))
   {
-    std::vector<acc_t> E, V(2 * N);
+    std::vector<acc_t> V(2 * N), lambda(Tn);
     std::vector<int32_t> back(Tn * N);
     std::vector<uint8_t> ok(Tn * N);
 #pragma omp for schedule(dynamic)
@@ -52,7 +57,9 @@ void viterbi_forward_impl(const void* boxes_, const void* unary_, const int64_t*
       const int64_t L = lengths[b];
       if (L == 0) continue;
       const int64_t base = b * Tn * N;
-      link_weights(boxes + 4 * base, frames + b * Tn, L, N, pairwise_weight, gap_scaling, off, E);
+      // Link weights are recomputed per path (IoUs on the fly): cheaper than storing L*N*N.
+      for (int64_t t = 0; t + 1 < L; ++t)
+        lambda[t] = viterbi_link_weight(frames + b * Tn, t, pairwise_weight, gap_scaling);
       for (int64_t i = 0; i < L * N; ++i) ok[i] = valid[base + i];
       for (int64_t r = 0; r < k; ++r) {
         // V holds two frames (previous, current); NaN-free: -inf marks "no path ends here".
@@ -68,10 +75,11 @@ void viterbi_forward_impl(const void* boxes_, const void* unary_, const int64_t*
             int32_t arg = -1;
             acc_t best = 0;
             if (ok[t * N + q]) {
-              const acc_t* e = E.data() + ((t - 1) * N + q) * N;
+              const T* box_q = boxes + 4 * (base + t * N + q);
               for (int64_t p = 0; p < N; ++p) {
                 if (prev[p] == kNegInf) continue;
-                const acc_t cand = prev[p] + e[p];
+                const acc_t cand =
+                    prev[p] + viterbi_edge(lambda[t - 1], boxes + 4 * (base + (t - 1) * N + p), box_q, off);
                 if (arg < 0 || cand > best) {
                   best = cand;
                   arg = static_cast<int32_t>(p);
@@ -109,7 +117,7 @@ void soft_viterbi_forward_impl(const void* boxes_, const void* unary_, const int
   const auto* unary = static_cast<const T*>(unary_);
   const T off = static_cast<T>(pixel_offset);
   const acc_t inv_tau = acc_t(1) / tau;
-#pragma omp parallel num_threads(num_threads)
+#pragma omp parallel num_threads(team_size(num_threads, B))
   {
     std::vector<acc_t> E, alpha(Tn * N), beta(Tn * N), node(Tn * N), tmp(N);
 #pragma omp for schedule(dynamic)
