@@ -5,6 +5,8 @@
 // a count of live incoming links replace edits of the graph. After each iteration the suffix DP
 // is updated incrementally: only suppressed/rescored boxes and, transitively, the predecessors of
 // boxes whose value changed are recomputed (frames after the path never change).
+#include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -22,22 +24,49 @@ struct FrameLinks {
   std::vector<int32_t> adj;
 };
 
+// Links of frame t to frame t + 1 (boxes/valid/labels point at frame t; frame t + 1 follows at
+// + N). When the threshold requires a positive IoU, candidates are pruned exactly: boxes of frame
+// t + 1 sorted by x1 give, per box, a prefix that can overlap it in x (x_overlap_possible, a
+// necessary condition under the kernel's own rounding) and a conservative lower end (x1 of a
+// box overlapping it is above its x1 minus the widest box, with slack far above rounding).
 template <typename T>
 void build_links(const T* boxes, const uint8_t* valid, const int64_t* labels, int64_t N, T off,
-                 T thr, bool strict, FrameLinks& out) {
-  // boxes/valid/labels point at frame t; frame t + 1 follows at + N.
+                 T thr, bool strict, std::vector<int32_t>& order, FrameLinks& out) {
+  const T* next = boxes + 4 * N;
   out.off.assign(N + 1, 0);
   out.adj.clear();
-  for (int64_t i = 0; i < N; ++i) {
-    if (valid[i]) {
-      for (int64_t j = 0; j < N; ++j) {
-        if (!valid[N + j]) continue;
-        if (seq_nms_link(boxes + 4 * i, boxes + 4 * (N + j),
-                         labels != nullptr ? labels + i : nullptr,
-                         labels != nullptr ? labels + N + j : nullptr, off, thr, strict))
-          out.adj.push_back(static_cast<int32_t>(j));
-      }
+  auto link = [&](int64_t i, int64_t j) {
+    return seq_nms_link(boxes + 4 * i, next + 4 * j, labels != nullptr ? labels + i : nullptr,
+                        labels != nullptr ? labels + N + j : nullptr, off, thr, strict);
+  };
+  const bool prune = strict || thr > T(0);  // else IoU 0 links too: test every pair
+  T widest = 0;
+  order.clear();
+  for (int64_t j = 0; j < N; ++j)
+    if (valid[N + j]) {
+      order.push_back(static_cast<int32_t>(j));
+      widest = max_(widest, next[4 * j + 2] - next[4 * j]);
     }
+  std::sort(order.begin(), order.end(),
+            [&](int32_t a, int32_t b) { return next[4 * a] < next[4 * b]; });
+  for (int64_t i = 0; i < N; ++i) {
+    const size_t first = out.adj.size();
+    if (valid[i] && !prune) {
+      for (const int32_t j : order)
+        if (link(i, j)) out.adj.push_back(j);
+    } else if (valid[i]) {
+      const T x1 = boxes[4 * i], x2 = boxes[4 * i + 2];
+      const T slack = (std::abs(x1) + widest + off + T(1)) * T(1e-3);
+      const T low = x1 - off - widest - slack;
+      auto lo = std::lower_bound(order.begin(), order.end(), low,
+                                 [&](int32_t j, T v) { return next[4 * j] < v; });
+      auto hi = std::partition_point(lo, order.end(), [&](int32_t j) {
+        return x_overlap_possible(x2, next[4 * j], off);
+      });
+      for (auto it = lo; it != hi; ++it)
+        if (x_overlap_possible(next[4 * *it + 2], x1, off) && link(i, *it)) out.adj.push_back(*it);
+    }
+    std::sort(out.adj.begin() + first, out.adj.end());  // ascending j: the DP's tie rule
     out.off[i + 1] = static_cast<int32_t>(out.adj.size());
   }
 }
@@ -200,12 +229,13 @@ void seq_nms_forward_impl(const void* boxes_, const void* scores_, const uint8_t
   std::vector<FrameLinks> links(B * (pairs > 0 ? pairs : 1));
 #pragma omp parallel num_threads(num_threads)
   {
+    std::vector<int32_t> order;
 #pragma omp for schedule(dynamic)
     for (int64_t bt = 0; bt < B * pairs; ++bt) {
       const int64_t b = bt / pairs, t = bt % pairs;
       const int64_t frame = (b * Tn + t) * N;
       build_links(boxes + 4 * frame, valid + frame, labels != nullptr ? labels + frame : nullptr, N,
-                  off, link_thr, strict, links[b * pairs + t]);
+                  off, link_thr, strict, order, links[b * pairs + t]);
     }
 #pragma omp for schedule(dynamic)
     for (int64_t b = 0; b < B; ++b) {

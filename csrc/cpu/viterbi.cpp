@@ -1,6 +1,15 @@
 // Viterbi linking on the CPU: exact max-sum DP with k disjoint paths, and the smoothed
 // (log-sum-exp) forward-backward with marginals and gradients. OpenMP across problems; each
 // thread reuses its buffers across problems.
+//
+// The IoU rows of this file divide under a select; GCC if-converts and vectorises such loops only
+// without -ftrapping-math. No result changes (same IEEE operations; only floating-point traps,
+// which nothing here enables, are assumed off). The pragma comes first so that every function of
+// the file, the header ones included, gets it and stays inlinable.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -48,6 +57,7 @@ void viterbi_forward_impl(const void* boxes_, const void* unary_, const int64_t*
 #pragma omp parallel num_threads(team_size(num_threads, B))
   {
     std::vector<acc_t> V(2 * N), lambda(Tn);
+    std::vector<T> area(Tn * N), row(N), x1(N), y1(N), x2(N), y2(N);
     std::vector<int32_t> back(Tn * N);
     std::vector<uint8_t> ok(Tn * N);
 #pragma omp for schedule(dynamic)
@@ -60,7 +70,10 @@ void viterbi_forward_impl(const void* boxes_, const void* unary_, const int64_t*
       // Link weights are recomputed per path (IoUs on the fly): cheaper than storing L*N*N.
       for (int64_t t = 0; t + 1 < L; ++t)
         lambda[t] = viterbi_link_weight(frames + b * Tn, t, pairwise_weight, gap_scaling);
-      for (int64_t i = 0; i < L * N; ++i) ok[i] = valid[base + i];
+      for (int64_t i = 0; i < L * N; ++i) {
+        ok[i] = valid[base + i];
+        area[i] = box_area(boxes + 4 * (base + i), off);
+      }
       for (int64_t r = 0; r < k; ++r) {
         // V holds two frames (previous, current); NaN-free: -inf marks "no path ends here".
         acc_t* prev = V.data();
@@ -71,15 +84,27 @@ void viterbi_forward_impl(const void* boxes_, const void* unary_, const int64_t*
                           : kNegInf;
         for (int64_t t = 1; t < L; ++t) {
           const acc_t c = viterbi_unary_weight(t, L, legacy_vrgv);
+          const T* prev_boxes = boxes + 4 * (base + (t - 1) * N);
+          for (int64_t p = 0; p < N; ++p) {  // frame t - 1 as coordinate arrays
+            x1[p] = prev_boxes[4 * p];
+            y1[p] = prev_boxes[4 * p + 1];
+            x2[p] = prev_boxes[4 * p + 2];
+            y2[p] = prev_boxes[4 * p + 3];
+          }
+          const T* prev_area = area.data() + (t - 1) * N;
           for (int64_t q = 0; q < N; ++q) {
             int32_t arg = -1;
             acc_t best = 0;
             if (ok[t * N + q]) {
-              const T* box_q = boxes + 4 * (base + t * N + q);
+              // The IoU row first (a branch-free loop the compiler vectorises), then the max.
+              const T* bq = boxes + 4 * (base + t * N + q);
+              const T area_q = area[t * N + q];
+              for (int64_t p = 0; p < N; ++p)
+                row[p] = box_iou_unpacked(x1[p], y1[p], x2[p], y2[p], prev_area[p], bq[0], bq[1],
+                                          bq[2], bq[3], area_q, off);
               for (int64_t p = 0; p < N; ++p) {
                 if (prev[p] == kNegInf) continue;
-                const acc_t cand =
-                    prev[p] + viterbi_edge(lambda[t - 1], boxes + 4 * (base + (t - 1) * N + p), box_q, off);
+                const acc_t cand = prev[p] + lambda[t - 1] * static_cast<acc_t>(row[p]);
                 if (arg < 0 || cand > best) {
                   best = cand;
                   arg = static_cast<int32_t>(p);

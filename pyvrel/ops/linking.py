@@ -471,10 +471,15 @@ def _linking_inputs(op: str, boxes: Tensor, unary: Tensor, frames: Tensor | None
         raise ValueError(f"{op}: frames must be strictly increasing within each problem's length "
                          "(λ = 1 / frame gap); pass gap_scaling=False for a constant λ")
     off = _checks.pixel_offset(op, pixel_offset)
-    _checks.finite(op, "boxes", boxes[mask])
-    _checks.finite(op, "unary", unary[mask])
+    if not _checks._compiling():  # no NaN/inf where valid (without copying the valid entries)
+        if bool((~torch.isfinite(boxes).all(-1) & mask).any()):
+            raise ValueError(f"{op}: boxes contains NaN or infinite values")
+        if bool((~torch.isfinite(unary) & mask).any()):
+            raise ValueError(f"{op}: unary contains NaN or infinite values")
     cdt = _compute_dtype(boxes)
-    boxes = torch.where(mask[..., None], boxes, torch.zeros((), dtype=boxes.dtype, device=dev)).to(cdt).contiguous()
+    if _checks._compiling() or not bool(mask.all()):
+        boxes = torch.where(mask[..., None], boxes, torch.zeros((), dtype=boxes.dtype, device=dev))
+    boxes = boxes.to(cdt).contiguous()
     return batched, boxes, unary, frames, lengths, mask, off
 
 

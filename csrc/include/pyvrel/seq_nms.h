@@ -33,6 +33,15 @@ PYVREL_HD bool dp_improves(acc_t cand, acc_t best, bool have_best) {
   return !have_best || cand > best;
 }
 
+// Necessary condition for a positive intersection width of boxes with x2 = hi and x1 = lo:
+// box_inter computes fl(fl(min(x2) - max(x1)) + off) and rounding is monotone, so a pair fails
+// this test only if its computed width is <= 0. Monotone in `lo`, which makes it usable as a
+// binary-search bound over boxes sorted by x1.
+template <typename T>
+PYVREL_HD bool x_overlap_possible(T hi, T lo, T off) {
+  return (hi - lo) + off > T(0);
+}
+
 // Whether box q of a path frame is suppressed by the path box p of that frame (always itself).
 template <typename T>
 PYVREL_HD bool seq_nms_suppressed(const T* path_box, const T* box, bool is_path_box, T off, T thr,

@@ -29,6 +29,20 @@ PYVREL_HD acc_t viterbi_link_weight(const int64_t* frames, int64_t t, acc_t pair
                      : pairwise_weight;
 }
 
+// IoU of boxes a and b given as coordinates and areas (areas as box_area computes them): the
+// operations and their order are box_inter's and box_iou's, so the result is identical. Scalar
+// arguments let a kernel keep a frame's boxes as separate coordinate arrays, which vectorises.
+template <typename T>
+PYVREL_HD T box_iou_unpacked(T ax1, T ay1, T ax2, T ay2, T area_a, T bx1, T by1, T bx2, T by2,
+                             T area_b, T off) {
+  const T w = max_(T(0), min_(ax2, bx2) - max_(ax1, bx1) + off);
+  const T h = max_(T(0), min_(ay2, by2) - max_(ay1, by1) + off);
+  const T inter = w * h;
+  const T uni = area_a + area_b - inter;
+  const T ratio = inter / (uni > T(0) ? uni : T(1));  // divides unconditionally: no branch
+  return uni > T(0) ? ratio : T(0);
+}
+
 // Pairwise term of a link: lambda_t * IoU (IoU in the boxes' type, then widened).
 template <typename T>
 PYVREL_HD acc_t viterbi_edge(acc_t lambda, const T* a, const T* b, T off) {
