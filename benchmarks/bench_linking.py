@@ -82,7 +82,8 @@ def test_seq_nms(benchmark, provider, T, N):
         assert torch.equal(out.box_index.cpu(), expected.box_index)
 
 
-@pytest.mark.parametrize("provider", ["numpy", *PROVIDERS])
+@pytest.mark.parametrize("provider", ["numpy", *PROVIDERS, pytest.param("triton", marks=pytest.mark.skipif(
+    not HAS_GPU, reason="Triton timings need a GPU (the CPU interpreter is no benchmark)"))])
 @pytest.mark.parametrize("B,T,N", VITERBI_SHAPES, ids=[f"{b}x{t}x{n}" for b, t, n in VITERBI_SHAPES])
 def test_viterbi_link(benchmark, provider, B, T, N):
     benchmark.group = f"viterbi_link-{B}x{T}x{N}"
@@ -94,7 +95,7 @@ def test_viterbi_link(benchmark, provider, B, T, N):
         path, _ = benchmark(lambda: numpy_viterbi(b, u, f))
         assert path == ops.viterbi_link(boxes[0], unary[0], frames[0], backend="cpp").paths[0].tolist()
         return
-    dev = "cuda" if provider == "cuda" else "cpu"
+    dev = "cuda" if provider in ("cuda", "triton") else "cpu"
     args = (boxes.to(dev), unary.to(dev), frames.to(dev))
     out = benchmark(lambda: ops.viterbi_link(*args, backend=provider))
     if provider != "reference":

@@ -301,7 +301,7 @@ def seq_nms(
 
 # ---- Viterbi linking ------------------------------------------------------------------------
 
-_VITERBI_BACKENDS = ("cpp", "cuda", "reference")
+_VITERBI_BACKENDS = ("cpp", "cuda", "triton", "reference")
 _SOFT_BACKENDS = ("cpp", "reference")  # no CUDA kernel yet (see docs/architecture.md)
 
 
@@ -343,6 +343,11 @@ def _viterbi_link(boxes: Tensor, unary: Tensor, frames: Tensor, lengths: Tensor,
                   backend: str) -> tuple[Tensor, Tensor]:
     """boxes (B, T, N, 4), unary (B, T, N), frames (B, T), lengths (B,) int64, valid (B, T, N) uint8
     -> paths (B, k, T) int64, scores (B, k) float64."""
+    if backend == "triton":
+        from pyvrel.kernels.linking import viterbi_link_triton
+
+        return viterbi_link_triton(boxes, unary, frames, lengths, valid, k, pairwise_weight, gap_scaling,
+                                   legacy_vrgv, pixel_offset)
     B, T, N = unary.shape
     paths = torch.full((B, k, T), -1, dtype=torch.int64, device=unary.device)
     scores = torch.full((B, k), float("-inf"), dtype=torch.float64, device=unary.device)
