@@ -182,4 +182,20 @@ workspace: seq_nms_workspace_bytes(B, T, N) bytes.)pbdoc");
       nogil,
       R"pbdoc(Viterbi linking on the device (one block per problem); see pyvrel._C.viterbi_forward.
 workspace: viterbi_workspace_bytes(B, T, N) bytes; N <= VITERBI_MAX_BOXES.)pbdoc");
+  m.def("soft_viterbi_workspace_bytes", &soft_viterbi_workspace_bytes,
+        R"pbdoc(Bytes of the soft_viterbi_forward workspace for B problems of T frames x N boxes.)pbdoc");
+  m.def(
+      "soft_viterbi_forward",
+      [](ptr boxes, ptr unary, ptr frames, ptr lengths, ptr valid, ptr w, int64_t B, int64_t T,
+         int64_t N, double tau, bool gap_scaling, bool legacy, double off, ptr marginals,
+         ptr log_z, ptr grad_w, int dtype, ptr workspace, ptr stream) {
+        soft_viterbi_forward(as<const void>(boxes), as<const void>(unary),
+                             as<const int64_t>(frames), as<const int64_t>(lengths),
+                             as<const uint8_t>(valid), as<const double>(w), B, T, N, tau,
+                             gap_scaling, legacy, off, as<double>(marginals), as<double>(log_z),
+                             as<double>(grad_w), dtype, as<void>(workspace), stream);
+      },
+      nogil,
+      R"pbdoc(Smoothed Viterbi on the device (one block per problem); see
+pyvrel._C.soft_viterbi_forward. workspace: soft_viterbi_workspace_bytes(B, T, N) bytes.)pbdoc");
 }

@@ -113,7 +113,7 @@ def test_viterbi_degenerate_shapes(T, N, gen):
         assert out.scores[0].item() == unary[0, 0].max().item()  # a single frame: the best box
 
 
-@pytest.mark.parametrize("backend", ["cpp"])  # soft_viterbi has no CUDA or Triton kernel yet
+@pytest.mark.parametrize("backend", [b for b in KERNEL_BACKENDS if b.id != "triton"])  # no Triton kernel yet
 @pytest.mark.parametrize("legacy", [False, True])
 def test_soft_viterbi_matches_reference(backend, legacy, gen):
     B, T, N = 4, 7, 5
@@ -127,8 +127,9 @@ def test_soft_viterbi_matches_reference(backend, legacy, gen):
                            pairwise_weight=w.to(dev), tau=0.7, legacy_vrgv=legacy, backend=backend)
     expected = ops.soft_viterbi(boxes, unary, frames, lengths, valid=valid, pairwise_weight=w, tau=0.7,
                                 legacy_vrgv=legacy, backend="reference")
-    torch.testing.assert_close(out.marginals.cpu(), expected.marginals, atol=1e-12, rtol=1e-12)
-    torch.testing.assert_close(out.log_partition.cpu(), expected.log_partition, atol=1e-12, rtol=1e-12)
+    tol = dict(atol=1e-10, rtol=1e-10)  # exp/log of the device libraries differ in the last bits
+    torch.testing.assert_close(out.marginals.cpu(), expected.marginals, **tol)
+    torch.testing.assert_close(out.log_partition.cpu(), expected.log_partition, **tol)
     sums = expected.marginals.sum(-1)
     for b in range(B):
         L = int(lengths[b])

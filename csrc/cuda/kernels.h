@@ -87,4 +87,14 @@ void viterbi_forward(const void* boxes, const void* unary, const int64_t* frames
                      double pixel_offset, int64_t* paths, double* scores, int dtype,
                      void* workspace, std::uintptr_t stream);
 
+// Smoothed Viterbi: as pyvrel::cpu::soft_viterbi_forward, with a workspace of
+// soft_viterbi_workspace_bytes(B, T, N) bytes (forward and backward log-messages).
+int64_t soft_viterbi_workspace_bytes(int64_t B, int64_t T, int64_t N);
+void soft_viterbi_forward(const void* boxes, const void* unary, const int64_t* frames,
+                          const int64_t* lengths, const uint8_t* valid,
+                          const double* pairwise_weight, int64_t B, int64_t T, int64_t N,
+                          double tau, bool gap_scaling, bool legacy_vrgv, double pixel_offset,
+                          double* marginals, double* log_partition, double* grad_weight, int dtype,
+                          void* workspace, std::uintptr_t stream);
+
 }  // namespace pyvrel::cuda

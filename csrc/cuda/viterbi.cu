@@ -1,6 +1,7 @@
 // Viterbi linking on CUDA: one block per problem (N of a few hundred fits one block), threads
 // over the boxes of the current frame, frames in sequence; the k disjoint paths are found in the
 // same launch. The arithmetic and tie rules are those of csrc/cpu/viterbi.cpp (identical results).
+// Also the smoothed (log-sum-exp) forward-backward of soft_viterbi.
 #include <math_constants.h>
 
 #include "kernels.h"
@@ -105,6 +106,123 @@ void viterbi_forward_impl(const void* boxes, const void* unary, const int64_t* f
   check_launch("viterbi_forward");
 }
 
+// Smoothed Viterbi: one block per problem; threads over the boxes of a frame for the forward
+// (alpha) and backward (beta) log-sum-exp recursions, then the marginals and d log Z / d w (a
+// deterministic block reduction). Same formulas as the CPU kernel; exp/log may differ from the
+// host's in the last bits, so results agree to rounding, not bitwise. Workspace: alpha, beta.
+template <typename T>
+__global__ void __launch_bounds__(kViterbiThreads)
+    soft_viterbi_kernel(const T* boxes_all, const T* unary_all, const int64_t* frames_all,
+                        const int64_t* lengths, const uint8_t* valid_all,
+                        const double* pairwise_weight, int64_t Tn, int64_t N, double tau,
+                        bool gap_scaling, bool legacy_vrgv, T off, double* marginals_all,
+                        double* log_partition, double* grad_weight, double* workspace) {
+  const int64_t b = blockIdx.x, tid = threadIdx.x, nt = blockDim.x, TN = Tn * N;
+  const T* boxes = boxes_all + 4 * b * TN;
+  const int64_t* frames = frames_all + b * Tn;
+  double* alpha = workspace + 2 * b * TN;
+  double* beta = alpha + TN;
+  double* marginals = marginals_all + b * TN;
+  const int64_t L = lengths[b];
+  const acc_t inv_tau = acc_t(1) / tau, w = pairwise_weight[b];
+  __shared__ acc_t red[kViterbiThreads];
+  __shared__ acc_t log_z;
+  auto node = [&](int64_t t, int64_t q) -> acc_t {
+    return valid_all[b * TN + t * N + q]
+               ? viterbi_unary_weight(t, L, legacy_vrgv) *
+                     static_cast<acc_t>(unary_all[b * TN + t * N + q]) * inv_tau
+               : -CUDART_INF;
+  };
+  auto edge = [&](int64_t t, int64_t p, int64_t q) -> acc_t {  // lambda_t IoU / tau, t -> t+1
+    return viterbi_edge(viterbi_link_weight(frames, t, w, gap_scaling), boxes + 4 * (t * N + p),
+                        boxes + 4 * ((t + 1) * N + q), off) *
+           inv_tau;
+  };
+  for (int64_t i = tid; i < TN; i += nt) marginals[i] = 0;
+  if (tid == 0) {
+    log_partition[b] = -CUDART_INF;
+    grad_weight[b] = 0;
+  }
+  if (L == 0) return;
+  for (int64_t q = tid; q < N; q += nt) alpha[q] = node(0, q);
+  __syncthreads();
+  for (int64_t t = 1; t < L; ++t) {
+    for (int64_t q = tid; q < N; q += nt) {
+      acc_t m = -CUDART_INF, sum = 0;
+      for (int64_t p = 0; p < N; ++p)
+        if (alpha[(t - 1) * N + p] != -CUDART_INF)
+          m = max_(m, alpha[(t - 1) * N + p] + edge(t - 1, p, q));
+      if (m != -CUDART_INF)
+        for (int64_t p = 0; p < N; ++p)
+          if (alpha[(t - 1) * N + p] != -CUDART_INF)
+            sum += exp(alpha[(t - 1) * N + p] + edge(t - 1, p, q) - m);
+      alpha[t * N + q] = m == -CUDART_INF ? m : node(t, q) + m + log(sum);
+    }
+    __syncthreads();
+  }
+  if (tid == 0) log_z = log_sum_exp(alpha + (L - 1) * N, N);
+  __syncthreads();
+  if (log_z == -CUDART_INF) return;  // no path
+  for (int64_t p = tid; p < N; p += nt) beta[(L - 1) * N + p] = 0;
+  __syncthreads();
+  for (int64_t t = L - 2; t >= 0; --t) {
+    for (int64_t p = tid; p < N; p += nt) {
+      acc_t m = -CUDART_INF, sum = 0;
+      for (int64_t q = 0; q < N; ++q) {
+        const acc_t right = node(t + 1, q);
+        if (right != -CUDART_INF) m = max_(m, edge(t, p, q) + right + beta[(t + 1) * N + q]);
+      }
+      if (m != -CUDART_INF)
+        for (int64_t q = 0; q < N; ++q) {
+          const acc_t right = node(t + 1, q);
+          if (right != -CUDART_INF) sum += exp(edge(t, p, q) + right + beta[(t + 1) * N + q] - m);
+        }
+      beta[t * N + p] = m == -CUDART_INF ? m : m + log(sum);
+    }
+    __syncthreads();
+  }
+  acc_t gw = 0;
+  for (int64_t i = tid; i < L * N; i += nt) {
+    const int64_t t = i / N, q = i % N;
+    const acc_t nd = node(t, q);
+    if (nd == -CUDART_INF) continue;
+    marginals[i] = exp(alpha[i] + beta[i] - log_z);
+    if (t + 1 >= L) continue;
+    const acc_t gamma = viterbi_gap_factor(frames, t, gap_scaling);
+    for (int64_t r = 0; r < N; ++r) {  // links (t, q) -> (t + 1, r)
+      const acc_t right = node(t + 1, r);
+      if (right == -CUDART_INF) continue;
+      const acc_t xi = exp(alpha[i] + edge(t, q, r) + right + beta[(t + 1) * N + r] - log_z);
+      gw += xi * viterbi_edge(gamma, boxes + 4 * (t * N + q), boxes + 4 * ((t + 1) * N + r), off);
+    }
+  }
+  red[tid] = gw;
+  __syncthreads();
+  for (int stride = nt / 2; stride > 0; stride /= 2) {
+    if (tid < stride) red[tid] += red[tid + stride];
+    __syncthreads();
+  }
+  if (tid == 0) {
+    log_partition[b] = tau * log_z;
+    grad_weight[b] = red[0];
+  }
+}
+
+template <typename T>
+void soft_viterbi_forward_impl(const void* boxes, const void* unary, const int64_t* frames,
+                               const int64_t* lengths, const uint8_t* valid,
+                               const double* pairwise_weight, int64_t B, int64_t Tn, int64_t N,
+                               double tau, bool gap_scaling, bool legacy_vrgv, double pixel_offset,
+                               double* marginals, double* log_partition, double* grad_weight,
+                               void* workspace, std::uintptr_t stream) {
+  if (B == 0 || Tn == 0 || N == 0) return;
+  soft_viterbi_kernel<T><<<static_cast<unsigned int>(B), kViterbiThreads, 0, as_stream(stream)>>>(
+      static_cast<const T*>(boxes), static_cast<const T*>(unary), frames, lengths, valid,
+      pairwise_weight, Tn, N, tau, gap_scaling, legacy_vrgv, static_cast<T>(pixel_offset),
+      marginals, log_partition, grad_weight, static_cast<double*>(workspace));
+  check_launch("soft_viterbi_forward");
+}
+
 }  // namespace
 
 int64_t viterbi_workspace_bytes(int64_t B, int64_t T, int64_t N) {
@@ -119,6 +237,21 @@ void viterbi_forward(const void* boxes, const void* unary, const int64_t* frames
   PYVREL_DISPATCH_FLOAT(dtype, "viterbi_link", viterbi_forward_impl, boxes, unary, frames, lengths,
                         valid, B, T, N, k, pairwise_weight, gap_scaling, legacy_vrgv, pixel_offset,
                         paths, scores, workspace, stream);
+}
+
+int64_t soft_viterbi_workspace_bytes(int64_t B, int64_t T, int64_t N) {
+  return 2 * B * T * N * static_cast<int64_t>(sizeof(double));
+}
+
+void soft_viterbi_forward(const void* boxes, const void* unary, const int64_t* frames,
+                          const int64_t* lengths, const uint8_t* valid,
+                          const double* pairwise_weight, int64_t B, int64_t T, int64_t N,
+                          double tau, bool gap_scaling, bool legacy_vrgv, double pixel_offset,
+                          double* marginals, double* log_partition, double* grad_weight, int dtype,
+                          void* workspace, std::uintptr_t stream) {
+  PYVREL_DISPATCH_FLOAT(dtype, "soft_viterbi", soft_viterbi_forward_impl, boxes, unary, frames,
+                        lengths, valid, pairwise_weight, B, T, N, tau, gap_scaling, legacy_vrgv,
+                        pixel_offset, marginals, log_partition, grad_weight, workspace, stream);
 }
 
 }  // namespace pyvrel::cuda

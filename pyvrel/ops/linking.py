@@ -302,7 +302,7 @@ def seq_nms(
 # ---- Viterbi linking ------------------------------------------------------------------------
 
 _VITERBI_BACKENDS = ("cpp", "cuda", "triton", "reference")
-_SOFT_BACKENDS = ("cpp", "reference")  # no CUDA kernel yet (see docs/architecture.md)
+_SOFT_BACKENDS = ("cpp", "cuda", "reference")  # no Triton kernel yet (see docs/architecture.md)
 
 
 class ViterbiResult(NamedTuple):
@@ -380,10 +380,14 @@ def _soft_viterbi(boxes: Tensor, unary: Tensor, frames: Tensor, lengths: Tensor,
     log_z = torch.full((B,), float("-inf"), dtype=torch.float64, device=unary.device)
     grad_w = torch.zeros(B, dtype=torch.float64, device=unary.device)
     if B and T and N:
-        _ext.launch(backend, "soft_viterbi_forward", unary.device, boxes.data_ptr(), unary.data_ptr(),
-                    frames.data_ptr(), lengths.data_ptr(), valid.data_ptr(), pairwise_weight.data_ptr(), B, T, N,
-                    tau, gap_scaling, legacy_vrgv, pixel_offset, marginals.data_ptr(), log_z.data_ptr(),
-                    grad_w.data_ptr(), _code(unary))
+        args = [boxes.data_ptr(), unary.data_ptr(), frames.data_ptr(), lengths.data_ptr(), valid.data_ptr(),
+                pairwise_weight.data_ptr(), B, T, N, tau, gap_scaling, legacy_vrgv, pixel_offset,
+                marginals.data_ptr(), log_z.data_ptr(), grad_w.data_ptr(), _code(unary)]
+        if backend == "cuda":
+            workspace = torch.empty(_ext.cuda().soft_viterbi_workspace_bytes(B, T, N), dtype=torch.uint8,
+                                    device=unary.device)
+            args.append(workspace.data_ptr())
+        _ext.launch(backend, "soft_viterbi_forward", unary.device, *args)
     return marginals, log_z, grad_w
 
 
@@ -525,7 +529,7 @@ def viterbi_link(
         k: number of disjoint paths.
         pairwise_weight, gap_scaling, legacy_vrgv: the score, as above.
         pixel_offset: 0, or 1 for vRGV's +1 areas.
-        backend: ``None``, ``"cpp"``, ``"cuda"`` or ``"reference"``.
+        backend: ``None``, ``"cpp"``, ``"cuda"``, ``"triton"`` or ``"reference"``.
 
     Returns:
         :class:`ViterbiResult` ``(paths (B, k, T), scores (B, k))``; a problem with a frame that has
