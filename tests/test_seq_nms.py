@@ -190,3 +190,17 @@ def test_seq_nms_bad_inputs(kwargs, err, match):
     args.update(kwargs)
     with pytest.raises(err, match=match):
         ops.seq_nms(args.pop("boxes"), args.pop("scores"), **args)
+
+
+def test_seq_nms_op_reports_node_room_needed(gen):
+    # "vidvrd2" sequences may share boxes, so their node list can outgrow a first guess; the op
+    # writes only what fits and reports the room needed (the public op then runs again).
+    boxes, scores = moving_detections(10, 12, 3, 4, gen)
+    full = ops.seq_nms(boxes, scores, variant="vidvrd2", suppress_threshold=0.7, backend="cpp")
+    total = int(full.tracklets.length.sum())
+    assert total >= 4
+    out = torch.ops.pyvrel.seq_nms(boxes[None], scores[None], torch.ones(1, 10, 12, dtype=torch.uint8), None, 0.5,
+                                   0.7, False, 2, 1, 0, 0.0, 0.0, 3, "cpp")
+    count, lengths, nodes, needed = out[2], out[4], out[6], out[7]
+    assert int(needed[0]) == total == int(lengths[0, : int(count[0])].sum())
+    assert nodes.shape == (1, 3)
