@@ -56,7 +56,7 @@ void viterbi_forward_impl(const void* boxes_, const void* unary_, const int64_t*
   const T off = static_cast<T>(pixel_offset);
 #pragma omp parallel num_threads(team_size(num_threads, B))
   {
-    std::vector<acc_t> V(2 * N), lambda(Tn);
+    std::vector<acc_t> V(2 * N), lambda(Tn), cand(N);
     std::vector<T> area(Tn * N), row(N), x1(N), y1(N), x2(N), y2(N);
     std::vector<int32_t> back(Tn * N);
     std::vector<uint8_t> ok(Tn * N);
@@ -102,12 +102,16 @@ void viterbi_forward_impl(const void* boxes_, const void* unary_, const int64_t*
               for (int64_t p = 0; p < N; ++p)
                 row[p] = box_iou_unpacked(x1[p], y1[p], x2[p], y2[p], prev_area[p], bq[0], bq[1],
                                           bq[2], bq[3], area_q, off);
+              // cand = -inf exactly where prev is -inf (IoU rows are finite), so the max over
+              // all p and the first p reaching it are the strict-> scan over finite candidates.
+              acc_t m = kNegInf;
               for (int64_t p = 0; p < N; ++p) {
-                if (prev[p] == kNegInf) continue;
-                const acc_t cand = prev[p] + lambda[t - 1] * static_cast<acc_t>(row[p]);
-                if (arg < 0 || cand > best) {
-                  best = cand;
-                  arg = static_cast<int32_t>(p);
+                cand[p] = prev[p] + lambda[t - 1] * static_cast<acc_t>(row[p]);
+                m = max_(m, cand[p]);
+              }
+              if (m != kNegInf) {
+                best = m;
+                for (arg = 0; cand[arg] != m; ++arg) {
                 }
               }
             }
