@@ -471,22 +471,26 @@ def _linking_inputs(op: str, boxes: Tensor, unary: Tensor, frames: Tensor | None
         tensors["valid"] = valid
         mask = valid.reshape(B, T, N)
     else:
-        mask = torch.ones(B, T, N, dtype=torch.bool, device=dev)
+        mask = None
+    everything_valid = mask is None and tensors.get("lengths") is None  # the common, fast case
     _checks.same_device(op, **tensors)
     frames, lengths = frames.to(torch.int64).contiguous(), lengths.to(torch.int64).contiguous()
     in_len = torch.arange(T, device=dev)[None, :] < lengths[:, None]
-    mask = mask & in_len[..., None]
+    mask = in_len[..., None].expand(B, T, N) if mask is None else mask & in_len[..., None]
     if gap_scaling and T > 1 and not _checks._compiling() and bool(((frames[:, 1:] <= frames[:, :-1]) & in_len[:, 1:]).any()):
         raise ValueError(f"{op}: frames must be strictly increasing within each problem's length "
                          "(λ = 1 / frame gap); pass gap_scaling=False for a constant λ")
     off = _checks.pixel_offset(op, pixel_offset)
     if not _checks._compiling():  # no NaN/inf where valid (without copying the valid entries)
-        if bool((~torch.isfinite(boxes).all(-1) & mask).any()):
-            raise ValueError(f"{op}: boxes contains NaN or infinite values")
-        if bool((~torch.isfinite(unary) & mask).any()):
-            raise ValueError(f"{op}: unary contains NaN or infinite values")
+        # One fused test first (a sum of finite values is finite unless it overflows); the
+        # precise, per-argument tests only when it fails or when some entries are masked.
+        if not (everything_valid and bool(torch.isfinite(boxes.sum(-1) + unary).all())):
+            if bool((~torch.isfinite(boxes).all(-1) & mask).any()):
+                raise ValueError(f"{op}: boxes contains NaN or infinite values")
+            if bool((~torch.isfinite(unary) & mask).any()):
+                raise ValueError(f"{op}: unary contains NaN or infinite values")
     cdt = _compute_dtype(boxes)
-    if _checks._compiling() or not bool(mask.all()):
+    if _checks._compiling() or not (everything_valid or bool(mask.all())):
         boxes = torch.where(mask[..., None], boxes, torch.zeros((), dtype=boxes.dtype, device=dev))
     boxes = boxes.to(cdt).contiguous()
     return batched, boxes, unary, frames, lengths, mask, off
