@@ -38,6 +38,23 @@ def _ptr(t: Tensor | None) -> int:
     return 0 if t is None else t.data_ptr()
 
 
+def _finite_where_valid(op: str, boxes_name: str, boxes: Tensor, values_name: str, values: Tensor, mask: Tensor,
+                        everything_valid: bool) -> None:
+    """No NaN/inf in boxes (B, T, N, 4) or values (B, T, N) where ``mask``; padding is never read.
+
+    One fused test first (a sum of finite values is finite unless it overflows); the precise,
+    per-argument tests, without copying the valid entries, only when it fails or entries are
+    masked. Skipped while torch.compile traces (data-dependent)."""
+    if _checks._compiling() or values.numel() == 0:
+        return
+    if everything_valid and bool(torch.isfinite(boxes.sum(-1) + values).all()):
+        return
+    if bool((~torch.isfinite(boxes).all(-1) & mask).any()):
+        raise ValueError(f"{op}: {boxes_name} contains NaN or infinite values")
+    if bool((~torch.isfinite(values) & mask).any()):
+        raise ValueError(f"{op}: {values_name} contains NaN or infinite values")
+
+
 # ---- pyvrel::seq_nms ------------------------------------------------------------------------
 
 
@@ -250,8 +267,8 @@ def seq_nms(
     if max_sequences is not None and (not isinstance(max_sequences, int) or max_sequences < 1):
         raise ValueError(f"{op}: max_sequences must be a positive int or None, got {max_sequences!r}")
     max_seq = max_sequences or 0
-    _checks.finite(op, "boxes", boxes[mask])
-    _checks.finite(op, "scores", scores[mask])
+    _finite_where_valid(op, "boxes", boxes, "scores", scores, mask, counts is None and valid is None
+                        and num_frames is None)
     chosen = choose_backend(op, device, backend, _SEQ_NMS_BACKENDS)
     cdt = _compute_dtype(boxes)
     boxes_c, scores_c = boxes.to(cdt).contiguous(), scores.to(cdt).contiguous()
@@ -481,14 +498,7 @@ def _linking_inputs(op: str, boxes: Tensor, unary: Tensor, frames: Tensor | None
         raise ValueError(f"{op}: frames must be strictly increasing within each problem's length "
                          "(λ = 1 / frame gap); pass gap_scaling=False for a constant λ")
     off = _checks.pixel_offset(op, pixel_offset)
-    if not _checks._compiling():  # no NaN/inf where valid (without copying the valid entries)
-        # One fused test first (a sum of finite values is finite unless it overflows); the
-        # precise, per-argument tests only when it fails or when some entries are masked.
-        if not (everything_valid and bool(torch.isfinite(boxes.sum(-1) + unary).all())):
-            if bool((~torch.isfinite(boxes).all(-1) & mask).any()):
-                raise ValueError(f"{op}: boxes contains NaN or infinite values")
-            if bool((~torch.isfinite(unary) & mask).any()):
-                raise ValueError(f"{op}: unary contains NaN or infinite values")
+    _finite_where_valid(op, "boxes", boxes, "unary", unary, mask, everything_valid)
     cdt = _compute_dtype(boxes)
     if _checks._compiling() or not (everything_valid or bool(mask.all())):
         boxes = torch.where(mask[..., None], boxes, torch.zeros((), dtype=boxes.dtype, device=dev))
