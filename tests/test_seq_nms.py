@@ -204,3 +204,23 @@ def test_seq_nms_op_reports_node_room_needed(gen):
     count, lengths, nodes, needed = out[2], out[4], out[6], out[7]
     assert int(needed[0]) == total == int(lengths[0, : int(count[0])].sum())
     assert nodes.shape == (1, 3)
+
+
+@pytest.mark.parametrize("backend", SEQ_BACKENDS)
+def test_seq_nms_random_configurations(backend, gen):
+    # Many small problems, each with a random mix of options, masks, labels, dtypes and tied scores.
+    for _ in range(20):
+        T, N = (int(x) for x in torch.randint(1, 9, (2,), generator=gen))
+        dtype = (torch.float32, torch.float64)[int(torch.randint(0, 2, (), generator=gen))]
+        boxes, scores = moving_detections(T, N, 2, 3, gen, dtype, integer=bool(torch.rand((), generator=gen) < 0.5))
+        if bool(torch.rand((), generator=gen) < 0.4):
+            scores = (scores * 4).round() / 4  # ties
+        pick = lambda options: options[int(torch.randint(0, len(options), (), generator=gen))]  # noqa: E731
+        variant = pick(["seqnms", "vidvrd2"])
+        options = dict(link_threshold=pick([0.0, 0.3, 0.5, 1.0]), suppress_threshold=pick([0.0, 0.3, 0.7, 1.0]),
+                       strict=pick([False, True]), pixel_offset=pick([0, 1]), variant=variant,
+                       valid=torch.rand(T, N, generator=gen) < 0.8,
+                       labels=pick([None, torch.randint(-1, 2, (T, N), generator=gen)]))
+        if variant == "seqnms":
+            options["rescore"] = pick(["avg", "max", "none"])
+        run_both(backend, boxes, scores, **options)

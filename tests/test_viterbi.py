@@ -244,3 +244,23 @@ def test_soft_viterbi_bad_inputs():
         ops.soft_viterbi(boxes, unary, tau=0.0)
     with pytest.raises(ValueError, match="pairwise_weight must be"):
         ops.soft_viterbi(boxes, unary, pairwise_weight=torch.ones(3))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_viterbi_random_configurations(backend, gen):
+    dev = device_of(backend)
+    for _ in range(10):
+        B, T, N = (int(x) for x in torch.randint(1, 7, (3,), generator=gen))
+        dtype = (torch.float32, torch.float64)[int(torch.randint(0, 2, (), generator=gen))]
+        boxes, unary, frames = problems(B, T, N, gen, dtype, integer=bool(torch.rand((), generator=gen) < 0.5))
+        if bool(torch.rand((), generator=gen) < 0.4):
+            unary = (unary * 4).round() / 4  # ties
+        lengths = torch.randint(0, T + 1, (B,), generator=gen)
+        valid = torch.rand(B, T, N, generator=gen) < 0.85
+        pick = lambda options: options[int(torch.randint(0, len(options), (), generator=gen))]  # noqa: E731
+        kw = dict(k=pick([1, 2, 3]), legacy_vrgv=pick([False, True]), gap_scaling=pick([False, True]),
+                  pixel_offset=pick([0, 1]), pairwise_weight=pick([0.3, 1.0, 2.5]))
+        out = ops.viterbi_link(boxes.to(dev), unary.to(dev), frames.to(dev), lengths.to(dev), valid=valid.to(dev),
+                               backend=backend, **kw)
+        expected = ops.viterbi_link(boxes, unary, frames, lengths, valid=valid, backend="reference", **kw)
+        assert torch.equal(out.paths.cpu(), expected.paths) and torch.equal(out.scores.cpu(), expected.scores)
