@@ -319,7 +319,7 @@ def seq_nms(
 # ---- Viterbi linking ------------------------------------------------------------------------
 
 _VITERBI_BACKENDS = ("cpp", "cuda", "triton", "reference")
-_SOFT_BACKENDS = ("cpp", "cuda", "reference")  # no Triton kernel yet (see docs/architecture.md)
+_SOFT_BACKENDS = ("cpp", "cuda", "triton", "reference")
 
 
 class ViterbiResult(NamedTuple):
@@ -392,6 +392,11 @@ def _soft_viterbi(boxes: Tensor, unary: Tensor, frames: Tensor, lengths: Tensor,
                   backend: str) -> tuple[Tensor, Tensor, Tensor]:
     """... pairwise_weight (B,) float64 -> marginals (B, T, N), log_partition (B,), and
     d log_partition / d pairwise_weight (B,), all float64."""
+    if backend == "triton":
+        from pyvrel.kernels.linking import soft_viterbi_triton
+
+        return soft_viterbi_triton(boxes, unary, frames, lengths, valid, pairwise_weight, tau, gap_scaling,
+                                   legacy_vrgv, pixel_offset)
     B, T, N = unary.shape
     marginals = torch.zeros(B, T, N, dtype=torch.float64, device=unary.device)
     log_z = torch.full((B,), float("-inf"), dtype=torch.float64, device=unary.device)
