@@ -15,6 +15,8 @@ from shapes import SEQ_NMS_SHAPES, VITERBI_SHAPES
 
 HAS_GPU = torch.cuda.is_available()
 PROVIDERS = ["reference", "cpp", pytest.param("cuda", marks=pytest.mark.skipif(not HAS_GPU, reason="no GPU"))]
+TRITON = pytest.param("triton", marks=pytest.mark.skipif(
+    not HAS_GPU, reason="Triton timings need a GPU (the CPU interpreter is no benchmark)"))
 
 
 def synthetic_video(T: int, N: int, objects: int = 30, per_object: int = 8, seed: int = 0):
@@ -82,8 +84,7 @@ def test_seq_nms(benchmark, provider, T, N):
         assert torch.equal(out.box_index.cpu(), expected.box_index)
 
 
-@pytest.mark.parametrize("provider", ["numpy", *PROVIDERS, pytest.param("triton", marks=pytest.mark.skipif(
-    not HAS_GPU, reason="Triton timings need a GPU (the CPU interpreter is no benchmark)"))])
+@pytest.mark.parametrize("provider", ["numpy", *PROVIDERS, TRITON])
 @pytest.mark.parametrize("B,T,N", VITERBI_SHAPES, ids=[f"{b}x{t}x{n}" for b, t, n in VITERBI_SHAPES])
 def test_viterbi_link(benchmark, provider, B, T, N):
     benchmark.group = f"viterbi_link-{B}x{T}x{N}"
@@ -103,10 +104,11 @@ def test_viterbi_link(benchmark, provider, B, T, N):
         assert torch.equal(out.paths[:4].cpu(), expected.paths)
 
 
-@pytest.mark.parametrize("provider", ["reference", "cpp"])
+@pytest.mark.parametrize("provider", [*PROVIDERS, TRITON])
 def test_soft_viterbi(benchmark, provider):
     benchmark.group = "soft_viterbi-1x120x40"
-    boxes, unary, frames = proposals(1, 120, 40)
+    dev = "cuda" if provider in ("cuda", "triton") else "cpu"
+    boxes, unary, frames = (x.to(dev) for x in proposals(1, 120, 40))
     unary.requires_grad_()
 
     def step():
