@@ -4,9 +4,9 @@ Viterbi: the program runs the forward max-sum DP. Each step loads the boxes of f
 ``prev[p] + λ_t · IoU`` and reduces over p: the maximum, and the lowest p reaching it (the tie rule
 of every backend). Back pointers go to memory; the host walks them back (vectorised over
 problems) and, for k disjoint paths, removes the chosen boxes and runs the DP again. IoUs are
-computed in the boxes' dtype with the operation order of ``csrc/include/pyvrel/box.h`` and the
-kernel is compiled without floating-point contraction (``enable_fp_fusion=False``), so values are
-those of the C++ kernel.
+computed in the boxes' dtype with the operation order of ``csrc/include/pyvrel/box.h``, an IEEE
+float32 division (``div_rn``) and no floating-point contraction (``enable_fp_fusion=False``), so
+values are those of the C++ kernel.
 
 Soft Viterbi: log-sum-exp forward (alpha kept in memory) and backward in the same program, which
 also produces the marginals and d log Z / d pairwise weight; float64 throughout.
@@ -129,36 +129,41 @@ def _soft_viterbi_kernel(
         ut = tl.load(unary_ptr + base + t * N + idx, mask=inside, other=0.0).to(tl.float64)
         prev = tl.where(okt & (lse != neg_inf), c * ut * inv_tau + lse, neg_inf)
         tl.store(alpha_ptr + base + t * N + idx, prev, mask=inside)
-    m = tl.max(tl.where(inside, prev, neg_inf), axis=0)
-    m_safe = tl.where(m == neg_inf, 0.0, m)
-    total = tl.sum(tl.where(inside, tl.exp(prev - m_safe), 0.0), axis=0)
-    log_z = tl.where(m == neg_inf, neg_inf, m_safe + tl.log(tl.where(m == neg_inf, 1.0, total)))
-    if (L > 0) & (log_z != neg_inf):
-        beta = tl.zeros((BLOCK_N,), dtype=tl.float64)  # frame L - 1
-        tl.store(marg_ptr + base + (L - 1) * N + idx, tl.where(prev != neg_inf, tl.exp(prev - log_z), 0.0),
+    z_max = tl.max(tl.where(inside, prev, neg_inf), axis=0)
+    z_safe = tl.where(z_max == neg_inf, 0.0, z_max)
+    z_sum = tl.sum(tl.where(inside, tl.exp(prev - z_safe), 0.0), axis=0)
+    log_z = tl.where(z_max == neg_inf, neg_inf, z_safe + tl.log(tl.where(z_max == neg_inf, 1.0, z_sum)))
+    # No path (L == 0 or a frame without boxes): log Z = -inf; everything below is then masked,
+    # so the backward needs no branch around it.
+    log_z_safe = tl.where(log_z != neg_inf, log_z, 0.0)
+    has_path = (tl.zeros((BLOCK_N,), dtype=tl.float64) + log_z) != neg_inf  # as a block
+    beta = tl.zeros((BLOCK_N,), dtype=tl.float64)  # frame L - 1
+    last = tl.maximum(L - 1, 0)  # with L == 0 there is no path and this writes zeros
+    tl.store(marg_ptr + base + last * N + idx,
+             tl.where(has_path & (prev != neg_inf), tl.exp(prev - log_z_safe), 0.0), mask=inside)
+    gw = tl.sum(tl.zeros((BLOCK_N,), dtype=tl.float64), axis=0)
+    for step in range(0, L - 1):
+        t = L - 2 - step
+        tl.debug_barrier()  # alpha written by this program above
+        alpha_t = tl.load(alpha_ptr + base + t * N + idx, mask=inside, other=neg_inf)
+        iou = _iou_tile(boxes_ptr, base + t * N, base + (t + 1) * N, rows, cols, N, off)
+        c = _unary_weight(t + 1, L, LEGACY)
+        ok1 = tl.load(ok_ptr + base + (t + 1) * N + idx, mask=inside, other=0) != 0
+        u1 = tl.load(unary_ptr + base + (t + 1) * N + idx, mask=inside, other=0.0).to(tl.float64)
+        right = tl.where(ok1 & (beta != neg_inf), c * u1 * inv_tau + beta, neg_inf)
+        y = tl.load(lam_ptr + b * T + t) * iou * inv_tau + right[None, :]
+        y = tl.where(right[None, :] != neg_inf, y, neg_inf)
+        row_max = tl.max(y, axis=1)
+        row_safe = tl.where(row_max == neg_inf, 0.0, row_max)
+        row_sum = tl.sum(tl.exp(y - row_safe[:, None]), axis=1)
+        beta = tl.where(row_max == neg_inf, neg_inf, row_safe + tl.log(tl.where(row_max == neg_inf, 1.0, row_sum)))
+        keep = has_path & (alpha_t != neg_inf)
+        xi = tl.where(keep[:, None], tl.exp(alpha_t[:, None] + y - log_z_safe), 0.0)
+        gw += tl.sum(tl.sum(xi * (tl.load(gamma_ptr + b * T + t) * iou), axis=1), axis=0)
+        tl.store(marg_ptr + base + t * N + idx, tl.where(keep, tl.exp(alpha_t + beta - log_z_safe), 0.0),
                  mask=inside)
-        gw = tl.sum(tl.zeros((BLOCK_N,), dtype=tl.float64), axis=0)
-        for s in range(0, L - 1):
-            t = L - 2 - s
-            tl.debug_barrier()  # alpha written by this program above
-            alpha_t = tl.load(alpha_ptr + base + t * N + idx, mask=inside, other=neg_inf)
-            iou = _iou_tile(boxes_ptr, base + t * N, base + (t + 1) * N, rows, cols, N, off)
-            c = _unary_weight(t + 1, L, LEGACY)
-            ok1 = tl.load(ok_ptr + base + (t + 1) * N + idx, mask=inside, other=0) != 0
-            u1 = tl.load(unary_ptr + base + (t + 1) * N + idx, mask=inside, other=0.0).to(tl.float64)
-            right = tl.where(ok1, c * u1 * inv_tau + beta, neg_inf)
-            y = tl.load(lam_ptr + b * T + t) * iou * inv_tau + right[None, :]
-            y = tl.where(right[None, :] != neg_inf, y, neg_inf)
-            m = tl.max(y, axis=1)
-            m_safe = tl.where(m == neg_inf, 0.0, m)
-            total = tl.sum(tl.exp(y - m_safe[:, None]), axis=1)
-            beta = tl.where(m == neg_inf, neg_inf, m_safe + tl.log(tl.where(m == neg_inf, 1.0, total)))
-            xi = tl.where(alpha_t[:, None] != neg_inf, tl.exp(alpha_t[:, None] + y - log_z), 0.0)
-            gw += tl.sum(tl.sum(xi * (tl.load(gamma_ptr + b * T + t) * iou), axis=1), axis=0)
-            tl.store(marg_ptr + base + t * N + idx,
-                     tl.where(alpha_t != neg_inf, tl.exp(alpha_t + beta - log_z), 0.0), mask=inside)
-        tl.store(gw_ptr + b, gw)
-        tl.store(logz_ptr + b, tau * log_z)
+    tl.store(gw_ptr + b, gw)
+    tl.store(logz_ptr + b, tau * log_z)
 
 
 @triton.jit
@@ -189,7 +194,12 @@ def _iou_tile(boxes_ptr, first_a, first_b, rows, cols, N, off):
     h = tl.maximum(tl.minimum(ay2, by2) - tl.maximum(ay1, by1) + off, 0.0)
     inter = w * h
     uni = (ax2 - ax1 + off) * (ay2 - ay1 + off) + (bx2 - bx1 + off) * (by2 - by1 + off) - inter
-    return tl.where(uni > 0, inter / tl.where(uni > 0, uni, 1.0), 0.0).to(tl.float64)
+    den = tl.where(uni > 0, uni, 1.0)
+    if inter.dtype == tl.float32:
+        ratio = tl.math.div_rn(inter, den)  # IEEE division: `/` is approximate for fp32 on GPUs
+    else:
+        ratio = inter / den
+    return tl.where(uni > 0, ratio, 0.0).to(tl.float64)
 
 
 def soft_viterbi_triton(boxes: torch.Tensor, unary: torch.Tensor, frames: torch.Tensor, lengths: torch.Tensor,
