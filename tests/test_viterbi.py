@@ -269,3 +269,41 @@ def test_viterbi_random_configurations(backend, gen):
                                backend=backend, **kw)
         expected = ops.viterbi_link(boxes, unary, frames, lengths, valid=valid, backend="reference", **kw)
         assert torch.equal(out.paths.cpu(), expected.paths) and torch.equal(out.scores.cpu(), expected.scores)
+
+
+_AOT_SCRIPT = """
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+import pyvrel.kernels.linking as K
+common = {"lam_ptr": "*fp64", "lengths_ptr": "*i64", "ok_ptr": "*u8", "T": "i32", "N": "i32", "off": "fp32",
+          "LEGACY": "constexpr", "BLOCK_N": "constexpr"}
+kernels = [(K._viterbi_forward_kernel, {"back_ptr": "*i32", "last_ptr": "*fp64"}),
+           (K._soft_viterbi_kernel, {"gamma_ptr": "*fp64", "tau_ptr": "*fp64", "alpha_ptr": "*fp64",
+                                     "marg_ptr": "*fp64", "logz_ptr": "*fp64", "gw_ptr": "*fp64"})]
+for fn, extra in kernels:
+    for dtype in ("fp32", "fp64"):
+        names = fn.arg_names
+        types = {"boxes_ptr": "*" + dtype, "unary_ptr": "*" + dtype, **common, **extra}
+        src = ASTSource(fn=fn, signature={n: types[n] for n in names}, constexprs={"LEGACY": True, "BLOCK_N": 64})
+        ptx = triton.compile(src, target=GPUTarget("cuda", 80, 32), options={"enable_fp_fusion": False}).asm["ptx"]
+        if fn is K._viterbi_forward_kernel:  # exact arithmetic on GPUs (soft: libdevice exp/log use fma)
+            assert "fma." not in ptx and "div.full.f32" not in ptx
+print("compiled")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.triton
+def test_triton_linking_kernels_compile_for_gpus(tmp_path):
+    # GPU-only compile errors (and fused or approximate arithmetic) show up here without a GPU:
+    # the kernels are compiled to PTX for sm_80 in a process without the interpreter.
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("triton")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-c", _AOT_SCRIPT], env=env, cwd=tmp_path,  # the installed package
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "compiled" in done.stdout, done.stderr[-2000:]
