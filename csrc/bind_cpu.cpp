@@ -175,4 +175,47 @@ q_len/kv_len (B,) int64, centers (B, Lq) int64 or 0 -> out (B, H, Lq, Dv), lse (
       nogil,
       R"pbdoc(Local attention backward: the forward's arguments plus dout (B, H, Lq, Dv), dlse (B, H, Lq) or 0
 -> dq, dk, dv and dbias (H, W) or 0 (all overwritten).)pbdoc");
+  m.def(
+      "seq_nms_forward",
+      [](ptr boxes, ptr scores, ptr valid, ptr labels, int64_t B, int64_t T, int64_t N,
+         double link_thr, double supp_thr, bool strict, int rescore, int suppress, int64_t max_seq,
+         double min_score, double off, ptr scores_out, ptr seq_id, ptr seq_count, ptr seq_start,
+         ptr seq_len, ptr seq_score, int64_t Kcap, ptr nodes, int64_t node_cap, ptr needed,
+         int dtype, int nt) {
+        seq_nms_forward(as<const void>(boxes), as<const void>(scores), as<const uint8_t>(valid),
+                        as<const int64_t>(labels), B, T, N, link_thr, supp_thr, strict, rescore,
+                        suppress, max_seq, min_score, off, as<void>(scores_out), as<int64_t>(seq_id),
+                        as<int64_t>(seq_count), as<int64_t>(seq_start), as<int64_t>(seq_len),
+                        as<double>(seq_score), Kcap, as<int64_t>(nodes), node_cap,
+                        as<int64_t>(needed), dtype, nt);
+      },
+      nogil,
+      R"pbdoc(Seq-NMS of B videos: boxes (B, T, N, 4), scores/valid/labels (B, T, N) -> rescored
+scores, sequence ids (B, T, N) and sequences (start, length, score sum, box indices).)pbdoc");
+  m.def(
+      "viterbi_forward",
+      [](ptr boxes, ptr unary, ptr frames, ptr lengths, ptr valid, int64_t B, int64_t T, int64_t N,
+         int64_t k, double w, bool gap_scaling, bool legacy, double off, ptr paths, ptr scores,
+         int dtype, int nt) {
+        viterbi_forward(as<const void>(boxes), as<const void>(unary), as<const int64_t>(frames),
+                        as<const int64_t>(lengths), as<const uint8_t>(valid), B, T, N, k, w,
+                        gap_scaling, legacy, off, as<int64_t>(paths), as<double>(scores), dtype, nt);
+      },
+      nogil,
+      R"pbdoc(Viterbi linking: boxes (B, T, N, 4), unary (B, T, N), frames (B, T), lengths (B,),
+valid (B, T, N) -> paths (B, k, T), scores (B, k) of the k best disjoint paths.)pbdoc");
+  m.def(
+      "soft_viterbi_forward",
+      [](ptr boxes, ptr unary, ptr frames, ptr lengths, ptr valid, ptr w, int64_t B, int64_t T,
+         int64_t N, double tau, bool gap_scaling, bool legacy, double off, ptr marginals,
+         ptr log_z, ptr grad_w, int dtype, int nt) {
+        soft_viterbi_forward(as<const void>(boxes), as<const void>(unary),
+                             as<const int64_t>(frames), as<const int64_t>(lengths),
+                             as<const uint8_t>(valid), as<const double>(w), B, T, N, tau,
+                             gap_scaling, legacy, off, as<double>(marginals), as<double>(log_z),
+                             as<double>(grad_w), dtype, nt);
+      },
+      nogil,
+      R"pbdoc(Smoothed Viterbi: -> marginals (B, T, N), log_partition (B,) and d log_partition /
+d pairwise_weight (B,), float64.)pbdoc");
 }

@@ -183,4 +183,55 @@ q_len/kv_len (B,) int64, centers (B, Lq) int64 or 0 -> out (B, H, Lq, Dv), lse (
       nogil,
       R"pbdoc(Local attention backward: as the CPU one, plus a workspace of local_attn_workspace_bytes bytes
 before the dtype code. Deterministic.)pbdoc");
+  m.def("seq_nms_workspace_bytes", &seq_nms_workspace_bytes,
+        R"pbdoc(Bytes of the seq_nms_forward workspace for B videos of T frames x N boxes.)pbdoc");
+  m.def(
+      "seq_nms_forward",
+      [](ptr boxes, ptr scores, ptr valid, ptr labels, int64_t B, int64_t T, int64_t N,
+         double link_thr, double supp_thr, bool strict, int rescore, int suppress, int64_t max_seq,
+         double min_score, double off, ptr scores_out, ptr seq_id, ptr seq_count, ptr seq_start,
+         ptr seq_len, ptr seq_score, int64_t Kcap, ptr nodes, int64_t node_cap, ptr needed,
+         int dtype, ptr workspace, ptr stream) {
+        seq_nms_forward(as<const void>(boxes), as<const void>(scores), as<const uint8_t>(valid),
+                        as<const int64_t>(labels), B, T, N, link_thr, supp_thr, strict, rescore,
+                        suppress, max_seq, min_score, off, as<void>(scores_out), as<int64_t>(seq_id),
+                        as<int64_t>(seq_count), as<int64_t>(seq_start), as<int64_t>(seq_len),
+                        as<double>(seq_score), Kcap, as<int64_t>(nodes), node_cap,
+                        as<int64_t>(needed), dtype, as<void>(workspace), stream);
+      },
+      nogil,
+      R"pbdoc(Seq-NMS of B videos on the device (one block per video); see pyvrel._C.seq_nms_forward.
+workspace: seq_nms_workspace_bytes(B, T, N) bytes.)pbdoc");
+  m.def("viterbi_workspace_bytes", &viterbi_workspace_bytes,
+        R"pbdoc(Bytes of the viterbi_forward workspace for B problems of T frames x N boxes.)pbdoc");
+  m.attr("VITERBI_MAX_BOXES") = kViterbiMaxBoxes;
+  m.def(
+      "viterbi_forward",
+      [](ptr boxes, ptr unary, ptr frames, ptr lengths, ptr valid, int64_t B, int64_t T, int64_t N,
+         int64_t k, double w, bool gap_scaling, bool legacy, double off, ptr paths, ptr scores,
+         int dtype, ptr workspace, ptr stream) {
+        viterbi_forward(as<const void>(boxes), as<const void>(unary), as<const int64_t>(frames),
+                        as<const int64_t>(lengths), as<const uint8_t>(valid), B, T, N, k, w,
+                        gap_scaling, legacy, off, as<int64_t>(paths), as<double>(scores), dtype,
+                        as<void>(workspace), stream);
+      },
+      nogil,
+      R"pbdoc(Viterbi linking on the device (one block per problem); see pyvrel._C.viterbi_forward.
+workspace: viterbi_workspace_bytes(B, T, N) bytes; N <= VITERBI_MAX_BOXES.)pbdoc");
+  m.def("soft_viterbi_workspace_bytes", &soft_viterbi_workspace_bytes,
+        R"pbdoc(Bytes of the soft_viterbi_forward workspace for B problems of T frames x N boxes.)pbdoc");
+  m.def(
+      "soft_viterbi_forward",
+      [](ptr boxes, ptr unary, ptr frames, ptr lengths, ptr valid, ptr w, int64_t B, int64_t T,
+         int64_t N, double tau, bool gap_scaling, bool legacy, double off, ptr marginals,
+         ptr log_z, ptr grad_w, int dtype, ptr workspace, ptr stream) {
+        soft_viterbi_forward(as<const void>(boxes), as<const void>(unary),
+                             as<const int64_t>(frames), as<const int64_t>(lengths),
+                             as<const uint8_t>(valid), as<const double>(w), B, T, N, tau,
+                             gap_scaling, legacy, off, as<double>(marginals), as<double>(log_z),
+                             as<double>(grad_w), dtype, as<void>(workspace), stream);
+      },
+      nogil,
+      R"pbdoc(Smoothed Viterbi on the device (one block per problem); see
+pyvrel._C.soft_viterbi_forward. workspace: soft_viterbi_workspace_bytes(B, T, N) bytes.)pbdoc");
 }

@@ -70,5 +70,36 @@ int64_t cut_trajectories(const char* text, int64_t length, char* skeleton, int64
 void local_attn_forward(const LocalAttnArgs& args, int dtype, int num_threads);
 void local_attn_backward(const LocalAttnArgs& args, const LocalAttnGrads& grads, int dtype,
                          int num_threads);
+// Seq-NMS (specs/postprocessing.md §3.2) of B videos: boxes (B, T, N, 4), scores (B, T, N),
+// valid (B, T, N) uint8, labels (B, T, N) int64 or null. `rescore` is a SeqNmsRescore code,
+// `suppress` a SeqNmsSuppress code (pyvrel/seq_nms.h). Writes scores_out (B, T, N) at valid
+// entries, seq_id (B, T, N) (-1: none), seq_count (B,), per sequence seq_start/seq_len/seq_score
+// (B, Kcap), the box indices of the sequences back to back in nodes (B, node_cap) and the number
+// of node slots each video needed in nodes_needed (B,) (the caller retries when it exceeds
+// node_cap).
+void seq_nms_forward(const void* boxes, const void* scores, const uint8_t* valid,
+                     const int64_t* labels, int64_t B, int64_t T, int64_t N, double link_threshold,
+                     double suppress_threshold, bool strict, int rescore, int suppress,
+                     int64_t max_sequences, double min_score, double pixel_offset, void* scores_out,
+                     int64_t* seq_id, int64_t* seq_count, int64_t* seq_start, int64_t* seq_len,
+                     double* seq_score, int64_t Kcap, int64_t* nodes, int64_t node_cap,
+                     int64_t* nodes_needed, int dtype, int num_threads);
+
+// Viterbi linking of B problems: boxes (B, T, N, 4), unary (B, T, N), frames (B, T) int64,
+// lengths (B,), valid (B, T, N) uint8 -> paths (B, k, T) int64 (-1 past the length or when no
+// path is left) and scores (B, k) float64 (-inf when none): the k best disjoint paths.
+void viterbi_forward(const void* boxes, const void* unary, const int64_t* frames,
+                     const int64_t* lengths, const uint8_t* valid, int64_t B, int64_t T, int64_t N,
+                     int64_t k, double pairwise_weight, bool gap_scaling, bool legacy_vrgv,
+                     double pixel_offset, int64_t* paths, double* scores, int dtype,
+                     int num_threads);
+// Smoothed Viterbi (temperature tau), pairwise_weight (B,) float64 -> marginals (B, T, N),
+// log_partition (B,) and its derivative w.r.t. the pairwise weight grad_weight (B,), all float64.
+void soft_viterbi_forward(const void* boxes, const void* unary, const int64_t* frames,
+                          const int64_t* lengths, const uint8_t* valid,
+                          const double* pairwise_weight, int64_t B, int64_t T, int64_t N,
+                          double tau, bool gap_scaling, bool legacy_vrgv, double pixel_offset,
+                          double* marginals, double* log_partition, double* grad_weight, int dtype,
+                          int num_threads);
 
 }  // namespace pyvrel::cpu

@@ -74,5 +74,37 @@ int64_t local_attn_workspace_bytes(int64_t B, int64_t H, int64_t Lq, int64_t Lk,
 void local_attn_forward(const LocalAttnArgs& args, int dtype, std::uintptr_t stream);
 void local_attn_backward(const LocalAttnArgs& args, const LocalAttnGrads& grads, void* workspace,
                          int dtype, std::uintptr_t stream);
+// Seq-NMS: as pyvrel::cpu::seq_nms_forward, with a workspace of seq_nms_workspace_bytes(B, T, N)
+// bytes (dense link masks and the per-video DP state) instead of the thread count.
+int64_t seq_nms_workspace_bytes(int64_t B, int64_t T, int64_t N);
+void seq_nms_forward(const void* boxes, const void* scores, const uint8_t* valid,
+                     const int64_t* labels, int64_t B, int64_t T, int64_t N, double link_threshold,
+                     double suppress_threshold, bool strict, int rescore, int suppress,
+                     int64_t max_sequences, double min_score, double pixel_offset, void* scores_out,
+                     int64_t* seq_id, int64_t* seq_count, int64_t* seq_start, int64_t* seq_len,
+                     double* seq_score, int64_t Kcap, int64_t* nodes, int64_t node_cap,
+                     int64_t* nodes_needed, int dtype, void* workspace, std::uintptr_t stream);
+
+// Largest N per frame that viterbi_forward accepts (two frames of float64 DP values in shared
+// memory).
+constexpr int64_t kViterbiMaxBoxes = 3072;
+// Viterbi linking: as pyvrel::cpu::viterbi_forward, with a workspace of
+// viterbi_workspace_bytes(B, T, N) bytes (back pointers and available boxes).
+int64_t viterbi_workspace_bytes(int64_t B, int64_t T, int64_t N);
+void viterbi_forward(const void* boxes, const void* unary, const int64_t* frames,
+                     const int64_t* lengths, const uint8_t* valid, int64_t B, int64_t T, int64_t N,
+                     int64_t k, double pairwise_weight, bool gap_scaling, bool legacy_vrgv,
+                     double pixel_offset, int64_t* paths, double* scores, int dtype,
+                     void* workspace, std::uintptr_t stream);
+
+// Smoothed Viterbi: as pyvrel::cpu::soft_viterbi_forward, with a workspace of
+// soft_viterbi_workspace_bytes(B, T, N) bytes (forward and backward log-messages).
+int64_t soft_viterbi_workspace_bytes(int64_t B, int64_t T, int64_t N);
+void soft_viterbi_forward(const void* boxes, const void* unary, const int64_t* frames,
+                          const int64_t* lengths, const uint8_t* valid,
+                          const double* pairwise_weight, int64_t B, int64_t T, int64_t N,
+                          double tau, bool gap_scaling, bool legacy_vrgv, double pixel_offset,
+                          double* marginals, double* log_partition, double* grad_weight, int dtype,
+                          void* workspace, std::uintptr_t stream);
 
 }  // namespace pyvrel::cuda

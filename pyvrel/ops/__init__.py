@@ -19,8 +19,24 @@ from pyvrel.ops.tubes import (
     unpack_tubes,
 )
 from pyvrel.ops.types import Tubes
+from pyvrel.ops.linking import (
+    SeqNMSResult,
+    SoftViterbiResult,
+    ViterbiResult,
+    path_tubes,
+    seq_nms,
+    soft_viterbi,
+    viterbi_link,
+)
 
 __all__ = [
+    "SeqNMSResult",
+    "SoftViterbiResult",
+    "ViterbiResult",
+    "path_tubes",
+    "seq_nms",
+    "soft_viterbi",
+    "viterbi_link",
     "Tubes",
     "batched_nms",
     "box_iou",

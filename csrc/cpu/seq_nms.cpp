@@ -1,0 +1,276 @@
+// Seq-NMS on the CPU: exact select-rescore-suppress iterations per video, OpenMP across videos.
+//
+// Links are built once per frame pair (in parallel over (video, frame)) as compressed successor
+// lists. Suppression in "remove" mode deletes every link of a box, so one `cut` flag per box and
+// a count of live incoming links replace edits of the graph. After each iteration the suffix DP
+// is updated incrementally: only suppressed/rescored boxes and, transitively, the predecessors of
+// boxes whose value changed are recomputed (frames after the path never change).
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels.h"
+#include "pyvrel/seq_nms.h"
+
+namespace pyvrel::cpu {
+
+namespace {
+
+// Successors of the boxes of one frame: box i links to adj[off[i] .. off[i + 1]).
+struct FrameLinks {
+  std::vector<int32_t> off;
+  std::vector<int32_t> adj;
+};
+
+// Links of frame t to frame t + 1 (boxes/valid/labels point at frame t; frame t + 1 follows at
+// + N). When the threshold requires a positive IoU, candidates are pruned exactly: boxes of frame
+// t + 1 sorted by x1 give, per box, a prefix that can overlap it in x (x_overlap_possible, a
+// necessary condition under the kernel's own rounding) and a conservative lower end (x1 of a
+// box overlapping it is above its x1 minus the widest box, with slack far above rounding).
+template <typename T>
+void build_links(const T* boxes, const uint8_t* valid, const int64_t* labels, int64_t N, T off,
+                 T thr, bool strict, std::vector<int32_t>& order, FrameLinks& out) {
+  const T* next = boxes + 4 * N;
+  out.off.assign(N + 1, 0);
+  out.adj.clear();
+  auto link = [&](int64_t i, int64_t j) {
+    return seq_nms_link(boxes + 4 * i, next + 4 * j, labels != nullptr ? labels + i : nullptr,
+                        labels != nullptr ? labels + N + j : nullptr, off, thr, strict);
+  };
+  const bool prune = strict || thr > T(0);  // else IoU 0 links too: test every pair
+  T widest = 0;
+  order.clear();
+  for (int64_t j = 0; j < N; ++j)
+    if (valid[N + j]) {
+      order.push_back(static_cast<int32_t>(j));
+      widest = max_(widest, next[4 * j + 2] - next[4 * j]);
+    }
+  std::sort(order.begin(), order.end(),
+            [&](int32_t a, int32_t b) { return next[4 * a] < next[4 * b]; });
+  for (int64_t i = 0; i < N; ++i) {
+    const size_t first = out.adj.size();
+    if (valid[i] && !prune) {
+      for (const int32_t j : order)
+        if (link(i, j)) out.adj.push_back(j);
+    } else if (valid[i]) {
+      const T x1 = boxes[4 * i], x2 = boxes[4 * i + 2];
+      const T slack = (std::abs(x1) + widest + off + T(1)) * T(1e-3);
+      const T low = x1 - off - widest - slack;
+      auto lo = std::lower_bound(order.begin(), order.end(), low,
+                                 [&](int32_t j, T v) { return next[4 * j] < v; });
+      auto hi = std::partition_point(lo, order.end(), [&](int32_t j) {
+        return x_overlap_possible(x2, next[4 * j], off);
+      });
+      for (auto it = lo; it != hi; ++it)
+        if (x_overlap_possible(next[4 * *it + 2], x1, off) && link(i, *it)) out.adj.push_back(*it);
+    }
+    std::sort(out.adj.begin() + first, out.adj.end());  // ascending j: the DP's tie rule
+    out.off[i + 1] = static_cast<int32_t>(out.adj.size());
+  }
+}
+
+struct VideoOut {
+  int64_t* seq_id;      // (T, N)
+  int64_t* seq_count;   // scalar
+  int64_t* seq_start;   // (Kcap,)
+  int64_t* seq_len;     // (Kcap,)
+  double* seq_score;    // (Kcap,)
+  int64_t* nodes;       // (node_cap,)
+  int64_t* nodes_needed;
+};
+
+template <typename T>
+void seq_nms_video(const T* boxes, const T* scores, const uint8_t* valid, const FrameLinks* links,
+                   int64_t Tn, int64_t N, T off, T supp_thr, bool strict, int rescore, int suppress,
+                   int64_t max_sequences, double min_score, T* scores_out, int64_t Kcap,
+                   int64_t node_cap, const VideoOut& out) {
+  const int64_t TN = Tn * N;
+  std::vector<acc_t> s(TN), g(TN, 0);
+  std::vector<int32_t> nxt(TN, -1), in_cnt(TN, 0);
+  std::vector<uint8_t> cut(TN, 0), dirty(TN, 0);
+  std::vector<std::vector<int32_t>> dirty_list(Tn);
+  for (int64_t k = 0; k < TN; ++k) {
+    s[k] = valid[k] ? static_cast<acc_t>(scores[k]) : acc_t(0);
+    out.seq_id[k] = -1;
+  }
+  // Predecessors: box j of frame t + 1 is linked from pred_adj[pred_off[(t+1)*N + j] ...).
+  std::vector<int32_t> pred_off(TN + 1, 0), pred_adj;
+  for (int64_t t = 0; t + 1 < Tn; ++t)
+    for (int32_t e = 0; e < links[t].off[N]; ++e) ++in_cnt[(t + 1) * N + links[t].adj[e]];
+  for (int64_t k = 0; k < TN; ++k) pred_off[k + 1] = pred_off[k] + in_cnt[k];
+  pred_adj.resize(pred_off[TN]);
+  {
+    std::vector<int32_t> fill(pred_off.begin(), pred_off.end() - 1);
+    for (int64_t t = 0; t + 1 < Tn; ++t)
+      for (int64_t i = 0; i < N; ++i)
+        for (int32_t e = links[t].off[i]; e < links[t].off[i + 1]; ++e)
+          pred_adj[fill[(t + 1) * N + links[t].adj[e]]++] = static_cast<int32_t>(i);
+  }
+
+  // Recomputes g and nxt of box i of frame t; returns whether either changed.
+  auto dp_node = [&](int64_t t, int64_t i) {
+    const int64_t k = t * N + i;
+    acc_t best = 0;
+    int32_t arg = -1;
+    if (t + 1 < Tn && !cut[k]) {
+      const FrameLinks& fl = links[t];
+      for (int32_t e = fl.off[i]; e < fl.off[i + 1]; ++e) {
+        const int64_t j = (t + 1) * N + fl.adj[e];
+        if (!cut[j] && dp_improves(g[j], best, arg >= 0)) {
+          best = g[j];
+          arg = fl.adj[e];
+        }
+      }
+    }
+    const acc_t value = arg >= 0 ? s[k] + best : s[k];
+    const bool changed = value != g[k] || arg != nxt[k];
+    g[k] = value;
+    nxt[k] = arg;
+    return changed;
+  };
+  auto mark = [&](int64_t t, int64_t i) {
+    if (!dirty[t * N + i]) {
+      dirty[t * N + i] = 1;
+      dirty_list[t].push_back(static_cast<int32_t>(i));
+    }
+  };
+  auto mark_preds = [&](int64_t t, int64_t i) {  // the predecessors (frame t - 1) of box (t, i)
+    for (int32_t e = pred_off[t * N + i]; e < pred_off[t * N + i + 1]; ++e) mark(t - 1, pred_adj[e]);
+  };
+  for (int64_t t = Tn - 1; t >= 0; --t)
+    for (int64_t i = 0; i < N; ++i)
+      if (valid[t * N + i]) dp_node(t, i);
+
+  int64_t K = 0, needed = 0;
+  std::vector<int32_t> path;
+  while ((max_sequences <= 0 || K < max_sequences) && K < Kcap) {
+    acc_t best_value = min_score;
+    int64_t root = -1;
+    for (int64_t k = 0; k < TN; ++k)
+      if (valid[k] && (cut[k] || in_cnt[k] == 0) && g[k] > best_value) {
+        best_value = g[k];
+        root = k;
+      }
+    if (root < 0) break;
+    const int64_t t0 = root / N;
+    path.assign(1, static_cast<int32_t>(root % N));
+    while (nxt[(t0 + path.size() - 1) * N + path.back()] >= 0)
+      path.push_back(nxt[(t0 + path.size() - 1) * N + path.back()]);
+    const int64_t len = static_cast<int64_t>(path.size());
+    if (len <= 1) break;
+    out.seq_start[K] = t0;
+    out.seq_len[K] = len;
+    out.seq_score[K] = best_value;
+    if (needed + len <= node_cap)  // else the caller retries with room for `needed` nodes
+      for (int64_t d = 0; d < len; ++d) out.nodes[needed + d] = path[d];
+    needed += len;
+    acc_t max_score = s[t0 * N + path[0]];
+    for (int64_t d = 1; d < len; ++d) max_score = max_(max_score, s[(t0 + d) * N + path[d]]);
+    const acc_t new_score = seq_nms_rescored(rescore, best_value, max_score, len);
+    for (int64_t d = 0; d < len; ++d) {
+      const int64_t t = t0 + d, p = path[d];
+      if (out.seq_id[t * N + p] < 0) out.seq_id[t * N + p] = K;
+      if (rescore != static_cast<int>(SeqNmsRescore::None)) s[t * N + p] = new_score;
+      mark(t, p);
+      const T* pbox = boxes + 4 * (t * N + p);
+      for (int64_t q = 0; q < N; ++q) {
+        const int64_t k = t * N + q;
+        if (!valid[k] || !seq_nms_suppressed(pbox, boxes + 4 * k, q == p, off, supp_thr, strict))
+          continue;
+        if (suppress == static_cast<int>(SeqNmsSuppress::Zero)) {
+          s[k] = 0;
+          mark(t, q);
+        } else if (!cut[k]) {
+          cut[k] = 1;
+          mark(t, q);
+          if (t > 0) mark_preds(t, q);  // they lose a successor
+          if (t + 1 < Tn) {
+            const FrameLinks& fl = links[t];
+            for (int32_t e = fl.off[q]; e < fl.off[q + 1]; ++e) --in_cnt[(t + 1) * N + fl.adj[e]];
+          }
+        }
+      }
+    }
+    ++K;
+    // Incremental suffix DP: only boxes whose score, cut state or successors changed are
+    // recomputed, frame by frame downwards; a changed value dirties its predecessors.
+    for (int64_t t = t0 + len - 1; t >= 0; --t) {
+      for (const int32_t i : dirty_list[t]) {
+        dirty[t * N + i] = 0;
+        if (dp_node(t, i) && t > 0) mark_preds(t, i);
+      }
+      dirty_list[t].clear();
+    }
+  }
+  for (int64_t k = 0; k < TN; ++k)
+    if (valid[k]) scores_out[k] = static_cast<T>(s[k]);
+  *out.seq_count = K;
+  *out.nodes_needed = needed;
+}
+
+template <typename T>
+void seq_nms_forward_impl(const void* boxes_, const void* scores_, const uint8_t* valid,
+                          const int64_t* labels, int64_t B, int64_t Tn, int64_t N,
+                          double link_threshold, double suppress_threshold, bool strict,
+                          int rescore, int suppress, int64_t max_sequences, double min_score,
+                          double pixel_offset, void* scores_out_, int64_t* seq_id,
+                          int64_t* seq_count, int64_t* seq_start, int64_t* seq_len,
+                          double* seq_score, int64_t Kcap, int64_t* nodes, int64_t node_cap,
+                          int64_t* nodes_needed, int num_threads) {
+  const auto* boxes = static_cast<const T*>(boxes_);
+  const auto* scores = static_cast<const T*>(scores_);
+  auto* scores_out = static_cast<T*>(scores_out_);
+  const T off = static_cast<T>(pixel_offset);
+  const T link_thr = static_cast<T>(link_threshold);
+  const T supp_thr = static_cast<T>(suppress_threshold);
+  const int64_t pairs = Tn > 1 ? Tn - 1 : 0;
+  std::vector<FrameLinks> links(B * (pairs > 0 ? pairs : 1));
+  // No more threads than videos, in both phases: the select loop of a video is serial, and team
+  // members left idle after a parallel link phase spin-wait, which slows the one working thread
+  // on a busy machine far more than the parallel links gain (measured on 2 cores).
+  const int team = static_cast<int>(B < num_threads ? (B > 0 ? B : 1) : num_threads);
+#pragma omp parallel num_threads(team)
+  {
+    std::vector<int32_t> order;
+#pragma omp for schedule(dynamic)
+    for (int64_t bt = 0; bt < B * pairs; ++bt) {
+      const int64_t b = bt / pairs, t = bt % pairs;
+      const int64_t frame = (b * Tn + t) * N;
+      build_links(boxes + 4 * frame, valid + frame, labels != nullptr ? labels + frame : nullptr, N,
+                  off, link_thr, strict, order, links[b * pairs + t]);
+    }
+  }
+#pragma omp parallel num_threads(team)
+  {
+#pragma omp for schedule(dynamic)
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t v = b * Tn * N;
+      const VideoOut out{seq_id + v,        seq_count + b,       seq_start + b * Kcap,
+                         seq_len + b * Kcap, seq_score + b * Kcap, nodes + b * node_cap,
+                         nodes_needed + b};
+      seq_nms_video(boxes + 4 * v, scores + v, valid + v, links.data() + b * pairs, Tn, N, off,
+                    supp_thr, strict, rescore, suppress, max_sequences, min_score, scores_out + v,
+                    Kcap, node_cap, out);
+    }
+  }
+}
+
+}  // namespace
+
+void seq_nms_forward(const void* boxes, const void* scores, const uint8_t* valid,
+                     const int64_t* labels, int64_t B, int64_t T, int64_t N, double link_threshold,
+                     double suppress_threshold, bool strict, int rescore, int suppress,
+                     int64_t max_sequences, double min_score, double pixel_offset, void* scores_out,
+                     int64_t* seq_id, int64_t* seq_count, int64_t* seq_start, int64_t* seq_len,
+                     double* seq_score, int64_t Kcap, int64_t* nodes, int64_t node_cap,
+                     int64_t* nodes_needed, int dtype, int num_threads) {
+  PYVREL_DISPATCH_FLOAT(dtype, "seq_nms", seq_nms_forward_impl, boxes, scores, valid, labels, B, T,
+                        N, link_threshold, suppress_threshold, strict, rescore, suppress,
+                        max_sequences, min_score, pixel_offset, scores_out, seq_id, seq_count,
+                        seq_start, seq_len, seq_score, Kcap, nodes, node_cap, nodes_needed,
+                        num_threads);
+}
+
+}  // namespace pyvrel::cpu

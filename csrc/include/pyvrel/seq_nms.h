@@ -1,0 +1,58 @@
+// Per-element math of Seq-NMS shared by the CPU and CUDA kernels (specs/postprocessing.md §3.2).
+// Scores and path sums are accumulated in double (acc_t); IoUs are computed in the boxes' type
+// and compared with the threshold rounded to that type, as the Python reference does.
+#pragma once
+#include "pyvrel/box.h"
+#include "pyvrel/common.h"
+
+namespace pyvrel {
+
+// Suppression modes (pyvrel/ops/linking.py keeps the same table).
+enum class SeqNmsSuppress : int { Remove = 0, Zero = 1 };
+// Rescoring modes of the selected path's boxes.
+enum class SeqNmsRescore : int { Avg = 0, Max = 1, None = 2 };
+
+// IoU threshold test: iou >= thr, or iou > thr when `strict`.
+template <typename T>
+PYVREL_HD bool iou_passes(T iou, T thr, bool strict) {
+  return strict ? iou > thr : iou >= thr;
+}
+
+// Whether box a of frame t links to box b of frame t + 1. Labels (may be null) must be equal
+// and non-negative.
+template <typename T>
+PYVREL_HD bool seq_nms_link(const T* a, const T* b, const int64_t* label_a, const int64_t* label_b,
+                            T off, T thr, bool strict) {
+  if (label_a != nullptr && (*label_a < 0 || *label_a != *label_b)) return false;
+  return iou_passes(box_iou(a, b, off), thr, strict);
+}
+
+// One relaxation of the backward DP: successor value `cand` of index j replaces the current best
+// when there is none yet or it is strictly greater (so the lowest index wins ties).
+PYVREL_HD bool dp_improves(acc_t cand, acc_t best, bool have_best) {
+  return !have_best || cand > best;
+}
+
+// Necessary condition for a positive intersection width of boxes with x2 = hi and x1 = lo:
+// box_inter computes fl(fl(min(x2) - max(x1)) + off) and rounding is monotone, so a pair fails
+// this test only if its computed width is <= 0. Monotone in `lo`, which makes it usable as a
+// binary-search bound over boxes sorted by x1.
+template <typename T>
+PYVREL_HD bool x_overlap_possible(T hi, T lo, T off) {
+  return (hi - lo) + off > T(0);
+}
+
+// Whether box q of a path frame is suppressed by the path box p of that frame (always itself).
+template <typename T>
+PYVREL_HD bool seq_nms_suppressed(const T* path_box, const T* box, bool is_path_box, T off, T thr,
+                                  bool strict) {
+  return is_path_box || iou_passes(box_iou(path_box, box, off), thr, strict);
+}
+
+// New score of the boxes of a selected path of `len` boxes with score sum `sum` and maximum
+// box score `max_score`.
+PYVREL_HD acc_t seq_nms_rescored(int rescore, acc_t sum, acc_t max_score, int64_t len) {
+  return rescore == static_cast<int>(SeqNmsRescore::Avg) ? sum / static_cast<acc_t>(len) : max_score;
+}
+
+}  // namespace pyvrel

@@ -1,0 +1,230 @@
+"""Triton kernels of Viterbi linking and soft Viterbi: one program per problem.
+
+Viterbi: the program runs the forward max-sum DP. Each step loads the boxes of frames t-1 (rows p) and t (columns q), forms the (N, N) tile of
+``prev[p] + λ_t · IoU`` and reduces over p: the maximum, and the lowest p reaching it (the tie rule
+of every backend). Back pointers go to memory; the host walks them back (vectorised over
+problems) and, for k disjoint paths, removes the chosen boxes and runs the DP again. IoUs are
+computed in the boxes' dtype with the operation order of ``csrc/include/pyvrel/box.h``, an IEEE
+float32 division (``div_rn``) and no floating-point contraction (``enable_fp_fusion=False``), so
+values are those of the C++ kernel.
+
+Soft Viterbi: log-sum-exp forward (alpha kept in memory) and backward in the same program, which
+also produces the marginals and d log Z / d pairwise weight; float64 throughout.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from pyvrel import _ext
+
+
+@triton.jit
+def _viterbi_forward_kernel(
+    boxes_ptr, unary_ptr, lam_ptr, lengths_ptr, ok_ptr, back_ptr, last_ptr,
+    T, N, off,
+    LEGACY: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    b = tl.program_id(0).to(tl.int64)
+    L = tl.load(lengths_ptr + b)
+    idx = tl.arange(0, BLOCK_N)
+    inside = idx < N
+    base = b * T * N
+    neg_inf = float("-inf")
+    ok0 = tl.load(ok_ptr + base + idx, mask=inside, other=0) != 0  # 0 past the length
+    u0 = tl.load(unary_ptr + base + idx, mask=inside, other=0.0).to(tl.float64)
+    prev = tl.where(ok0, u0, neg_inf)  # c_0 = 1
+    rows = idx[:, None]
+    cols = idx[None, :]
+    for t in range(1, L):
+        lam = tl.load(lam_ptr + b * T + t - 1)  # float64, computed by the host
+        c = _unary_weight(t, L, LEGACY)
+        pm = rows < N
+        iou = _iou_tile(boxes_ptr, base + (t - 1) * N, base + t * N, rows, cols, N, off)
+        cand = prev[:, None] + lam * iou
+        cand = tl.where((prev[:, None] != neg_inf) & pm, cand, neg_inf)
+        best = tl.max(cand, axis=0)
+        arg = tl.min(tl.where(cand == best[None, :], rows, BLOCK_N), axis=0)
+        okt = tl.load(ok_ptr + base + t * N + idx, mask=inside, other=0) != 0
+        ut = tl.load(unary_ptr + base + t * N + idx, mask=inside, other=0.0).to(tl.float64)
+        alive = okt & (best != neg_inf)
+        tl.store(back_ptr + base + t * N + idx, tl.where(alive, arg, -1).to(tl.int32), mask=inside)
+        prev = tl.where(alive, c * ut + best, neg_inf)
+    tl.store(last_ptr + b * N + idx, prev, mask=inside)
+
+
+def viterbi_link_triton(boxes: torch.Tensor, unary: torch.Tensor, frames: torch.Tensor, lengths: torch.Tensor,
+                        valid: torch.Tensor, k: int, pairwise_weight: float, gap_scaling: bool, legacy_vrgv: bool,
+                        pixel_offset: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """boxes (B, T, N, 4), unary (B, T, N) contiguous float32/float64, frames (B, T), lengths (B,)
+    int64, valid (B, T, N) uint8 -> paths (B, k, T) int64, scores (B, k) float64."""
+    B, T, N = unary.shape
+    dev = unary.device
+    paths = torch.full((B, k, T), -1, dtype=torch.int64, device=dev)
+    scores = torch.full((B, k), float("-inf"), dtype=torch.float64, device=dev)
+    if not (B and T and N):
+        return paths, scores
+    ok = (valid.bool() & (torch.arange(T, device=dev)[None, :] < lengths[:, None])[..., None]).to(torch.uint8)
+    back = torch.full((B, T, N), -1, dtype=torch.int32, device=dev)
+    last = torch.empty(B, N, dtype=torch.float64, device=dev)
+    # λ_t in float64 on the host, as the C++ kernel computes it: w / gap, or w.
+    lam = torch.full((B, T), float(pairwise_weight), dtype=torch.float64, device=dev)
+    if gap_scaling and T > 1:
+        gap = (frames[:, 1:] - frames[:, :-1]).to(torch.float64)
+        lam[:, :-1] = torch.full_like(gap, float(pairwise_weight)) / gap  # a true division: `w / t`
+        # on a tensor multiplies by the reciprocal, which can differ in the last bit
+    options = {} if _ext.triton_interpret() else {"enable_fp_fusion": False}
+    rows = torch.arange(B, device=dev)
+    for r in range(k):
+        _viterbi_forward_kernel[(B,)](
+            boxes, unary, lam, lengths, ok, back, last, T, N, float(pixel_offset),
+            LEGACY=bool(legacy_vrgv), BLOCK_N=max(16, triton.next_power_of_2(N)), **options)
+        best, end = last.max(dim=1)  # the first maximum: the lowest final index
+        found = (best != float("-inf")) & (lengths > 0)
+        scores[:, r] = torch.where(found, best, scores[:, r])
+        for t in range(T - 1, -1, -1):  # walk back; problems with t >= L or no path keep -1
+            live = found & (t < lengths)
+            paths[:, r, t] = torch.where(live, end, paths[:, r, t])
+            ok[rows[live], t, end[live]] = 0
+            end = torch.where(live & (t > 0), back[rows, t, end].long(), end)
+        if not bool(found.any()):
+            break
+    return paths, scores
+
+
+@triton.jit
+def _soft_viterbi_kernel(
+    boxes_ptr, unary_ptr, lam_ptr, gamma_ptr, tau_ptr, lengths_ptr, ok_ptr, alpha_ptr, marg_ptr, logz_ptr, gw_ptr,
+    T, N, off,
+    LEGACY: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """Log-sum-exp forward (alpha to memory), then backward with the marginals and the
+    derivative of log Z w.r.t. the pairwise weight; one program per problem, float64."""
+    b = tl.program_id(0).to(tl.int64)
+    tau = tl.load(tau_ptr)  # float64 (a Python float argument would be float32)
+    inv_tau = tl.load(tau_ptr + 1)
+    L = tl.load(lengths_ptr + b)
+    idx = tl.arange(0, BLOCK_N)
+    inside = idx < N
+    rows = idx[:, None]
+    cols = idx[None, :]
+    base = b * T * N
+    neg_inf = float("-inf")
+    ok0 = tl.load(ok_ptr + base + idx, mask=inside, other=0) != 0
+    u0 = tl.load(unary_ptr + base + idx, mask=inside, other=0.0).to(tl.float64)
+    prev = tl.where(ok0, u0 * inv_tau, neg_inf)  # c_0 = 1
+    tl.store(alpha_ptr + base + idx, prev, mask=inside)
+    for t in range(1, L):
+        iou = _iou_tile(boxes_ptr, base + (t - 1) * N, base + t * N, rows, cols, N, off)
+        x = prev[:, None] + tl.load(lam_ptr + b * T + t - 1) * iou * inv_tau
+        x = tl.where((prev[:, None] != neg_inf) & (rows < N), x, neg_inf)
+        m = tl.max(x, axis=0)
+        m_safe = tl.where(m == neg_inf, 0.0, m)
+        total = tl.sum(tl.exp(x - m_safe[None, :]), axis=0)
+        lse = tl.where(m == neg_inf, neg_inf, m_safe + tl.log(tl.where(m == neg_inf, 1.0, total)))
+        c = _unary_weight(t, L, LEGACY)
+        okt = tl.load(ok_ptr + base + t * N + idx, mask=inside, other=0) != 0
+        ut = tl.load(unary_ptr + base + t * N + idx, mask=inside, other=0.0).to(tl.float64)
+        prev = tl.where(okt & (lse != neg_inf), c * ut * inv_tau + lse, neg_inf)
+        tl.store(alpha_ptr + base + t * N + idx, prev, mask=inside)
+    z_max = tl.max(tl.where(inside, prev, neg_inf), axis=0)
+    z_safe = tl.where(z_max == neg_inf, 0.0, z_max)
+    z_sum = tl.sum(tl.where(inside, tl.exp(prev - z_safe), 0.0), axis=0)
+    log_z = tl.where(z_max == neg_inf, neg_inf, z_safe + tl.log(tl.where(z_max == neg_inf, 1.0, z_sum)))
+    # No path (L == 0 or a frame without boxes): log Z = -inf; everything below is then masked,
+    # so the backward needs no branch around it.
+    log_z_safe = tl.where(log_z != neg_inf, log_z, 0.0)
+    has_path = (tl.zeros((BLOCK_N,), dtype=tl.float64) + log_z) != neg_inf  # as a block
+    beta = tl.zeros((BLOCK_N,), dtype=tl.float64)  # frame L - 1
+    last = tl.maximum(L - 1, 0)  # with L == 0 there is no path and this writes zeros
+    tl.store(marg_ptr + base + last * N + idx,
+             tl.where(has_path & (prev != neg_inf), tl.exp(prev - log_z_safe), 0.0), mask=inside)
+    gw = tl.sum(tl.zeros((BLOCK_N,), dtype=tl.float64), axis=0)
+    for step in range(0, L - 1):
+        t = L - 2 - step
+        tl.debug_barrier()  # alpha written by this program above
+        alpha_t = tl.load(alpha_ptr + base + t * N + idx, mask=inside, other=neg_inf)
+        iou = _iou_tile(boxes_ptr, base + t * N, base + (t + 1) * N, rows, cols, N, off)
+        c = _unary_weight(t + 1, L, LEGACY)
+        ok1 = tl.load(ok_ptr + base + (t + 1) * N + idx, mask=inside, other=0) != 0
+        u1 = tl.load(unary_ptr + base + (t + 1) * N + idx, mask=inside, other=0.0).to(tl.float64)
+        right = tl.where(ok1 & (beta != neg_inf), c * u1 * inv_tau + beta, neg_inf)
+        y = tl.load(lam_ptr + b * T + t) * iou * inv_tau + right[None, :]
+        y = tl.where(right[None, :] != neg_inf, y, neg_inf)
+        row_max = tl.max(y, axis=1)
+        row_safe = tl.where(row_max == neg_inf, 0.0, row_max)
+        row_sum = tl.sum(tl.exp(y - row_safe[:, None]), axis=1)
+        beta = tl.where(row_max == neg_inf, neg_inf, row_safe + tl.log(tl.where(row_max == neg_inf, 1.0, row_sum)))
+        keep = has_path & (alpha_t != neg_inf)
+        xi = tl.where(keep[:, None], tl.exp(alpha_t[:, None] + y - log_z_safe), 0.0)
+        gw += tl.sum(tl.sum(xi * (tl.load(gamma_ptr + b * T + t) * iou), axis=1), axis=0)
+        tl.store(marg_ptr + base + t * N + idx, tl.where(keep, tl.exp(alpha_t + beta - log_z_safe), 0.0),
+                 mask=inside)
+    tl.store(gw_ptr + b, gw)
+    tl.store(logz_ptr + b, tau * log_z)
+
+
+@triton.jit
+def _unary_weight(t, L, LEGACY: tl.constexpr):
+    """c_t for t >= 1: 2 on inner frames with the legacy vRGV weighting, else 1 (float64)."""
+    if LEGACY:
+        return tl.where(t < L - 1, 2.0, 1.0).to(tl.float64)
+    return tl.full((), 1.0, tl.float64)
+
+
+@triton.jit
+def _iou_tile(boxes_ptr, first_a, first_b, rows, cols, N, off):
+    """IoU (float64) of boxes first_a + rows (one frame) and first_b + cols (the next), computed
+    in the boxes' dtype in box.h's order; zero outside N."""
+    pa = boxes_ptr + 4 * (first_a + rows)
+    pb = boxes_ptr + 4 * (first_b + cols)
+    am = rows < N
+    bm = cols < N
+    ax1 = tl.load(pa + 0, mask=am, other=0.0)
+    ay1 = tl.load(pa + 1, mask=am, other=0.0)
+    ax2 = tl.load(pa + 2, mask=am, other=0.0)
+    ay2 = tl.load(pa + 3, mask=am, other=0.0)
+    bx1 = tl.load(pb + 0, mask=bm, other=0.0)
+    by1 = tl.load(pb + 1, mask=bm, other=0.0)
+    bx2 = tl.load(pb + 2, mask=bm, other=0.0)
+    by2 = tl.load(pb + 3, mask=bm, other=0.0)
+    w = tl.maximum(tl.minimum(ax2, bx2) - tl.maximum(ax1, bx1) + off, 0.0)
+    h = tl.maximum(tl.minimum(ay2, by2) - tl.maximum(ay1, by1) + off, 0.0)
+    inter = w * h
+    uni = (ax2 - ax1 + off) * (ay2 - ay1 + off) + (bx2 - bx1 + off) * (by2 - by1 + off) - inter
+    den = tl.where(uni > 0, uni, 1.0)
+    if inter.dtype == tl.float32:
+        ratio = tl.math.div_rn(inter, den)  # IEEE division: `/` is approximate for fp32 on GPUs
+    else:
+        ratio = inter / den
+    return tl.where(uni > 0, ratio, 0.0).to(tl.float64)
+
+
+def soft_viterbi_triton(boxes: torch.Tensor, unary: torch.Tensor, frames: torch.Tensor, lengths: torch.Tensor,
+                        valid: torch.Tensor, pairwise_weight: torch.Tensor, tau: float, gap_scaling: bool,
+                        legacy_vrgv: bool, pixel_offset: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """As ``pyvrel::soft_viterbi``: -> marginals (B, T, N), log_partition (B,), d log_partition /
+    d pairwise_weight (B,), float64."""
+    B, T, N = unary.shape
+    dev = unary.device
+    marginals = torch.zeros(B, T, N, dtype=torch.float64, device=dev)
+    log_z = torch.full((B,), float("-inf"), dtype=torch.float64, device=dev)
+    grad_w = torch.zeros(B, dtype=torch.float64, device=dev)
+    if not (B and T and N):
+        return marginals, log_z, grad_w
+    ok = (valid.bool() & (torch.arange(T, device=dev)[None, :] < lengths[:, None])[..., None]).to(torch.uint8)
+    gamma = torch.ones(B, T, dtype=torch.float64, device=dev)
+    lam = pairwise_weight[:, None].expand(B, T).clone()
+    if gap_scaling and T > 1:
+        gap = (frames[:, 1:] - frames[:, :-1]).to(torch.float64)
+        gamma[:, :-1] = torch.ones_like(gap) / gap
+        lam[:, :-1] = pairwise_weight[:, None] / gap
+    alpha = torch.empty(B, T, N, dtype=torch.float64, device=dev)
+    options = {} if _ext.triton_interpret() else {"enable_fp_fusion": False}
+    _soft_viterbi_kernel[(B,)](
+        boxes, unary, lam, gamma, torch.tensor([tau, 1.0 / tau], dtype=torch.float64, device=dev), lengths, ok,
+        alpha, marginals, log_z, grad_w, T, N, float(pixel_offset), LEGACY=bool(legacy_vrgv),
+        BLOCK_N=max(16, triton.next_power_of_2(N)), **options)
+    return marginals, log_z, grad_w
