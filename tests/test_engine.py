@@ -257,3 +257,64 @@ def test_torchrun_two_gloo_processes_match_one_process(tmp_path):
     loss1 = [r["loss"] for r in records(tmp_path / "one", "train")]
     loss2 = [r["loss"] for r in records(tmp_path / "two", "train")]
     assert loss2 == pytest.approx(loss1, abs=1e-12) and len(loss2) == 12
+
+
+# ---------------------------------------------------------------- small parts
+def test_progress_bar_without_tqdm_writes_tenths(monkeypatch):
+    import io
+
+    from pyvrel.engine.progress import ProgressBar
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # behave as if tqdm were not installed
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    stream = io.StringIO()
+    bar = ProgressBar(20, "epoch 1/1", stream=stream)
+    for _ in range(20):
+        bar.update(1, "loss 1.0")
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 10 and lines[-1] == "epoch 1/1 [########################] 20/20 loss 1.0"
+    assert lines[0].startswith("epoch 1/1 [##....") and " 2/20 " in lines[0]
+    quiet = io.StringIO()
+    ProgressBar(5, "x", enabled=False, stream=quiet).update(5)
+    assert quiet.getvalue() == ""
+
+
+def test_move_to_device_walks_containers():
+    from collections import namedtuple
+
+    from pyvrel.engine import move_to_device
+
+    Pair = namedtuple("Pair", "a b")
+
+    class Boxes:
+        def to(self, device):
+            self.device = device
+            return self
+
+    batch = {"x": torch.ones(2), "items": [torch.zeros(1), (torch.ones(1), "label")], "pair": Pair(torch.ones(1), 3),
+             "boxes": Boxes()}
+    moved = move_to_device(batch, torch.device("meta"))
+    assert moved["x"].device.type == "meta" and moved["items"][1][0].device.type == "meta"
+    assert moved["items"][1][1] == "label" and isinstance(moved["items"][1], tuple)
+    assert isinstance(moved["pair"], Pair) and moved["pair"].a.device.type == "meta" and moved["pair"].b == 3
+    assert moved["boxes"].device == torch.device("meta")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none present)")
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_cuda_mixed_precision_trains_and_resumes(tmp_path, precision):
+    train = {"epochs": 4, "precision": precision, "device": "cuda", "ema_decay": 0.9, "clip_grad_norm": 1.0}
+    model = engine_toy.ToyRegression(engine_toy.ToyConfig()).float()  # autocast casts float32 work
+    data = engine_toy.regression_data(48, 4)
+    data.tensors = tuple(t.float() for t in data.tensors)
+    summary = Trainer(model, data, TrainConfig(lr=0.02, batch_size=8, progress=False, log_every=1, **train),
+                      out_dir=tmp_path).fit()
+    losses = [r["loss"] for r in records(tmp_path, "train")]
+    assert sum(losses[-6:]) < 0.5 * sum(losses[:6])
+    ckpt = load_checkpoint(summary["checkpoint"])
+    assert (ckpt["scaler"] is not None) == (precision == "fp16") and "cuda" in ckpt["rng"][0]
+    again = Trainer(model, data, TrainConfig(lr=0.02, batch_size=8, progress=False, **{**train, "epochs": 5}),
+                    out_dir=tmp_path)
+    assert again.fit(resume=summary["checkpoint"])["step"] == 30

@@ -25,6 +25,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -175,6 +176,7 @@ class Trainer:
             raise ConfigError("batch_size", f"{cfg.batch_size} is larger than the dataset ({len(self.train_set)} items)")
         seed_everything(cfg.seed + self.rank)
         if cfg.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for determinism
             torch.use_deterministic_algorithms(True)
             torch.backends.cudnn.benchmark = False
         self.model.to(self.device)
