@@ -221,6 +221,10 @@ def test_trainer_errors(tmp_path):
     trainer.model.forward = lambda batch: batch[0].sum()
     with pytest.raises(TypeError, match="must return a mapping with a 'loss' entry, got Tensor"):
         trainer.fit()
+    trainer = toy_trainer(None)
+    trainer.model.forward = lambda batch: {"loss": batch[0].sum(), "per_item": batch[1]}
+    with pytest.raises(TypeError, match=r"must be scalar tensors; not scalar: \['per_item'\]"):
+        trainer.fit()
     toy_trainer(tmp_path, epochs=1).fit()
     other = toy_trainer(tmp_path, batch_size=16)
     with pytest.raises(ValueError, match="steps per epoch"):

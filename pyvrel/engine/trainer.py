@@ -4,7 +4,7 @@ Model protocol
 --------------
 * ``model(batch)`` in train mode returns a mapping of scalar tensors with ``"loss"``, the total
   that is back-propagated; every other entry (loss terms, accuracies) is logged, averaged over
-  the logging window and over processes. ``batch`` is what ``collate_fn`` made of
+  the logging window and over processes. The keys are the same at every step. ``batch`` is what ``collate_fn`` made of
   ``batch_size // world_size`` dataset items, moved to the device (tensors inside dicts, lists and
   tuples, and objects with a ``.to(device)`` method).
 * The loss is a mean over the process's batch. DDP averages gradients over processes, so the
@@ -285,6 +285,9 @@ class Trainer:
         if not isinstance(out, Mapping) or "loss" not in out:
             raise TypeError(f"the model must return a mapping with a 'loss' entry, got {type(out).__name__}"
                             + (f" with keys {sorted(out)}" if isinstance(out, Mapping) else ""))
+        bad = [k for k, v in out.items() if not (isinstance(v, torch.Tensor) and v.ndim == 0)]
+        if bad:
+            raise TypeError(f"the model's outputs must be scalar tensors; not scalar: {bad}")
         loss = out["loss"]
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
