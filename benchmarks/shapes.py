@@ -358,3 +358,10 @@ EVAL_VIDEOS = 200
 EVAL_GT_PER_VIDEO = 30
 EVAL_PRED_PER_VIDEO = 200
 EVAL_SEED = 0
+
+
+# ---- training engine (benchmarks/bench_engine.py) ---------------------------------------------
+# One epoch of a small MLP regression: Trainer (EMA, clipping, logging) against a bare AdamW loop.
+ENGINE_SAMPLES = 2048          # 32 steps of the global batch below
+ENGINE_BATCH = 64
+ENGINE_WIDTH = 256             # in_dim = hidden = ENGINE_WIDTH, two hidden layers

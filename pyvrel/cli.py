@@ -284,7 +284,6 @@ def build_parser() -> argparse.ArgumentParser:
     sy.set_defaults(func=_synth)
 
     tr = sub.add_parser("train", help="train a model (one process, or many under torchrun)",
-                        formatter_class=argparse.RawDescriptionHelpFormatter,
                         description="Train a registered model with pyvrel.engine. The run's config has two sections: "
                                     "'model' (the model's settings) and 'train' (pyvrel.engine.TrainConfig), read "
                                     "from --config and then overridden by --set. Under torchrun the same command "

@@ -133,12 +133,15 @@ class EMA:
     def update(self, model: nn.Module) -> None:
         """Fold the current weights of ``model`` (same architecture, not DDP-wrapped) into the average."""
         current = model.state_dict()
+        averaged, values = [], []
         for name, avg in self.module.state_dict().items():
-            value = current[name]
             if avg.is_floating_point():
-                avg.lerp_(value.to(avg.dtype), 1.0 - self.decay)
+                averaged.append(avg)
+                values.append(current[name].to(avg.dtype))
             else:
-                avg.copy_(value)
+                avg.copy_(current[name])
+        if averaged:  # one fused call over all tensors instead of one lerp per tensor
+            torch._foreach_lerp_(averaged, values, 1.0 - self.decay)
 
     def state_dict(self) -> dict:
         return {"decay": self.decay, "module": self.module.state_dict()}
