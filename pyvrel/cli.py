@@ -236,11 +236,13 @@ def _run_training(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("pyvrel train: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    if summary["checkpoint"] is not None:
-        loss = summary["train"].get("loss", float("nan"))
-        evaluation = f", eval {summary['eval']}" if summary["eval"] else ""
-        print(f"trained to epoch {summary['epoch']} ({summary['step']} steps), last loss {loss:.4g}{evaluation}; "
-              f"checkpoint {summary['checkpoint']}")
+    if dist.env_rank() == 0:
+        parts = [f"trained to epoch {summary['epoch']} ({summary['step']} steps)"]
+        if "loss" in summary["train"]:
+            parts.append(f"last loss {summary['train']['loss']:.4g}")
+        if summary["eval"]:
+            parts.append(f"eval {summary['eval']}")
+        print(", ".join(parts) + f"; outputs in {out}")
     return EXIT_OK
 
 

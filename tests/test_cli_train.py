@@ -36,9 +36,13 @@ def test_train_runs_and_resumes(tmp_path, capsys, monkeypatch):
     # --resume auto continues the same run to 2 epochs
     assert main(args + ["--set", "train.lr=0.05", "--set", "train.epochs=2", "--resume", "auto"]) == 0
     assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 12
+    assert main(args + ["--set", "train.epochs=2", "--resume", "auto"]) == 0  # nothing left to do
+    assert "trained to epoch 2 (12 steps); outputs in" in capsys.readouterr().out
     steps = [r["step"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
              if r["type"] == "train"]
     assert steps == list(range(1, 13))
+    assert main(args) == 0  # a fresh run in the same folder starts a new metrics file
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 6 + 1  # 6 steps, 1 evaluation
 
 
 @pytest.mark.parametrize(("config", "sets", "message"), [

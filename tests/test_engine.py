@@ -246,6 +246,8 @@ def test_torchrun_two_gloo_processes_match_one_process(tmp_path):
             "--set", "train.ema_decay=0.5", "--set", "train.clip_grad_norm=0.3", "--set", "train.warmup_epochs=1"]
     assert main(args + ["--out", str(tmp_path / "one")]) == 0
     env = {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
+    if sys.platform.startswith("linux"):
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # the processes meet on 127.0.0.1
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(free_port()), "-m", "pyvrel"] + args + ["--out", str(tmp_path / "two")]
     run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)

@@ -242,8 +242,6 @@ class Trainer:
         else:
             log.warning("%s was written by %d processes, this run has %d: random states are reseeded, so the "
                         "continuation is not bit-exact", path, ckpt["world_size"], self.world)
-        if self.out_dir is not None and dist.is_main():
-            self._truncate_metrics(self.step)
         log.info("resumed from %s at step %d (epoch %d)", path, self.step, self.step // self.steps_per_epoch)
 
     # ------------------------------------------------------------------ metrics
@@ -255,7 +253,7 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
 
     def _truncate_metrics(self, step: int) -> None:
-        """Drop records a previous, interrupted run wrote after ``step`` (they are about to be redone)."""
+        """Drop the records of earlier runs in ``out_dir`` written after ``step`` (about to be redone)."""
         path = self.out_dir / "metrics.jsonl"
         if path.is_file():
             lines = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
@@ -332,6 +330,7 @@ class Trainer:
             self._resume(resume)
         if self.out_dir is not None and dist.is_main():
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            self._truncate_metrics(self.step)  # a fresh run starts a new file
         train_record: dict[str, Any] = {}
         eval_metrics = None
         checkpoint = None
