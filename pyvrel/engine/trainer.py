@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -218,8 +219,14 @@ class Trainer:
         if self.out_dir is None or not dist.is_main():
             return None
         path = save_checkpoint(self.out_dir / "checkpoints" / name, state)
-        if name != "last.pt":
-            save_checkpoint(self.out_dir / "checkpoints" / "last.pt", state)
+        if name != "last.pt":  # last.pt becomes a second name of the same file (a copy where links fail)
+            tmp = path.with_name("last.pt.tmp")
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(path, tmp)
+            except OSError:
+                shutil.copyfile(path, tmp)
+            os.replace(tmp, path.with_name("last.pt"))
         return path
 
     def _resume(self, path: str | Path) -> None:
