@@ -88,3 +88,17 @@ def test_diverging_run_exits_1(tmp_path, capsys):
     argv = ["train", *TOY, "--set", "model.nan_at_step=2", "--out", str(tmp_path)]
     assert main(argv) == 1
     assert "non-finite gradient norm at step 1" in capsys.readouterr().err
+
+
+def test_register_model_and_interrupt(tmp_path, capsys, monkeypatch):
+    from pyvrel.engine import register_model
+
+    def interrupted(model_config, data):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("pyvrel.engine.registry.MODELS", dict(MODELS))
+    register_model("stop", interrupted)
+    assert main(["train", "--model", "stop", "--data", "synthetic", "--out", str(tmp_path)]) == 130
+    assert "pyvrel train: interrupted" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="without ':'"):
+        register_model("a:b", interrupted)

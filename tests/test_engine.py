@@ -324,3 +324,13 @@ def test_cuda_mixed_precision_trains_and_resumes(tmp_path, precision):
     again = Trainer(model, data, TrainConfig(lr=0.02, batch_size=8, progress=False, **{**train, "epochs": 5}),
                     out_dir=tmp_path)
     assert again.fit(resume=summary["checkpoint"])["step"] == 30
+
+
+def test_loader_workers_give_the_same_training():
+    """Worker processes load the same batches in the same order as the main process."""
+    weights = []
+    for workers in (0, 2):
+        trainer = toy_trainer(None, epochs=1, num_workers=workers)
+        trainer.fit()
+        weights.append(trainer.model.state_dict())
+    assert_identical(*weights)
