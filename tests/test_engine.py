@@ -107,7 +107,8 @@ def test_build_optimizer_kinds():
     assert isinstance(adamw, torch.optim.AdamW) and adamw.param_groups[0]["betas"] == (0.8, 0.9)
     assert [g["weight_decay"] for g in adamw.param_groups] == [0.2, 0.0]
     sgd = build_optimizer(model, TrainConfig(optimizer="sgd", lr=0.1, momentum=0.5, nesterov=True))
-    assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["nesterov"] and sgd.param_groups[0]["momentum"] == 0.5
+    assert isinstance(sgd, torch.optim.SGD)
+    assert sgd.param_groups[0]["nesterov"] and sgd.param_groups[0]["momentum"] == 0.5
     with pytest.raises(ValueError, match="no trainable parameters"):
         build_optimizer(nn.Linear(2, 2).requires_grad_(False), TrainConfig())
 

@@ -174,7 +174,8 @@ class Trainer:
         self.local_batch = cfg.batch_size // self.world
         self.steps_per_epoch = len(self.train_set) // cfg.batch_size
         if self.steps_per_epoch == 0:
-            raise ConfigError("batch_size", f"{cfg.batch_size} is larger than the dataset ({len(self.train_set)} items)")
+            raise ConfigError("batch_size",
+                              f"{cfg.batch_size} is larger than the dataset ({len(self.train_set)} items)")
         seed_everything(cfg.seed + self.rank)
         if cfg.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for determinism
