@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 import engine_toy
-from pyvrel.engine import (EMA, ConfigError, TrainConfig, Trainer, WarmupCosine, build_optimizer, config_from_dict,
-                           load_checkpoint, param_groups, warmup_cosine_factor)
+from pyvrel.engine import (EMA, ConfigError, TrainConfig, Trainer, WarmupCosine, build_optimizer, checkpoint_weights,
+                           config_from_dict, load_checkpoint, param_groups, warmup_cosine_factor)
 
 TESTS = Path(__file__).resolve().parent
 
@@ -163,6 +163,8 @@ def test_trainer_lowers_the_loss_and_writes_its_outputs(tmp_path):
     assert ckpts == [f"epoch_{e:04d}.pt" for e in range(1, 7)] + ["last.pt"]
     ckpt = load_checkpoint(summary["checkpoint"])
     assert ckpt["step"] == 36 and ckpt["ema"]["decay"] == 0.9 and ckpt["config"]["epochs"] == 6
+    assert checkpoint_weights(ckpt) is ckpt["ema"]["module"] and checkpoint_weights(ckpt, ema=False) is ckpt["model"]
+    assert not torch.equal(ckpt["ema"]["module"]["net.0.weight"], ckpt["model"]["net.0.weight"])
     with pytest.raises(ValueError, match="not a pyvrel checkpoint"):
         torch.save({"a": 1}, tmp_path / "foreign.pt")
         load_checkpoint(tmp_path / "foreign.pt")

@@ -88,3 +88,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if ckpt.get("version") != VERSION:
         raise ValueError(f"{path}: checkpoint version {ckpt.get('version')!r}, this pyvrel reads {VERSION}")
     return ckpt
+
+
+def checkpoint_weights(checkpoint: dict[str, Any], ema: bool = True) -> dict[str, torch.Tensor]:
+    """The state dict to run inference with: the EMA weights when the checkpoint has them and ``ema``
+    is True (as VrdONE evaluates), else the trained weights."""
+    if ema and checkpoint.get("ema") is not None:
+        return checkpoint["ema"]["module"]
+    return checkpoint["model"]
