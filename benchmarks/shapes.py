@@ -394,3 +394,8 @@ LOCAL_ATTENTION = [
 SEQ_NMS_SHAPES = [(120, 100), (120, 300)]
 # Viterbi: (problems, sampled frames, proposals per frame), vRGV's 120 x 40.
 VITERBI_SHAPES = [(1, 120, 40), (1024, 120, 40)]
+# ---- training engine (benchmarks/bench_engine.py) ---------------------------------------------
+# One epoch of a small MLP regression: Trainer (EMA, clipping, logging) against a bare AdamW loop.
+ENGINE_SAMPLES = 2048          # 32 steps of the global batch below
+ENGINE_BATCH = 64
+ENGINE_WIDTH = 256             # in_dim = hidden = ENGINE_WIDTH, two hidden layers

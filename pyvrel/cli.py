@@ -105,6 +105,147 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+_SECTIONS = ("model", "train")
+
+
+class _UsageError(Exception):
+    """A wrong command line or config value (exit code 2)."""
+
+
+def _read_config_file(path: str) -> dict:
+    """The ``{"model": {...}, "train": {...}}`` mapping of a JSON or YAML file; errors name the file."""
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"{path}: config file not found")
+    text = file.read_text()
+    if file.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise _UsageError(f"{path}: YAML configs need PyYAML (pip install pyyaml); or write the config as JSON")
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise _UsageError(f"{path}: not valid YAML: {e}") from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise _UsageError(f"{path}: not valid JSON: {e}") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise _UsageError(f"{path}: expected a mapping with sections {', '.join(_SECTIONS)}, got {type(data).__name__}")
+    for section, values in data.items():
+        if section not in _SECTIONS:
+            raise _UsageError(f"{path}: {section}: unknown section (valid: {', '.join(_SECTIONS)})")
+        if not isinstance(values, dict):
+            raise _UsageError(f"{path}: {section}: expected a mapping, got {values!r}")
+    return data
+
+
+def _apply_set(config: dict, origins: dict, item: str) -> None:
+    """Apply one ``--set section.key=value`` (value parsed as JSON, else kept as a string)."""
+    key, sep, raw = item.partition("=")
+    parts = key.strip().split(".")
+    if not sep or len(parts) < 2 or parts[0] not in _SECTIONS or not all(parts):
+        raise _UsageError(f"--set {item}: expected SECTION.KEY=VALUE with SECTION one of {', '.join(_SECTIONS)} "
+                          "(e.g. train.lr=1e-3)")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    node = config.setdefault(parts[0], {})
+    for part in parts[1:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise _UsageError(f"--set {item}: {part} is not a mapping")
+    node[parts[-1]] = value
+    origins[f"{parts[0]}.{parts[1]}"] = "--set"
+
+
+def _train(args: argparse.Namespace) -> int:
+    import logging
+
+    from pyvrel.engine import distributed as dist
+
+    handler = logging.StreamHandler(sys.stderr)  # this command's messages; removed when it returns
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("pyvrel")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if dist.env_rank() == 0 else logging.WARNING)
+    try:
+        return _run_training(args)
+    finally:
+        logger.removeHandler(handler)
+
+
+def _run_training(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pyvrel.engine import (ConfigError, TrainConfig, Trainer, UnknownModelError, config_from_dict,
+                               config_to_dict, get_task_builder, seed_everything)
+    from pyvrel.engine import distributed as dist
+
+    origins: dict[str, str] = {}
+    try:
+        builder = get_task_builder(args.model)
+        if args.data != "synthetic" and not Path(args.data).is_dir():
+            raise FileNotFoundError(f"{args.data}: data folder not found (give a folder or 'synthetic')")
+        config: dict = {}
+        if args.config:
+            config = _read_config_file(args.config)
+            origins = {f"{s}.{k}": args.config for s, values in config.items() for k in values}
+        for item in args.set:
+            _apply_set(config, origins, item)
+        train_values = config.get("train", {})
+        config_from_dict(TrainConfig, train_values, prefix="train.")  # fail before building the model
+        seed_everything(train_values.get("seed", TrainConfig.seed))
+        try:
+            task = builder(config.get("model", {}), args.data)
+        except ConfigError as e:  # the builder checks the model section
+            raise ConfigError("model." + e.key, e.message) from None
+        train_cfg = config_from_dict(TrainConfig, {**task.train_defaults, **train_values}, prefix="train.")
+        out = Path(args.out or Path("runs") / args.model.rpartition(":")[2])
+        resume = args.resume
+        if resume == "auto":
+            last = out / "checkpoints" / "last.pt"
+            resume = last if last.is_file() else None
+        meta = {"model": args.model, "model_config": dict(task.model_config), "data": args.data}
+        if dist.env_rank() == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "config.json").write_text(json.dumps({**meta, "train": config_to_dict(train_cfg)}, indent=2) + "\n")
+        trainer = Trainer(task.model, task.train_set, train_cfg, collate_fn=task.collate_fn,
+                          evaluate=task.evaluate, out_dir=out, meta=meta)
+        summary = trainer.fit(resume=resume)
+    except UnknownModelError as e:
+        print(f"pyvrel train: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigError as e:
+        source = e.source or origins.get(".".join(e.key.split(".")[:2]).split("[")[0], "defaults")
+        print(f"pyvrel train: error: {source}: {e.key}: {e.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except _UsageError as e:
+        print(f"pyvrel train: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except (FileNotFoundError, ValueError, FloatingPointError) as e:  # bad input files, diverged training
+        print(f"pyvrel train: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("pyvrel train: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if dist.env_rank() == 0:
+        parts = [f"trained to epoch {summary['epoch']} ({summary['step']} steps)"]
+        if "loss" in summary["train"]:
+            parts.append(f"last loss {summary['train']['loss']:.4g}")
+        if summary["eval"]:
+            parts.append(f"eval {summary['eval']}")
+        print(", ".join(parts) + f"; outputs in {out}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pyvrel import __version__
 
@@ -143,6 +284,28 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--no-features", action="store_true", help="annotations only")
     sy.add_argument("--json", action="store_true", help="print a JSON summary")
     sy.set_defaults(func=_synth)
+
+    tr = sub.add_parser("train", help="train a model (one process, or many under torchrun)",
+                        description="Train a registered model with pyvrel.engine. The run's config has two sections: "
+                                    "'model' (the model's settings) and 'train' (pyvrel.engine.TrainConfig), read "
+                                    "from --config and then overridden by --set. Under torchrun the same command "
+                                    "trains with DDP: torchrun --nproc_per_node N -m pyvrel train ...",
+                        epilog="exit codes: 0 done; 1 missing/invalid input files or the run failed (e.g. a "
+                               "non-finite loss); 2 bad command line or config (unknown model, key or value); "
+                               "130 interrupted")
+    tr.add_argument("--model", required=True, help="a registered model name, or module:function of a task builder")
+    tr.add_argument("--data", required=True, metavar="DIR|synthetic",
+                    help="dataset folder, or 'synthetic' for the built-in synthetic world")
+    tr.add_argument("--config", metavar="FILE", help="JSON (or YAML, with PyYAML) file with 'model' and 'train' "
+                                                     "sections")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one setting, e.g. --set train.lr=1e-3 --set train.epochs=5 (VALUE is JSON, "
+                         "else a string); repeatable")
+    tr.add_argument("--out", metavar="DIR", help="output folder: config.json, metrics.jsonl, checkpoints/ "
+                                                "(default runs/<model>)")
+    tr.add_argument("--resume", metavar="CKPT|auto", help="continue from a checkpoint; 'auto': OUT/checkpoints/last.pt "
+                                                          "when it exists")
+    tr.set_defaults(func=_train)
     return parser
 
 

@@ -1,0 +1,152 @@
+"""Optimizer parameter groups, the warm-up + cosine schedule, and an EMA of weights."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+from pyvrel.engine.config import TrainConfig
+
+#: Modules whose parameters never get weight decay (normalisation layers and embeddings).
+NO_DECAY_MODULES: tuple[type[nn.Module], ...] = (
+    nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm, nn.RMSNorm,
+    nn.Embedding, nn.EmbeddingBag,
+)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Split the trainable parameters of ``model`` into a decay and a no-decay group.
+
+    No weight decay for: parameters with at most one dimension (biases, norm weights, per-channel
+    scales), every parameter of a normalisation layer or an embedding (:data:`NO_DECAY_MODULES`),
+    and the names returned by an optional ``model.no_weight_decay()`` (full dotted names, as in
+    ``named_parameters``; e.g. a learned relative position table). Everything else — the weight
+    matrices and kernels of linear, convolution and attention layers — decays. Frozen parameters
+    (``requires_grad=False``) are left out; shared parameters appear once. Groups keep the order
+    of ``named_parameters``; an empty group is dropped. Each group has a ``"name"`` key.
+    """
+    explicit = set(getattr(model, "no_weight_decay", lambda: ())())
+    owned_by_no_decay = set()
+    for module in model.modules():
+        if isinstance(module, NO_DECAY_MODULES):
+            owned_by_no_decay.update(id(p) for p in module.parameters(recurse=False))
+    names = {name for name, _ in model.named_parameters()}
+    unknown = explicit - names
+    if unknown:
+        raise ValueError(f"model.no_weight_decay() names parameters the model does not have: {sorted(unknown)}")
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim <= 1 or id(p) in owned_by_no_decay or name in explicit:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    groups = [{"name": "decay", "params": decay, "weight_decay": weight_decay},
+              {"name": "no_decay", "params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW or SGD over :func:`param_groups` with the settings of ``config``."""
+    groups = param_groups(model, config.weight_decay)
+    if not groups:
+        raise ValueError("the model has no trainable parameters")
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
+    raise ValueError(f"optimizer: expected 'adamw' or 'sgd', got {config.optimizer!r}")
+
+
+def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> float:
+    """Learning-rate multiplier of optimizer step ``step`` (0-based).
+
+    Linear warm-up: ``(step + 1) / warmup_steps`` for ``step < warmup_steps`` (the first step
+    already moves, the last warm-up step reaches 1). Then cosine from 1 down to ``min_ratio``:
+    ``min_ratio + (1 - min_ratio) * (1 + cos(pi * p)) / 2`` with
+    ``p = (step - warmup_steps) / (total_steps - warmup_steps)``, clamped to ``[0, 1]``; steps past
+    ``total_steps`` stay at ``min_ratio``.
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = total_steps - warmup_steps
+    p = min(max((step - warmup_steps) / span, 0.0), 1.0) if span > 0 else 1.0
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * p))
+
+
+class WarmupCosine:
+    """Per-step warm-up + cosine schedule: sets each group's ``lr`` to ``initial_lr * factor(step)``.
+
+    Call :meth:`set_step` before optimizer step ``step``. The only state is the step, so a resumed
+    run recomputes the same learning rates. ``initial_lr`` is stored in the param groups (and so in
+    the optimizer's state dict).
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int,
+                 min_ratio: float = 0.0) -> None:
+        if warmup_steps < 0 or total_steps < warmup_steps:
+            raise ValueError(f"need 0 <= warmup_steps <= total_steps, got {warmup_steps} and {total_steps}")
+        self.optimizer, self.warmup_steps, self.total_steps, self.min_ratio = (
+            optimizer, warmup_steps, total_steps, min_ratio)
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+        self.step = 0
+
+    def set_step(self, step: int) -> float:
+        """Set the learning rates for optimizer step ``step``; returns the multiplier."""
+        self.step = step
+        factor = warmup_cosine_factor(step, self.warmup_steps, self.total_steps, self.min_ratio)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * factor
+        return factor
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps,
+                "min_ratio": self.min_ratio}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.warmup_steps, self.total_steps, self.min_ratio = (
+            state["warmup_steps"], state["total_steps"], state["min_ratio"])
+        self.set_step(state["step"])
+
+
+class EMA:
+    """Exponential moving average of a model's whole state dict (parameters and buffers).
+
+    After each optimizer step, floating-point entries become ``decay * ema + (1 - decay) * value``;
+    other entries (integer buffers such as BatchNorm's ``num_batches_tracked``) are copied.
+    :attr:`module` is a frozen copy of the model in eval mode holding the averages, ready for
+    evaluation or saving.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"decay: expected a value in [0, 1), got {decay!r}")
+        self.decay = decay
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Fold the current weights of ``model`` (same architecture, not DDP-wrapped) into the average."""
+        current = model.state_dict()
+        averaged, values = [], []
+        for name, avg in self.module.state_dict().items():
+            if avg.is_floating_point():
+                averaged.append(avg)
+                values.append(current[name].to(avg.dtype))
+            else:
+                avg.copy_(current[name])
+        if averaged:  # one fused call over all tensors instead of one lerp per tensor
+            torch._foreach_lerp_(averaged, values, 1.0 - self.decay)
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "module": self.module.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.decay = state["decay"]
+        self.module.load_state_dict(state["module"])
+

@@ -1,0 +1,104 @@
+"""`pyvrel train`: model registry, config files and --set, errors naming file and key, exit codes."""
+
+import json
+
+import pytest
+
+from pyvrel.cli import main
+from pyvrel.engine import MODELS, load_checkpoint
+
+TOY = ["--model", "engine_toy:build_task", "--data", "synthetic"]
+
+
+def test_unknown_model_lists_the_available_ones(capsys, monkeypatch):
+    assert main(["train", "--model", "vrdone", "--data", "synthetic"]) == 2
+    assert "unknown model 'vrdone'; available: none registered yet" in capsys.readouterr().err
+    monkeypatch.setitem(MODELS, "toy", "engine_toy:build_task")
+    assert main(["train", "--model", "vrdone", "--data", "synthetic"]) == 2
+    assert "available: toy" in capsys.readouterr().err
+    assert main(["train", "--model", "no_such_module:build", "--data", "synthetic"]) == 2
+    assert "cannot import 'no_such_module'" in capsys.readouterr().err
+
+
+def test_train_runs_and_resumes(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(MODELS, "toy", "engine_toy:build_task")
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"model": {"hidden": 8}, "train": {"epochs": 1, "ema_decay": 0.9}}))
+    out = tmp_path / "run"
+    args = ["train", "--model", "toy", "--data", "synthetic", "--config", str(config), "--out", str(out)]
+    assert main(args + ["--set", "train.lr=0.05"]) == 0
+    assert "trained to epoch 1 (6 steps)" in capsys.readouterr().out
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["model_config"]["hidden"] == 8 and saved["train"]["lr"] == 0.05 and saved["train"]["epochs"] == 1
+    assert saved["train"]["weight_decay"] == 0.01  # the task's default, not TrainConfig's
+    ckpt = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert ckpt["meta"] == {"model": "toy", "model_config": saved["model_config"], "data": "synthetic"}
+    # --resume auto continues the same run to 2 epochs
+    assert main(args + ["--set", "train.lr=0.05", "--set", "train.epochs=2", "--resume", "auto"]) == 0
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 12
+    assert main(args + ["--set", "train.epochs=2", "--resume", "auto"]) == 0  # nothing left to do
+    assert "trained to epoch 2 (12 steps); outputs in" in capsys.readouterr().out
+    steps = [r["step"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+             if r["type"] == "train"]
+    assert steps == list(range(1, 13))
+    assert main(args) == 0  # a fresh run in the same folder starts a new metrics file
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 6 + 1  # 6 steps, 1 evaluation
+
+
+@pytest.mark.parametrize(("config", "sets", "message"), [
+    ({"train": {"lrr": 1}}, [], "{file}: train.lrr: unknown key (valid: "),
+    ({"train": {"epochs": "3"}}, [], "{file}: train.epochs: expected int, got '3'"),
+    ({"model": {"hiden": 8}}, [], "{file}: model.hiden: unknown key (valid: dropout, fail_at_step, hidden,"),
+    ({"optim": {}}, [], "{file}: optim: unknown section (valid: model, train)"),
+    ({}, ["train.precision=fp8"], "--set: train.precision: expected one of 'auto'"),
+    ({}, ["lr=1e-3"], "--set lr=1e-3: expected SECTION.KEY=VALUE"),
+    ({}, ["train.batch_size=0"], "--set: train.batch_size: must be > 0, got 0"),
+])
+def test_config_errors_name_the_file_and_key(tmp_path, capsys, config, sets, message):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(config))
+    argv = ["train", *TOY, "--config", str(path), "--out", str(tmp_path / "out")]
+    for item in sets:
+        argv += ["--set", item]
+    assert main(argv) == 2
+    assert message.format(file=path) in capsys.readouterr().err
+
+
+def test_bad_files_and_yaml(tmp_path, capsys):
+    assert main(["train", "--model", "engine_toy:build_task", "--data", str(tmp_path / "nowhere")]) == 1
+    assert f"{tmp_path / 'nowhere'}: data folder not found" in capsys.readouterr().err
+    assert main(["train", *TOY, "--config", str(tmp_path / "missing.json")]) == 1
+    assert "missing.json: config file not found" in capsys.readouterr().err
+    broken = tmp_path / "broken.json"
+    broken.write_text("{train: 1")
+    assert main(["train", *TOY, "--config", str(broken)]) == 2
+    assert f"{broken}: not valid JSON" in capsys.readouterr().err
+    yaml_file = tmp_path / "run.yaml"
+    yaml_file.write_text("train:\n  epochs: 1\n  lrr: 2\n")
+    assert main(["train", *TOY, "--config", str(yaml_file), "--out", str(tmp_path / "y")]) == 2
+    try:
+        import yaml  # noqa: F401
+    except ImportError:
+        assert f"{yaml_file}: YAML configs need PyYAML" in capsys.readouterr().err
+    else:
+        assert f"{yaml_file}: train.lrr: unknown key" in capsys.readouterr().err
+
+
+def test_diverging_run_exits_1(tmp_path, capsys):
+    argv = ["train", *TOY, "--set", "model.nan_at_step=2", "--out", str(tmp_path)]
+    assert main(argv) == 1
+    assert "non-finite gradient norm at step 1" in capsys.readouterr().err
+
+
+def test_register_model_and_interrupt(tmp_path, capsys, monkeypatch):
+    from pyvrel.engine import register_model
+
+    def interrupted(model_config, data):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("pyvrel.engine.registry.MODELS", dict(MODELS))
+    register_model("stop", interrupted)
+    assert main(["train", "--model", "stop", "--data", "synthetic", "--out", str(tmp_path)]) == 130
+    assert "pyvrel train: interrupted" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="without ':'"):
+        register_model("a:b", interrupted)
