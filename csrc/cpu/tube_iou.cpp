@@ -47,7 +47,7 @@ constexpr T kFar = std::numeric_limits<T>::infinity();
 // Sums over frames [lo, hi) of row tube a (first frame sa) against the kLanes lanes of a block
 // whose structure-of-arrays boxes soa[((t - t0) * 4 + coord) * kLanes + lane] start at frame t0.
 template <bool IOU, typename T>
-void lane_sums(const T* ta, int64_t sa, int64_t lo, int64_t hi, const T* soa, int64_t t0, T off,
+PYVREL_CPU_CLONES void lane_sums(const T* ta, int64_t sa, int64_t lo, int64_t hi, const T* soa, int64_t t0, T off,
                acc_t* sums) {
   for (int j = 0; j < kLanes; ++j) sums[j] = 0;
   for (int64_t t = lo; t < hi; ++t) {

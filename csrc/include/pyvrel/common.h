@@ -8,6 +8,16 @@
 #define PYVREL_HD inline
 #endif
 
+// CPU hot loops marked PYVREL_CPU_CLONES are compiled twice, for AVX2 and for the baseline
+// x86-64 ISA, and the loader picks one for the running CPU (GCC/Clang function multiversioning
+// on x86-64 Linux). AVX2 without FMA: results are bitwise those of the baseline build.
+#if !defined(__CUDACC__) && defined(__x86_64__) && defined(__linux__) && \
+    (defined(__GNUC__) || defined(__clang__))
+#define PYVREL_CPU_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define PYVREL_CPU_CLONES
+#endif
+
 namespace pyvrel {
 
 // Scalar type codes passed from Python (pyvrel/_ext.py keeps the same table).
