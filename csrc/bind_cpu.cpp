@@ -141,4 +141,37 @@ Suppresses IoU > threshold.)pbdoc");
       },
       nogil,
       R"pbdoc(Cut sub_traj/obj_traj box lists out of JSON text into float64 numbers; returns how many (see kernels.h).)pbdoc");
+      "local_attn_forward",
+      [](ptr q, ptr k, ptr v, ptr bias, ptr q_len, ptr kv_len, ptr centers, ptr out, ptr lse,
+         int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv, int64_t left,
+         int64_t right, int64_t dilation, bool shift, bool causal, double scale, int dtype,
+         int nt) {
+        const pyvrel::LocalAttnArgs a{as<const void>(q), as<const void>(k), as<const void>(v),
+                                      as<const void>(bias), as<const int64_t>(q_len),
+                                      as<const int64_t>(kv_len), as<const int64_t>(centers),
+                                      as<void>(out), as<void>(lse), B, H, Lq, Lk, D, Dv, left,
+                                      right, dilation, shift, causal, scale};
+        local_attn_forward(a, dtype, nt);
+      },
+      nogil,
+      R"pbdoc(Local attention forward: q (B, H, Lq, D), k (B, H, Lk, D), v (B, H, Lk, Dv), bias (H, W) or 0,
+q_len/kv_len (B,) int64, centers (B, Lq) int64 or 0 -> out (B, H, Lq, Dv), lse (B, H, Lq).)pbdoc");
+  m.def(
+      "local_attn_backward",
+      [](ptr q, ptr k, ptr v, ptr bias, ptr q_len, ptr kv_len, ptr centers, ptr out, ptr lse,
+         ptr dout, ptr dlse, ptr dq, ptr dk, ptr dv, ptr dbias, int64_t B, int64_t H, int64_t Lq,
+         int64_t Lk, int64_t D, int64_t Dv, int64_t left, int64_t right, int64_t dilation,
+         bool shift, bool causal, double scale, int dtype, int nt) {
+        const pyvrel::LocalAttnArgs a{as<const void>(q), as<const void>(k), as<const void>(v),
+                                      as<const void>(bias), as<const int64_t>(q_len),
+                                      as<const int64_t>(kv_len), as<const int64_t>(centers),
+                                      as<void>(out), as<void>(lse), B, H, Lq, Lk, D, Dv, left,
+                                      right, dilation, shift, causal, scale};
+        const pyvrel::LocalAttnGrads g{as<const void>(dout), as<const void>(dlse), as<void>(dq),
+                                       as<void>(dk), as<void>(dv), as<void>(dbias)};
+        local_attn_backward(a, g, dtype, nt);
+      },
+      nogil,
+      R"pbdoc(Local attention backward: the forward's arguments plus dout (B, H, Lq, Dv), dlse (B, H, Lq) or 0
+-> dq, dk, dv and dbias (H, W) or 0 (all overwritten).)pbdoc");
 }

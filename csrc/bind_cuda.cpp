@@ -147,4 +147,40 @@ Suppresses IoU > threshold. workspace: nms_workspace_bytes(N) bytes; N <= NMS_MA
                                    as<const void>(g), L, as<void>(gb), dtype, stream);
       },
       nogil, R"pbdoc(Gradient of interpolate_boxes: grad (N, L, 4) -> grad_boxes (N, K, 4).)pbdoc");
+  m.def("local_attn_workspace_bytes", &local_attn_workspace_bytes,
+        R"pbdoc(Bytes of the local_attn_backward workspace for (B, H, Lq, Lk, D, Dv, W, dtype).)pbdoc");
+  m.def(
+      "local_attn_forward",
+      [](ptr q, ptr k, ptr v, ptr bias, ptr q_len, ptr kv_len, ptr centers, ptr out, ptr lse,
+         int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv, int64_t left,
+         int64_t right, int64_t dilation, bool shift, bool causal, double scale, int dtype,
+         ptr stream) {
+        const pyvrel::LocalAttnArgs a{as<const void>(q), as<const void>(k), as<const void>(v),
+                                      as<const void>(bias), as<const int64_t>(q_len),
+                                      as<const int64_t>(kv_len), as<const int64_t>(centers),
+                                      as<void>(out), as<void>(lse), B, H, Lq, Lk, D, Dv, left,
+                                      right, dilation, shift, causal, scale};
+        local_attn_forward(a, dtype, stream);
+      },
+      nogil,
+      R"pbdoc(Local attention forward: q (B, H, Lq, D), k (B, H, Lk, D), v (B, H, Lk, Dv), bias (H, W) or 0,
+q_len/kv_len (B,) int64, centers (B, Lq) int64 or 0 -> out (B, H, Lq, Dv), lse (B, H, Lq).)pbdoc");
+  m.def(
+      "local_attn_backward",
+      [](ptr q, ptr k, ptr v, ptr bias, ptr q_len, ptr kv_len, ptr centers, ptr out, ptr lse,
+         ptr dout, ptr dlse, ptr dq, ptr dk, ptr dv, ptr dbias, int64_t B, int64_t H, int64_t Lq,
+         int64_t Lk, int64_t D, int64_t Dv, int64_t left, int64_t right, int64_t dilation,
+         bool shift, bool causal, double scale, ptr workspace, int dtype, ptr stream) {
+        const pyvrel::LocalAttnArgs a{as<const void>(q), as<const void>(k), as<const void>(v),
+                                      as<const void>(bias), as<const int64_t>(q_len),
+                                      as<const int64_t>(kv_len), as<const int64_t>(centers),
+                                      as<void>(out), as<void>(lse), B, H, Lq, Lk, D, Dv, left,
+                                      right, dilation, shift, causal, scale};
+        const pyvrel::LocalAttnGrads g{as<const void>(dout), as<const void>(dlse), as<void>(dq),
+                                       as<void>(dk), as<void>(dv), as<void>(dbias)};
+        local_attn_backward(a, g, as<void>(workspace), dtype, stream);
+      },
+      nogil,
+      R"pbdoc(Local attention backward: as the CPU one, plus a workspace of local_attn_workspace_bytes bytes
+before the dtype code. Deterministic.)pbdoc");
 }

@@ -4,6 +4,8 @@
 #pragma once
 #include <cstdint>
 
+#include "pyvrel/local_attn.h"
+
 namespace pyvrel::cpu {
 
 // a (B, N, 4), b (B, M, 4) -> out (B, N, M).
@@ -62,5 +64,11 @@ void interpolate_boxes_backward(const int64_t* frames, const int64_t* counts, in
 int64_t cut_trajectories(const char* text, int64_t length, char* skeleton, int64_t skeleton_capacity,
                          int64_t* skeleton_length, double* numbers, int64_t numbers_capacity,
                          int64_t* box_counts, uint8_t* is_float, int64_t max_trajectories);
+// Windowed local attention (pyvrel/local_attn.h has the conventions and LocalAttnArgs). Forward
+// writes args.out and args.lse; backward reads them and writes the gradient buffers (dk, dv are
+// built per (batch, head) in query order: deterministic). dtype: float32 or float64.
+void local_attn_forward(const LocalAttnArgs& args, int dtype, int num_threads);
+void local_attn_backward(const LocalAttnArgs& args, const LocalAttnGrads& grads, int dtype,
+                         int num_threads);
 
 }  // namespace pyvrel::cpu

@@ -8,6 +8,8 @@
 #pragma once
 #include <cstdint>
 
+#include "pyvrel/local_attn.h"
+
 namespace pyvrel::cuda {
 
 // a (B, N, 4), b (B, M, 4) -> out (B, N, M).
@@ -63,5 +65,14 @@ void interpolate_boxes_forward(const int64_t* frames, const void* boxes, const i
 void interpolate_boxes_backward(const int64_t* frames, const int64_t* counts, int64_t N, int64_t K,
                                 const void* grad_out, int64_t L, void* grad_boxes, int dtype,
                                 std::uintptr_t stream);
+
+// Windowed local attention (pyvrel/local_attn.h has the conventions and LocalAttnArgs). dtype
+// codes: 0 float32, 1 float64, 2 float16, 3 bfloat16; lse/dlse are float32 (float64 for float64).
+// The backward is deterministic and needs local_attn_workspace_bytes(...) bytes of workspace.
+int64_t local_attn_workspace_bytes(int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D,
+                                   int64_t Dv, int64_t W, int dtype);
+void local_attn_forward(const LocalAttnArgs& args, int dtype, std::uintptr_t stream);
+void local_attn_backward(const LocalAttnArgs& args, const LocalAttnGrads& grads, void* workspace,
+                         int dtype, std::uintptr_t stream);
 
 }  // namespace pyvrel::cuda

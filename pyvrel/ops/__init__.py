@@ -7,6 +7,7 @@ tensors -> C++ extension; the reference, with a logged warning, when none can ru
 """
 
 from pyvrel.ops.boxes import batched_nms, box_iou, box_iou_aligned, nms
+from pyvrel.ops.local_attention import local_attention, window_extents
 from pyvrel.ops.tubes import (
     interpolate_boxes,
     pack_tubes,
@@ -25,6 +26,7 @@ __all__ = [
     "box_iou",
     "box_iou_aligned",
     "interpolate_boxes",
+    "local_attention",
     "nms",
     "pack_tubes",
     "temporal_iou",
@@ -33,4 +35,5 @@ __all__ = [
     "tubes_from_frame_boxes",
     "tubes_to_frame_boxes",
     "unpack_tubes",
+    "window_extents",
 ]
