@@ -358,11 +358,7 @@ EVAL_VIDEOS = 200
 EVAL_GT_PER_VIDEO = 30
 EVAL_PRED_PER_VIDEO = 200
 EVAL_SEED = 0
-"""Named benchmark shapes shared by ``bench_*.py`` (the lead merges main's sections with these)."""
 
-from __future__ import annotations
-
-from dataclasses import dataclass
 
 # ---- local attention (benchmarks/bench_local_attention.py) ----------------------------------
 
