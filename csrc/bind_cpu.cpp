@@ -141,6 +141,7 @@ Suppresses IoU > threshold.)pbdoc");
       },
       nogil,
       R"pbdoc(Cut sub_traj/obj_traj box lists out of JSON text into float64 numbers; returns how many (see kernels.h).)pbdoc");
+  m.def(
       "local_attn_forward",
       [](ptr q, ptr k, ptr v, ptr bias, ptr q_len, ptr kv_len, ptr centers, ptr out, ptr lse,
          int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv, int64_t left,
