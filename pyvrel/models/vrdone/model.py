@@ -26,7 +26,8 @@ class ConvMLP(nn.Module):
     def __init__(self, n_in: int, n_hidden: int, n_out: int, num_layers: int = 2, kernel_size: int = 1) -> None:
         super().__init__()
         dims = [n_in] + [n_hidden] * (num_layers - 1) + [n_out]
-        self.layers = nn.ModuleList(nn.Conv1d(a, b, kernel_size, padding=kernel_size // 2) for a, b in zip(dims, dims[1:]))
+        self.layers = nn.ModuleList(nn.Conv1d(a, b, kernel_size, padding=kernel_size // 2)
+                                    for a, b in zip(dims, dims[1:]))
         for conv in self.layers:
             nn.init.zeros_(conv.bias)
 
@@ -215,7 +216,8 @@ class FPNFuse(nn.Module):
             MaskedConv1D(in_dim, dim, 3 if i == levels - 1 else 1, padding=1 if i == levels - 1 else 0,
                          groups=dim if i == levels - 1 else 1, bias=False) for i in range(levels))
         self.lateral_norms = nn.ModuleList(ChannelLayerNorm(dim) for _ in range(levels))
-        self.fuse = nn.ModuleList(MaskedConv1D(dim, dim, 3, padding=1, groups=dim, bias=False) for _ in range(levels - 1))
+        self.fuse = nn.ModuleList(MaskedConv1D(dim, dim, 3, padding=1, groups=dim, bias=False)
+                                  for _ in range(levels - 1))
         self.fuse_norms = nn.ModuleList(ChannelLayerNorm(dim) for _ in range(levels - 1))
         self.out = MaskedConv1D(dim, dim, 3, padding=1, groups=dim, bias=True)
 
