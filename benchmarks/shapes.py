@@ -386,3 +386,25 @@ LOCAL_ATTENTION = [
     LocalAttentionShape("pyramid_l128", 8, 8, 128, 64, 9, tuple(n // 4 for n in _VARLEN)),
     LocalAttentionShape("pyramid_l64", 8, 8, 64, 64, 9, tuple(n // 8 for n in _VARLEN)),
 ]
+
+
+# ---- VrdONE (benchmarks/bench_vrdone.py) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VrdONEShape:
+    """One VrdONE batch: ``preset`` of :class:`pyvrel.models.vrdone.VrdONEConfig`, ``batch`` pairs of
+    valid lengths cycling through ``lengths`` (padded to the preset's ``max_seq_len``)."""
+
+    name: str
+    preset: str
+    batch: int
+    lengths: tuple[int, ...]
+    max_seq_len: int | None = None
+
+
+VRDONE = [
+    VrdONEShape("vidor_b2", "vidor", 2, (512, 300)),
+    VrdONEShape("vidvrd_b6", "vidvrd", 6, (96, 80, 64, 48, 30, 12)),
+    VrdONEShape("synthetic_b16", "synthetic", 16, (64, 50, 40, 30, 20, 10), 64),
+]
