@@ -40,8 +40,8 @@ from pyvrel.models.vrdone.model import SOSLayer
 
 def tiny(base: VrdONEConfig, **kw) -> VrdONEConfig:
     """A preset's structure (arch, window, heads, strides, queries, classes) at small widths."""
-    return replace(base, visual_dim=6, clip_dim=4 if base.clip_dim else 0, embd_dim=16, fpn_dim=8, dec_dim=8,
-                   dec_hidden=16, **kw)
+    small = dict(visual_dim=6, clip_dim=4 if base.clip_dim else 0, embd_dim=16, fpn_dim=8, dec_dim=8, dec_hidden=16)
+    return replace(base, **{**small, **kw})
 
 
 # ---- inputs ---------------------------------------------------------------------------------------
@@ -437,3 +437,37 @@ def test_frequency_prior():
     assert rels[0].score == pytest.approx((1.0 + 1 / 3 + 0.5) / 3)
     with pytest.raises(RuntimeError, match="fit"):
         FrequencyPrior().predict_video(tr)
+
+
+def test_synthetic_end_to_end_json(tmp_path):
+    from pyvrel.data import read_predictions, write_predictions
+    from pyvrel.data.synthetic import SynthConfig, World, generate_video
+    from pyvrel.eval import evaluate_relations
+    from pyvrel.models.vrdone import oracle_tracklets, synthetic_entity_features, synthetic_tracklets
+
+    synth = SynthConfig(seed=3, num_videos=1, frames=(70, 90), entities=(3, 3), min_run=10, proposals=2,
+                        sampled_frames=4)
+    world = World(synth)
+    v = generate_video(synth, 0, world)
+    assert v.annotation.relations
+    preds = list(world.vocab.predicates)
+    cfg = tiny(VrdONEConfig.synthetic(max_seq_len=32, feat_stride=4, num_classes=len(preds), pred_min_frames=1,
+                                      proposal_min_frames=1), visual_dim=synth.feature_dim)
+    feats = synthetic_entity_features(v.features, v.annotation)
+    assert all(f.shape == (v.annotation.frame_count, synth.feature_dim) for f in feats.values())
+    samples = pair_samples(v.annotation, feats, replace(cfg, with_fuzzy=True, max_preds=99),
+                           {p: i + 1 for i, p in enumerate(preds)}, np.random.default_rng(0))
+    assert samples and all(x.shape[0] == cfg.in_channels and t.masks.shape[1] == 32 for x, t in samples)
+    assert all(((t.masks >= 0) & (t.masks <= 1)).all() for _, t in samples)
+    model = build_vrdone(cfg)
+    for p in model.parameters():  # a random model predicts foreground somewhere
+        p.data.add_(0.3 * torch.randn_like(p))
+    for tracks in (synthetic_tracklets(v.features, list(world.vocab.objects)), oracle_tracklets(v.annotation, feats)):
+        rels = predict_video(model, cfg, tracks, preds, v.annotation.width, v.annotation.height)
+        assert 0 < len(rels) <= cfg.n_max_pair
+        for r in rels:
+            assert len(r.sub_traj) == len(r.obj_traj) == r.duration[1] - r.duration[0] >= cfg.pred_min_frames
+        write_predictions({v.annotation.video_id: rels}, tmp_path / "pred.json")
+        back = read_predictions(tmp_path / "pred.json").results
+        scores = evaluate_relations({v.annotation.video_id: v.annotation.relation_view()}, back)
+        assert 0.0 <= scores["RelDet"]["mAP"] <= 1.0
