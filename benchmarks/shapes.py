@@ -399,3 +399,23 @@ VITERBI_SHAPES = [(1, 120, 40), (1024, 120, 40)]
 ENGINE_SAMPLES = 2048          # 32 steps of the global batch below
 ENGINE_BATCH = 64
 ENGINE_WIDTH = 256             # in_dim = hidden = ENGINE_WIDTH, two hidden layers
+# ---- VrdONE (benchmarks/bench_vrdone.py) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VrdONEShape:
+    """One VrdONE batch: ``preset`` of :class:`pyvrel.models.vrdone.VrdONEConfig`, ``batch`` pairs of
+    valid lengths cycling through ``lengths`` (padded to the preset's ``max_seq_len``)."""
+
+    name: str
+    preset: str
+    batch: int
+    lengths: tuple[int, ...]
+    max_seq_len: int | None = None
+
+
+VRDONE = [
+    VrdONEShape("vidor_b2", "vidor", 2, (512, 300)),
+    VrdONEShape("vidvrd_b6", "vidvrd", 6, (96, 80, 64, 48, 30, 12)),
+    VrdONEShape("synthetic_b16", "synthetic", 16, (64, 50, 40, 30, 20, 10), 64),
+]

@@ -1,0 +1,59 @@
+"""VrdONE (ACM MM 2024): one-stage video relation detection per subject–object pair.
+
+``build_vrdone(VrdONEConfig.vidor())`` builds the model; :mod:`.inputs` makes its inputs and
+targets, :mod:`.loss` the matching and losses, :mod:`.inference` the official prediction JSON.
+The official code is described in ``specs/models.md`` §1; quirks are faithful by default
+(:class:`VrdONEConfig`).
+"""
+
+from pyvrel.models.vrdone.config import VrdONEConfig
+from pyvrel.models.vrdone.inference import (
+    Tracklet,
+    build_pairs,
+    deduplicate,
+    mask_spans,
+    oracle_tracklets,
+    predict_video,
+)
+from pyvrel.models.vrdone.inputs import (
+    absolute_position,
+    fuzzy_mask,
+    pad_batch,
+    pair_tensor,
+    relative_position,
+    segment_mask,
+    segment_to_grid,
+    truncate,
+)
+from pyvrel.models.vrdone.loss import SetCriterion, Target, hungarian_match, match_costs, sigmoid_focal
+from pyvrel.models.vrdone.model import VrdONE, build_vrdone
+from pyvrel.models.vrdone.samples import object_segments, pair_samples, synthetic_entity_features, synthetic_tracklets
+
+__all__ = [
+    "SetCriterion",
+    "Target",
+    "Tracklet",
+    "VrdONE",
+    "VrdONEConfig",
+    "absolute_position",
+    "build_pairs",
+    "build_vrdone",
+    "deduplicate",
+    "fuzzy_mask",
+    "hungarian_match",
+    "mask_spans",
+    "object_segments",
+    "pair_samples",
+    "match_costs",
+    "oracle_tracklets",
+    "pad_batch",
+    "pair_tensor",
+    "predict_video",
+    "relative_position",
+    "segment_mask",
+    "segment_to_grid",
+    "sigmoid_focal",
+    "synthetic_entity_features",
+    "synthetic_tracklets",
+    "truncate",
+]

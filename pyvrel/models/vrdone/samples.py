@@ -1,0 +1,121 @@
+"""Training samples of VrdONE from annotations (§1.8), and the synthetic world's feature arrays
+as VrdONE entities.
+
+A training sample is one ordered ground-truth pair segment with at least one relation: its input
+``(C, L)`` over the frames both objects share and a :class:`Target` whose masks span
+``max_seq_len`` steps. There are no negative pairs (background comes from unmatched queries).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from pyvrel.data import VideoAnnotation
+from pyvrel.models.vrdone.config import VrdONEConfig
+from pyvrel.models.vrdone.inference import Tracklet
+from pyvrel.models.vrdone.inputs import fuzzy_mask, pair_tensor, segment_mask, segment_to_grid, truncate
+from pyvrel.models.vrdone.loss import Target
+
+__all__ = ["object_segments", "pair_samples", "synthetic_entity_features", "synthetic_tracklets"]
+
+
+def object_segments(annotation: VideoAnnotation) -> dict[int, list[tuple[int, np.ndarray]]]:
+    """tid -> contiguous runs ``(start_frame, boxes (L, 4))`` of its ground-truth trajectory."""
+    out: dict[int, list[tuple[int, np.ndarray]]] = {}
+    for tid, frames in annotation.boxes_by_tid().items():
+        fs = sorted(frames)
+        runs, begin = [], 0
+        for k in range(1, len(fs) + 1):
+            if k == len(fs) or fs[k] != fs[k - 1] + 1:
+                runs.append((fs[begin], np.array([frames[f] for f in fs[begin:k]], dtype=np.float64)))
+                begin = k
+        out[tid] = runs
+    return out
+
+
+def pair_samples(annotation: VideoAnnotation, features: Mapping[int, np.ndarray], cfg: VrdONEConfig,
+                 predicate_index: Mapping[str, int], rng: np.random.Generator | None = None,
+                 ) -> list[tuple[Tensor, Target]]:
+    """Training samples of one video.
+
+    Args:
+        features: tid -> ``(frame_count, D)`` per-frame visual features (rows outside the
+            object's frames are ignored).
+        predicate_index: predicate -> class in ``[1, num_classes]``.
+        rng: random frame offset in ``[0, stride)`` and random crops of long pairs; ``None``:
+            offset 0 and the first window (deterministic).
+    Pairs with more than ``max_preds`` relations, fewer than 2 steps, or no relation left after
+    cropping are dropped, as in the official loader.
+    """
+    segs = object_segments(annotation)
+    stride, T = cfg.feat_stride, cfg.max_seq_len
+    by_pair: dict[tuple[int, int], list] = {}
+    for r in annotation.relations:
+        by_pair.setdefault((r.subject_tid, r.object_tid), []).append(r)
+    out = []
+    for (s, o), rels in sorted(by_pair.items()):
+        for s0, sb in segs[s]:
+            for o0, ob in segs[o]:
+                lo, hi = max(s0, o0), min(s0 + len(sb), o0 + len(ob))
+                inside = [r for r in rels if lo <= r.begin_fid and r.end_fid <= hi]
+                if hi <= lo or not inside or len(inside) > cfg.max_preds:
+                    continue
+                offset = int(rng.integers(0, stride)) if rng is not None and stride > 1 else 0
+                x = pair_tensor(features[s][lo:hi], features[o][lo:hi], sb[lo - s0: hi - s0], ob[lo - o0: hi - o0],
+                                annotation.width, annotation.height, stride=stride, offset=offset)
+                L = x.shape[1]
+                if L < 2:
+                    continue
+                grid = [segment_to_grid(r.begin_fid, r.end_fid, lo, offset, stride) for r in inside]
+                keep = [i for i, (l, r) in enumerate(grid) if l < r]
+                crop = truncate(L, [grid[i] for i in keep], T, rng or np.random.default_rng(0))
+                if crop is None or not keep:
+                    continue
+                start, kept = crop
+                keep = [keep[i] for i in kept]
+                x = x[:, start: start + T]
+                L = x.shape[1]
+                labels, masks = [], []
+                for i in keep:
+                    l, r = max(grid[i][0] - start, 0), min(grid[i][1] - start, L)
+                    labels.append(predicate_index[inside[i].predicate])
+                    masks.append(fuzzy_mask(l, r, L, T, cfg.fuzzy_scale) if cfg.with_fuzzy else segment_mask(l, r, T))
+                out.append((x, Target(torch.tensor(labels, dtype=torch.long), torch.stack(masks))))
+    return out
+
+
+def synthetic_entity_features(arrays: Mapping[str, np.ndarray], annotation: VideoAnnotation) -> dict[int, np.ndarray]:
+    """Per-frame appearance ``(frame_count, D)`` of every ground-truth object of a synthetic video,
+    read from its detected tracklets (``tracklet_tid``); frames no tracklet covers take the
+    nearest covered frame's feature."""
+    n, D = annotation.frame_count, arrays["tracklet_features"].shape[-1]
+    out = {}
+    for obj in annotation.objects:
+        feat, covered = np.zeros((n, D), np.float32), np.zeros(n, bool)
+        for k in np.flatnonzero(arrays["tracklet_tid"] == obj.tid):
+            s, L = int(arrays["tracklet_start"][k]), int(arrays["tracklet_length"][k])
+            feat[s: s + L], covered[s: s + L] = arrays["tracklet_features"][k, :L], True
+        idx = np.flatnonzero(covered)
+        if len(idx) == 0:
+            raise ValueError(f"synthetic_entity_features: object {obj.tid} of {annotation.video_id} has no tracklet")
+        nearest = idx[np.clip(np.searchsorted(idx, np.arange(n)), 0, len(idx) - 1)]
+        left = idx[np.clip(np.searchsorted(idx, np.arange(n)) - 1, 0, len(idx) - 1)]
+        pick = np.where(np.abs(left - np.arange(n)) <= np.abs(nearest - np.arange(n)), left, nearest)
+        out[obj.tid] = feat[pick]
+    return out
+
+
+def synthetic_tracklets(arrays: Mapping[str, np.ndarray], objects: list[str]) -> list[Tracklet]:
+    """The detected (noisy) tracklets of a synthetic video: category = best-scoring object, score =
+    its score."""
+    out = []
+    for k in range(len(arrays["tracklet_start"])):
+        L = int(arrays["tracklet_length"][k])
+        c = int(np.argmax(arrays["tracklet_scores"][k]))
+        out.append(Tracklet(objects[c], float(arrays["tracklet_scores"][k, c]), int(arrays["tracklet_start"][k]),
+                            arrays["tracklet_boxes"][k, :L].astype(np.float64), arrays["tracklet_features"][k, :L]))
+    return out
