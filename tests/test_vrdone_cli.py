@@ -1,0 +1,35 @@
+"""VrdONE through the `pyvrel` command: train (engine task), detect, and the demo's quick mode."""
+
+import json
+
+import pytest
+
+from pyvrel.cli import main
+from pyvrel.engine import load_checkpoint
+
+TINY = ["--set", "model.world.num_videos=6", "--set", "model.world.frames=[60,100]", "--set", "train.epochs=1",
+        "--set", "train.batch_size=4", "--set", "train.progress=false"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("vrdone_run")
+    assert main(["train", "--model", "vrdone", "--data", "synthetic", "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_train_vrdone_writes_a_checkpoint(tiny_run):
+    ckpt = load_checkpoint(tiny_run / "checkpoints" / "last.pt")
+    assert ckpt["meta"]["model"] == "vrdone" and ckpt["meta"]["data"] == "synthetic"
+    assert ckpt["meta"]["model_config"]["world"]["num_videos"] == 6
+    assert ckpt["ema"] is not None and ckpt["step"] > 0
+    records = [json.loads(ln) for ln in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["type"] == "train" and records[-1]["loss"] > 0 and "loss_dice" in records[-1]
+
+
+def test_train_vrdone_bad_model_key_names_it(tmp_path, capsys):
+    args = ["train", "--model", "vrdone", "--data", "synthetic", "--out", str(tmp_path), *TINY]
+    assert main(args + ["--set", "model.no_such_key=1"]) == 2
+    assert "model.no_such_key: unknown key" in capsys.readouterr().err
+    assert main(args + ["--set", "model.preset=imagenet"]) == 2
+    assert "model.preset" in capsys.readouterr().err
