@@ -246,6 +246,35 @@ def _run_training(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _detect(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from pyvrel.data import write_predictions
+    from pyvrel.engine import load_checkpoint
+    from pyvrel.models.vrdone.task import detect, model_from_checkpoint
+
+    try:
+        if args.data != "synthetic" and not Path(args.data).is_dir():
+            raise FileNotFoundError(f"{args.data}: data folder not found (give a folder or 'synthetic')")
+        ckpt = load_checkpoint(args.checkpoint)
+        name = ckpt.get("meta", {}).get("model")
+        if name != "vrdone":
+            raise ValueError(f"{args.checkpoint}: a checkpoint of model {name!r}; pyvrel detect runs 'vrdone'")
+        model, cfg = model_from_checkpoint(ckpt, ema=not args.no_ema)
+        world = ckpt["meta"]["model_config"]["world"]
+        with torch.no_grad():
+            preds = detect(model, cfg, args.data, world, args.split)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        write_predictions(preds, args.out)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"pyvrel detect: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"detected {sum(map(len, preds.values()))} relations in {len(preds)} {args.split} videos; wrote {args.out}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pyvrel import __version__
 
@@ -306,6 +335,19 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", metavar="CKPT|auto", help="continue from a checkpoint; 'auto': OUT/checkpoints/last.pt "
                                                           "when it exists")
     tr.set_defaults(func=_train)
+
+    de = sub.add_parser("detect", help="detect relations with a trained VrdONE checkpoint (official prediction JSON)",
+                        description="Rebuild VrdONE from a 'pyvrel train --model vrdone' checkpoint (its EMA weights), "
+                                    "detect relations from the detected tracklets of the test videos, and write the "
+                                    "official prediction JSON that 'pyvrel eval' reads.",
+                        epilog="exit codes: 0 done; 1 missing/invalid checkpoint or data; 2 bad command line")
+    de.add_argument("--checkpoint", required=True, metavar="CKPT", help="checkpoint file (e.g. RUN/checkpoints/last.pt)")
+    de.add_argument("--data", required=True, metavar="DIR|synthetic",
+                    help="folder written by 'pyvrel synth', or 'synthetic' (the checkpoint's own world)")
+    de.add_argument("--out", required=True, metavar="PRED.json", help="prediction file to write (.json or .json.xz)")
+    de.add_argument("--split", default="test", choices=("train", "test"), help="videos to detect on (default test)")
+    de.add_argument("--no-ema", action="store_true", help="use the trained weights instead of their EMA")
+    de.set_defaults(func=_detect)
     return parser
 
 

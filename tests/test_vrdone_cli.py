@@ -33,3 +33,25 @@ def test_train_vrdone_bad_model_key_names_it(tmp_path, capsys):
     assert "model.no_such_key: unknown key" in capsys.readouterr().err
     assert main(args + ["--set", "model.preset=imagenet"]) == 2
     assert "model.preset" in capsys.readouterr().err
+
+
+def test_detect_writes_predictions_that_eval_reads(tiny_run, tmp_path, capsys):
+    from pyvrel.cli import main as cli
+    from pyvrel.data import read_predictions
+    from pyvrel.data.synthetic import SynthConfig, write_world
+
+    pred = tmp_path / "pred.json"
+    ckpt = tiny_run / "checkpoints" / "last.pt"
+    assert cli(["detect", "--checkpoint", str(ckpt), "--data", "synthetic", "--out", str(pred)]) == 0
+    results = read_predictions(pred).results
+    assert results and all(vid.startswith("synth0000_") for vid in results)
+    # a folder written by `pyvrel synth`, then scored by `pyvrel eval`
+    world = tmp_path / "world"
+    write_world(world, SynthConfig(num_videos=5, frames=(60, 90), entities=(2, 3)))
+    assert cli(["detect", "--checkpoint", str(ckpt), "--data", str(world), "--out", str(pred)]) == 0
+    assert set(read_predictions(pred).results) == {p.stem for p in (world / "annotations" / "test").glob("*.json")}
+    capsys.readouterr()
+    assert cli(["eval", str(world / "annotations" / "test"), str(pred), "--json"]) == 0
+    assert "RelDet" in json.loads(capsys.readouterr().out)
+    assert cli(["detect", "--checkpoint", str(tmp_path / "none.pt"), "--data", "synthetic", "--out", str(pred)]) == 1
+    assert "checkpoint not found" in capsys.readouterr().err

@@ -19,19 +19,20 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pyvrel.data import VideoAnnotation, read_annotations
+from pyvrel.data import Relation, VideoAnnotation, read_annotations
 from pyvrel.data.features import FeatureStore
 from pyvrel.data.synthetic import SynthConfig, World, generate
 from pyvrel.data.vocab import load_vocabulary
 from pyvrel.engine.config import ConfigError, config_from_dict, config_to_dict
 from pyvrel.engine.registry import TrainTask
 from pyvrel.models.vrdone.config import VrdONEConfig
+from pyvrel.models.vrdone.inference import predict_video
 from pyvrel.models.vrdone.inputs import pad_batch
 from pyvrel.models.vrdone.loss import SetCriterion, Target
 from pyvrel.models.vrdone.model import build_vrdone
-from pyvrel.models.vrdone.samples import pair_samples, synthetic_entity_features
+from pyvrel.models.vrdone.samples import pair_samples, synthetic_entity_features, synthetic_tracklets
 
-__all__ = ["DEMO_WORLD", "VrdONETrainModel", "build_task", "load_videos", "model_from_checkpoint", "resolve_config"]
+__all__ = ["DEMO_WORLD", "VrdONETrainModel", "build_task", "detect", "load_videos", "model_from_checkpoint", "resolve_config"]
 
 #: The small world ``pyvrel train --data synthetic`` uses by default (as scripts/train_vrdone_synthetic.py).
 DEMO_WORLD: dict[str, Any] = {"seed": 0, "num_videos": 150, "frames": [60, 240], "entities": [2, 4], "min_run": 16}
@@ -146,6 +147,19 @@ def build_task(model_config: Mapping[str, Any], data: str) -> TrainTask:
                       "batch_size": 16, "epochs": 10, "ema_decay": 0.999}
     return TrainTask(VrdONETrainModel(cfg), _Samples(items), _collate(cfg.max_seq_len, cfg.max_div_factor),
                      train_defaults=train_defaults, model_config=resolved)
+
+
+def detect(model: nn.Module, cfg: VrdONEConfig, data: str, world: Mapping[str, Any], split: str = "test"
+           ) -> dict[str, list[Relation]]:
+    """Relations VrdONE detects on the ``split`` videos of ``data`` from their detected tracklets
+    (deduplicated), as ``{video_id: [Relation]}`` ready for :func:`pyvrel.data.write_predictions`."""
+    vocab = load_vocabulary("vidvrd")
+    objects, predicates = list(vocab.objects), list(vocab.predicates)
+    out = {}
+    for anno, arrays in load_videos(data, world, split):
+        tracks = synthetic_tracklets(arrays, objects)
+        out[anno.video_id] = predict_video(model, cfg, tracks, predicates, anno.width, anno.height)
+    return out
 
 
 def model_from_checkpoint(checkpoint: Mapping[str, Any], ema: bool = True) -> tuple[nn.Module, VrdONEConfig]:
