@@ -55,3 +55,18 @@ def test_detect_writes_predictions_that_eval_reads(tiny_run, tmp_path, capsys):
     assert "RelDet" in json.loads(capsys.readouterr().out)
     assert cli(["detect", "--checkpoint", str(tmp_path / "none.pt"), "--data", "synthetic", "--out", str(pred)]) == 1
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_demo_quick_writes_everything(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "| VrdONE |" in printed and "| frequency prior |" in printed
+    for name in ("predictions.json", "metrics.json", "checkpoints/last.pt", "timeline.svg", "training_curve.svg"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["results"]) == {"VrdONE", "frequency prior"} and metrics["steps"] > 0
+    assert 0 <= metrics["results"]["VrdONE"]["RelDet"]["mAP"] <= 1
+    timeline = (out / "timeline.svg").read_text()
+    assert timeline.startswith("<svg") and "GT " in timeline and "<rect" in timeline
+    assert "<polyline" in (out / "training_curve.svg").read_text()
