@@ -368,7 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "checkpoints/last.pt, timeline.svg and training_curve.svg to --out.")
     dm.add_argument("--out", default="pyvrel_demo", metavar="DIR", help="output folder (default pyvrel_demo)")
     dm.add_argument("--quick", action="store_true", help="a tiny world and one short epoch (seconds; for tests)")
-    dm.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    dm.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: on a busy 2-core machine "
+                                                        "2 threads ran a step 25x slower)")
     dm.set_defaults(func=_demo)
     return parser
 
