@@ -1,0 +1,72 @@
+"""VrdONE through the `pyvrel` command: train (engine task), detect, and the demo's quick mode."""
+
+import json
+
+import pytest
+
+from pyvrel.cli import main
+from pyvrel.engine import load_checkpoint
+
+TINY = ["--set", "model.world.num_videos=6", "--set", "model.world.frames=[60,100]", "--set", "train.epochs=1",
+        "--set", "train.batch_size=4", "--set", "train.progress=false"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("vrdone_run")
+    assert main(["train", "--model", "vrdone", "--data", "synthetic", "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_train_vrdone_writes_a_checkpoint(tiny_run):
+    ckpt = load_checkpoint(tiny_run / "checkpoints" / "last.pt")
+    assert ckpt["meta"]["model"] == "vrdone" and ckpt["meta"]["data"] == "synthetic"
+    assert ckpt["meta"]["model_config"]["world"]["num_videos"] == 6
+    assert ckpt["ema"] is not None and ckpt["step"] > 0
+    records = [json.loads(ln) for ln in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["type"] == "train" and records[-1]["loss"] > 0 and "loss_dice" in records[-1]
+
+
+def test_train_vrdone_bad_model_key_names_it(tmp_path, capsys):
+    args = ["train", "--model", "vrdone", "--data", "synthetic", "--out", str(tmp_path), *TINY]
+    assert main(args + ["--set", "model.no_such_key=1"]) == 2
+    assert "model.no_such_key: unknown key" in capsys.readouterr().err
+    assert main(args + ["--set", "model.preset=imagenet"]) == 2
+    assert "model.preset" in capsys.readouterr().err
+
+
+def test_detect_writes_predictions_that_eval_reads(tiny_run, tmp_path, capsys):
+    from pyvrel.cli import main as cli
+    from pyvrel.data import read_predictions
+    from pyvrel.data.synthetic import SynthConfig, write_world
+
+    pred = tmp_path / "pred.json"
+    ckpt = tiny_run / "checkpoints" / "last.pt"
+    assert cli(["detect", "--checkpoint", str(ckpt), "--data", "synthetic", "--out", str(pred)]) == 0
+    results = read_predictions(pred).results
+    assert results and all(vid.startswith("synth0000_") for vid in results)
+    # a folder written by `pyvrel synth`, then scored by `pyvrel eval`
+    world = tmp_path / "world"
+    write_world(world, SynthConfig(num_videos=5, frames=(60, 90), entities=(2, 3)))
+    assert cli(["detect", "--checkpoint", str(ckpt), "--data", str(world), "--out", str(pred)]) == 0
+    assert set(read_predictions(pred).results) == {p.stem for p in (world / "annotations" / "test").glob("*.json")}
+    capsys.readouterr()
+    assert cli(["eval", str(world / "annotations" / "test"), str(pred), "--json"]) == 0
+    assert "RelDet" in json.loads(capsys.readouterr().out)
+    assert cli(["detect", "--checkpoint", str(tmp_path / "none.pt"), "--data", "synthetic", "--out", str(pred)]) == 1
+    assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_demo_quick_writes_everything(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "| VrdONE |" in printed and "| frequency prior |" in printed
+    for name in ("predictions.json", "metrics.json", "checkpoints/last.pt", "timeline.svg", "training_curve.svg"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["results"]) == {"VrdONE", "frequency prior"} and metrics["steps"] > 0
+    assert 0 <= metrics["results"]["VrdONE"]["RelDet"]["mAP"] <= 1
+    timeline = (out / "timeline.svg").read_text()
+    assert timeline.startswith("<svg") and "GT " in timeline and "<rect" in timeline
+    assert "<polyline" in (out / "training_curve.svg").read_text()
