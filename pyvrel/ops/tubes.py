@@ -209,10 +209,22 @@ def _check_tubes(op: str, name: str, tubes: Tubes | tuple[Tensor, Tensor, Tensor
     return Tubes(boxes, start.to(torch.int64).contiguous(), length.to(torch.int64).contiguous())
 
 
-def _mode(op: str, mode: str) -> int:
+def _pair_setup(op: str, a: Tubes, b: Tubes, pixel_offset: float, mode: str,
+                backend: str | None) -> tuple[float, int, str]:
+    """Checks shared by the tube IoU ops (checked tubes a, b); returns (pixel offset, mode code,
+    backend)."""
+    _checks.same_dtype(op, **{"a.boxes": a.boxes, "b.boxes": b.boxes})
+    device = _checks.same_device(op, **{"a.boxes": a.boxes, "b.boxes": b.boxes})
+    off = _checks.pixel_offset(op, pixel_offset)
     if mode not in _MODES:
         raise ValueError(f"{op}: mode must be one of {tuple(_MODES)}, got {mode!r}")
-    return _MODES[mode]
+    return off, _MODES[mode], choose_backend(op, device, backend, _BACKENDS)
+
+
+def _kernel_args(a: Tubes, b: Tubes) -> tuple[Tensor, ...]:
+    """The tube tensors of a and b as the custom ops take them (contiguous float32/float64)."""
+    cdt = _compute_dtype(a.boxes)
+    return (a.boxes.to(cdt).contiguous(), a.start, a.length, b.boxes.to(cdt).contiguous(), b.start, b.length)
 
 
 # ---- public API -----------------------------------------------------------------------------
@@ -245,19 +257,11 @@ def tube_iou(
         :func:`tube_iou_aligned`).
     """
     op = "tube_iou"
-    a = _check_tubes(op, "a", a)
-    b = _check_tubes(op, "b", b)
-    _checks.same_dtype(op, **{"a.boxes": a.boxes, "b.boxes": b.boxes})
-    device = _checks.same_device(op, **{"a.boxes": a.boxes, "b.boxes": b.boxes})
-    off = _checks.pixel_offset(op, pixel_offset)
-    code = _mode(op, mode)
-    chosen = choose_backend(op, device, backend, _BACKENDS)
+    a, b = _check_tubes(op, "a", a), _check_tubes(op, "b", b)
+    off, code, chosen = _pair_setup(op, a, b, pixel_offset, mode, backend)
     if chosen == "reference":
-        return reference.tube_iou_ref(a, b, off, mode).to(device)
-    cdt = _compute_dtype(a.boxes)
-    out = _tube_iou(a.boxes.to(cdt).contiguous(), a.start, a.length, b.boxes.to(cdt).contiguous(), b.start,
-                    b.length, off, code, chosen)
-    return out.to(a.boxes.dtype)
+        return reference.tube_iou_ref(a, b, off, mode).to(a.boxes.device)
+    return _tube_iou(*_kernel_args(a, b), off, code, chosen).to(a.boxes.dtype)
 
 
 def tube_iou_aligned(
@@ -279,21 +283,13 @@ def tube_iou_aligned(
         outside the spans, and for disjoint boxes' intersection terms).
     """
     op = "tube_iou_aligned"
-    a = _check_tubes(op, "a", a)
-    b = _check_tubes(op, "b", b)
+    a, b = _check_tubes(op, "a", a), _check_tubes(op, "b", b)
     if a.boxes.shape[0] != b.boxes.shape[0]:
         raise ValueError(f"{op}: a and b must hold the same number of tubes, got {a.boxes.shape[0]} and {b.boxes.shape[0]}")
-    _checks.same_dtype(op, **{"a.boxes": a.boxes, "b.boxes": b.boxes})
-    device = _checks.same_device(op, **{"a.boxes": a.boxes, "b.boxes": b.boxes})
-    off = _checks.pixel_offset(op, pixel_offset)
-    code = _mode(op, mode)
-    chosen = choose_backend(op, device, backend, _BACKENDS)
+    off, code, chosen = _pair_setup(op, a, b, pixel_offset, mode, backend)
     if chosen == "reference":
         return reference.tube_iou_aligned_ref(a, b, off, mode)
-    cdt = _compute_dtype(a.boxes)
-    out = _tube_iou_aligned(a.boxes.to(cdt).contiguous(), a.start, a.length, b.boxes.to(cdt).contiguous(), b.start,
-                            b.length, off, code, chosen)
-    return out.to(a.boxes.dtype)
+    return _tube_iou_aligned(*_kernel_args(a, b), off, code, chosen).to(a.boxes.dtype)
 
 
 def temporal_iou(spans_a: Tensor, spans_b: Tensor) -> Tensor:
