@@ -215,24 +215,8 @@ def seq_nms(
     if not batched:
         boxes, scores = boxes[None], scores[None]
     B, T, N = scores.shape
-    if counts is not None and valid is not None:
-        raise ValueError(f"{op}: give counts or valid, not both")
-    if counts is not None:
-        _checks.tensor(op, "counts", counts, integer=True)
-        if tuple(counts.shape) != shape[:-1]:
-            raise ValueError(f"{op}: counts must have shape {shape[:-1]}, got {tuple(counts.shape)}")
-        tensors["counts"] = counts
-        counts = counts.reshape(B, T)
-        if counts.numel() and not _checks._compiling() and bool(((counts < 0) | (counts > N)).any()):
-            raise ValueError(f"{op}: counts must be in [0, N={N}]")
-        mask = torch.arange(N, device=counts.device) < counts[..., None]
-    elif valid is not None:
-        _checks.tensor(op, "valid", valid, dtypes=(torch.bool,))
-        if tuple(valid.shape) != shape:
-            raise ValueError(f"{op}: valid must have shape {shape}, got {tuple(valid.shape)}")
-        tensors["valid"] = valid
-        mask = valid.reshape(B, T, N)
-    else:
+    mask = _box_mask(op, counts, valid, shape, (B, T, N), tensors)
+    if mask is None:
         mask = torch.ones(B, T, N, dtype=torch.bool, device=boxes.device)
     if labels is not None:
         _checks.tensor(op, "labels", labels, integer=True)
@@ -439,6 +423,31 @@ def _soft_viterbi_grad(ctx, grad_marginals, grad_log_z, grad_grad_w):
 _soft_viterbi.register_autograd(_soft_viterbi_grad, setup_context=_soft_viterbi_setup)
 
 
+def _box_mask(op: str, counts: Tensor | None, valid: Tensor | None, shape: tuple[int, ...],
+              btn: tuple[int, int, int], tensors: dict[str, Tensor]) -> Tensor | None:
+    """Validity mask (B, T, N) of the boxes from per-frame ``counts`` (shape ``shape[:-1]``) or a
+    ``valid`` mask (shape ``shape``); None when neither is given. Checked inputs join ``tensors``
+    (for the device check)."""
+    B, T, N = btn
+    if counts is not None and valid is not None:
+        raise ValueError(f"{op}: give counts or valid, not both")
+    if counts is not None:
+        _checks.tensor(op, "counts", counts, integer=True)
+        if tuple(counts.shape) != shape[:-1]:
+            raise ValueError(f"{op}: counts must have shape {shape[:-1]}, got {tuple(counts.shape)}")
+        tensors["counts"] = counts
+        if counts.numel() and not _checks._compiling() and bool(((counts < 0) | (counts > N)).any()):
+            raise ValueError(f"{op}: counts must be in [0, N={N}]")
+        return torch.arange(N, device=counts.device) < counts.reshape(B, T)[..., None]
+    if valid is not None:
+        _checks.tensor(op, "valid", valid, dtypes=(torch.bool,))
+        if tuple(valid.shape) != shape:
+            raise ValueError(f"{op}: valid must have shape {shape}, got {tuple(valid.shape)}")
+        tensors["valid"] = valid
+        return valid.reshape(B, T, N)
+    return None
+
+
 def _linking_inputs(op: str, boxes: Tensor, unary: Tensor, frames: Tensor | None, lengths: Tensor | None,
                     counts: Tensor | None, valid: Tensor | None, gap_scaling: bool, pixel_offset: float):
     """Validates the common inputs of the Viterbi ops; returns (batched, boxes, unary, frames,
@@ -476,24 +485,7 @@ def _linking_inputs(op: str, boxes: Tensor, unary: Tensor, frames: Tensor | None
         lengths = lengths.reshape(B)
         if B and not _checks._compiling() and bool(((lengths < 0) | (lengths > T)).any()):
             raise ValueError(f"{op}: lengths must be in [0, T={T}]")
-    if counts is not None and valid is not None:
-        raise ValueError(f"{op}: give counts or valid, not both")
-    if counts is not None:
-        _checks.tensor(op, "counts", counts, integer=True)
-        if tuple(counts.shape) != shape[:-1]:
-            raise ValueError(f"{op}: counts must have shape {shape[:-1]}, got {tuple(counts.shape)}")
-        tensors["counts"] = counts
-        if counts.numel() and not _checks._compiling() and bool(((counts < 0) | (counts > N)).any()):
-            raise ValueError(f"{op}: counts must be in [0, N={N}]")
-        mask = torch.arange(N, device=counts.device) < counts.reshape(B, T)[..., None]
-    elif valid is not None:
-        _checks.tensor(op, "valid", valid, dtypes=(torch.bool,))
-        if tuple(valid.shape) != shape:
-            raise ValueError(f"{op}: valid must have shape {shape}, got {tuple(valid.shape)}")
-        tensors["valid"] = valid
-        mask = valid.reshape(B, T, N)
-    else:
-        mask = None
+    mask = _box_mask(op, counts, valid, shape, (B, T, N), tensors)
     everything_valid = mask is None and tensors.get("lengths") is None  # the common, fast case
     _checks.same_device(op, **tensors)
     frames, lengths = frames.to(torch.int64).contiguous(), lengths.to(torch.int64).contiguous()
