@@ -186,8 +186,12 @@ def test_vocabulary_is_installed_package_data():
     root = Path(data.__file__).parent
     assert "site-packages" in str(root) and (root / "vocab" / "vidvrd_objects.txt").is_file()
     assert Path(pyvrel.__file__).parent == root.parent
-    with pytest.raises(ValueError, match="VidOR"):
-        data.load_vocabulary("vidor")
+    vidor = data.load_vocabulary("vidor")
+    assert len(vidor.objects) == 80 and len(vidor.predicates) == 50 and not vidor.static_predicates
+    assert {"adult", "child", "baby", "ball/sports_ball", "screen/monitor"} <= set(vidor.objects)
+    assert {"lean_on", "play(instrument)", "in_front_of", "towards", "hold_hand_of"} <= set(vidor.predicates)
+    with pytest.raises(ValueError, match="unknown dataset 'vidvrd2'; shipped: vidvrd, vidor"):
+        data.load_vocabulary("vidvrd2")
 
 
 def test_feature_store(tmp_path):

@@ -1,8 +1,8 @@
 """Category and predicate vocabularies shipped as package data (``pyvrel/data/vocab/*.txt``).
 
-Only ImageNet-VidVRD's are shipped (35 objects, 132 predicates; see the header of each file for
-the source). VidOR's 80 categories and 50 predicates are not: their lists were not available to
-this project. Build a :class:`Vocabulary` from your own files with :meth:`Vocabulary.from_files`.
+ImageNet-VidVRD (``"vidvrd"``: 35 objects, 132 predicates with vRGV's static/dynamic grouping) and
+VidOR (``"vidor"``: 80 objects, 50 predicates); the header of each file names its source. Build a
+:class:`Vocabulary` for other data from your own files with :meth:`Vocabulary.from_files`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["Vocabulary", "load_vocabulary"]
+__all__ = ["SHIPPED", "Vocabulary", "load_vocabulary"]
 
 
 def _lines(text: str) -> list[str]:
@@ -61,13 +61,14 @@ class Vocabulary:
         return {n: i for i, n in enumerate(self.predicates)}
 
 
+SHIPPED = ("vidvrd", "vidor")
+
+
 def load_vocabulary(dataset: str = "vidvrd") -> Vocabulary:
-    """The shipped vocabulary of ``dataset`` (``"vidvrd"``)."""
-    if dataset == "vidor":
-        raise ValueError("load_vocabulary: VidOR's category and predicate lists are not shipped with pyvrel "
-                         "(they were not available to the project); use Vocabulary.from_files")
-    if dataset != "vidvrd":
-        raise ValueError(f"load_vocabulary: unknown dataset {dataset!r}; shipped: 'vidvrd'")
+    """The shipped vocabulary of ``dataset`` (one of :data:`SHIPPED`)."""
+    if dataset not in SHIPPED:
+        raise ValueError(f"load_vocabulary: unknown dataset {dataset!r}; shipped: {', '.join(SHIPPED)} "
+                         "(for other data use Vocabulary.from_files)")
     root = resources.files("pyvrel.data") / "vocab"
     return Vocabulary.from_text(dataset, (root / f"{dataset}_objects.txt").read_text(),
                                 (root / f"{dataset}_predicates.txt").read_text())
