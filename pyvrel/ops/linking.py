@@ -202,20 +202,8 @@ def seq_nms(
         Identical on every backend (exact, including ties).
     """
     op = "seq_nms"
-    _checks.tensor(op, "boxes", boxes, last=4, dtypes=_checks.FLOAT_DTYPES)
-    if boxes.dim() not in (3, 4):
-        raise ValueError(f"{op}: boxes must have shape (T, N, 4) or (B, T, N, 4), got {tuple(boxes.shape)}")
-    batched = boxes.dim() == 4
-    shape = tuple(boxes.shape[:-1])
-    _checks.tensor(op, "scores", scores, dtypes=_checks.FLOAT_DTYPES)
-    if tuple(scores.shape) != shape:
-        raise ValueError(f"{op}: scores must have shape {shape} to match boxes, got {tuple(scores.shape)}")
-    _checks.same_dtype(op, boxes=boxes, scores=scores)
-    tensors = {"boxes": boxes, "scores": scores}
-    if not batched:
-        boxes, scores = boxes[None], scores[None]
+    batched, shape, boxes, scores, mask, tensors = _per_box_inputs(op, boxes, "scores", scores, counts, valid)
     B, T, N = scores.shape
-    mask = _box_mask(op, counts, valid, shape, (B, T, N), tensors)
     if mask is None:
         mask = torch.ones(B, T, N, dtype=torch.bool, device=boxes.device)
     if labels is not None:
@@ -423,6 +411,30 @@ def _soft_viterbi_grad(ctx, grad_marginals, grad_log_z, grad_grad_w):
 _soft_viterbi.register_autograd(_soft_viterbi_grad, setup_context=_soft_viterbi_setup)
 
 
+def _per_box_inputs(op: str, boxes: Tensor, values_name: str, values: Tensor, counts: Tensor | None,
+                    valid: Tensor | None) -> tuple[bool, tuple[int, ...], Tensor, Tensor, Tensor | None,
+                                                   dict[str, Tensor]]:
+    """Checks the per-frame boxes ``(T, N, 4)`` or ``(B, T, N, 4)``, their per-box ``values``
+    (scores, unaries) and the optional ``counts``/``valid``; returns ``(batched, shape, boxes,
+    values, mask, tensors)``: boxes/values in the batched layout, ``shape`` the input layout
+    without the 4, the validity mask (B, T, N) or None when neither counts nor valid is given, and
+    the checked tensors by name (for the device check)."""
+    _checks.tensor(op, "boxes", boxes, last=4, dtypes=_checks.FLOAT_DTYPES)
+    if boxes.dim() not in (3, 4):
+        raise ValueError(f"{op}: boxes must have shape (T, N, 4) or (B, T, N, 4), got {tuple(boxes.shape)}")
+    batched = boxes.dim() == 4
+    shape = tuple(boxes.shape[:-1])
+    _checks.tensor(op, values_name, values, dtypes=_checks.FLOAT_DTYPES)
+    if tuple(values.shape) != shape:
+        raise ValueError(f"{op}: {values_name} must have shape {shape} to match boxes, got {tuple(values.shape)}")
+    _checks.same_dtype(op, boxes=boxes, **{values_name: values})
+    tensors = {"boxes": boxes, values_name: values}
+    if not batched:
+        boxes, values = boxes[None], values[None]
+    mask = _box_mask(op, counts, valid, shape, tuple(values.shape), tensors)
+    return batched, shape, boxes, values, mask, tensors
+
+
 def _box_mask(op: str, counts: Tensor | None, valid: Tensor | None, shape: tuple[int, ...],
               btn: tuple[int, int, int], tensors: dict[str, Tensor]) -> Tensor | None:
     """Validity mask (B, T, N) of the boxes from per-frame ``counts`` (shape ``shape[:-1]``) or a
@@ -453,18 +465,7 @@ def _linking_inputs(op: str, boxes: Tensor, unary: Tensor, frames: Tensor | None
     """Validates the common inputs of the Viterbi ops; returns (batched, boxes, unary, frames,
     lengths, valid) in the (B, T, N) layout with int64 frames/lengths, boxes of invalid entries
     zeroed (so padding never reaches the arithmetic), and the pixel offset."""
-    _checks.tensor(op, "boxes", boxes, last=4, dtypes=_checks.FLOAT_DTYPES)
-    if boxes.dim() not in (3, 4):
-        raise ValueError(f"{op}: boxes must have shape (T, N, 4) or (B, T, N, 4), got {tuple(boxes.shape)}")
-    batched = boxes.dim() == 4
-    shape = tuple(boxes.shape[:-1])
-    _checks.tensor(op, "unary", unary, dtypes=_checks.FLOAT_DTYPES)
-    if tuple(unary.shape) != shape:
-        raise ValueError(f"{op}: unary must have shape {shape} to match boxes, got {tuple(unary.shape)}")
-    _checks.same_dtype(op, boxes=boxes, unary=unary)
-    tensors = {"boxes": boxes, "unary": unary}
-    if not batched:
-        boxes, unary = boxes[None], unary[None]
+    batched, shape, boxes, unary, mask, tensors = _per_box_inputs(op, boxes, "unary", unary, counts, valid)
     B, T, N = unary.shape
     dev = unary.device
     if frames is None:
@@ -485,7 +486,6 @@ def _linking_inputs(op: str, boxes: Tensor, unary: Tensor, frames: Tensor | None
         lengths = lengths.reshape(B)
         if B and not _checks._compiling() and bool(((lengths < 0) | (lengths > T)).any()):
             raise ValueError(f"{op}: lengths must be in [0, T={T}]")
-    mask = _box_mask(op, counts, valid, shape, (B, T, N), tensors)
     everything_valid = mask is None and tensors.get("lengths") is None  # the common, fast case
     _checks.same_device(op, **tensors)
     frames, lengths = frames.to(torch.int64).contiguous(), lengths.to(torch.int64).contiguous()
