@@ -18,16 +18,42 @@ __device__ acc_t pair_iou(const T* ta, int64_t sa, int64_t la, const T* tb, int6
   return tube_iou3dt(ta, sa, la, tb, sb, lb, off);
 }
 
-// One thread per pair (n, m): a (N, Ta, 4), b (M, Tb, 4) -> out (N, M).
+// Pairwise kernel: each block takes kTile x kTile tiles of pairs (grid-stride over tiles). In
+// volume mode the block first sums the kTile + kTile tube volumes of its tile into shared memory,
+// so a tube's volume is computed once per tile instead of once per pair (kTile times less work);
+// then thread (i, j) of the tile scores pair (n0 + i, m0 + j). a (N, Ta, 4), b (M, Tb, 4) ->
+// out (N, M). Launched with kTile * kTile threads per block.
+constexpr int kTile = 16;
+
 template <typename T>
 __global__ void tube_iou_forward_kernel(const T* a, const int64_t* a_start, const int64_t* a_len,
                                         int64_t N, int64_t Ta, const T* b, const int64_t* b_start,
                                         const int64_t* b_len, int64_t M, int64_t Tb, T* out,
                                         bool volume, T off) {
-  PYVREL_CUDA_LOOP(idx, N * M) {
-    const int64_t n = idx / M, m = idx % M;
-    out[idx] = static_cast<T>(pair_iou(a + 4 * n * Ta, a_start[n], a_len[n], b + 4 * m * Tb,
-                                       b_start[m], b_len[m], volume, off));
+  __shared__ acc_t vol_a[kTile], vol_b[kTile];
+  const int64_t tiles_m = (M + kTile - 1) / kTile, tiles = ((N + kTile - 1) / kTile) * tiles_m;
+  const int i = threadIdx.x / kTile, j = threadIdx.x % kTile;
+  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const int64_t n0 = (tile / tiles_m) * kTile, m0 = (tile % tiles_m) * kTile;
+    if (volume && threadIdx.x < kTile && n0 + threadIdx.x < N) {
+      const int64_t n = n0 + threadIdx.x;
+      vol_a[threadIdx.x] = tube_volume(a + 4 * n * Ta, a_len[n], off);
+    } else if (volume && threadIdx.x >= kTile && threadIdx.x < 2 * kTile &&
+               m0 + threadIdx.x - kTile < M) {
+      const int64_t m = m0 + threadIdx.x - kTile;
+      vol_b[threadIdx.x - kTile] = tube_volume(b + 4 * m * Tb, b_len[m], off);
+    }
+    __syncthreads();
+    const int64_t n = n0 + i, m = m0 + j;
+    if (n < N && m < M) {
+      const T* ta = a + 4 * n * Ta;
+      const T* tb = b + 4 * m * Tb;
+      const acc_t iou = volume ? tube_volume_iou(ta, a_start[n], a_len[n], vol_a[i], tb, b_start[m],
+                                                 b_len[m], vol_b[j], off)
+                               : tube_iou3dt(ta, a_start[n], a_len[n], tb, b_start[m], b_len[m], off);
+      out[n * M + m] = static_cast<T>(iou);
+    }
+    __syncthreads();  // the next tile overwrites vol_a / vol_b
   }
 }
 
@@ -82,7 +108,8 @@ void tube_iou_forward_impl(const void* a, const int64_t* a_start, const int64_t*
                            std::uintptr_t stream) {
   const bool volume = is_volume(mode);
   if (N * M == 0) return;
-  tube_iou_forward_kernel<T><<<grid_size(N * M), kThreads, 0, as_stream(stream)>>>(
+  const int64_t tiles = ((N + kTile - 1) / kTile) * ((M + kTile - 1) / kTile);
+  tube_iou_forward_kernel<T><<<grid_size(tiles, 1), kTile * kTile, 0, as_stream(stream)>>>(
       static_cast<const T*>(a), a_start, a_len, N, Ta, static_cast<const T*>(b), b_start, b_len, M,
       Tb, static_cast<T*>(out), volume, static_cast<T>(pixel_offset));
   check_launch("tube_iou_forward");
