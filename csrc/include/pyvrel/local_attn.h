@@ -164,6 +164,31 @@ PYVREL_HD void la_window_scores(const T* q, const T* k, int64_t D, int64_t start
     for (o = lo; o <= hi; ++o) r[o * rs] += static_cast<Acc>(bias[o]);
 }
 
+// out (n,) = c * sum_{o in [lo, hi]} weight[o * ws] * rows[o * step .. o * step + n): the
+// weighted sum of the window's value (or key) rows that the forward (output) and backward (dq)
+// rows share.
+template <typename T, typename Acc>
+PYVREL_HD void la_window_combine(const Acc* weight, int64_t ws, Acc c, const T* rows, int64_t step,
+                                 int64_t lo, int64_t hi, int64_t n, T* out) {
+#ifdef __CUDA_ARCH__
+  // one thread per row: accumulate each channel in Acc, write once
+  for (int64_t d = 0; d < n; ++d) {
+    Acc acc = 0;
+    for (int64_t o = lo; o <= hi; ++o) acc += weight[o * ws] * static_cast<Acc>(rows[o * step + d]);
+    out[d] = static_cast<T>(c * acc);
+  }
+#else
+  // host (T == Acc): contiguous axpys over the channels, which vectorise
+  for (int64_t d = 0; d < n; ++d) out[d] = T(0);
+  for (int64_t o = lo; o <= hi; ++o) {
+    const T g = static_cast<T>(c * weight[o * ws]);
+    const T* r = rows + o * step;
+    PYVREL_SIMD
+    for (int64_t d = 0; d < n; ++d) out[d] += g * r[d];
+  }
+#endif
+}
+
 // Forward of one query row over its valid slots [lo, hi] (non-empty).
 // q (D,), k (Lk, D) and v (Lk, Dv) of this (batch, head); bias (W,) or null.
 // score[o * ss] is scratch for W scores. Writes out (Dv,) and returns the log-sum-exp.
@@ -181,26 +206,7 @@ PYVREL_HD Acc la_forward_row(const LocalWindow& w, const T* q, const T* k, const
     score[o * ss] = p;
     sum += p;
   }
-  const Acc inv = Acc(1) / sum;
-  const T* v0 = v + start * Dv;
-  const int64_t vstep = dil * Dv;
-#ifdef __CUDA_ARCH__
-  // one thread per row: accumulate each channel in Acc, write once
-  for (int64_t d = 0; d < Dv; ++d) {
-    Acc acc = 0;
-    for (int64_t o = lo; o <= hi; ++o) acc += score[o * ss] * static_cast<Acc>(v0[o * vstep + d]);
-    out[d] = static_cast<T>(acc * inv);
-  }
-#else
-  // host (T == Acc): contiguous axpys over the channels, which vectorise
-  for (int64_t d = 0; d < Dv; ++d) out[d] = T(0);
-  for (int64_t o = lo; o <= hi; ++o) {
-    const T p = static_cast<T>(score[o * ss] * inv);
-    const T* vr = v0 + o * vstep;
-    PYVREL_SIMD
-    for (int64_t d = 0; d < Dv; ++d) out[d] += p * vr[d];
-  }
-#endif
+  la_window_combine(score, ss, Acc(1) / sum, v + start * Dv, dil * Dv, lo, hi, Dv, out);
   return m + la_log(sum);
 }
 
@@ -221,23 +227,7 @@ PYVREL_HD void la_backward_row(const LocalWindow& w, const T* q, const T* k, con
     p[o * ss] = prob;
     ds[o * ss] = prob * (ds[o * ss] - delta);
   }
-  const T* k0 = k + start * D;
-  const int64_t kstep = dil * D;
-#ifdef __CUDA_ARCH__
-  for (int64_t d = 0; d < D; ++d) {
-    Acc acc = 0;
-    for (int64_t o = lo; o <= hi; ++o) acc += ds[o * ss] * static_cast<Acc>(k0[o * kstep + d]);
-    dq[d] = static_cast<T>(scale * acc);
-  }
-#else
-  for (int64_t d = 0; d < D; ++d) dq[d] = T(0);
-  for (int64_t o = lo; o <= hi; ++o) {
-    const T g = static_cast<T>(scale * ds[o * ss]);
-    const T* kr = k0 + o * kstep;
-    PYVREL_SIMD
-    for (int64_t d = 0; d < D; ++d) dq[d] += g * kr[d];
-  }
-#endif
+  la_window_combine(ds, ss, scale, k + start * D, dil * D, lo, hi, D, dq);
 }
 
 }  // namespace pyvrel
