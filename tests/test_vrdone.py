@@ -443,7 +443,7 @@ def test_synthetic_end_to_end_json(tmp_path):
     from pyvrel.data import read_predictions, write_predictions
     from pyvrel.data.synthetic import SynthConfig, World, generate_video
     from pyvrel.eval import evaluate_relations
-    from pyvrel.models.vrdone import oracle_tracklets, synthetic_entity_features, synthetic_tracklets
+    from pyvrel.models.vrdone import oracle_tracklets, entity_features, detected_tracklets
 
     synth = SynthConfig(seed=3, num_videos=1, frames=(70, 90), entities=(3, 3), min_run=10, proposals=2,
                         sampled_frames=4)
@@ -453,7 +453,7 @@ def test_synthetic_end_to_end_json(tmp_path):
     preds = list(world.vocab.predicates)
     cfg = tiny(VrdONEConfig.synthetic(max_seq_len=32, feat_stride=4, num_classes=len(preds), pred_min_frames=1,
                                       proposal_min_frames=1), visual_dim=synth.feature_dim)
-    feats = synthetic_entity_features(v.features, v.annotation)
+    feats = entity_features(v.features, v.annotation)
     assert all(f.shape == (v.annotation.frame_count, synth.feature_dim) for f in feats.values())
     samples = pair_samples(v.annotation, feats, replace(cfg, with_fuzzy=True, max_preds=99),
                            {p: i + 1 for i, p in enumerate(preds)}, np.random.default_rng(0))
@@ -462,7 +462,7 @@ def test_synthetic_end_to_end_json(tmp_path):
     model = build_vrdone(cfg)
     for p in model.parameters():  # a random model predicts foreground somewhere
         p.data.add_(0.3 * torch.randn_like(p))
-    for tracks in (synthetic_tracklets(v.features, list(world.vocab.objects)), oracle_tracklets(v.annotation, feats)):
+    for tracks in (detected_tracklets(v.features, list(world.vocab.objects)), oracle_tracklets(v.annotation, feats)):
         rels = predict_video(model, cfg, tracks, preds, v.annotation.width, v.annotation.height)
         assert 0 < len(rels) <= cfg.n_max_pair
         for r in rels:

@@ -24,7 +24,19 @@ def test_train_vrdone_writes_a_checkpoint(tiny_run):
     assert ckpt["meta"]["model_config"]["world"]["num_videos"] == 6
     assert ckpt["ema"] is not None and ckpt["step"] > 0
     records = [json.loads(ln) for ln in (tiny_run / "metrics.jsonl").read_text().splitlines()]
-    assert records[-1]["type"] == "train" and records[-1]["loss"] > 0 and "loss_dice" in records[-1]
+    train = [r for r in records if r["type"] == "train"]
+    assert train[-1]["loss"] > 0 and "loss_dice" in train[-1]
+
+
+def test_train_vrdone_evaluates_and_keeps_the_best(tiny_run):
+    """The evaluation hook ran after the last epoch: RelDet/RelTag metrics in [0, 1], best.pt kept."""
+    records = [json.loads(ln) for ln in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if r["type"] == "eval"]
+    assert len(evals) == 1 and evals[0]["epoch"] == 1 and evals[0]["ema"] is True
+    names = {"RelDet_mAP", "RelDet_R@50", "RelDet_R@100", "RelTag_P@1", "RelTag_P@5", "RelTag_P@10"}
+    assert names <= evals[0].keys() and all(0 <= evals[0][k] <= 1 for k in names)
+    best = load_checkpoint(tiny_run / "checkpoints" / "best.pt")
+    assert best["best"] == evals[0]["RelDet_mAP"] and best["step"] == evals[0]["step"]
 
 
 def test_train_vrdone_bad_model_key_names_it(tmp_path, capsys):
