@@ -2,9 +2,6 @@
 
 import json
 import math
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,9 +12,6 @@ from torch import nn
 import engine_toy
 from pyvrel.engine import (EMA, ConfigError, TrainConfig, Trainer, WarmupCosine, build_optimizer, checkpoint_weights,
                            config_from_dict, load_checkpoint, param_groups, warmup_cosine_factor)
-
-TESTS = Path(__file__).resolve().parent
-
 
 def toy_trainer(out_dir, model_config=None, **train):
     config = engine_toy.ToyConfig(**(model_config or {}))
@@ -235,12 +229,6 @@ def test_trainer_errors(tmp_path):
 
 
 # ---------------------------------------------------------------- torchrun
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_torchrun_two_gloo_processes_match_one_process(tmp_path):
     """The same `pyvrel train` command, 2 processes x 4 samples vs 1 process x 8: the same weights."""
     from pyvrel.cli import main
@@ -248,12 +236,7 @@ def test_torchrun_two_gloo_processes_match_one_process(tmp_path):
     args = ["train", "--model", "engine_toy:build_task", "--data", "synthetic", "--set", "train.epochs=2",
             "--set", "train.ema_decay=0.5", "--set", "train.clip_grad_norm=0.3", "--set", "train.warmup_epochs=1"]
     assert main(args + ["--out", str(tmp_path / "one")]) == 0
-    env = {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
-    if sys.platform.startswith("linux"):
-        env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # the processes meet on 127.0.0.1
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(free_port()), "-m", "pyvrel"] + args + ["--out", str(tmp_path / "two")]
-    run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    run = engine_toy.torchrun_pyvrel(args + ["--out", str(tmp_path / "two")], cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     one, two = (load_checkpoint(tmp_path / d / "checkpoints" / "last.pt") for d in ("one", "two"))
     assert two["world_size"] == 2 and len(two["rng"]) == 2 and two["step"] == one["step"] == 12
