@@ -14,17 +14,6 @@ TINY = ["--set", "model.world.num_videos=6", "--set", "model.world.frames=[60,10
 
 
 @pytest.fixture(scope="module")
-def world_dir(tmp_path_factory):
-    """A dataset folder in the real layout (written by `pyvrel synth`'s writer): the tiny world of TINY."""
-    from pyvrel.data.synthetic import SynthConfig, write_world
-    from pyvrel.models.vrdone.task import DEMO_WORLD
-
-    out = tmp_path_factory.mktemp("world")
-    write_world(out, SynthConfig(**{**DEMO_WORLD, "num_videos": 6, "frames": (60, 100), "entities": (2, 4)}))
-    return out
-
-
-@pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("vrdone_run")
     assert main(["train", "--model", "vrdone", "--data", "synthetic", "--out", str(out), *TINY]) == 0
