@@ -164,6 +164,27 @@ def test_trainer_lowers_the_loss_and_writes_its_outputs(tmp_path):
         load_checkpoint(tmp_path / "foreign.pt")
 
 
+def test_best_checkpoint_and_eval_every(tmp_path):
+    """best_metric keeps best.pt of the best evaluation (last.pt stays the latest), survives a resume;
+    eval_every=0 evaluates never, not even after the last epoch."""
+    toy_trainer(tmp_path / "off", epochs=2, eval_every=0).fit()
+    assert records(tmp_path / "off", "eval") == []
+    run = tmp_path / "best"
+    toy_trainer(run, epochs=3, lr=0.3, best_metric="mse", best_mode="min").fit()  # lr high: mse goes up and down
+    evals = records(run, "eval")
+    best = min(evals, key=lambda r: r["mse"])
+    ckpt = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert ckpt["step"] == best["step"] and ckpt["best"] == best["mse"]
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 18
+    again = toy_trainer(run, epochs=4, lr=0.3, best_metric="mse", best_mode="min")
+    again.fit(resume=run / "checkpoints" / "last.pt")
+    # the cosine schedule of the first run has ended (lr 0): epoch 4 ties epoch 3, which is not better
+    assert [r["mse"] for r in records(run, "eval")][2:] == [best["mse"]] * 2
+    assert load_checkpoint(run / "checkpoints" / "best.pt")["step"] == 18  # the stored best was restored
+    with pytest.raises(ConfigError, match="best_metric: 'mAP' is not an evaluation metric \\(have mse\\)"):
+        toy_trainer(None, epochs=1, best_metric="mAP").fit()
+
+
 def state_of(path):
     ckpt = load_checkpoint(path)
     return ckpt["model"], ckpt["ema"]["module"], ckpt["optimizer"]["state"], ckpt["step"]

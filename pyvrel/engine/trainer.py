@@ -142,7 +142,8 @@ class Trainer:
     "loss", <terms>, "grad_norm", "samples_per_s", "time"}`` every ``log_every`` steps and
     ``{"type": "eval", "epoch", "step", <metrics>}`` after each evaluation),
     ``checkpoints/epoch_NNNN.pt`` plus ``checkpoints/last.pt`` (see :mod:`pyvrel.engine.checkpoint`)
-    and, with ``config.best_metric``, ``checkpoints/best.pt`` of the evaluation with its highest value.
+    and, with ``config.best_metric``, ``checkpoints/best.pt`` of the evaluation with its best value
+    (highest, or lowest with ``best_mode="min"``).
 
     Args:
         model: follows the model protocol of this module; moved to the training device.
@@ -291,8 +292,9 @@ class Trainer:
         if key is not None:
             if key not in metrics:
                 raise ConfigError("best_metric", f"{key!r} is not an evaluation metric (have {', '.join(metrics)})")
-            if self.best is None or metrics[key] > self.best:
-                self.best = metrics[key]
+            value, best = metrics[key], self.best
+            if best is None or (value > best if self.config.best_mode == "max" else value < best):
+                self.best = value
                 if self.save("best.pt", link_last=False):
                     log.info("best %s so far (%.4g): wrote checkpoints/best.pt", key, self.best)
         return metrics
