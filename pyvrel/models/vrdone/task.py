@@ -188,6 +188,16 @@ def _collate(max_seq_len: int, div: int):
     return collate
 
 
+def _check_inputs(arrays: Mapping[str, np.ndarray], cfg: VrdONEConfig, data: str) -> None:
+    """The feature width of the data must be the config's ``visual_dim`` (no clip stream is read)."""
+    D = arrays["tracklet_features"].shape[-1]
+    if D != cfg.visual_dim or cfg.clip_dim:
+        raise ConfigError("visual_dim" if D != cfg.visual_dim else "clip_dim",
+                          f"{data}: tracklet_features have {D} values per frame and no clip stream; the config "
+                          f"has visual_dim={cfg.visual_dim}, clip_dim={cfg.clip_dim} (set model.visual_dim={D}, "
+                          "model.clip_dim=0)")
+
+
 def _evaluator(data: str, world: Mapping[str, Any], split: str, vocab: Vocabulary) -> EvalHook:
     """The evaluation hook: detection on the ``split`` videos, sharded over the processes, scored on rank 0."""
     from pyvrel.eval import evaluate_relations
@@ -224,6 +234,7 @@ def build_task(model_config: Mapping[str, Any], data: str) -> TrainTask:
     rng = np.random.default_rng(resolved["sample_seed"])
     items, missing = [], 0
     for anno, arrays in load_videos(data, resolved["world"], "train", len(vocab.objects)):
+        _check_inputs(arrays, cfg, data)
         feats = entity_features(arrays, anno)
         missing += sum(1 for r in anno.relations if r.subject_tid not in feats or r.object_tid not in feats)
         items.extend(pair_samples(anno, feats, cfg, index, rng))
@@ -256,6 +267,7 @@ def detect(model: nn.Module, cfg: VrdONEConfig, data: str, world: Mapping[str, A
     objects, predicates = list(vocab.objects), list(vocab.predicates)
     out = {}
     for anno, arrays in load_videos(data, world, split, len(objects), shard):
+        _check_inputs(arrays, cfg, data)
         tracks = detected_tracklets(arrays, objects)
         out[anno.video_id] = predict_video(model, cfg, tracks, predicates, anno.width, anno.height)
     return out
