@@ -110,9 +110,10 @@ class SetCriterion(torch.nn.Module):
                 src.append(masks[b, qi_t])
                 tgt.append(t.masks[gi_t].to(masks.dtype))
                 tgt_valid.append(valid[b].expand(len(qi), -1))
-        weight = self.class_weight.to(logits.dtype)
-        ce = F.cross_entropy(logits.transpose(1, 2), target_classes, weight=weight, reduction="sum")
-        loss_class = ce / dist.mean_over_ranks(weight[target_classes].sum())  # weighted mean over global queries
+        ce = F.cross_entropy(logits.transpose(1, 2), target_classes, weight=self.class_weight.to(logits.dtype),
+                             reduction="sum")
+        weight_sum = self.class_weight[target_classes].sum()  # in the buffer's dtype (not bf16 under autocast)
+        loss_class = ce / dist.mean_over_ranks(weight_sum)  # weighted mean over the queries of the global batch
         if src:
             m, t, v = torch.cat(src), torch.cat(tgt), torch.cat(tgt_valid).to(masks.dtype)
             focal = sigmoid_focal(m, t) * v
