@@ -262,10 +262,10 @@ def _detect(args: argparse.Namespace) -> int:
         name = ckpt.get("meta", {}).get("model")
         if name != "vrdone":
             raise ValueError(f"{args.checkpoint}: a checkpoint of model {name!r}; pyvrel detect runs 'vrdone'")
-        model, cfg = model_from_checkpoint(ckpt, ema=not args.no_ema)
+        model, cfg, vocab = model_from_checkpoint(ckpt, ema=not args.no_ema)
         world = ckpt["meta"]["model_config"]["world"]
         with torch.no_grad():
-            preds = detect(model, cfg, args.data, world, args.split)
+            preds = detect(model, cfg, args.data, world, args.split, vocab)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         write_predictions(preds, args.out)
     except (FileNotFoundError, ValueError) as e:
@@ -335,7 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "130 interrupted")
     tr.add_argument("--model", required=True, help="a registered model name, or module:function of a task builder")
     tr.add_argument("--data", required=True, metavar="DIR|synthetic",
-                    help="dataset folder, or 'synthetic' for the built-in synthetic world")
+                    help="dataset folder (annotations/{train,test}/ official JSON, features/<video_id>.npz "
+                         "tracklets, optional objects.txt/predicates.txt; see README 'Data'), or 'synthetic' for "
+                         "the built-in synthetic world")
     tr.add_argument("--config", metavar="FILE", help="JSON (or YAML, with PyYAML) file with 'model' and 'train' "
                                                      "sections")
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -349,12 +351,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     de = sub.add_parser("detect", help="detect relations with a trained VrdONE checkpoint (official prediction JSON)",
                         description="Rebuild VrdONE from a 'pyvrel train --model vrdone' checkpoint (its EMA weights), "
-                                    "detect relations from the detected tracklets of the test videos, and write the "
+                                    "detect relations from the detected tracklets of the test videos (named with the "
+                                    "checkpoint's vocabulary), and write the "
                                     "official prediction JSON that 'pyvrel eval' reads.",
                         epilog="exit codes: 0 done; 1 missing/invalid checkpoint or data; 2 bad command line")
     de.add_argument("--checkpoint", required=True, metavar="CKPT", help="checkpoint file (e.g. RUN/checkpoints/last.pt)")
     de.add_argument("--data", required=True, metavar="DIR|synthetic",
-                    help="folder written by 'pyvrel synth', or 'synthetic' (the checkpoint's own world)")
+                    help="dataset folder (as for 'pyvrel train'; written by 'pyvrel synth' too), or 'synthetic' "
+                         "(the checkpoint's own world)")
     de.add_argument("--out", required=True, metavar="PRED.json", help="prediction file to write (.json or .json.xz)")
     de.add_argument("--split", default="test", choices=("train", "test"), help="videos to detect on (default test)")
     de.add_argument("--no-ema", action="store_true", help="use the trained weights instead of their EMA")

@@ -18,12 +18,11 @@ from typing import Any
 import torch
 
 from pyvrel.data import Relation, write_predictions
-from pyvrel.data.vocab import load_vocabulary
 from pyvrel.engine import TrainConfig, Trainer, load_checkpoint, seed_everything
 from pyvrel.eval import evaluate_relations
 from pyvrel.models.baselines import FrequencyPrior
 from pyvrel.models.vrdone.inference import deduplicate
-from pyvrel.models.vrdone.samples import synthetic_tracklets
+from pyvrel.models.vrdone.samples import detected_tracklets
 from pyvrel.models.vrdone.task import DEMO_WORLD, build_task, detect, load_videos, model_from_checkpoint
 
 __all__ = ["run_demo", "timeline_svg", "curve_svg"]
@@ -123,16 +122,16 @@ def run_demo(out_dir: str | Path = "pyvrel_demo", quick: bool = False, threads: 
     summary = Trainer(task.model, task.train_set, train_cfg, collate_fn=task.collate_fn, out_dir=out,
                       meta=meta).fit()
     train_s = time.perf_counter() - t0
-    model, cfg = model_from_checkpoint(load_checkpoint(summary["checkpoint"]))
+    model, cfg, vocab = model_from_checkpoint(load_checkpoint(summary["checkpoint"]))
     with torch.no_grad():
-        preds = detect(model, cfg, "synthetic", world, "test")
+        preds = detect(model, cfg, "synthetic", world, "test", vocab)
     write_predictions(preds, out / "predictions.json")
-    test = load_videos("synthetic", world, "test")
-    train = [a for a, _ in load_videos("synthetic", world, "train")]
+    objects = list(vocab.objects)
+    test = list(load_videos("synthetic", world, "test", len(objects)))
+    train = [a for a, _ in load_videos("synthetic", world, "train", len(objects))]
     gt = {a.video_id: a.relation_view() for a, _ in test}
     prior = FrequencyPrior(topk=cfg.topk, min_frames=cfg.proposal_min_frames, n_max=cfg.n_max_pair).fit(train)
-    objects = list(load_vocabulary("vidvrd").objects)
-    prior_preds = {a.video_id: prior.predict_video(deduplicate(synthetic_tracklets(f, objects), cfg.dedup_threshold))
+    prior_preds = {a.video_id: prior.predict_video(deduplicate(detected_tracklets(f, objects), cfg.dedup_threshold))
                    for a, f in test}
     results = {"VrdONE": evaluate_relations(gt, preds), "frequency prior": evaluate_relations(gt, prior_preds)}
     table = _table(results)

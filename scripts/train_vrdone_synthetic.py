@@ -32,8 +32,8 @@ from pyvrel.models.vrdone import (
     pad_batch,
     pair_samples,
     predict_video,
-    synthetic_entity_features,
-    synthetic_tracklets,
+    entity_features,
+    detected_tracklets,
 )
 
 
@@ -60,7 +60,7 @@ def main() -> None:
     index = {p: i + 1 for i, p in enumerate(predicates)}
     cfg = VrdONEConfig.synthetic(max_seq_len=64, feat_stride=4, num_classes=len(predicates), num_queries=16,
                                  max_preds=16, pred_min_frames=4, proposal_min_frames=4)
-    feats = {v.annotation.video_id: synthetic_entity_features(v.features, v.annotation) for v in videos}
+    feats = {v.annotation.video_id: entity_features(v.features, v.annotation) for v in videos}
     print(f"world: {len(train)} train / {len(test)} test videos, {sum(len(v.annotation.relations) for v in videos)} "
           f"relations ({time.time() - t0:.0f} s)")
 
@@ -113,7 +113,7 @@ def main() -> None:
         for v in test:
             vid = v.annotation.video_id
             if mode == "detected":
-                tracks = deduplicate(synthetic_tracklets(v.features, list(world.vocab.objects)), cfg.dedup_threshold)
+                tracks = deduplicate(detected_tracklets(v.features, list(world.vocab.objects)), cfg.dedup_threshold)
             else:
                 tracks = oracle_tracklets(v.annotation, feats[vid])
             preds["VrdONE"][vid] = predict_video(model, cfg, tracks, predicates, v.annotation.width,

@@ -1,13 +1,18 @@
 """A tiny regression task for the engine tests, importable as ``engine_toy`` (tests/ is on sys.path).
 
 ``pyvrel train --model engine_toy:build_task --data synthetic`` trains it, in-process or under
-torchrun (with ``PYTHONPATH`` pointing at tests/).
+torchrun (with ``PYTHONPATH`` pointing at tests/, as :func:`torchrun_pyvrel` does).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import socket
+import subprocess
+import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -68,3 +73,16 @@ def build_task(model_config: dict, data: str) -> TrainTask:
                      evaluate=evaluate, model_config=asdict(config),
                      train_defaults={"lr": 0.02, "epochs": 2, "batch_size": 8, "weight_decay": 0.01,
                                      "progress": False, "log_every": 1})
+
+
+def torchrun_pyvrel(args: list[str], cwd: Path, nproc: int = 2, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``torchrun --nproc_per_node nproc -m pyvrel ARGS`` on gloo over 127.0.0.1 (one thread each)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent), "OMP_NUM_THREADS": "1"}
+    if sys.platform.startswith("linux"):
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # the processes meet on 127.0.0.1
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr",
+           "127.0.0.1", "--master_port", str(port), "-m", "pyvrel", *args]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

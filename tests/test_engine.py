@@ -2,9 +2,6 @@
 
 import json
 import math
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,9 +12,6 @@ from torch import nn
 import engine_toy
 from pyvrel.engine import (EMA, ConfigError, TrainConfig, Trainer, WarmupCosine, build_optimizer, checkpoint_weights,
                            config_from_dict, load_checkpoint, param_groups, warmup_cosine_factor)
-
-TESTS = Path(__file__).resolve().parent
-
 
 def toy_trainer(out_dir, model_config=None, **train):
     config = engine_toy.ToyConfig(**(model_config or {}))
@@ -170,6 +164,27 @@ def test_trainer_lowers_the_loss_and_writes_its_outputs(tmp_path):
         load_checkpoint(tmp_path / "foreign.pt")
 
 
+def test_best_checkpoint_and_eval_every(tmp_path):
+    """best_metric keeps best.pt of the best evaluation (last.pt stays the latest), survives a resume;
+    eval_every=0 evaluates never, not even after the last epoch."""
+    toy_trainer(tmp_path / "off", epochs=2, eval_every=0).fit()
+    assert records(tmp_path / "off", "eval") == []
+    run = tmp_path / "best"
+    toy_trainer(run, epochs=3, lr=0.3, best_metric="mse", best_mode="min").fit()  # lr high: mse goes up and down
+    evals = records(run, "eval")
+    best = min(evals, key=lambda r: r["mse"])
+    ckpt = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert ckpt["step"] == best["step"] and ckpt["best"] == best["mse"]
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 18
+    again = toy_trainer(run, epochs=4, lr=0.3, best_metric="mse", best_mode="min")
+    again.fit(resume=run / "checkpoints" / "last.pt")
+    # the cosine schedule of the first run has ended (lr 0): epoch 4 ties epoch 3, which is not better
+    assert [r["mse"] for r in records(run, "eval")][2:] == [best["mse"]] * 2
+    assert load_checkpoint(run / "checkpoints" / "best.pt")["step"] == 18  # the stored best was restored
+    with pytest.raises(ConfigError, match="best_metric: 'mAP' is not an evaluation metric \\(have mse\\)"):
+        toy_trainer(None, epochs=1, best_metric="mAP").fit()
+
+
 def state_of(path):
     ckpt = load_checkpoint(path)
     return ckpt["model"], ckpt["ema"]["module"], ckpt["optimizer"]["state"], ckpt["step"]
@@ -235,12 +250,6 @@ def test_trainer_errors(tmp_path):
 
 
 # ---------------------------------------------------------------- torchrun
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_torchrun_two_gloo_processes_match_one_process(tmp_path):
     """The same `pyvrel train` command, 2 processes x 4 samples vs 1 process x 8: the same weights."""
     from pyvrel.cli import main
@@ -248,12 +257,7 @@ def test_torchrun_two_gloo_processes_match_one_process(tmp_path):
     args = ["train", "--model", "engine_toy:build_task", "--data", "synthetic", "--set", "train.epochs=2",
             "--set", "train.ema_decay=0.5", "--set", "train.clip_grad_norm=0.3", "--set", "train.warmup_epochs=1"]
     assert main(args + ["--out", str(tmp_path / "one")]) == 0
-    env = {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
-    if sys.platform.startswith("linux"):
-        env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # the processes meet on 127.0.0.1
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(free_port()), "-m", "pyvrel"] + args + ["--out", str(tmp_path / "two")]
-    run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    run = engine_toy.torchrun_pyvrel(args + ["--out", str(tmp_path / "two")], cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     one, two = (load_checkpoint(tmp_path / d / "checkpoints" / "last.pt") for d in ("one", "two"))
     assert two["world_size"] == 2 and len(two["rng"]) == 2 and two["step"] == one["step"] == 12

@@ -303,6 +303,85 @@ def test_deep_supervision_terms_and_few_steps_reduce_loss():
     assert losses[-1] < 0.85 * losses[0], losses
 
 
+def _loss_batch(cfg: VrdONEConfig):
+    """A fixed float64 batch of 4 pairs with 2, 0, 1 and 1 targets; the model in eval mode (no drop path)."""
+    torch.manual_seed(0)
+    model = build_vrdone(cfg).double().eval()
+    x = torch.randn(4, cfg.in_channels, 32, dtype=torch.float64)
+    mask = torch.zeros(4, 1, 32, dtype=torch.bool)
+    for b, n in enumerate((32, 20, 9, 27)):
+        mask[b, 0, :n] = True
+    targets = [Target(torch.tensor([1, 3]), torch.stack([segment_mask(0, 10, 32), segment_mask(12, 30, 32)])),
+               Target(torch.zeros(0, dtype=torch.long), torch.zeros(0, 32)),
+               Target(torch.tensor([5]), segment_mask(0, 9, 32)[None]),
+               Target(torch.tensor([2]), segment_mask(3, 20, 32)[None])]
+    return model, x, mask, [Target(t.labels, t.masks.double()) for t in targets]
+
+
+def _old_single_process_terms(cfg, w, logits, masks, targets, valid):
+    """The loss before the torchrun fix: CE as torch's weighted mean (class weights ``w``), masks
+    and dice / the local count."""
+    classes = torch.zeros(logits.shape[:2], dtype=torch.long)
+    focal, dice = [], []
+    for b, t in enumerate(targets):
+        q, g = hungarian_match(logits[b].detach(), masks[b].detach(), valid[b], t,
+                               (cfg.cost_class, cfg.cost_mask, cfg.cost_dice))
+        classes[b, q] = t.labels[g]
+        m, tm, v = masks[b, q], t.masks[g], valid[b].expand(len(q), -1).to(masks.dtype)
+        focal.append((sigmoid_focal(m, tm) * v).mean(1))
+        p = torch.sigmoid(m) * v
+        dice.append(1 - (2 * (p * tm).sum(1) + 1) / (p.sum(1) + (tm * v).sum(1) + 1))
+    n = max(sum(len(t.labels) for t in targets), 1)
+    return {"loss_class": cfg.loss_class * torch.nn.functional.cross_entropy(logits.transpose(1, 2), classes, weight=w),
+            "loss_mask": cfg.loss_mask * torch.cat(focal).sum() / n, "loss_dice": cfg.loss_dice * torch.cat(dice).sum() / n}
+
+
+def test_set_criterion_one_process_equals_the_old_formula():
+    cfg = tiny(VrdONEConfig.synthetic(max_seq_len=32, num_classes=5, num_queries=4))
+    model, x, mask, targets = _loss_batch(cfg)
+    out = model(x, mask)
+    crit = SetCriterion(cfg).double()
+    got = crit(out, targets, mask)
+    layers = [("", out)] + [(f"_aux{i}", aux) for i, aux in enumerate(out["aux_outputs"])]
+    assert len(got) == 3 * len(layers) + 1
+    for suffix, o in layers:
+        want = _old_single_process_terms(cfg, crit.class_weight, o["pred_logits"], o["pred_masks"], targets, mask[:, 0])
+        for k, v in want.items():
+            torch.testing.assert_close(got[k + suffix], v, rtol=1e-13, atol=0)
+
+
+def test_set_criterion_two_ranks_average_to_the_one_process_gradient(monkeypatch):
+    """DDP averages the ranks' gradients: with the global normalisers, the average over a 2 + 2
+    split (3 and 1 targets, one pair without any) is the one-process gradient of the 4-pair batch (float64, exact)."""
+    import pyvrel.models.vrdone.loss as loss_module
+
+    cfg = tiny(VrdONEConfig.synthetic(max_seq_len=32, num_classes=5, num_queries=4))
+    model, x, mask, targets = _loss_batch(cfg)
+    crit = SetCriterion(cfg).double()
+
+    def grads(rows):
+        model.zero_grad()
+        crit(model(x[rows], mask[rows]), [targets[i] for i in rows], mask[rows])["loss"].backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    full = grads([0, 1, 2, 3])
+    halves = ([0, 2], [1, 3])
+    seen: list[list[torch.Tensor]] = [[], []]  # what each rank would all-reduce, call by call
+    for rank, rows in enumerate(halves):
+        monkeypatch.setattr(loss_module.dist, "mean_over_ranks", lambda v, r=rank: seen[r].append(v.detach()) or v)
+        grads(rows)
+    assert len(seen[0]) == len(seen[1]) == 1 + cfg.dec_layers  # num_masks, then one CE weight sum per layer
+    assert [float(seen[r][0]) for r in (0, 1)] == [3.0, 1.0]  # local target counts
+    monkeypatch.setattr(loss_module.dist, "world_size", lambda: 2)
+    per_rank = []
+    for rank, rows in enumerate(halves):
+        calls = iter(range(len(seen[0])))
+        monkeypatch.setattr(loss_module.dist, "mean_over_ranks", lambda v: (seen[0][(i := next(calls))] + seen[1][i]) / 2)
+        per_rank.append(grads(rows))
+    for g_full, g0, g1 in zip(full, *per_rank):
+        torch.testing.assert_close((g0 + g1) / 2, g_full, rtol=1e-10, atol=1e-13)
+
+
 def test_torch_compile_backbone():
     torch.manual_seed(0)
     cfg = tiny(VrdONEConfig.synthetic(max_seq_len=32))
@@ -443,7 +522,7 @@ def test_synthetic_end_to_end_json(tmp_path):
     from pyvrel.data import read_predictions, write_predictions
     from pyvrel.data.synthetic import SynthConfig, World, generate_video
     from pyvrel.eval import evaluate_relations
-    from pyvrel.models.vrdone import oracle_tracklets, synthetic_entity_features, synthetic_tracklets
+    from pyvrel.models.vrdone import oracle_tracklets, entity_features, detected_tracklets
 
     synth = SynthConfig(seed=3, num_videos=1, frames=(70, 90), entities=(3, 3), min_run=10, proposals=2,
                         sampled_frames=4)
@@ -453,7 +532,7 @@ def test_synthetic_end_to_end_json(tmp_path):
     preds = list(world.vocab.predicates)
     cfg = tiny(VrdONEConfig.synthetic(max_seq_len=32, feat_stride=4, num_classes=len(preds), pred_min_frames=1,
                                       proposal_min_frames=1), visual_dim=synth.feature_dim)
-    feats = synthetic_entity_features(v.features, v.annotation)
+    feats = entity_features(v.features, v.annotation)
     assert all(f.shape == (v.annotation.frame_count, synth.feature_dim) for f in feats.values())
     samples = pair_samples(v.annotation, feats, replace(cfg, with_fuzzy=True, max_preds=99),
                            {p: i + 1 for i, p in enumerate(preds)}, np.random.default_rng(0))
@@ -462,7 +541,7 @@ def test_synthetic_end_to_end_json(tmp_path):
     model = build_vrdone(cfg)
     for p in model.parameters():  # a random model predicts foreground somewhere
         p.data.add_(0.3 * torch.randn_like(p))
-    for tracks in (synthetic_tracklets(v.features, list(world.vocab.objects)), oracle_tracklets(v.annotation, feats)):
+    for tracks in (detected_tracklets(v.features, list(world.vocab.objects)), oracle_tracklets(v.annotation, feats)):
         rels = predict_video(model, cfg, tracks, preds, v.annotation.width, v.annotation.height)
         assert 0 < len(rels) <= cfg.n_max_pair
         for r in rels:

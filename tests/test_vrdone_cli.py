@@ -3,7 +3,9 @@
 import json
 
 import pytest
+import torch
 
+import engine_toy
 from pyvrel.cli import main
 from pyvrel.engine import load_checkpoint
 
@@ -24,7 +26,19 @@ def test_train_vrdone_writes_a_checkpoint(tiny_run):
     assert ckpt["meta"]["model_config"]["world"]["num_videos"] == 6
     assert ckpt["ema"] is not None and ckpt["step"] > 0
     records = [json.loads(ln) for ln in (tiny_run / "metrics.jsonl").read_text().splitlines()]
-    assert records[-1]["type"] == "train" and records[-1]["loss"] > 0 and "loss_dice" in records[-1]
+    train = [r for r in records if r["type"] == "train"]
+    assert train[-1]["loss"] > 0 and "loss_dice" in train[-1]
+
+
+def test_train_vrdone_evaluates_and_keeps_the_best(tiny_run):
+    """The evaluation hook ran after the last epoch: RelDet/RelTag metrics in [0, 1], best.pt kept."""
+    records = [json.loads(ln) for ln in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if r["type"] == "eval"]
+    assert len(evals) == 1 and evals[0]["epoch"] == 1 and evals[0]["ema"] is True
+    names = {"RelDet_mAP", "RelDet_R@50", "RelDet_R@100", "RelTag_P@1", "RelTag_P@5", "RelTag_P@10"}
+    assert names <= evals[0].keys() and all(0 <= evals[0][k] <= 1 for k in names)
+    best = load_checkpoint(tiny_run / "checkpoints" / "best.pt")
+    assert best["best"] == evals[0]["RelDet_mAP"] and best["step"] == evals[0]["step"]
 
 
 def test_train_vrdone_bad_model_key_names_it(tmp_path, capsys):
@@ -70,3 +84,35 @@ def test_demo_quick_writes_everything(tmp_path, capsys):
     timeline = (out / "timeline.svg").read_text()
     assert timeline.startswith("<svg") and "GT " in timeline and "<rect" in timeline
     assert "<polyline" in (out / "training_curve.svg").read_text()
+
+
+def test_torchrun_vrdone_two_processes_match_one_process(world_dir, tmp_path):
+    """`pyvrel train --model vrdone` on a dataset folder, 2 gloo processes x 2 pairs vs 1 process x 4:
+    the same weights, losses and evaluation (float64, so only summation order differs)."""
+    from pyvrel.models.vrdone.task import build_task
+
+    small = {"model.dtype": '"float64"', "model.embd_dim": 16, "model.fpn_dim": 8, "model.dec_dim": 8,
+             "model.dec_hidden": 16, "train.epochs": 2, "train.batch_size": 4, "train.progress": "false",
+             "train.log_every": 1, "train.eval_every": 2}
+    args = ["train", "--model", "vrdone", "--data", str(world_dir)] + [a for k, v in small.items()
+                                                                       for a in ("--set", f"{k}={v}")]
+    # 15 training pairs (odd): an epoch is 15 // 4 = 3 steps. With 2 processes DistributedSampler
+    # (drop_last) drops 1 pair of the shuffled 15 to give each 7, the trainer uses 3 x 2 of them; the
+    # union of the two local batches of step k is the 1-process batch k (pairs 4k..4k+3 of the order)
+    assert len(build_task({"world": {"num_videos": 6, "frames": [60, 100]}}, str(world_dir)).train_set) == 15
+    assert main(args + ["--out", str(tmp_path / "one")]) == 0
+    run = engine_toy.torchrun_pyvrel(args + ["--out", str(tmp_path / "two")], cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    one, two = (load_checkpoint(tmp_path / d / "checkpoints" / "last.pt") for d in ("one", "two"))
+    assert two["world_size"] == 2 and two["step"] == one["step"] == 6
+    for key in ("model", "ema"):
+        a, b = (c[key] if key == "model" else c[key]["module"] for c in (one, two))
+        assert a.keys() == b.keys() and all(v.dtype == torch.float64 for v in a.values() if v.is_floating_point())
+        for name, value in a.items():
+            torch.testing.assert_close(b[name], value, rtol=0, atol=1e-12, msg=f"{key} {name}")
+    rec1, rec2 = ([json.loads(ln) for ln in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+                  for d in ("one", "two"))
+    assert [r["type"] for r in rec2] == [r["type"] for r in rec1] == ["train"] * 6 + ["eval"]
+    for r1, r2 in zip(rec1, rec2):
+        numbers = [k for k in r1 if k not in ("time", "samples_per_s") and isinstance(r1[k], float)]
+        assert [r2[k] for k in numbers] == pytest.approx([r1[k] for k in numbers], rel=1e-9, abs=1e-12)

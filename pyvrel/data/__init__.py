@@ -1,5 +1,6 @@
 """Data: the official VidVRD/VidOR annotation and prediction formats, vocabularies, feature
-stores and the synthetic video-relation world (:mod:`pyvrel.data.synthetic`)."""
+stores, dataset folders (:mod:`pyvrel.data.folder`) and the synthetic video-relation world
+(:mod:`pyvrel.data.synthetic`)."""
 
 from pyvrel.data._json import fast_parser
 from pyvrel.data.annotations import (

@@ -23,7 +23,8 @@ key                    shape, dtype           meaning
 =====================  =====================  ================================================
 
 A store may hold any other keys; :meth:`FeatureStore.load` names the file and key when one is
-missing.
+missing. The ``tracklet_*`` keys are what a dataset folder must provide for ``pyvrel train`` /
+``pyvrel detect`` (``tracklet_tid`` optional; checks in :func:`pyvrel.data.folder.check_tracklets`).
 """
 
 from __future__ import annotations

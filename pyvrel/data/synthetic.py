@@ -611,7 +611,8 @@ def _features(rng: np.random.Generator, world: World, cats: list[str], tracks: l
 def write_world(out_dir: str | os.PathLike, config: SynthConfig | None = None) -> dict[str, Any]:
     """Generate a world and write it under ``out_dir``:
     ``annotations/{train,test}/<vid>.json`` (VidVRD layout), ``features/<vid>.npz`` (if
-    ``config.features``) and ``world.json``. Returns the ``world.json`` content."""
+    ``config.features``) and ``world.json``: a dataset folder (:mod:`pyvrel.data.folder`) that
+    ``pyvrel train/detect --data`` read like real data. Returns the ``world.json`` content."""
     config = config or SynthConfig()
     out = Path(out_dir)
     world = World(config)

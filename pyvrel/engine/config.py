@@ -61,6 +61,8 @@ class TrainConfig:
     num_workers: int = 0               # DataLoader workers per process
     log_every: int = 10                # write a train record every N steps [steps]
     eval_every: int = 1                # run the evaluation hook every N epochs (and after the last); 0: never
+    best_metric: str | None = None     # keep checkpoints/best.pt of the best value of this eval metric; None: off
+    best_mode: Literal["max", "min"] = "max"  # whether the best value of best_metric is the highest or the lowest
     checkpoint_every: int = 1          # write a checkpoint every N epochs (and after the last); 0: only the last
     checkpoint_every_steps: int = 0    # also write checkpoints/last.pt every N steps; 0: off
     progress: bool = True              # progress bar on rank 0 (tqdm when installed)

@@ -15,8 +15,9 @@ Model protocol
   beyond the default rules of :func:`pyvrel.engine.param_groups`.
 * Optional evaluation hook ``evaluate(model, ctx) -> {name: float} | None`` (see
   :class:`EvalContext`): called on every process with the EMA weights (or the raw model) in eval
-  mode under ``torch.no_grad()``; the mapping returned by rank 0 is logged. A hook that does not
-  shard its work returns ``None`` when ``not ctx.is_main``.
+  mode under ``torch.no_grad()``; the mapping returned by rank 0 is logged (and sent to every
+  process). A hook that does not shard its work returns ``None`` when ``not ctx.is_main``; one that
+  shards it gathers the parts itself (e.g. :func:`pyvrel.engine.distributed.all_gather_objects`).
 """
 
 from __future__ import annotations
@@ -139,8 +140,10 @@ class Trainer:
     Outputs under ``out_dir`` (nothing is written when it is None):
     ``metrics.jsonl`` (one JSON object per line: ``{"type": "train", "epoch", "step", "lr",
     "loss", <terms>, "grad_norm", "samples_per_s", "time"}`` every ``log_every`` steps and
-    ``{"type": "eval", "epoch", "step", <metrics>}`` after each evaluation) and
-    ``checkpoints/epoch_NNNN.pt`` plus ``checkpoints/last.pt`` (see :mod:`pyvrel.engine.checkpoint`).
+    ``{"type": "eval", "epoch", "step", <metrics>}`` after each evaluation),
+    ``checkpoints/epoch_NNNN.pt`` plus ``checkpoints/last.pt`` (see :mod:`pyvrel.engine.checkpoint`)
+    and, with ``config.best_metric``, ``checkpoints/best.pt`` of the evaluation with its best value
+    (highest, or lowest with ``best_mode="min"``).
 
     Args:
         model: follows the model protocol of this module; moved to the training device.
@@ -161,6 +164,7 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.meta = dict(meta or {})
         self.step = 0
+        self.best: float | None = None  # best value of config.best_metric so far
 
     # ------------------------------------------------------------------ set-up
     def _setup(self) -> None:
@@ -211,16 +215,16 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler else None, "step": self.step,
                 "epoch": self.step // self.steps_per_epoch, "steps_per_epoch": self.steps_per_epoch,
-                "world_size": self.world, "rng": dist.all_gather_objects(rng_state(self.device)),
+                "world_size": self.world, "rng": dist.all_gather_objects(rng_state(self.device)), "best": self.best,
                 "config": config_to_dict(self.config), "meta": self.meta}
 
-    def save(self, name: str) -> Path | None:
-        """Write ``checkpoints/<name>`` and ``checkpoints/last.pt`` on rank 0 (collective)."""
+    def save(self, name: str, *, link_last: bool = True) -> Path | None:
+        """Write ``checkpoints/<name>`` and (``link_last``) ``checkpoints/last.pt`` on rank 0 (collective)."""
         state = self.state_dict()
         if self.out_dir is None or not dist.is_main():
             return None
         path = save_checkpoint(self.out_dir / "checkpoints" / name, state)
-        if name != "last.pt":  # last.pt becomes a second name of the same file (a copy where links fail)
+        if link_last and name != "last.pt":  # last.pt becomes a second name of the same file (a copy where links fail)
             tmp = path.with_name("last.pt.tmp")
             tmp.unlink(missing_ok=True)
             try:
@@ -245,6 +249,7 @@ class Trainer:
         if self.scaler is not None and ckpt["scaler"] is not None:
             self.scaler.load_state_dict(ckpt["scaler"])
         self.step = ckpt["step"]
+        self.best = ckpt.get("best")
         if ckpt["world_size"] == self.world:
             set_rng_state(ckpt["rng"][self.rank], self.device)
         else:
@@ -276,10 +281,22 @@ class Trainer:
         with torch.no_grad():
             metrics = self.evaluate(model, ctx)
         model.train(was_training)
-        if metrics is not None and dist.is_main():
-            metrics = {k: float(v) for k, v in metrics.items()}
-            self._write({"type": "eval", "epoch": epoch, "step": self.step, "ema": use_ema, **metrics})
+        metrics = dist.all_gather_objects(metrics)[0]  # rank 0's, on every rank
+        if metrics is None:
+            return None
+        metrics = {k: float(v) for k, v in metrics.items()}
+        self._write({"type": "eval", "epoch": epoch, "step": self.step, "ema": use_ema, **metrics})
+        if dist.is_main():
             log.info("eval after epoch %d: %s", epoch, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+        key = self.config.best_metric
+        if key is not None:
+            if key not in metrics:
+                raise ConfigError("best_metric", f"{key!r} is not an evaluation metric (have {', '.join(metrics)})")
+            value, best = metrics[key], self.best
+            if best is None or (value > best if self.config.best_mode == "max" else value < best):
+                self.best = value
+                if self.save("best.pt", link_last=False):
+                    log.info("best %s so far (%.4g): wrote checkpoints/best.pt", key, self.best)
         return metrics
 
     # ------------------------------------------------------------------ training
@@ -377,7 +394,7 @@ class Trainer:
                     checkpoint = self.save("last.pt") or checkpoint
             bar.close()
             done, last = epoch + 1, epoch + 1 == cfg.epochs
-            if self.evaluate is not None and (last or (cfg.eval_every and done % cfg.eval_every == 0)):
+            if self.evaluate is not None and cfg.eval_every and (last or done % cfg.eval_every == 0):
                 eval_metrics = self._run_eval(done)
             if last or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
                 self.save(f"epoch_{done:04d}.pt")

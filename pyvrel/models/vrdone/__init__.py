@@ -27,7 +27,13 @@ from pyvrel.models.vrdone.inputs import (
 )
 from pyvrel.models.vrdone.loss import SetCriterion, Target, hungarian_match, match_costs, sigmoid_focal
 from pyvrel.models.vrdone.model import VrdONE, build_vrdone
-from pyvrel.models.vrdone.samples import object_segments, pair_samples, synthetic_entity_features, synthetic_tracklets
+from pyvrel.models.vrdone.samples import (
+    assign_tracklets,
+    detected_tracklets,
+    entity_features,
+    object_segments,
+    pair_samples,
+)
 
 __all__ = [
     "SetCriterion",
@@ -36,9 +42,12 @@ __all__ = [
     "VrdONE",
     "VrdONEConfig",
     "absolute_position",
+    "assign_tracklets",
     "build_pairs",
     "build_vrdone",
     "deduplicate",
+    "detected_tracklets",
+    "entity_features",
     "fuzzy_mask",
     "hungarian_match",
     "mask_spans",
@@ -53,7 +62,5 @@ __all__ = [
     "segment_mask",
     "segment_to_grid",
     "sigmoid_focal",
-    "synthetic_entity_features",
-    "synthetic_tracklets",
     "truncate",
 ]

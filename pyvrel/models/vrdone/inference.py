@@ -97,13 +97,13 @@ def predict_video(model: torch.nn.Module, cfg: VrdONEConfig, tracklets: list[Tra
     """Predicted relations of one video (``score``-sorted, at most ``n_max_pair``).
 
     ``predicates[c - 1]`` names class ``c`` (class 0 is background). The model runs in eval mode
-    on the device of its parameters.
+    on the device and in the dtype of its parameters.
     """
     if len(predicates) != cfg.num_classes:
         raise ValueError(f"predict_video: {len(predicates)} predicate names for {cfg.num_classes} classes")
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    param = next(model.parameters())
     tracks = deduplicate(tracklets, cfg.dedup_threshold) if dedup else list(tracklets)
     pairs = build_pairs(tracks, cfg.proposal_min_frames, cfg.feat_stride)
     cands: list[tuple[float, int, int, int, int]] = []  # score, pair, class, start, end (absolute frames)
@@ -123,7 +123,7 @@ def predict_video(model: torch.nn.Module, cfg: VrdONEConfig, tracklets: list[Tra
                                      stride=stride, sub_clip=None if ts.clip is None else ts.clip[cs],
                                      obj_clip=None if to.clip is None else to.clip[co]))
         x, mask = pad_batch(feats, cfg.max_seq_len, cfg.max_div_factor)
-        out = model(x.to(device), mask.to(device))
+        out = model(x.to(param.device, param.dtype), mask.to(param.device))
         probs = torch.softmax(out["pred_logits"].float(), -1)[..., 1:]  # (B, Nq, C)
         top_p, top_c = probs.topk(min(cfg.topk, cfg.num_classes), dim=-1)
         for k, i in enumerate(group):

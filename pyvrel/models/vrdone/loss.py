@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from pyvrel.engine import distributed as dist
 from pyvrel.models.vrdone.config import VrdONEConfig
 
 __all__ = ["Target", "sigmoid_focal", "match_costs", "hungarian_match", "SetCriterion"]
@@ -75,6 +76,13 @@ class SetCriterion(torch.nn.Module):
     max(#targets in the batch, 1)``. The mask focal of a matched query is averaged over all ``T``
     positions (``mask_focal_over_padding``, official) or over its valid positions (corrected).
 
+    Under ``torchrun`` "the batch" is the global one: both normalisers (``num_masks`` and the CE's
+    sum of class weights) are summed over the processes and the local sums are divided by
+    ``normaliser / world_size`` (:func:`pyvrel.engine.distributed.mean_over_ranks`), so DDP's
+    gradient average is exactly the gradient of the one-process loss of the global batch (the
+    official code divides by the local count, which differs when processes hold different numbers
+    of targets). With one process nothing changes.
+
     ``forward(outputs, targets: list[Target], mask (B, 1, T)) -> dict`` of the weighted terms
     (``loss_class``, ``loss_mask``, ``loss_dice``, with ``_aux{i}`` suffixes) and ``loss`` (their sum).
     """
@@ -86,7 +94,9 @@ class SetCriterion(torch.nn.Module):
         w[0] = cfg.eos_coef
         self.register_buffer("class_weight", w)
 
-    def single(self, logits: Tensor, masks: Tensor, targets: list[Target], valid: Tensor) -> dict[str, Tensor]:
+    def single(self, logits: Tensor, masks: Tensor, targets: list[Target], valid: Tensor,
+               num_masks: Tensor) -> dict[str, Tensor]:
+        """The terms of one decoder layer; ``num_masks`` is the global normaliser over world size."""
         c = self.cfg
         B, Nq, _ = logits.shape
         target_classes = torch.zeros(B, Nq, dtype=torch.long, device=logits.device)
@@ -100,8 +110,10 @@ class SetCriterion(torch.nn.Module):
                 src.append(masks[b, qi_t])
                 tgt.append(t.masks[gi_t].to(masks.dtype))
                 tgt_valid.append(valid[b].expand(len(qi), -1))
-        num_masks = max(sum(len(t.labels) for t in targets), 1)
-        loss_class = F.cross_entropy(logits.transpose(1, 2), target_classes, weight=self.class_weight.to(logits.dtype))
+        ce = F.cross_entropy(logits.transpose(1, 2), target_classes, weight=self.class_weight.to(logits.dtype),
+                             reduction="sum")
+        weight_sum = self.class_weight[target_classes].sum()  # in the buffer's dtype (not bf16 under autocast)
+        loss_class = ce / dist.mean_over_ranks(weight_sum)  # weighted mean over the queries of the global batch
         if src:
             m, t, v = torch.cat(src), torch.cat(tgt), torch.cat(tgt_valid).to(masks.dtype)
             focal = sigmoid_focal(m, t) * v
@@ -121,9 +133,12 @@ class SetCriterion(torch.nn.Module):
         if len(targets) != outputs["pred_logits"].shape[0]:
             raise ValueError(f"SetCriterion: {len(targets)} targets for a batch of {outputs['pred_logits'].shape[0]}")
         valid = mask[:, 0]
-        losses = self.single(outputs["pred_logits"], outputs["pred_masks"], targets, valid)
+        count = torch.tensor(float(sum(len(t.labels) for t in targets)), device=mask.device)
+        # max(global count, 1) / world size: the local share of the one-process normaliser
+        num_masks = dist.mean_over_ranks(count).clamp(min=1 / dist.world_size())
+        losses = self.single(outputs["pred_logits"], outputs["pred_masks"], targets, valid, num_masks)
         for i, aux in enumerate(outputs.get("aux_outputs", [])):
-            for k, v in self.single(aux["pred_logits"], aux["pred_masks"], targets, valid).items():
+            for k, v in self.single(aux["pred_logits"], aux["pred_masks"], targets, valid, num_masks).items():
                 losses[f"{k}_aux{i}"] = v
         losses["loss"] = sum(losses.values())
         return losses

@@ -1,5 +1,5 @@
-"""Training samples of VrdONE from annotations (§1.8), and the synthetic world's feature arrays
-as VrdONE entities.
+"""Training samples of VrdONE from annotations (§1.8), and a video's feature arrays (detected
+tracklets, :mod:`pyvrel.data.folder`) as VrdONE entities.
 
 A training sample is one ordered ground-truth pair segment with at least one relation: its input
 ``(C, L)`` over the frames both objects share and a :class:`Target` whose masks span
@@ -19,8 +19,9 @@ from pyvrel.models.vrdone.config import VrdONEConfig
 from pyvrel.models.vrdone.inference import Tracklet
 from pyvrel.models.vrdone.inputs import fuzzy_mask, pair_tensor, segment_mask, segment_to_grid, truncate
 from pyvrel.models.vrdone.loss import Target
+from pyvrel.ops import Tubes, tube_iou
 
-__all__ = ["object_segments", "pair_samples", "synthetic_entity_features", "synthetic_tracklets"]
+__all__ = ["assign_tracklets", "detected_tracklets", "entity_features", "object_segments", "pair_samples"]
 
 
 def object_segments(annotation: VideoAnnotation) -> dict[int, list[tuple[int, np.ndarray]]]:
@@ -44,7 +45,7 @@ def pair_samples(annotation: VideoAnnotation, features: Mapping[int, np.ndarray]
 
     Args:
         features: tid -> ``(frame_count, D)`` per-frame visual features (rows outside the
-            object's frames are ignored).
+            object's frames are ignored); pairs of an object missing here are skipped.
         predicate_index: predicate -> class in ``[1, num_classes]``.
         rng: random frame offset in ``[0, stride)`` and random crops of long pairs; ``None``:
             offset 0 and the first window (deterministic).
@@ -58,6 +59,8 @@ def pair_samples(annotation: VideoAnnotation, features: Mapping[int, np.ndarray]
         by_pair.setdefault((r.subject_tid, r.object_tid), []).append(r)
     out = []
     for (s, o), rels in sorted(by_pair.items()):
+        if s not in features or o not in features:
+            continue
         for s0, sb in segs[s]:
             for o0, ob in segs[o]:
                 lo, hi = max(s0, o0), min(s0 + len(sb), o0 + len(ob))
@@ -88,20 +91,48 @@ def pair_samples(annotation: VideoAnnotation, features: Mapping[int, np.ndarray]
     return out
 
 
-def synthetic_entity_features(arrays: Mapping[str, np.ndarray], annotation: VideoAnnotation) -> dict[int, np.ndarray]:
-    """Per-frame appearance ``(frame_count, D)`` of every ground-truth object of a synthetic video,
-    read from its detected tracklets (``tracklet_tid``); frames no tracklet covers take the
-    nearest covered frame's feature."""
+def assign_tracklets(arrays: Mapping[str, np.ndarray], annotation: VideoAnnotation,
+                     threshold: float = 0.5) -> np.ndarray:
+    """The ground-truth object each detected tracklet follows: ``(N,)`` int64 tids, -1 for none.
+
+    A tracklet goes to the object with the highest volumetric vIoU (official VidVRD, +1 pixel
+    areas; each contiguous run of an object's trajectory compared separately) when it is at least
+    ``threshold``.
+    """
+    runs = [(tid, s, b) for tid, rs in object_segments(annotation).items() for s, b in rs]
+    N = len(arrays["tracklet_start"])
+    if not runs or N == 0:
+        return np.full(N, -1, np.int64)
+    gt_boxes = np.zeros((len(runs), max(len(b) for _, _, b in runs), 4))
+    for i, (_, _, b) in enumerate(runs):
+        gt_boxes[i, : len(b)] = b
+    gt = Tubes(torch.from_numpy(gt_boxes), torch.tensor([s for _, s, _ in runs]),
+               torch.tensor([len(b) for _, _, b in runs]))
+    tracks = Tubes(torch.from_numpy(np.asarray(arrays["tracklet_boxes"], np.float64)),
+                   torch.from_numpy(np.asarray(arrays["tracklet_start"], np.int64)),
+                   torch.from_numpy(np.asarray(arrays["tracklet_length"], np.int64)))
+    iou = tube_iou(tracks, gt, pixel_offset=1).numpy()
+    best = iou.argmax(1)
+    tids = np.array([runs[j][0] for j in best], np.int64)
+    return np.where(iou[np.arange(N), best] >= threshold, tids, -1)
+
+
+def entity_features(arrays: Mapping[str, np.ndarray], annotation: VideoAnnotation) -> dict[int, np.ndarray]:
+    """Per-frame appearance ``(frame_count, D)`` of the ground-truth objects, read from the
+    tracklets that follow them (``tracklet_tid``, else :func:`assign_tracklets`); frames no such
+    tracklet covers take the nearest covered frame's feature. Objects no tracklet follows are left
+    out (their pairs give no training sample)."""
     n, D = annotation.frame_count, arrays["tracklet_features"].shape[-1]
+    tid_of = arrays["tracklet_tid"] if "tracklet_tid" in arrays else assign_tracklets(arrays, annotation)
     out = {}
     for obj in annotation.objects:
         feat, covered = np.zeros((n, D), np.float32), np.zeros(n, bool)
-        for k in np.flatnonzero(arrays["tracklet_tid"] == obj.tid):
+        for k in np.flatnonzero(tid_of == obj.tid):
             s, L = int(arrays["tracklet_start"][k]), int(arrays["tracklet_length"][k])
             feat[s: s + L], covered[s: s + L] = arrays["tracklet_features"][k, :L], True
         idx = np.flatnonzero(covered)
         if len(idx) == 0:
-            raise ValueError(f"synthetic_entity_features: object {obj.tid} of {annotation.video_id} has no tracklet")
+            continue
         nearest = idx[np.clip(np.searchsorted(idx, np.arange(n)), 0, len(idx) - 1)]
         left = idx[np.clip(np.searchsorted(idx, np.arange(n)) - 1, 0, len(idx) - 1)]
         pick = np.where(np.abs(left - np.arange(n)) <= np.abs(nearest - np.arange(n)), left, nearest)
@@ -109,9 +140,9 @@ def synthetic_entity_features(arrays: Mapping[str, np.ndarray], annotation: Vide
     return out
 
 
-def synthetic_tracklets(arrays: Mapping[str, np.ndarray], objects: list[str]) -> list[Tracklet]:
-    """The detected (noisy) tracklets of a synthetic video: category = best-scoring object, score =
-    its score."""
+def detected_tracklets(arrays: Mapping[str, np.ndarray], objects: list[str]) -> list[Tracklet]:
+    """The detected tracklets of a video's feature arrays (:func:`pyvrel.data.folder.check_tracklets`):
+    category = best-scoring object, score = its score."""
     out = []
     for k in range(len(arrays["tracklet_start"])):
         L = int(arrays["tracklet_length"][k])
