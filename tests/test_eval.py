@@ -16,7 +16,8 @@ from pyvrel.eval import (
     zero_shot_triplets,
 )
 from pyvrel.eval.reference import evaluate_reference
-from pyvrel.eval.relation import _Job, _pair_overlaps
+from pyvrel.data import RelationTable
+from pyvrel.eval.relation import _pair_overlaps
 
 T = ("dog", "chase", "ball")
 BOX = [0, 0, 9, 9]
@@ -32,8 +33,8 @@ def rel(triplet=T, dur=(0, 10), sub=BOX, obj=BOX, score=None, n=None):
 def _overlaps(gt, preds, off):
     """min(vIoU_sub, vIoU_obj) for every (prediction, ground truth) pair, through pyvrel's path."""
     pi, gj = np.divmod(np.arange(len(preds) * len(gt)), len(gt))
-    job = _Job(gt, preds, list(range(len(preds))), pi, gj, np.arange(len(preds)), np.zeros(0), np.zeros(0))
-    return _pair_overlaps([job], off)[0].reshape(len(preds), len(gt))
+    p, g = (RelationTable.from_relations({"": rels}, scores=False) for rels in (preds, gt))
+    return _pair_overlaps(p, pi, g, gj, off).reshape(len(preds), len(gt))
 
 
 def as_json(rels):
@@ -256,19 +257,19 @@ def test_matches_the_official_loop_on_random_worlds(seed, variant):
 
 def test_batched_overlaps_do_not_depend_on_the_batch_size():
     gt, pred = random_world(np.random.default_rng(9), overlong=0.2)
-    jobs = [_Job.build(gt[v], pred.get(v, [])) for v in gt]
-    assert sum(len(j.pi) for j in jobs) > 20
-    one_by_one = _pair_overlaps(jobs, 1, budget=1)
-    together = _pair_overlaps(jobs, 1)
-    for a, b in zip(one_by_one, together):
-        np.testing.assert_array_equal(a, b)
+    g, p = RelationTable.from_relations(gt, scores=False), RelationTable.from_relations(pred)
+    pi, gj = np.divmod(np.arange(len(p) * len(g)), len(g))  # every pair, equal triplets or not
+    one_by_one = _pair_overlaps(p, pi, g, gj, 1, budget=1)
+    together = _pair_overlaps(p, pi, g, gj, 1)
+    np.testing.assert_array_equal(one_by_one, together)
     # and each value is the official vIoU, computed pair by pair
-    for job, ov in zip(jobs, together):
-        for q, (r, j) in enumerate(zip(job.pi.tolist(), job.gj.tolist())):
-            p, g = job.preds[job.cand[r]], job.gt[j]
-            want = min(viou_official(p.sub_traj.tolist(), p.duration, g.sub_traj.tolist(), g.duration),
-                       viou_official(p.obj_traj.tolist(), p.duration, g.obj_traj.tolist(), g.duration))
-            assert ov[q] == want
+    preds, gts = [r for rs in pred.values() for r in rs], [r for rs in gt.values() for r in rs]
+    assert len(pi) > 20 and sum(r.overlong for r in preds + gts) > 0
+    for q, (i, j) in enumerate(zip(pi.tolist(), gj.tolist())):
+        a, b = preds[i], gts[j]
+        want = min(viou_official(a.sub_traj.tolist(), a.duration, b.sub_traj.tolist(), b.duration),
+                   viou_official(a.obj_traj.tolist(), a.duration, b.obj_traj.tolist(), b.duration))
+        assert together[q] == want
 
 
 # ---- zero-shot, splits, mean recall ------------------------------------------------------------
