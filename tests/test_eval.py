@@ -16,7 +16,7 @@ from pyvrel.eval import (
     zero_shot_triplets,
 )
 from pyvrel.eval.reference import evaluate_reference
-from pyvrel.data import RelationTable
+from pyvrel.data import RelationTable, read_prediction_table, read_predictions, write_predictions
 from pyvrel.eval.relation import _pair_overlaps
 
 T = ("dog", "chase", "ball")
@@ -255,12 +255,64 @@ def test_matches_the_official_loop_on_random_worlds(seed, variant):
     both(gt, pred, variant, det_nreturns=(5, 50, 100), tag_nreturns=(1, 5, 10))
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_tables_and_records_give_identical_results(tmp_path, seed):
+    """The columnar path (tables, as read by read_prediction_table) and the record path (dicts of
+    Relation, converted) agree exactly, with every option and split, also after a file round trip."""
+    rng = np.random.default_rng(100 + seed)
+    gt, pred = random_world(rng, tie_scores=seed % 2 == 0, overlong=0.15)
+    gt["v0"] = gt.get("v0") or [rel()]
+    pred["extra video"] = [rel(score=0.3)]  # videos only in the predictions are ignored
+    write_predictions(pred, tmp_path / "p.json")
+    from_file = read_prediction_table(tmp_path / "p.json")
+    records = read_predictions(tmp_path / "p.json").results
+    tables = RelationTable.from_relations(gt, scores=False), RelationTable.from_relations(pred)
+    kw = dict(mean_recall=True, per_video=True, det_nreturns=(3, 50), tag_nreturns=(1, 4))
+    for variant in ("official", "vru", "vidvrd2"):
+        want = evaluate_relations(gt, pred, variant, **kw)
+        assert evaluate_relations(*tables, variant, **kw) == want
+        assert evaluate_relations(gt, from_file, variant, **kw) == want == evaluate_relations(gt, records, variant, **kw)
+    train = {"t": [rel(triplet=("a", "p", "b"))]}
+    for generalized in (False, True):
+        want = evaluate_zero_shot(gt, pred, train, generalized=generalized)
+        assert evaluate_zero_shot(tables[0], from_file, train, generalized=generalized) == want
+    assert evaluate_predicate_split(*tables, {"q"}) == evaluate_predicate_split(gt, pred, {"q"})
+    # the table gives its relations back
+    back = from_file.relations()
+    assert list(back) == list(pred)
+    for vid, rels in pred.items():
+        for a, b in zip(rels, back[vid], strict=True):
+            assert a.triplet == b.triplet and a.duration == b.duration and a.score == b.score
+            np.testing.assert_array_equal(a.sub_traj, b.sub_traj)
+            np.testing.assert_array_equal(a.obj_traj, b.obj_traj)
+
+
+def test_tables_are_checked():
+    with pytest.raises(ValueError, match="video 'v': relation \\[1\\] is a prediction without a score"):
+        RelationTable.from_relations({"v": [rel(score=0.5), rel()]})
+    with pytest.raises(ValueError, match="video 'v': relation \\[0\\] has fewer boxes than its duration"):
+        RelationTable.from_relations({"v": [rel(dur=(0, 5), n=4, score=0.5)]})
+    gt = RelationTable.from_relations({"v": [rel()]}, scores=False)
+    with pytest.raises(ValueError, match="prediction table has no scores"):
+        evaluate_relations(gt, gt)
+
+
+def test_the_cpp_pair_kernel_equals_the_batched_tube_op():
+    gt, pred = random_world(np.random.default_rng(5), overlong=0.2)
+    g, p = RelationTable.from_relations(gt, scores=False), RelationTable.from_relations(pred)
+    pi, gj = np.divmod(np.arange(len(p) * len(g)), len(g))
+    np.testing.assert_array_equal(_pair_overlaps(p, pi, g, gj, 1, use_ext=True),
+                                  _pair_overlaps(p, pi, g, gj, 1, use_ext=False))
+    np.testing.assert_array_equal(_pair_overlaps(p, pi, g, gj, 0, use_ext=True),
+                                  _pair_overlaps(p, pi, g, gj, 0, use_ext=False))
+
+
 def test_batched_overlaps_do_not_depend_on_the_batch_size():
     gt, pred = random_world(np.random.default_rng(9), overlong=0.2)
     g, p = RelationTable.from_relations(gt, scores=False), RelationTable.from_relations(pred)
     pi, gj = np.divmod(np.arange(len(p) * len(g)), len(g))  # every pair, equal triplets or not
-    one_by_one = _pair_overlaps(p, pi, g, gj, 1, budget=1)
-    together = _pair_overlaps(p, pi, g, gj, 1)
+    one_by_one = _pair_overlaps(p, pi, g, gj, 1, budget=1, use_ext=False)
+    together = _pair_overlaps(p, pi, g, gj, 1, use_ext=False)
     np.testing.assert_array_equal(one_by_one, together)
     # and each value is the official vIoU, computed pair by pair
     preds, gts = [r for rs in pred.values() for r in rs], [r for rs in gt.values() for r in rs]
