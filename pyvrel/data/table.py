@@ -68,17 +68,35 @@ class RelationTable:
             ValueError: a prediction without a score, or a trajectory with fewer boxes than its
                 duration has frames (naming the video and the relation's index).
         """
-        b = _Builder(scores)
-        for vid, rels in relations.items():
-            for i, r in enumerate(rels):
-                if scores and r.score is None:
-                    raise ValueError(f"video {vid!r}: relation [{i}] is a prediction without a score")
-                if min(len(r.sub_traj), len(r.obj_traj)) < r.duration[1] - r.duration[0]:
-                    raise ValueError(f"video {vid!r}: relation [{i}] has fewer boxes than its duration "
-                                     f"{tuple(r.duration)} has frames")
-                b.add_relation(r)
-            b.end_video(vid)
-        return b.finish(None)
+        videos = list(relations)
+        per_video = [list(relations[v]) for v in videos]
+        rels = [r for rs in per_video for r in rs]
+        sizes = np.array([len(rs) for rs in per_video], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+        def where(i: int) -> str:  # video and index of flat relation i, for errors
+            v = int(np.searchsorted(offsets, i, "right")) - 1
+            return f"video {videos[v]!r}: relation [{i - int(offsets[v])}]"
+
+        score = None
+        if scores:
+            values = [r.score for r in rels]
+            if None in values:
+                raise ValueError(f"{where(values.index(None))} is a prediction without a score")
+            score = np.array(values, dtype=np.float64)
+        ids: dict[Triplet, int] = {}
+        triplet_id = np.array([ids.setdefault(tuple(r.triplet), len(ids)) for r in rels], dtype=np.int64)
+        duration = np.array([r.duration for r in rels], dtype=np.int64).reshape(-1, 2)
+        trajs = [a for r in rels for a in (r.sub_traj, r.obj_traj)]
+        count = np.array([len(a) for a in trajs], dtype=np.int64).reshape(-1, 2)
+        short = np.flatnonzero(count.min(axis=1, initial=np.iinfo(np.int64).max) < duration[:, 1] - duration[:, 0])
+        if len(short):
+            raise ValueError(f"{where(int(short[0]))} has fewer boxes than its duration "
+                             f"{tuple(duration[short[0]].tolist())} has frames")
+        first = (np.cumsum(count) - count.ravel()).reshape(-1, 2)
+        boxes = np.concatenate(trajs).astype(np.float64, copy=False) if trajs else np.zeros((0, 4))
+        return cls(videos, offsets, list(ids), triplet_id, duration, score, boxes,
+                   np.stack([first[:, 0], count[:, 0]], axis=1), np.stack([first[:, 1], count[:, 1]], axis=1))
 
     def relations(self) -> dict[str, list[Relation]]:
         """The table as ``video id -> [Relation]`` (float64 trajectories viewing :attr:`boxes`)."""
