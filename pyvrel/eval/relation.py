@@ -171,6 +171,7 @@ class _Matching:
         in_gt (ndarray[R] bool): its video's ground truth has its triplet.
         n_gt, n_pred (ndarray[V] int64): relations per video.
         gt_first (ndarray[V] int64): the videos' first rows in the ground-truth table.
+        start (ndarray[V + 1] int64): video ``v``'s predictions are positions ``start[v]:start[v + 1]``.
     """
 
     row: np.ndarray
@@ -183,13 +184,10 @@ class _Matching:
     n_gt: np.ndarray
     n_pred: np.ndarray
     gt_first: np.ndarray
-
-    def starts(self) -> np.ndarray:
-        """First position of each video's predictions, ``(V + 1,)``."""
-        return np.concatenate([[0], np.cumsum(self.n_pred)])
+    start: np.ndarray
 
     def video_match(self, v: int) -> VideoMatch:
-        s, e = self.starts()[v: v + 2]
+        s, e = self.start[v: v + 2].tolist()
         return VideoMatch(self.local[s:e], self.tp[s:e], self.matched[s:e], int(self.n_gt[v]))
 
 
@@ -251,7 +249,8 @@ def _match(gt: RelationTable, gt_videos: np.ndarray, pred: RelationTable, top: i
         hp = np.array(hits_p, dtype=np.int64)
         matched[hp] = np.array(hits_g, dtype=np.int64) - gt_first[video[hp]]
     tp = (matched >= 0) & np.isfinite(pred.score[rows])
-    return _Matching(rows, video, rank, local, matched, tp, n_pairs > 0, n_gt, n_pred, gt_first)
+    return _Matching(rows, video, rank, local, matched, tp, n_pairs > 0, n_gt, n_pred, gt_first,
+                     np.concatenate([[0], np.cumsum(n_pred)]).astype(np.int64))
 
 
 def _windows(table: RelationTable, first: np.ndarray, T: int) -> np.ndarray:
@@ -345,8 +344,8 @@ def match_video(gt: Sequence[Relation], preds: Sequence[Relation], *, viou_thres
     """Greedy matching of one video's predictions to its ground truth (see the module docstring).
 
     Only the (prediction, ground truth) pairs with equal triplets are scored (no other pair can
-    match), with :func:`pyvrel.ops.tube_iou_aligned` in float64, which with ``pixel_offset=1``
-    reproduces the official arithmetic bit for bit.
+    match), in float64 with the arithmetic of :func:`pyvrel.ops.tube_iou_aligned`, which with
+    ``pixel_offset=1`` reproduces the official arithmetic bit for bit.
     """
     g = RelationTable.from_relations({"": gt}, scores=False)
     p = RelationTable.from_relations({"": preds})
@@ -438,14 +437,13 @@ def _evaluate(groundtruth: Mapping[str, Sequence[Relation]] | RelationTable,
                          "raises ValueError from np.concatenate here)")
     m = _match(gt, videos, pred, cfg.top, cfg.pixel_offset, viou_threshold)
     V = len(videos)
-    starts = m.starts()
     aps = [m.video_match(v).ap() for v in range(V)]
     tags = _tag_precisions(m, pred, tag_nreturns, cfg.tag_over_k)
     tp_at = {k: np.bincount(m.video, weights=m.tp & (m.rank < k), minlength=V).astype(np.int64) for k in det_nreturns}
 
     det: dict[str, float] = {}
     rt: dict[str, float] = {}
-    if starts[-1] == 0:
+    if m.start[-1] == 0:
         if cfg.warn_on_empty:
             warnings.warn("evaluate_relations: no prediction for any ground-truth video; returning zeros (the "
                           "official code raises IndexError here)", RuntimeWarning, stacklevel=3)
