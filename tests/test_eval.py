@@ -288,6 +288,23 @@ def test_tables_and_records_give_identical_results(tmp_path, seed):
             np.testing.assert_array_equal(a.obj_traj, b.obj_traj)
 
 
+def test_prediction_table_without_the_cpp_pass(tmp_path, monkeypatch):
+    """Without the C++ extension every relation goes through Relation.from_json: same table."""
+    from pyvrel import _ext
+
+    _, pred = random_world(np.random.default_rng(7), overlong=0.2)
+    write_predictions(pred, tmp_path / "p.json")
+    fast = read_prediction_table(tmp_path / "p.json")
+    monkeypatch.setattr(_ext, "has_cpu_ext", lambda: False)
+    plain = read_prediction_table(tmp_path / "p.json")
+    for name in ("offsets", "triplet_id", "duration", "score"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(plain, name))
+    assert fast.videos == plain.videos and fast.triplets == plain.triplets
+    for rows in ("sub_rows", "obj_rows"):
+        for a, b in zip(getattr(fast, rows).tolist(), getattr(plain, rows).tolist()):
+            np.testing.assert_array_equal(fast.boxes[a[0]: a[0] + a[1]], plain.boxes[b[0]: b[0] + b[1]])
+
+
 def test_tables_are_checked():
     with pytest.raises(ValueError, match="video 'v': relation \\[1\\] is a prediction without a score"):
         RelationTable.from_relations({"v": [rel(score=0.5), rel()]})
