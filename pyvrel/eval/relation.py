@@ -32,6 +32,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -214,7 +215,7 @@ def _match(gt: RelationTable, gt_videos: np.ndarray, pred: RelationTable, top: i
 
     # candidate pairs: equal triplets in the same video, ground truth in index order
     gt_ids = {t: i for i, t in enumerate(gt.triplets)}
-    to_gt = np.array([gt_ids.get(t, -1) for t in pred.triplets] + [-1], dtype=np.int64)
+    to_gt = np.fromiter(map(gt_ids.get, pred.triplets, repeat(-1)), dtype=np.int64, count=len(pred.triplets))
     gt_triplet = to_gt[pred.triplet_id[rows]]
     T = max(len(gt.triplets), 1)
     g_rows = _ranges(gt_first, n_gt)
