@@ -127,25 +127,24 @@ class RelationTable:
 
 
 class _Builder:
-    """Appends relations column by column. A trajectory is given by an id: ``k >= 0`` is trajectory
-    ``k`` of the C++ JSON pass (:class:`~pyvrel.data._json.CutTrajectories`), ``k < 0`` an array
-    of its own (added with :meth:`add_relation`)."""
+    """Appends predicted relations column by column. A trajectory is given by an id: ``k >= 0`` is
+    trajectory ``k`` of the C++ JSON pass (:class:`~pyvrel.data._json.CutTrajectories`), ``k < 0``
+    an array of its own (added with :meth:`add_relation`)."""
 
-    def __init__(self, scores: bool, cut: _json.CutTrajectories | None = None) -> None:
-        self.scores = scores
+    def __init__(self, cut: _json.CutTrajectories | None) -> None:
         self.cut = cut
         self.ids: dict[Triplet, int] = {}
         self.tid: list[int] = []
         self.begin: list[int] = []
         self.end: list[int] = []
-        self.score: list[float | None] = []
+        self.score: list[float] = []
         self.sub: list[int] = []
         self.obj: list[int] = []
         self.own: list[np.ndarray] = []
         self.videos: list[str] = []
         self.offsets: list[int] = [0]
 
-    def add(self, triplet: Triplet, begin: int, end: int, score: float | None, sub: int, obj: int) -> None:
+    def add(self, triplet: Triplet, begin: int, end: int, score: float, sub: int, obj: int) -> None:
         t = self.ids.get(triplet)
         if t is None:
             t = self.ids[triplet] = len(self.ids)
@@ -184,7 +183,7 @@ class _Builder:
         return RelationTable(self.videos, np.array(self.offsets, dtype=np.int64), list(self.ids),
                              np.array(self.tid, dtype=np.int64),
                              np.array([self.begin, self.end], dtype=np.int64).T.reshape(-1, 2),
-                             np.array(self.score, dtype=np.float64) if self.scores else None,
+                             np.array(self.score, dtype=np.float64),
                              boxes.astype(np.float64, copy=False), rows[0], rows[1], version)
 
 
@@ -205,7 +204,7 @@ def _table_from_json(obj: Any, cut: _json.CutTrajectories | None, file: str) -> 
     """The table of a parsed prediction JSON; ``None`` when not every cut trajectory was found in
     a relation's ``sub_traj``/``obj_traj``."""
     results, version, _, _ = results_of(obj, file)
-    b = _Builder(True, cut)
+    b = _Builder(cut)
     count = cut.count.tolist() if cut is not None else []
     found = 0
     for vid, rels in video_relations(results, file):
