@@ -305,6 +305,16 @@ def test_prediction_table_without_the_cpp_pass(tmp_path, monkeypatch):
             np.testing.assert_array_equal(fast.boxes[a[0]: a[0] + a[1]], plain.boxes[b[0]: b[0] + b[1]])
 
 
+def test_vru_top_200_over_several_videos():
+    gt, pred = random_world(np.random.default_rng(11), n_videos=4, n_gt=8, n_pred=600, tie_scores=True)
+    assert sum(len(p) > 200 for p in pred.values()) >= 2
+    big = max(pred, key=lambda v: len(pred[v]))
+    gt.setdefault(big, []).append(rel(triplet=("z", "z", "z")))
+    pred[big].append(rel(triplet=("z", "z", "z"), score=-1.0))  # matches, but ranks past 200
+    vru, official = both(gt, pred, "vru"), both(gt, pred)
+    assert vru["RelDet"]["mAP"] < round(official["RelDet"]["mAP"], 4)
+
+
 def test_tables_are_checked():
     with pytest.raises(ValueError, match="video 'v': relation \\[1\\] is a prediction without a score"):
         RelationTable.from_relations({"v": [rel(score=0.5), rel()]})
