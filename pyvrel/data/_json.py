@@ -139,8 +139,9 @@ def _cut(data: bytes) -> tuple[bytes, CutTrajectories] | None:
 
 def load_cut(path: PathLike) -> tuple[Any, CutTrajectories | None]:
     """Parse a prediction file with every ``sub_traj``/``obj_traj`` box list cut out by the C++
-    pass (``pyvrel._C.cut_trajectories``: one pass over the text, numbers parsed with
-    ``std::from_chars``, correctly rounded, so equal to Python's ``float``) and replaced by a marker
+    pass (``pyvrel._C.cut_trajectories``: one pass over the text; short decimals parsed by one
+    exact division, others with ``std::from_chars``; both correctly rounded, so every value equals
+    Python's ``float`` of its text) and replaced by a marker
     string (:func:`marker`). Values the pass does not recognise (NaN, malformed lists) stay as the
     JSON parser reads them. Without the C++ extension: ``(load(path), None)``."""
     from pyvrel import _ext
