@@ -1,9 +1,11 @@
 """Relation evaluation: pyvrel vs a plain-Python transcription of the official VidVRD-helper loop
 (pyvrel.eval.reference), on synthetic data of the issue's size (benchmarks/shapes.py).
 
-Groups: ``eval-score`` (scoring only, inputs already in memory) and ``eval-end2end`` (load the
-ground-truth folder and the prediction file, then score). The results are checked to agree
-(1e-6) once, outside the timed region.
+Groups: ``eval-score`` (scoring only, inputs already in memory: pyvrel's columnar
+``RelationTable``s, and for comparison ``pyvrel-records``, dicts of ``Relation`` records that are
+converted to tables first) and ``eval-end2end`` (load the ground-truth folder and the prediction
+file, then score; pyvrel reads the predictions with ``read_prediction_table``, as ``pyvrel eval``
+does). The results are checked to agree (1e-6) once, outside the timed region.
 
     pytest benchmarks/bench_eval.py --benchmark-only
 """
@@ -14,7 +16,8 @@ import numpy as np
 import pytest
 
 from shapes import EVAL_GT_PER_VIDEO, EVAL_PRED_PER_VIDEO, EVAL_SEED, EVAL_VIDEOS
-from pyvrel.data import Relation, load_groundtruth, read_predictions, write_annotations, write_predictions
+from pyvrel.data import (Relation, RelationTable, load_groundtruth, read_prediction_table, read_predictions,
+                         write_annotations, write_predictions)
 from pyvrel.data.synthetic import SynthConfig, World, generate_video
 from pyvrel.eval import evaluate_relations
 from pyvrel.eval.reference import evaluate_reference, load_reference
@@ -69,24 +72,28 @@ def eval_data(tmp_path_factory):
     gt_dir, pred_path = make_eval_data(tmp_path_factory.mktemp("eval"))
     ref_gt, ref_pred = load_reference(gt_dir, pred_path)
     gt, pred = load_groundtruth(gt_dir), read_predictions(pred_path).results
-    ours = evaluate_relations(gt, pred)
+    tables = RelationTable.from_relations(gt, scores=False), read_prediction_table(pred_path)
+    ours = evaluate_relations(*tables)
+    assert evaluate_relations(gt, pred) == ours == _end2end_pyvrel(gt_dir, pred_path)
     ref = evaluate_reference(ref_gt, ref_pred)
     for task in ("RelDet", "RelTag"):
         for k, v in ref[task].items():
             assert abs(ours[task][k] - v) <= 1e-6, (task, k, ours[task][k], v)
-    return {"paths": (gt_dir, pred_path), "ref": (ref_gt, ref_pred), "ours": (gt, pred), "result": ours,
+    return {"paths": (gt_dir, pred_path), "ref": (ref_gt, ref_pred), "records": (gt, pred), "ours": tables,
+            "result": ours,
             "sizes": {"videos": len(gt), "gt": sum(map(len, gt.values())), "pred": sum(map(len, pred.values()))}}
 
 
 @pytest.mark.benchmark(group="eval-score")
-@pytest.mark.parametrize("provider", ["reference", "pyvrel"])
+@pytest.mark.parametrize("provider", ["reference", "pyvrel", "pyvrel-records"])
 def test_score(benchmark, eval_data, provider):
     benchmark.extra_info.update(eval_data["sizes"])
     benchmark.extra_info["result"] = eval_data["result"]["RelDet"]
     if provider == "reference":
         benchmark.pedantic(evaluate_reference, args=eval_data["ref"], rounds=2, iterations=1)
     else:
-        benchmark.pedantic(evaluate_relations, args=eval_data["ours"], rounds=5, iterations=1, warmup_rounds=1)
+        args = eval_data["ours" if provider == "pyvrel" else "records"]
+        benchmark.pedantic(evaluate_relations, args=args, rounds=5, iterations=1, warmup_rounds=1)
 
 
 def _end2end_reference(gt_dir, pred_path):
@@ -94,7 +101,7 @@ def _end2end_reference(gt_dir, pred_path):
 
 
 def _end2end_pyvrel(gt_dir, pred_path):
-    return evaluate_relations(load_groundtruth(gt_dir), read_predictions(pred_path).results)
+    return evaluate_relations(load_groundtruth(gt_dir), read_prediction_table(pred_path))
 
 
 @pytest.mark.benchmark(group="eval-end2end")

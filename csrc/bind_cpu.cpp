@@ -132,6 +132,18 @@ Suppresses IoU > threshold.)pbdoc");
       },
       nogil, R"pbdoc(Gradient of interpolate_boxes: grad (N, L, 4) -> grad_boxes (N, K, 4).)pbdoc");
   m.def(
+      "relation_viou_pairs",
+      [](ptr a_boxes, ptr a_sub, ptr a_obj, ptr a_start, ptr a_len, ptr ia, ptr b_boxes, ptr b_sub,
+         ptr b_obj, ptr b_start, ptr b_len, ptr ib, int64_t P, double off, ptr out, int nt) {
+        relation_viou_pairs(as<const double>(a_boxes), as<const int64_t>(a_sub), as<const int64_t>(a_obj),
+                            as<const int64_t>(a_start), as<const int64_t>(a_len), as<const int64_t>(ia),
+                            as<const double>(b_boxes), as<const int64_t>(b_sub), as<const int64_t>(b_obj),
+                            as<const int64_t>(b_start), as<const int64_t>(b_len), as<const int64_t>(ib), P,
+                            off, as<double>(out), nt);
+      },
+      nogil,
+      R"pbdoc(min(vIoU_sub, vIoU_obj) of relation pairs whose boxes are rows of two flat arrays (see kernels.h).)pbdoc");
+  m.def(
       "cut_trajectories",
       [](ptr text, int64_t length, ptr skeleton, int64_t skeleton_capacity, ptr skeleton_length,
          ptr numbers, int64_t numbers_capacity, ptr box_counts, ptr is_float, int64_t max_trajectories) -> int64_t {

@@ -45,11 +45,11 @@ def _normalized_groundtruth(path: str) -> dict:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from pyvrel.data import FormatError, load_groundtruth, read_predictions
+    from pyvrel.data import FormatError, load_groundtruth, read_prediction_table
     from pyvrel.eval import evaluate_relations, evaluate_zero_shot
 
     try:
-        pred = read_predictions(args.pred)
+        pred = read_prediction_table(args.pred)  # columnar: no Relation object per prediction
         if pred.version is not None and pred.version >= "VERSION 2.1":  # VidVRD-II: coordinates in [0, 1]
             gt = _normalized_groundtruth(args.gt)
         else:
@@ -58,12 +58,12 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"pyvrel eval: error: {e}", file=sys.stderr)
         return 1
     kw = dict(viou_threshold=args.viou_threshold, mean_recall=args.mean_recall, per_video=args.per_video)
-    result = evaluate_relations(gt, pred.results, args.variant, **kw)
+    result = evaluate_relations(gt, pred, args.variant, **kw)
     if args.train_gt:
         train = load_groundtruth(args.train_gt)
         kw["per_video"] = False
-        result["zero_shot"] = evaluate_zero_shot(gt, pred.results, train, args.variant, **kw)
-        result["generalized_zero_shot"] = evaluate_zero_shot(gt, pred.results, train, args.variant, generalized=True,
+        result["zero_shot"] = evaluate_zero_shot(gt, pred, train, args.variant, **kw)
+        result["generalized_zero_shot"] = evaluate_zero_shot(gt, pred, train, args.variant, generalized=True,
                                                              **kw)
     if args.json:
         print(json.dumps(result))

@@ -153,11 +153,17 @@ def test_prediction_errors(tmp_path, mutate, field, message):
     mutate(bad)
     path = tmp_path / "p.json"
     path.write_text(json.dumps({"version": "VERSION 1.0", "results": {"vx": [_pred(), bad]}}))
-    with pytest.raises(FormatError, match=rf"^{path}: video vx: relation\[1\].{field}: .*{message}"):
-        data.read_predictions(path)
+    for read in (data.read_predictions, data.read_prediction_table):
+        with pytest.raises(FormatError, match=rf"^{path}: video vx: relation\[1\].{field}: .*{message}"):
+            read(path)
     path.write_text("{not json")
-    with pytest.raises(ValueError, match="not valid JSON"):
-        data.read_predictions(path)
+    for read in (data.read_predictions, data.read_prediction_table):
+        with pytest.raises(ValueError, match="not valid JSON"):
+            read(path)
+    path.write_text(json.dumps({"version": "VERSION 1.0", "results": {"vx": {"not": "a list"}}}))
+    for read in (data.read_predictions, data.read_prediction_table):
+        with pytest.raises(FormatError, match=rf"^{path}: video vx: must be a list of relations"):
+            read(path)
 
 
 def test_load_groundtruth_accepts_annotations_and_the_relation_view(tmp_path):
@@ -222,6 +228,35 @@ def test_fast_trajectory_parsing_matches_the_json_parser(tmp_path):
     assert got[0].sub_traj[2, 0] == 0.30000000000000004 and got[0].obj_traj.dtype == np.int64
     assert np.isnan(got[1].sub_traj[0, 0])  # NaN is not for the fast path: parsed by json, kept
     assert [r.to_json() for r in got][0] == want[0]
+    table = data.read_prediction_table(path)  # the same values in the columnar form
+    for a, b in zip(got, table.relations()["v"], strict=True):
+        np.testing.assert_array_equal(a.sub_traj, b.sub_traj)
+        np.testing.assert_array_equal(a.obj_traj, b.obj_traj)
+
+
+def test_fast_number_path_is_correctly_rounded(tmp_path):
+    """The C++ pass parses short decimals by one exact division; every value must equal float(text)."""
+    rng = np.random.default_rng(0)
+    def decimal():  # up to 7 + 9 digits: the fast path and, past 15 digits, std::from_chars
+        whole, frac = int(rng.integers(-10**6, 10**6)), int(rng.integers(1, 10))
+        return f"{whole}.{int(rng.integers(0, 10**frac)):0{frac}d}"
+
+    texts = [decimal() for _ in range(4000)]
+    texts += ["-0", "-0.0", "0.1", "123456789012345", "1234567890123456", "0.000000000000001", "1.5e3", "1E-2",
+              "9007199254740993", "0.30000000000000004", "-12.50"]
+    texts += [f"{rng.random() * 10 ** int(rng.integers(-5, 6)):.{int(rng.integers(1, 17))}f}" for _ in range(4000)]
+    texts = texts[: len(texts) // 4 * 4]
+    boxes = ",".join("[" + ",".join(texts[i: i + 4]) + "]" for i in range(0, len(texts), 4))
+    n = len(texts) // 4
+    path = tmp_path / "numbers.json"
+    path.write_text('{"v": [{"triplet": ["a", "p", "b"], "score": 1, "duration": [0, %d], "sub_traj": [%s], '
+                    '"obj_traj": [%s]}]}' % (n, boxes, boxes))
+    from pyvrel.data._json import load_cut
+
+    assert load_cut(path)[1].count.tolist() == [n, n]  # both lists went through the C++ pass
+    got = data.read_prediction_table(path).boxes[:n].ravel()
+    want = np.array([float(t) for t in texts])
+    assert np.array_equal(got, want) and np.array_equal(np.signbit(got), np.signbit(want))
 
 
 def test_fast_trajectory_parsing_edge_cases(tmp_path):
@@ -243,3 +278,18 @@ def test_fast_trajectory_parsing_edge_cases(tmp_path):
     assert r0["obj_traj"].shape == (0, 4) and r0["note"] == want["results"]["v"][0]["note"]
     assert r1["sub_traj"] == [[1, 2, 3]] and r1["obj_traj"][1][3] == float("inf")  # left to the JSON parser
     assert r0["triplet"] == ["sub_traj", "p", "o"]
+
+
+def test_fast_trajectory_parsing_falls_back_without_address_space(tmp_path, monkeypatch):
+    from pyvrel.data import _json
+
+    path = tmp_path / "pred.json"
+    path.write_text(json.dumps({"v": [_pred()]}))
+    assert _json.load_cut(path)[1] is not None
+
+    def refuse(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(_json.np, "empty", refuse)  # the system refuses the C++ pass's buffers
+    obj, cut = _json.load_cut(path)
+    assert cut is None and obj == _json.load(path) == {"v": [_pred()]}

@@ -16,7 +16,8 @@ from pyvrel.eval import (
     zero_shot_triplets,
 )
 from pyvrel.eval.reference import evaluate_reference
-from pyvrel.eval.relation import _Job, _pair_overlaps
+from pyvrel.data import RelationTable, read_prediction_table, read_predictions, write_predictions
+from pyvrel.eval.relation import _pair_overlaps
 
 T = ("dog", "chase", "ball")
 BOX = [0, 0, 9, 9]
@@ -32,8 +33,8 @@ def rel(triplet=T, dur=(0, 10), sub=BOX, obj=BOX, score=None, n=None):
 def _overlaps(gt, preds, off):
     """min(vIoU_sub, vIoU_obj) for every (prediction, ground truth) pair, through pyvrel's path."""
     pi, gj = np.divmod(np.arange(len(preds) * len(gt)), len(gt))
-    job = _Job(gt, preds, list(range(len(preds))), pi, gj, np.arange(len(preds)), np.zeros(0), np.zeros(0))
-    return _pair_overlaps([job], off)[0].reshape(len(preds), len(gt))
+    p, g = (RelationTable.from_relations({"": rels}, scores=False) for rels in (preds, gt))
+    return _pair_overlaps(p, pi, g, gj, off).reshape(len(preds), len(gt))
 
 
 def as_json(rels):
@@ -254,21 +255,101 @@ def test_matches_the_official_loop_on_random_worlds(seed, variant):
     both(gt, pred, variant, det_nreturns=(5, 50, 100), tag_nreturns=(1, 5, 10))
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_tables_and_records_give_identical_results(tmp_path, seed):
+    """The columnar path (tables, as read by read_prediction_table) and the record path (dicts of
+    Relation, converted) agree exactly, with every option and split, also after a file round trip."""
+    rng = np.random.default_rng(100 + seed)
+    gt, pred = random_world(rng, tie_scores=seed % 2 == 0, overlong=0.15)
+    gt["v0"] = gt.get("v0") or [rel()]
+    pred["extra video"] = [rel(score=0.3)]  # videos only in the predictions are ignored
+    write_predictions(pred, tmp_path / "p.json")
+    from_file = read_prediction_table(tmp_path / "p.json")
+    records = read_predictions(tmp_path / "p.json").results
+    tables = RelationTable.from_relations(gt, scores=False), RelationTable.from_relations(pred)
+    kw = dict(mean_recall=True, per_video=True, det_nreturns=(3, 50), tag_nreturns=(1, 4))
+    for variant in ("official", "vru", "vidvrd2"):
+        want = evaluate_relations(gt, pred, variant, **kw)
+        assert evaluate_relations(*tables, variant, **kw) == want
+        assert evaluate_relations(gt, from_file, variant, **kw) == want
+        assert evaluate_relations(gt, records, variant, **kw) == want
+    train = {"t": [rel(triplet=("a", "p", "b"))]}
+    for generalized in (False, True):
+        want = evaluate_zero_shot(gt, pred, train, generalized=generalized)
+        assert evaluate_zero_shot(tables[0], from_file, train, generalized=generalized) == want
+    assert evaluate_predicate_split(*tables, {"q"}) == evaluate_predicate_split(gt, pred, {"q"})
+    # the table gives its relations back
+    back = from_file.relations()
+    assert list(back) == list(pred)
+    for vid, rels in pred.items():
+        for a, b in zip(rels, back[vid], strict=True):
+            assert a.triplet == b.triplet and a.duration == b.duration and a.score == b.score
+            np.testing.assert_array_equal(a.sub_traj, b.sub_traj)
+            np.testing.assert_array_equal(a.obj_traj, b.obj_traj)
+
+
+def test_prediction_table_without_the_cpp_pass(tmp_path, monkeypatch):
+    """Without the C++ extension every relation goes through Relation.from_json: same table."""
+    from pyvrel import _ext
+
+    _, pred = random_world(np.random.default_rng(7), overlong=0.2)
+    write_predictions(pred, tmp_path / "p.json")
+    fast = read_prediction_table(tmp_path / "p.json")
+    monkeypatch.setattr(_ext, "has_cpu_ext", lambda: False)
+    plain = read_prediction_table(tmp_path / "p.json")
+    for name in ("offsets", "triplet_id", "duration", "score"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(plain, name))
+    assert fast.videos == plain.videos and fast.triplets == plain.triplets
+    for rows in ("sub_rows", "obj_rows"):
+        for a, b in zip(getattr(fast, rows).tolist(), getattr(plain, rows).tolist()):
+            np.testing.assert_array_equal(fast.boxes[a[0]: a[0] + a[1]], plain.boxes[b[0]: b[0] + b[1]])
+
+
+def test_vru_top_200_over_several_videos():
+    gt, pred = random_world(np.random.default_rng(11), n_videos=4, n_gt=8, n_pred=600, tie_scores=True)
+    assert sum(len(p) > 200 for p in pred.values()) >= 2
+    big = max(pred, key=lambda v: len(pred[v]))
+    gt.setdefault(big, []).append(rel(triplet=("z", "z", "z")))
+    pred[big].append(rel(triplet=("z", "z", "z"), score=-1.0))  # matches, but ranks past 200
+    vru, official = both(gt, pred, "vru"), both(gt, pred)
+    assert vru["RelDet"]["mAP"] < round(official["RelDet"]["mAP"], 4)
+
+
+def test_tables_are_checked():
+    with pytest.raises(ValueError, match="video 'v': relation \\[1\\] is a prediction without a score"):
+        RelationTable.from_relations({"v": [rel(score=0.5), rel()]})
+    with pytest.raises(ValueError, match="video 'v': relation \\[0\\] has fewer boxes than its duration"):
+        RelationTable.from_relations({"v": [rel(dur=(0, 5), n=4, score=0.5)]})
+    gt = RelationTable.from_relations({"v": [rel()]}, scores=False)
+    with pytest.raises(ValueError, match="prediction table has no scores"):
+        evaluate_relations(gt, gt)
+
+
+def test_the_cpp_pair_kernel_equals_the_batched_tube_op():
+    gt, pred = random_world(np.random.default_rng(5), overlong=0.2)
+    g, p = RelationTable.from_relations(gt, scores=False), RelationTable.from_relations(pred)
+    pi, gj = np.divmod(np.arange(len(p) * len(g)), len(g))
+    np.testing.assert_array_equal(_pair_overlaps(p, pi, g, gj, 1, use_ext=True),
+                                  _pair_overlaps(p, pi, g, gj, 1, use_ext=False))
+    np.testing.assert_array_equal(_pair_overlaps(p, pi, g, gj, 0, use_ext=True),
+                                  _pair_overlaps(p, pi, g, gj, 0, use_ext=False))
+
+
 def test_batched_overlaps_do_not_depend_on_the_batch_size():
     gt, pred = random_world(np.random.default_rng(9), overlong=0.2)
-    jobs = [_Job.build(gt[v], pred.get(v, [])) for v in gt]
-    assert sum(len(j.pi) for j in jobs) > 20
-    one_by_one = _pair_overlaps(jobs, 1, budget=1)
-    together = _pair_overlaps(jobs, 1)
-    for a, b in zip(one_by_one, together):
-        np.testing.assert_array_equal(a, b)
+    g, p = RelationTable.from_relations(gt, scores=False), RelationTable.from_relations(pred)
+    pi, gj = np.divmod(np.arange(len(p) * len(g)), len(g))  # every pair, equal triplets or not
+    one_by_one = _pair_overlaps(p, pi, g, gj, 1, budget=1, use_ext=False)
+    together = _pair_overlaps(p, pi, g, gj, 1, use_ext=False)
+    np.testing.assert_array_equal(one_by_one, together)
     # and each value is the official vIoU, computed pair by pair
-    for job, ov in zip(jobs, together):
-        for q, (r, j) in enumerate(zip(job.pi.tolist(), job.gj.tolist())):
-            p, g = job.preds[job.cand[r]], job.gt[j]
-            want = min(viou_official(p.sub_traj.tolist(), p.duration, g.sub_traj.tolist(), g.duration),
-                       viou_official(p.obj_traj.tolist(), p.duration, g.obj_traj.tolist(), g.duration))
-            assert ov[q] == want
+    preds, gts = [r for rs in pred.values() for r in rs], [r for rs in gt.values() for r in rs]
+    assert len(pi) > 20 and sum(r.overlong for r in preds + gts) > 0
+    for q, (i, j) in enumerate(zip(pi.tolist(), gj.tolist())):
+        a, b = preds[i], gts[j]
+        want = min(viou_official(a.sub_traj.tolist(), a.duration, b.sub_traj.tolist(), b.duration),
+                   viou_official(a.obj_traj.tolist(), a.duration, b.obj_traj.tolist(), b.duration))
+        assert together[q] == want
 
 
 # ---- zero-shot, splits, mean recall ------------------------------------------------------------

@@ -19,12 +19,37 @@ inline const char* skip(const char* p, const char* end) {
   return p;
 }
 
+// Exact powers of ten (every 10^k with k <= 22 is a double).
+constexpr double kPow10[16] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                               1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+
 // One JSON number (digits required after an optional '-'); sets *is_float when it has a
 // fraction or exponent. Returns nullptr if there is no valid number at p.
+// Fast path (Clinger): a decimal without exponent and with at most 15 digits is m / 10^f with m
+// and 10^f exact doubles, so the one IEEE division is correctly rounded, as from_chars is.
 const char* number(const char* p, const char* end, double* value, bool* is_float) {
   const char* q = p;
-  if (q < end && *q == '-') ++q;
+  const bool neg = q < end && *q == '-';
+  if (neg) ++q;
   if (q >= end || *q < '0' || *q > '9') return nullptr;
+  uint64_t m = 0;
+  int digits = 0, frac = 0;
+  for (; q < end && *q >= '0' && *q <= '9'; ++q, ++digits) m = 10 * m + static_cast<uint64_t>(*q - '0');
+  if (q < end && *q == '.') {
+    for (++q; q < end && *q >= '0' && *q <= '9'; ++q, ++digits, ++frac) m = 10 * m + static_cast<uint64_t>(*q - '0');
+  }
+  const bool exponent = q < end && (*q == 'e' || *q == 'E');
+  if (digits <= 15 && frac > 0 && !exponent) {  // "1." (frac == 0 after a dot) goes to from_chars
+    const double v = static_cast<double>(m) / kPow10[frac];
+    *value = neg ? -v : v;
+    *is_float = true;
+    return q;
+  }
+  if (digits <= 15 && !exponent && q[-1] != '.') {
+    const double v = static_cast<double>(m);
+    *value = neg ? -v : v;
+    return q;
+  }
   auto res = std::from_chars(p, end, *value, std::chars_format::general);
   if (res.ec != std::errc()) return nullptr;
   for (const char* c = p; c < res.ptr; ++c)

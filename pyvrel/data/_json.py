@@ -9,6 +9,7 @@ import json
 import lzma
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,41 +84,89 @@ def _to_builtin(obj: Any) -> Any:
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
 
 
-_MARK = "\x00pv"
+MARK = "\x00pv"  # a cut trajectory k is the string MARK + str(k) in the parsed value
 
 
-def load_with_trajectories(path: PathLike) -> Any:
-    """Parse a prediction file, reading every ``sub_traj``/``obj_traj`` of the relations straight
-    into a numpy array ``(L, 4)`` (int64 if it holds only integers, else float64).
+@dataclass(frozen=True)
+class CutTrajectories:
+    """Box lists cut out of a JSON text by the C++ pass: trajectory ``k`` is
+    ``boxes[first[k]: first[k] + count[k]]``; the text held only integers in it where
+    ``is_float[k]`` is false. In the parsed value it is the marker string ``"\\u0000pv<k>"``."""
 
-    With the C++ extension, one pass over the text cuts the box lists out and parses their numbers
-    (``pyvrel._C.cut_trajectories``, correctly rounded: equal to Python's ``float``); the rest
-    goes through the JSON parser. Values the fast path does not recognise (NaN, malformed lists)
-    stay as the JSON parser reads them. Without the extension this is :func:`load`.
-    """
+    boxes: np.ndarray  # (B, 4) float64
+    first: np.ndarray  # (n,) int64
+    count: np.ndarray  # (n,) int64
+    is_float: np.ndarray  # (n,) bool
+
+    def array(self, k: int) -> np.ndarray:
+        """Trajectory ``k`` as ``(L, 4)``: int64 when its text held only integers, else float64."""
+        a = self.boxes[int(self.first[k]): int(self.first[k] + self.count[k])]
+        return a if self.is_float[k] else a.astype(np.int64)
+
+
+def marker(value: Any) -> int | None:
+    """The trajectory number of a marker string left by :func:`load_cut`, else ``None``."""
+    if type(value) is str and value.startswith(MARK):
+        return int(value[len(MARK):])
+    return None
+
+
+def _cut(data: bytes) -> tuple[bytes, CutTrajectories] | None:
+    """The C++ pass; ``None`` if it failed. Capacities come from bounds, not from counting passes
+    over the text: a cut box list takes >= 12 bytes with its key and its marker <= 24, a number
+    >= 2 bytes with its separator. The buffers (~8x the file, virtual) are allocated but never
+    touched beyond what is used; where the system refuses that much address space the caller
+    falls back to the plain parser (``None``)."""
     from pyvrel import _ext
 
-    path = Path(path)
-    if not _ext.has_cpu_ext():
-        return load(path)
-    data = _read_bytes(path)
-    max_traj = data.count(b'_traj"')
+    max_traj, max_numbers = len(data) // 12 + 1, len(data) // 2 + 1
     buf = np.frombuffer(data, dtype=np.uint8)
-    skeleton = np.empty(len(data) + 24 * max_traj + 1, dtype=np.uint8)
-    numbers = np.empty(data.count(b",") + 1)
-    counts = np.empty(max_traj, dtype=np.int64)
-    floats = np.empty(max_traj, dtype=np.uint8)
+    try:
+        skeleton = np.empty(len(data) + 24 * max_traj + 1, dtype=np.uint8)
+        numbers = np.empty(max_numbers)
+        counts = np.empty(max_traj, dtype=np.int64)
+        floats = np.empty(max_traj, dtype=np.uint8)
+    except MemoryError:
+        return None
     skel_len = np.zeros(1, dtype=np.int64)
     n = _ext.cpu().cut_trajectories(buf.ctypes.data, len(data), skeleton.ctypes.data, len(skeleton),
                                     skel_len.ctypes.data, numbers.ctypes.data, len(numbers), counts.ctypes.data,
                                     floats.ctypes.data, max_traj)
     if n < 0:
-        return load(path)
-    obj = _loads(skeleton[: int(skel_len[0])].tobytes(), path)
-    ends = np.cumsum(4 * counts[:n])
-    arrays = [numbers[e - 4 * c: e].reshape(-1, 4) for e, c in zip(ends.tolist(), counts[:n].tolist())]
-    for k in np.flatnonzero(floats[:n] == 0).tolist():
-        arrays[k] = arrays[k].astype(np.int64)
+        return None
+    count = counts[:n].copy()
+    first = np.cumsum(count) - count
+    used = 4 * int(count.sum())
+    numbers.resize(used, refcheck=False)  # gives back the unused capacity without copying
+    return skeleton[: int(skel_len[0])].tobytes(), CutTrajectories(numbers.reshape(-1, 4), first, count,
+                                                                   floats[:n].astype(bool))
+
+
+def load_cut(path: PathLike) -> tuple[Any, CutTrajectories | None]:
+    """Parse a prediction file with every ``sub_traj``/``obj_traj`` box list cut out by the C++
+    pass (``pyvrel._C.cut_trajectories``: one pass over the text; short decimals parsed by one
+    exact division, others with ``std::from_chars``; both correctly rounded, so every value equals
+    Python's ``float`` of its text) and replaced by a marker
+    string (:func:`marker`). Values the pass does not recognise (NaN, malformed lists) stay as the
+    JSON parser reads them. Without the C++ extension: ``(load(path), None)``."""
+    from pyvrel import _ext
+
+    path = Path(path)
+    if not _ext.has_cpu_ext():
+        return load(path), None
+    out = _cut(_read_bytes(path))
+    if out is None:
+        return load(path), None
+    return _loads(out[0], path), out[1]
+
+
+def load_with_trajectories(path: PathLike) -> Any:
+    """Parse a prediction file, reading every ``sub_traj``/``obj_traj`` of the relations straight
+    into a numpy array ``(L, 4)`` (int64 if it holds only integers, else float64) through
+    :func:`load_cut`. Without the C++ extension this is :func:`load`."""
+    obj, cut = load_cut(path)
+    if cut is None:
+        return obj
     restored = 0
     results = obj.get("results", obj) if isinstance(obj, dict) else None
     if isinstance(results, dict):
@@ -126,11 +175,11 @@ def load_with_trajectories(path: PathLike) -> Any:
                 if not isinstance(r, dict):
                     continue
                 for key in ("sub_traj", "obj_traj"):
-                    v = r.get(key)
-                    if type(v) is str and v.startswith(_MARK):
-                        r[key] = arrays[int(v[len(_MARK):])]
+                    k = marker(r.get(key))
+                    if k is not None:
+                        r[key] = cut.array(k)
                         restored += 1
-    return obj if restored == n else load(path)  # a trajectory key outside the relations: read plainly
+    return obj if restored == len(cut.count) else load(path)  # a trajectory key outside the relations: read plainly
 
 
 def _loads(data: bytes, path: Path) -> Any:

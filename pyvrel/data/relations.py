@@ -17,7 +17,7 @@ The ground truth the evaluator consumes has the same shape without ``score`` and
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,8 +216,8 @@ class PredictionFile:
         return out
 
 
-def parse_predictions(obj: Any, *, file: str | None = None) -> PredictionFile:
-    """Convert a parsed prediction JSON (wrapped or bare) into a :class:`PredictionFile`."""
+def results_of(obj: Any, file: str | None) -> tuple[Mapping[str, Any], str | None, dict[str, Any], bool]:
+    """``(results, version, extra, bare)`` of a parsed prediction JSON, wrapped or bare."""
     if not isinstance(obj, Mapping):
         raise FormatError(f"a prediction file must hold a JSON object, got {type(obj).__name__}", file=file)
     bare = "results" not in obj
@@ -225,16 +225,25 @@ def parse_predictions(obj: Any, *, file: str | None = None) -> PredictionFile:
     if not isinstance(results, Mapping):
         raise FormatError(f"must map video ids to lists of relations, got {type(results).__name__}", file=file,
                           field="results")
-    parsed: dict[str, list[Relation]] = {}
+    if bare:
+        return results, None, {}, True
+    return results, obj.get("version"), {k: v for k, v in obj.items() if k not in ("version", "results")}, False
+
+
+def video_relations(results: Mapping[str, Any], file: str | None) -> Iterator[tuple[str, list[Any]]]:
+    """``(video id, list of JSON relations)`` of a results mapping; a value that is not a list is an error."""
     for vid, rels in results.items():
         if not isinstance(rels, list):
             raise FormatError(f"must be a list of relations, got {type(rels).__name__}", file=file, video=vid)
-        parsed[vid] = [Relation.from_json(r, file=file, video=vid, index=i) for i, r in enumerate(rels)]
-    if bare:
-        return PredictionFile(parsed, None, {}, True)
-    version = obj.get("version")
-    extra = {k: v for k, v in obj.items() if k not in ("version", "results")}
-    return PredictionFile(parsed, version, extra, False)
+        yield vid, rels
+
+
+def parse_predictions(obj: Any, *, file: str | None = None) -> PredictionFile:
+    """Convert a parsed prediction JSON (wrapped or bare) into a :class:`PredictionFile`."""
+    results, version, extra, bare = results_of(obj, file)
+    parsed = {vid: [Relation.from_json(r, file=file, video=vid, index=i) for i, r in enumerate(rels)]
+              for vid, rels in video_relations(results, file)}
+    return PredictionFile(parsed, version, extra, bare)
 
 
 def read_predictions(path: _json.PathLike) -> PredictionFile:

@@ -32,6 +32,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,7 @@ import torch
 
 from pyvrel.data._json import paused_gc
 from pyvrel.data.relations import Relation, Triplet
+from pyvrel.data.table import RelationTable
 from pyvrel.ops.types import Tubes
 
 __all__ = [
@@ -149,177 +151,193 @@ class VideoMatch:
         return voc_ap(rec, prec)
 
 
-def _sort_order(preds: Sequence[Relation]) -> np.ndarray:
-    scores = np.fromiter((p.score for p in preds), dtype=np.float64, count=len(preds))
-    return np.argsort(-scores, kind="stable")
+def _ranges(first: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(f, f + c) for f, c in zip(first, count)])``, int64."""
+    total = int(count.sum())
+    return np.repeat(first - (np.cumsum(count) - count), count) + np.arange(total, dtype=np.int64)
 
 
 @dataclass
-class _Job:
-    """One video's matching problem. The pairs ``(preds[cand[pi[k]]], gt[gj[k]])`` have equal
-    triplets; ``order`` is the predictions' score order; ``tid[i]`` numbers prediction ``i``'s
-    triplet (first occurrence first) and ``hit[t]`` says whether triplet ``t`` is in the ground
-    truth."""
+class _Matching:
+    """Greedy matching of many videos at once. ``R`` predictions (after ``"vru"``'s top-200), grouped
+    by video (in the order of ``videos``) and in score order inside each (stable, descending).
 
-    gt: Sequence[Relation]
-    preds: Sequence[Relation]
-    cand: list[int]
-    pi: np.ndarray
-    gj: np.ndarray
-    order: np.ndarray
-    tid: np.ndarray
-    hit: np.ndarray
-
-    @classmethod
-    def build(cls, gt: Sequence[Relation], preds: Sequence[Relation]) -> "_Job":
-        by_triplet: dict[tuple, list[int]] = {}
-        for j, g in enumerate(gt):
-            by_triplet.setdefault(tuple(g.triplet), []).append(j)
-        ids: dict[tuple, int] = {}
-        tid = np.fromiter((ids.setdefault(tuple(p.triplet), len(ids)) for p in preds), dtype=np.int64,
-                          count=len(preds))
-        groups = [by_triplet.get(t, ()) for t in ids]
-        hit = np.array([bool(g) for g in groups], dtype=bool)
-        cand = np.flatnonzero(hit[tid]) if len(preds) else np.zeros(0, dtype=np.int64)
-        pi, gj = [], []
-        for r, t in enumerate(tid[cand].tolist()):
-            js = groups[t]
-            pi.extend([r] * len(js))
-            gj.extend(js)
-        return cls(gt, preds, cand.tolist(), np.array(pi, dtype=np.int64), np.array(gj, dtype=np.int64),
-                   _sort_order(preds), tid, hit)
-
-
-class _Flat:
-    """Trajectories of many relations in one float64 array ``(sum of 2 x duration, 4)``: for
-    relation ``u``, subject boxes at ``sub[u]`` and object boxes at ``obj[u]``, ``length[u]`` each
-    (boxes past a duration are left out; ``overlong[u]`` flags them)."""
-
-    def __init__(self) -> None:
-        self.parts: list[np.ndarray] = []
-        self.starts: list[int] = []
-        self.lengths: list[int] = []
-        self.over: list[bool] = []
-        self.size = 0
-
-    def add(self, relations: Sequence[Relation], index: Sequence[int]) -> int:
-        """Append ``relations[i]`` for ``i`` in ``index``; returns the id of the first one."""
-        first = len(self.lengths)
-        for i in index:
-            r = relations[i]
-            b, e = r.duration
-            n = e - b
-            sub, obj = r.sub_traj, r.obj_traj
-            if len(sub) > n or len(obj) > n:
-                self.parts += [sub[:n], obj[:n]]
-                self.over.append(True)
-            else:
-                self.parts += [sub, obj]
-                self.over.append(False)
-            self.starts.append(b)
-            self.lengths.append(n)
-        return first
-
-    def finish(self, pad: int) -> None:
-        """Build the arrays; ``pad`` zero rows at the end let every relation be read as a window
-        of ``pad`` rows."""
-        self.boxes = np.concatenate(self.parts + [np.zeros((pad, 4))]).astype(np.float64, copy=False)
-        self.length = np.array(self.lengths, dtype=np.int64)
-        self.start = np.array(self.starts, dtype=np.int64)
-        self.overlong = np.array(self.over, dtype=bool)
-        ends = np.cumsum(np.repeat(self.length, 2))
-        begins = ends - np.repeat(self.length, 2)
-        self.sub, self.obj = begins[0::2], begins[1::2]
-
-    def windows(self, offsets: np.ndarray, T: int) -> np.ndarray:
-        """``boxes[offsets[k]: offsets[k] + T]`` for every ``k``, as a contiguous ``(K, T, 4)``
-        array (rows past a relation's length hold other boxes; the tube ops never read them)."""
-        b = self.boxes
-        view = np.lib.stride_tricks.as_strided(b, shape=(len(b) - T + 1, T, 4), strides=(b.strides[0],) + b.strides,
-                                               writeable=False)
-        return view[offsets]
-
-
-def _pair_overlaps(jobs: Sequence[_Job], pixel_offset: float, budget: int = 1 << 20) -> list[np.ndarray]:
-    """``min(vIoU_sub, vIoU_obj)`` of every job's pairs, float64 ``(P,)`` per job.
-
-    The pairs of all videos are sorted by length and scored by :func:`pyvrel.ops.tube_iou_aligned`
-    in a few batches of at most ``budget`` padded boxes (little padding, few calls). A pair with an
-    over-long trajectory (more boxes than frames, which the official volume counts) is recomputed
-    with :func:`viou_official`.
+    Attributes:
+        row (ndarray[R] int64): the prediction's row in the prediction table.
+        video (ndarray[R] int64): its video, an index into ``videos``.
+        rank (ndarray[R] int64): its position in its video's score order.
+        local (ndarray[R] int64): its index in its video's prediction list.
+        matched (ndarray[R] int64): the ground-truth index (within the video) it matched, or -1.
+        tp (ndarray[R] bool): matched and its score is finite.
+        in_gt (ndarray[R] bool): its video's ground truth has its triplet.
+        n_gt, n_pred (ndarray[V] int64): relations per video.
+        gt_first (ndarray[V] int64): the videos' first rows in the ground-truth table.
+        start (ndarray[V + 1] int64): video ``v``'s predictions are positions ``start[v]:start[v + 1]``.
     """
-    from pyvrel.ops import tube_iou_aligned
 
-    preds, gts = _Flat(), _Flat()
-    pa, gb, sizes = [], [], []
-    for job in jobs:
-        p0 = preds.add(job.preds, job.cand)
-        g0 = gts.add(job.gt, range(len(job.gt)))
-        pa.append(job.pi + p0)
-        gb.append(job.gj + g0)
-        sizes.append(len(job.pi))
-    longest = max(max(preds.lengths, default=0), max(gts.lengths, default=0))
-    preds.finish(longest)
-    gts.finish(longest)
-    pa_all = np.concatenate(pa) if pa else np.zeros(0, dtype=np.int64)
-    gb_all = np.concatenate(gb) if gb else np.zeros(0, dtype=np.int64)
-    ov = np.zeros(len(pa_all))
-    frames = np.maximum(preds.length[pa_all], gts.length[gb_all])
-    order = np.argsort(frames, kind="stable")
-    lo = 0
-    while lo < len(order):
-        hi = lo + 1
-        while hi < len(order) and 2 * (hi + 1 - lo) * frames[order[hi]] <= budget:
-            hi += 1
-        sel = order[lo:hi]
-        T = int(frames[sel].max())
-        a, b = pa_all[sel], gb_all[sel]
-        la, lb = np.concatenate([preds.length[a]] * 2), np.concatenate([gts.length[b]] * 2)
-        A = preds.windows(np.concatenate([preds.sub[a], preds.obj[a]]), T)
-        B = gts.windows(np.concatenate([gts.sub[b], gts.obj[b]]), T)
-        ta = Tubes(torch.from_numpy(A), torch.from_numpy(np.concatenate([preds.start[a]] * 2)), torch.from_numpy(la))
-        tb = Tubes(torch.from_numpy(B), torch.from_numpy(np.concatenate([gts.start[b]] * 2)), torch.from_numpy(lb))
-        v = tube_iou_aligned(ta, tb, pixel_offset).numpy()
-        ov[sel] = np.minimum(v[: len(sel)], v[len(sel):])
-        lo = hi
-    out = np.split(ov, np.cumsum(sizes)[:-1]) if sizes else []
-    for k, job in enumerate(jobs):
-        if not len(job.pi):
-            continue
-        long_pairs = preds.overlong[pa[k]] | gts.overlong[gb[k]]
-        for q in np.flatnonzero(long_pairs).tolist():
-            p, g = job.preds[job.cand[job.pi[q]]], job.gt[job.gj[q]]
-            out[k][q] = min(
-                viou_official(p.sub_traj.tolist(), p.duration, g.sub_traj.tolist(), g.duration, pixel_offset),
-                viou_official(p.obj_traj.tolist(), p.duration, g.obj_traj.tolist(), g.duration, pixel_offset))
+    row: np.ndarray
+    video: np.ndarray
+    rank: np.ndarray
+    local: np.ndarray
+    matched: np.ndarray
+    tp: np.ndarray
+    in_gt: np.ndarray
+    n_gt: np.ndarray
+    n_pred: np.ndarray
+    gt_first: np.ndarray
+    start: np.ndarray
+
+    def video_match(self, v: int) -> VideoMatch:
+        s, e = self.start[v: v + 2].tolist()
+        return VideoMatch(self.local[s:e], self.tp[s:e], self.matched[s:e], int(self.n_gt[v]))
+
+
+def _match(gt: RelationTable, gt_videos: np.ndarray, pred: RelationTable, top: int | None, pixel_offset: float,
+           viou_threshold: float) -> _Matching:
+    """Match the predictions of the ground-truth videos ``gt_videos`` (indices into ``gt.videos``)."""
+    V = len(gt_videos)
+    gt_first, n_gt = gt.offsets[gt_videos], gt.counts()[gt_videos]
+    where = {vid: v for v, vid in enumerate(pred.videos)}
+    pv = np.array([where.get(gt.videos[v], -1) for v in gt_videos.tolist()], dtype=np.int64)  # -1: none
+    p_first = np.append(pred.offsets[:-1], 0)[pv]
+    n_all = np.append(pred.counts(), 0)[pv]
+    rows = _ranges(p_first, n_all)
+    video = np.repeat(np.arange(V, dtype=np.int64), n_all)
+    order = np.lexsort((-pred.score[rows], video))  # by video, then by score descending; stable
+    rows, video = rows[order], video[order]
+    rank = np.arange(len(rows), dtype=np.int64) - np.repeat(np.cumsum(n_all) - n_all, n_all)
+    n_pred = n_all
+    if top is not None:
+        keep = rank < top
+        rows, video, rank = rows[keep], video[keep], rank[keep]
+        n_pred = np.minimum(n_all, top)
+    local = rows - p_first[video]
+
+    # candidate pairs: equal triplets in the same video, ground truth in index order
+    gt_ids = {t: i for i, t in enumerate(gt.triplets)}
+    to_gt = np.fromiter(map(gt_ids.get, pred.triplets, repeat(-1)), dtype=np.int64, count=len(pred.triplets))
+    gt_triplet = to_gt[pred.triplet_id[rows]]
+    T = max(len(gt.triplets), 1)
+    g_rows = _ranges(gt_first, n_gt)
+    g_key = np.repeat(np.arange(V, dtype=np.int64), n_gt) * T + gt.triplet_id[g_rows]
+    g_sorted = np.argsort(g_key, kind="stable")
+    p_key = np.where(gt_triplet >= 0, video * T + gt_triplet, -1)
+    lo = np.searchsorted(g_key[g_sorted], p_key, "left")
+    n_pairs = np.where(p_key >= 0, np.searchsorted(g_key[g_sorted], p_key, "right") - lo, 0)
+    pair_p = np.repeat(np.arange(len(rows), dtype=np.int64), n_pairs)
+    pair_g = g_rows[g_sorted[_ranges(lo, n_pairs)]]
+    ov = _pair_overlaps(pred, rows[pair_p], gt, pair_g, pixel_offset)
+
+    matched = np.full(len(rows), -1, dtype=np.int64)
+    keep = np.flatnonzero(ov >= viou_threshold)
+    if len(keep):
+        # Greedy in score order; each video's ground-truth rows are its own, so one "taken" set serves all.
+        hits_p, hits_g = [], []
+        taken: set[int] = set()
+        cur, best_g, best = -1, -1, -math.inf
+        for p, g, o in zip(pair_p[keep].tolist(), pair_g[keep].tolist(), ov[keep].tolist()):
+            if p != cur:
+                if best_g >= 0:
+                    taken.add(best_g)
+                    hits_p.append(cur)
+                    hits_g.append(best_g)
+                cur, best_g, best = p, -1, -math.inf
+            if o > best and g not in taken:  # strict: the lowest ground-truth index wins ties
+                best_g, best = g, o
+        if best_g >= 0:
+            hits_p.append(cur)
+            hits_g.append(best_g)
+        hp = np.array(hits_p, dtype=np.int64)
+        matched[hp] = np.array(hits_g, dtype=np.int64) - gt_first[video[hp]]
+    tp = (matched >= 0) & np.isfinite(pred.score[rows])
+    return _Matching(rows, video, rank, local, matched, tp, n_pairs > 0, n_gt, n_pred, gt_first,
+                     np.concatenate([[0], np.cumsum(n_pred)]).astype(np.int64))
+
+
+def _windows(table: RelationTable, first: np.ndarray, T: int) -> np.ndarray:
+    """``boxes[first[k]: first[k] + T]`` for every ``k`` as a contiguous ``(K, T, 4)`` array (rows
+    past a relation's boxes hold other boxes, or repeat the last row at the end of the array; the
+    tube ops never read them)."""
+    b = table.boxes
+    n = len(b)
+    if n < T:
+        b = np.concatenate([b, np.zeros((T - n, 4))])
+    view = np.lib.stride_tricks.as_strided(b, shape=(len(b) - T + 1, T, 4), strides=(b.strides[0],) + b.strides,
+                                           writeable=False)
+    out = view[np.minimum(first, len(b) - T)]  # block copies
+    for k in np.flatnonzero(first > len(b) - T).tolist():  # windows running past the end
+        out[k] = b[np.minimum(first[k] + np.arange(T), len(b) - 1)]
     return out
 
 
-def _greedy(job: _Job, pair_ov: np.ndarray, viou_threshold: float) -> VideoMatch:
-    n, m = len(job.preds), len(job.gt)
-    tp = np.zeros(n, dtype=bool)
-    matched = np.full(n, -1, dtype=np.int64)
-    keep = np.flatnonzero(pair_ov >= viou_threshold)
-    if not len(keep):
-        return VideoMatch(job.order, tp, matched, m)
-    rank = np.empty(n, dtype=np.int64)
-    rank[job.order] = np.arange(n)
-    options: dict[int, list[tuple[int, float]]] = {}  # candidate row -> [(gt index, overlap)] in gt order
-    for r, j, o in zip(job.pi[keep].tolist(), job.gj[keep].tolist(), pair_ov[keep].tolist()):
-        options.setdefault(r, []).append((j, o))
-    cand_rank = rank[np.asarray(job.cand, dtype=np.int64)].tolist()
-    taken: set[int] = set()
-    for r in sorted(options, key=cand_rank.__getitem__):
-        best_j, best = -1, -math.inf
-        for j, o in options[r]:  # in ground-truth order (pairs are built that way)
-            if j not in taken and o > best:  # strict: the lowest ground-truth index wins ties
-                best_j, best = j, o
-        if best_j >= 0:
-            taken.add(best_j)
-            k = cand_rank[r]
-            matched[k] = best_j
-            tp[k] = math.isfinite(job.preds[job.cand[r]].score)
-    return VideoMatch(job.order, tp, matched, m)
+def _pair_overlaps(a: RelationTable, ia: np.ndarray, b: RelationTable, ib: np.ndarray, pixel_offset: float,
+                   budget: int = 1 << 20, use_ext: bool | None = None) -> np.ndarray:
+    """``min(vIoU_sub, vIoU_obj)`` of the relation pairs ``(a[ia[k]], b[ib[k]])``, float64 ``(P,)``.
+
+    With the C++ extension (``use_ext=None``: when built) one call scores every pair straight from
+    the tables' box arrays (``pyvrel._C.relation_viou_pairs``, the arithmetic of
+    :func:`pyvrel.ops.tube_iou_aligned`). Otherwise the pairs are sorted by length and scored by
+    :func:`pyvrel.ops.tube_iou_aligned` in batches of at most ``budget`` padded boxes. A pair with
+    an over-long trajectory (more boxes than frames, which the official volume counts) is
+    recomputed with :func:`viou_official`.
+    """
+    from pyvrel import _ext
+    from pyvrel.ops import tube_iou_aligned
+
+    la = a.duration[ia, 1] - a.duration[ia, 0]
+    lb = b.duration[ib, 1] - b.duration[ib, 0]
+    ov = np.zeros(len(ia))
+    if (_ext.has_cpu_ext() if use_ext is None else use_ext) and len(ia):
+        ca, cb = _columns(a), _columns(b)
+        ia, ib = (np.ascontiguousarray(x, dtype=np.int64) for x in (ia, ib))
+        _ext.cpu().relation_viou_pairs(*(x.ctypes.data for x in ca), ia.ctypes.data, *(x.ctypes.data for x in cb),
+                                       ib.ctypes.data, len(ia), float(pixel_offset), ov.ctypes.data,
+                                       _ext.num_threads())
+    else:
+        frames = np.maximum(la, lb)
+        order = np.argsort(frames, kind="stable")
+        lo = 0
+        while lo < len(order):
+            size = 2 * np.arange(1, len(order) - lo + 1) * frames[order[lo:]]  # padded boxes of order[lo:hi]
+            hi = lo + max(1, int(np.searchsorted(size, budget, "right")))
+            sel = order[lo:hi]
+            T = int(frames[sel].max())
+            x, y = ia[sel], ib[sel]
+            A = _windows(a, np.concatenate([a.sub_rows[x, 0], a.obj_rows[x, 0]]), T)
+            B = _windows(b, np.concatenate([b.sub_rows[y, 0], b.obj_rows[y, 0]]), T)
+            ta = Tubes(torch.from_numpy(A), torch.from_numpy(np.tile(a.duration[x, 0], 2)),
+                       torch.from_numpy(np.tile(la[sel], 2)))
+            tb = Tubes(torch.from_numpy(B), torch.from_numpy(np.tile(b.duration[y, 0], 2)),
+                       torch.from_numpy(np.tile(lb[sel], 2)))
+            v = tube_iou_aligned(ta, tb, pixel_offset).numpy()
+            ov[sel] = np.minimum(v[: len(sel)], v[len(sel):])
+            lo = hi
+    over_a = np.maximum(a.sub_rows[ia, 1], a.obj_rows[ia, 1]) > la
+    over_b = np.maximum(b.sub_rows[ib, 1], b.obj_rows[ib, 1]) > lb
+    for k in np.flatnonzero(over_a | over_b).tolist():
+        ov[k] = min(viou_official(*_traj(a, ia[k], a.sub_rows), *_traj(b, ib[k], b.sub_rows), pixel_offset),
+                    viou_official(*_traj(a, ia[k], a.obj_rows), *_traj(b, ib[k], b.obj_rows), pixel_offset))
+    return ov
+
+
+def _columns(t: RelationTable) -> tuple[np.ndarray, ...]:
+    """``(boxes, first subject row, first object row, first frame, frames)``, contiguous, for the C++ kernel."""
+    i64 = lambda x: np.ascontiguousarray(x, dtype=np.int64)  # noqa: E731
+    return (np.ascontiguousarray(t.boxes, dtype=np.float64), i64(t.sub_rows[:, 0]), i64(t.obj_rows[:, 0]),
+            i64(t.duration[:, 0]), i64(t.duration[:, 1] - t.duration[:, 0]))
+
+
+def _traj(t: RelationTable, i: int, rows: np.ndarray) -> tuple[list[list[float]], list[int]]:
+    first, n = rows[i].tolist()
+    return t.boxes[first: first + n].tolist(), t.duration[i].tolist()
+
+
+def _as_table(relations: Mapping[str, Sequence[Relation]] | RelationTable, scores: bool) -> RelationTable:
+    if isinstance(relations, RelationTable):
+        if scores and relations.score is None:
+            raise ValueError("evaluate_relations: the prediction table has no scores (a ground-truth table?)")
+        return relations
+    return RelationTable.from_relations(relations, scores=scores)
 
 
 def match_video(gt: Sequence[Relation], preds: Sequence[Relation], *, viou_threshold: float = 0.5,
@@ -327,41 +345,50 @@ def match_video(gt: Sequence[Relation], preds: Sequence[Relation], *, viou_thres
     """Greedy matching of one video's predictions to its ground truth (see the module docstring).
 
     Only the (prediction, ground truth) pairs with equal triplets are scored (no other pair can
-    match), with :func:`pyvrel.ops.tube_iou_aligned` in float64, which with ``pixel_offset=1``
-    reproduces the official arithmetic bit for bit.
+    match), in float64 with the arithmetic of :func:`pyvrel.ops.tube_iou_aligned`, which with
+    ``pixel_offset=1`` reproduces the official arithmetic bit for bit.
     """
-    job = _Job.build(gt, preds)
-    return _greedy(job, _pair_overlaps([job], pixel_offset)[0], viou_threshold)
+    g = RelationTable.from_relations({"": gt}, scores=False)
+    p = RelationTable.from_relations({"": preds})
+    return _match(g, np.zeros(1, dtype=np.int64), p, None, pixel_offset, viou_threshold).video_match(0)
 
 
-def _tag_precisions(job: _Job, ks: Sequence[int], over_k: bool) -> dict[int, Any]:
-    ranked = job.tid[job.order]
-    _, first = np.unique(ranked, return_index=True)
-    hits = job.hit[ranked[np.sort(first)]]  # distinct triplets in score order, first occurrence kept
-    m = len(hits)
-    out: dict[int, Any] = {}
+def _tag_precisions(m: _Matching, pred: RelationTable, ks: Sequence[int], over_k: bool) -> dict[int, np.ndarray]:
+    """P@k per video (``(V,)`` float64 holding float32 values; NaN where a video has no prediction):
+    the distinct predicted triplets in score order (first occurrence kept), hits over ``min(k, m)``
+    (or ``k``)."""
+    V = len(m.n_gt)
+    key = m.video * max(len(pred.triplets), 1) + pred.triplet_id[m.row]
+    _, first = np.unique(key, return_index=True)
+    first = np.sort(first)  # distinct (video, triplet) in video then score order
+    video = m.video[first]
+    n_distinct = np.bincount(video, minlength=V)
+    pos = np.arange(len(first)) - np.repeat(np.cumsum(n_distinct) - n_distinct, n_distinct)
+    hit = m.in_gt[first]
+    out = {}
     for k in ks:
-        if m == 0:
-            out[k] = 0.0  # a Python float, as the official code's fallback
-        else:
-            c = k if over_k else min(k, m)
-            out[k] = np.float32(int(hits[:c].sum())) / np.float32(c)
+        c = np.full(V, k) if over_k else np.minimum(k, n_distinct)
+        hits = np.bincount(video, weights=hit & (pos < c[video]), minlength=V)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p = hits.astype(np.float32) / c.astype(np.float32)
+        out[k] = np.where(n_distinct > 0, p, np.nan).astype(np.float64)
     return out
 
 
 # ---- the whole evaluation -------------------------------------------------------------------------
 
 
-def _mean_tag(values: list[Any]) -> float:
-    # np.mean over np.float32 entries stays float32; a Python 0. (no predictions) makes it float64.
-    if all(isinstance(v, np.float32) for v in values):
-        return float(np.mean(np.array(values, dtype=np.float32)))
-    return float(np.mean(np.array(values, dtype=np.float64)))
+def _mean_tag(values: np.ndarray) -> float:
+    # The official mean: over np.float32 values it stays float32; a video without predictions
+    # contributes a Python 0. (NaN here), which makes numpy average in float64.
+    if not np.isnan(values).any():
+        return float(np.mean(values.astype(np.float32)))
+    return float(np.mean(np.nan_to_num(values, nan=0.0)))
 
 
 def evaluate_relations(
-    groundtruth: Mapping[str, Sequence[Relation]],
-    prediction: Mapping[str, Sequence[Relation]],
+    groundtruth: Mapping[str, Sequence[Relation]] | RelationTable,
+    prediction: Mapping[str, Sequence[Relation]] | RelationTable,
     variant: str = "official",
     *,
     viou_threshold: float = 0.5,
@@ -373,9 +400,12 @@ def evaluate_relations(
     """Relation detection and tagging scores.
 
     Args:
-        groundtruth: video id -> ground-truth relations (:func:`pyvrel.data.load_groundtruth`).
-            Videos with no relation are skipped, as the official code does.
-        prediction: video id -> predicted relations (``PredictionFile.results``).
+        groundtruth: video id -> ground-truth relations (:func:`pyvrel.data.load_groundtruth`), or
+            a :class:`~pyvrel.data.RelationTable` of them. Videos with no relation are skipped, as
+            the official code does.
+        prediction: video id -> predicted relations (``PredictionFile.results``), or a
+            :class:`~pyvrel.data.RelationTable` (:func:`pyvrel.data.read_prediction_table`, the
+            fast path: records are converted to a table first).
         variant: ``"official"``, ``"vru"`` or ``"vidvrd2"`` (module docstring).
         mean_recall: also report per-predicate recall ``mR@K`` for each ``K`` of ``det_nreturns``
             and ``Mean`` (the average of the ``mR@K`` and ``R@K``, DLL's summary metric). ``mR@K``:
@@ -397,48 +427,24 @@ def evaluate_relations(
                          mean_recall, per_video)
 
 
-def _evaluate(groundtruth: Mapping[str, Sequence[Relation]], prediction: Mapping[str, Sequence[Relation]],
-              cfg: _Variant, variant: str, viou_threshold: float, det_nreturns: Sequence[int],
-              tag_nreturns: Sequence[int], mean_recall: bool, per_video: bool) -> dict[str, Any]:
-    videos = [(vid, list(rels)) for vid, rels in groundtruth.items() if len(rels) > 0]
-    if not videos:
+def _evaluate(groundtruth: Mapping[str, Sequence[Relation]] | RelationTable,
+              prediction: Mapping[str, Sequence[Relation]] | RelationTable, cfg: _Variant, variant: str,
+              viou_threshold: float, det_nreturns: Sequence[int], tag_nreturns: Sequence[int], mean_recall: bool,
+              per_video: bool) -> dict[str, Any]:
+    gt, pred = _as_table(groundtruth, False), _as_table(prediction, True)
+    videos = np.flatnonzero(gt.counts() > 0)
+    if not len(videos):
         raise ValueError("evaluate_relations: the ground truth has no relation in any video (the official code "
                          "raises ValueError from np.concatenate here)")
-    n_gt_total = sum(len(g) for _, g in videos)
-    aps, tags, pv = [], {k: [] for k in tag_nreturns}, {}
-    tp_at = {k: 0 for k in det_nreturns}
-    pred_total = 0
-    pred_hits: dict[int, dict[str, int]] = {k: {} for k in det_nreturns}
-    jobs: list[_Job] = []
-    for vid, gt in videos:
-        preds = list(prediction.get(vid, []))
-        if cfg.top is not None and len(preds) > cfg.top:
-            preds = [preds[i] for i in _sort_order(preds)[: cfg.top]]
-        pred_total += len(preds)
-        jobs.append(_Job.build(gt, preds))
-    overlaps = _pair_overlaps(jobs, cfg.pixel_offset)
-    for (vid, gt), job, pair_ov in zip(videos, jobs, overlaps):
-        preds = job.preds
-        mt = _greedy(job, pair_ov, viou_threshold)
-        ap = mt.ap()
-        aps.append(ap)
-        tag = _tag_precisions(job, tag_nreturns, cfg.tag_over_k)
-        for k in tag_nreturns:
-            tags[k].append(tag[k])
-        for k in det_nreturns:
-            top = mt.tp[:k]
-            tp_at[k] += int(top.sum())
-            for j in mt.matched[:k][top]:
-                p = gt[j].triplet[1]
-                pred_hits[k][p] = pred_hits[k].get(p, 0) + 1
-        if per_video:
-            pv[vid] = {"AP": ap, **{f"P@{k}": float(tag[k]) for k in tag_nreturns},
-                       **{f"TP@{k}": int(mt.tp[:k].sum()) for k in det_nreturns}, "n_gt": len(gt),
-                       "n_pred": len(preds)}
+    m = _match(gt, videos, pred, cfg.top, cfg.pixel_offset, viou_threshold)
+    V = len(videos)
+    aps = [m.video_match(v).ap() for v in range(V)]
+    tags = _tag_precisions(m, pred, tag_nreturns, cfg.tag_over_k)
+    tp_at = {k: np.bincount(m.video, weights=m.tp & (m.rank < k), minlength=V).astype(np.int64) for k in det_nreturns}
 
     det: dict[str, float] = {}
     rt: dict[str, float] = {}
-    if pred_total == 0:
+    if m.start[-1] == 0:
         if cfg.warn_on_empty:
             warnings.warn("evaluate_relations: no prediction for any ground-truth video; returning zeros (the "
                           "official code raises IndexError here)", RuntimeWarning, stacklevel=3)
@@ -447,39 +453,60 @@ def _evaluate(groundtruth: Mapping[str, Sequence[Relation]], prediction: Mapping
         rt.update({f"P@{k}": 0.0 for k in tag_nreturns})
     else:
         det["mAP"] = float(np.mean(np.array(aps, dtype=np.float64)))
-        det.update({f"R@{k}": float(np.float32(tp_at[k]) / np.float32(n_gt_total)) for k in det_nreturns})
+        n_gt_total = np.float32(int(m.n_gt.sum()))
+        det.update({f"R@{k}": float(np.float32(int(tp_at[k].sum())) / n_gt_total) for k in det_nreturns})
         rt.update({f"P@{k}": _mean_tag(tags[k]) for k in tag_nreturns})
     if mean_recall:
-        counts: dict[str, int] = {}
-        for _, gt in videos:
-            for g in gt:
-                counts[g.triplet[1]] = counts.get(g.triplet[1], 0) + 1
+        # predicates in order of first appearance in the ground truth (the official dict order)
+        rows = _ranges(m.gt_first, m.n_gt)
+        predicates, code = np.unique([gt.triplets[t][1] for t in gt.triplet_id[rows].tolist()], return_inverse=True)
+        _, first = np.unique(code, return_index=True)
+        counts = np.bincount(code, minlength=len(predicates))
+        where = np.full(len(gt), -1, dtype=np.int64)
+        where[rows] = code
         for k in det_nreturns:
-            det[f"mR@{k}"] = float(np.mean([pred_hits[k].get(p, 0) / c for p, c in counts.items()]))
+            hit = m.tp & (m.rank < k)
+            hits = np.bincount(where[m.gt_first[m.video[hit]] + m.matched[hit]], minlength=len(predicates))
+            det[f"mR@{k}"] = float(np.mean([int(hits[p]) / int(counts[p]) for p in np.argsort(first).tolist()]))
         parts = [det[f"mR@{k}"] for k in det_nreturns] + [det[f"R@{k}"] for k in det_nreturns]
         det["Mean"] = float(np.mean(parts))
     if cfg.decimals is not None:
         det = {k: round(v, cfg.decimals) for k, v in det.items()}
         rt = {k: round(v, cfg.decimals) for k, v in rt.items()}
-    out: dict[str, Any] = {"variant": variant, "RelDet": det, "RelTag": rt, "videos": len(videos)}
+    out: dict[str, Any] = {"variant": variant, "RelDet": det, "RelTag": rt, "videos": V}
     if per_video:
-        out["per_video"] = pv
+        out["per_video"] = {
+            gt.videos[g]: {"AP": aps[v], **{f"P@{k}": float(np.nan_to_num(tags[k][v], nan=0.0)) for k in tag_nreturns},
+                           **{f"TP@{k}": int(tp_at[k][v]) for k in det_nreturns}, "n_gt": int(m.n_gt[v]),
+                           "n_pred": int(m.n_pred[v])}
+            for v, g in enumerate(videos.tolist())}
     return out
 
 
 # ---- zero-shot and splits ----------------------------------------------------------------------
 
 
-def _triplets(gt: Mapping[str, Iterable[Relation]]) -> set[Triplet]:
-    return {tuple(r.triplet) for rels in gt.values() for r in rels}
+_Relations = Mapping[str, Sequence[Relation]] | RelationTable
 
 
-def zero_shot_triplets(train_groundtruth: Mapping[str, Iterable[Relation]] | Iterable[Triplet],
-                       test_groundtruth: Mapping[str, Iterable[Relation]]) -> set[Triplet]:
+def _triplets(relations: Mapping[str, Iterable[Relation]] | RelationTable) -> set[Triplet]:
+    if isinstance(relations, RelationTable):
+        return {relations.triplets[t] for t in np.unique(relations.triplet_id).tolist()}
+    return {tuple(r.triplet) for rels in relations.values() for r in rels}
+
+
+def _where_triplet(relations: _Relations, keep: Callable[[Triplet], bool], drop_empty: bool) -> _Relations:
+    """The relations whose triplet satisfies ``keep``, from records or a table."""
+    if isinstance(relations, RelationTable):
+        return relations.where_triplet(keep, drop_empty_videos=drop_empty)
+    return (filter_groundtruth if drop_empty else filter_predictions)(relations, lambda r: keep(tuple(r.triplet)))
+
+
+def zero_shot_triplets(train_groundtruth: _Relations | Iterable[Triplet], test_groundtruth: _Relations) -> set[Triplet]:
     """Triplets of the test ground truth that never occur in training (``test - train``).
 
-    ``train_groundtruth`` may be a relation mapping or an iterable of triplets."""
-    train = (_triplets(train_groundtruth) if isinstance(train_groundtruth, Mapping)
+    ``train_groundtruth`` may be relations (a mapping or a table) or an iterable of triplets."""
+    train = (_triplets(train_groundtruth) if isinstance(train_groundtruth, (Mapping, RelationTable))
              else {tuple(t) for t in train_groundtruth})
     return _triplets(test_groundtruth) - train
 
@@ -499,9 +526,9 @@ def filter_predictions(prediction: Mapping[str, Sequence[Relation]],
 
 
 def evaluate_zero_shot(
-    groundtruth: Mapping[str, Sequence[Relation]],
-    prediction: Mapping[str, Sequence[Relation]],
-    train: Mapping[str, Iterable[Relation]] | Iterable[Triplet],
+    groundtruth: _Relations,
+    prediction: _Relations,
+    train: _Relations | Iterable[Triplet],
     variant: str = "official",
     *,
     generalized: bool = False,
@@ -514,16 +541,16 @@ def evaluate_zero_shot(
     zero-shot", the VRU'20 server). Other arguments as in :func:`evaluate_relations`.
     """
     zs = zero_shot_triplets(train, groundtruth)
-    gt = filter_groundtruth(groundtruth, lambda r: tuple(r.triplet) in zs)
-    pred = prediction if generalized else filter_predictions(prediction, lambda r: tuple(r.triplet) in zs)
+    gt = _where_triplet(groundtruth, zs.__contains__, True)
+    pred = prediction if generalized else _where_triplet(prediction, zs.__contains__, False)
     out = evaluate_relations(gt, pred, variant, **kwargs)
     out["triplets"] = len(zs)
     return out
 
 
 def evaluate_predicate_split(
-    groundtruth: Mapping[str, Sequence[Relation]],
-    prediction: Mapping[str, Sequence[Relation]],
+    groundtruth: _Relations,
+    prediction: _Relations,
     predicates: Iterable[str],
     variant: str = "official",
     **kwargs: Any,
@@ -532,7 +559,7 @@ def evaluate_predicate_split(
     restricted to relations whose predicate is in ``predicates`` (all object categories kept);
     videos without such ground truth are dropped. The "all" split is :func:`evaluate_relations`."""
     keep = set(predicates)
-    gt = filter_groundtruth(groundtruth, lambda r: r.triplet[1] in keep)
-    pred = filter_predictions(prediction, lambda r: r.triplet[1] in keep)
+    gt = _where_triplet(groundtruth, lambda t: t[1] in keep, True)
+    pred = _where_triplet(prediction, lambda t: t[1] in keep, False)
     return evaluate_relations(gt, pred, variant, **kwargs)
 
