@@ -241,7 +241,8 @@ def _run_training(args: argparse.Namespace) -> int:
         if "loss" in summary["train"]:
             parts.append(f"last loss {summary['train']['loss']:.4g}")
         if summary["eval"]:
-            parts.append(f"eval {summary['eval']}")
+            parts.append("eval " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                             for k, v in summary["eval"].items()))
         print(", ".join(parts) + f"; outputs in {out}")
     return EXIT_OK
 
