@@ -142,3 +142,17 @@ def test_vrdone_x_on_the_builtin_synthetic_world(tmp_path):
     assert main(["detect", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--data", "synthetic",
                  "--out", str(pred)]) == 0
     assert read_predictions(pred).results
+
+
+def test_synth_command_writes_the_stream_on_request(tmp_path, capsys):
+    for clip_dim in (0, 4):
+        out = tmp_path / f"w{clip_dim}"
+        assert main(["synth", str(out), "--videos", "2", "--seed", "1", "--clip-dim", str(clip_dim), "--json"]) == 0
+        meta = json.loads((out / "world.json").read_text())
+        assert meta["config"].get("clip_dim", 0) == clip_dim and ("clip_dim" in meta["config"]) == (clip_dim > 0)
+        for vid in FeatureStore(out / "features"):
+            f = FeatureStore(out / "features")[vid]
+            assert ("tracklet_clip" in f.files) == (clip_dim > 0)
+            if clip_dim:
+                assert f["tracklet_clip"].shape == f["tracklet_boxes"].shape[:2] + (clip_dim,)
+    capsys.readouterr()

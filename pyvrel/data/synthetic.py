@@ -73,10 +73,12 @@ category has a fixed unit "text" vector (one per world, shared by all videos): `
 with ``g`` shared by the categories of one locomotion class (so related categories lie close) and
 ``t`` the category's own; a tracklet frame holds its entity's *true* category vector (also where
 the detector's label is wrong) plus noise ``N(0, 0.1 / sqrt(clip_dim))``, with no instance
-identity; false tracks get random unit vectors. It is drawn from generators of its own, so
-``clip_dim = 0`` (the default, nothing written) leaves every other array unchanged. ``world.json`` records
-the config, the vocabularies, the base/novel split of objects (25/10) and predicates (71/61) and
-the train/test video split.
+identity; false tracks get random unit vectors. It is drawn from generators of its own, so the
+other arrays are those of the same world without it, and ``clip_dim = 0`` (the default) writes
+exactly what worlds without this option wrote.
+
+``world.json`` records the config (``clip_dim`` only when set), the vocabularies, the base/novel
+split of objects (25/10) and predicates (71/61) and the train/test video split.
 """
 
 from __future__ import annotations
