@@ -151,7 +151,8 @@ def load_videos(data: str, world: Mapping[str, Any], split: str, num_objects: in
                                     "DIR/features/<video_id>.npz)")
         try:
             with store[vid] as archive:
-                arrays = {k: archive[k] for k in archive.files if k.startswith("tracklet_")}
+                arrays = {k: archive[k] for k in archive.files
+                          if k.startswith("tracklet_") and (clip_dim > 0 or k != CLIP_KEY)}  # unused: not read
         except (OSError, ValueError, zipfile.BadZipFile) as e:
             raise FormatError(f"not a readable .npz file ({e})", file=str(path)) from None
         yield anno, check_tracklets(arrays, num_objects, file=str(path), video=vid, frame_count=anno.frame_count,
