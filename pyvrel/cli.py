@@ -89,7 +89,7 @@ def _synth(args: argparse.Namespace) -> int:
     from pyvrel.data.synthetic import SynthConfig, write_world
 
     config = SynthConfig(seed=args.seed, num_videos=args.videos, tail=args.tail, feature_dim=args.feature_dim,
-                         features=not args.no_features)
+                         features=not args.no_features, clip_dim=args.clip_dim)
     t0 = time.perf_counter()
     meta = write_world(args.out_dir, config)
     seconds = time.perf_counter() - t0
@@ -322,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--seed", type=int, default=0)
     sy.add_argument("--tail", type=float, default=1.0, help="long-tail exponent of category/motion frequencies")
     sy.add_argument("--feature-dim", type=int, default=32, help="appearance feature dimension")
+    sy.add_argument("--clip-dim", type=int, default=0,
+                    help="also write VrdONE-X's per-entity stream tracklet_clip of this width (default 0: none)")
     sy.add_argument("--no-features", action="store_true", help="annotations only")
     sy.add_argument("--json", action="store_true", help="print a JSON summary")
     sy.set_defaults(func=_synth)

@@ -2,6 +2,11 @@
 with pyvrel's official-parity metrics next to the frequency-prior baseline.
 
     python scripts/train_vrdone_synthetic.py --minutes 8 --out /tmp/vrdone_synth
+    python scripts/train_vrdone_synthetic.py --minutes 8 --clip-dim 16   # VrdONE-X
+
+``--clip-dim N`` trains VrdONE-X: the world also writes its category-semantic per-entity stream
+``tracklet_clip`` of width N (pyvrel.data.synthetic; every other array is the same world's) and
+the model fuses it (``VrdONEConfig.clip_dim``).
 
 Both models see the same tracklets: the world's noisy detected tracklets ("detected") and the
 ground-truth trajectories and categories ("oracle", supplementary Table 1). The loop is minimal on
@@ -45,13 +50,15 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16, help="pairs per step")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--clip-dim", type=int, default=0, help="VrdONE-X: width of the extra stream (0: plain VrdONE)")
     ap.add_argument("--out", type=Path, default=None, help="write metrics.json here")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     t0 = time.time()
 
-    synth = SynthConfig(seed=args.seed, num_videos=args.videos, frames=(60, 240), entities=(2, 4), min_run=16)
+    synth = SynthConfig(seed=args.seed, num_videos=args.videos, frames=(60, 240), entities=(2, 4), min_run=16,
+                        clip_dim=args.clip_dim)
     world = World(synth)
     videos = list(generate(synth))
     train = [v for v in videos if v.split == "train"]
@@ -59,8 +66,11 @@ def main() -> None:
     predicates = list(world.vocab.predicates)
     index = {p: i + 1 for i, p in enumerate(predicates)}
     cfg = VrdONEConfig.synthetic(max_seq_len=64, feat_stride=4, num_classes=len(predicates), num_queries=16,
-                                 max_preds=16, pred_min_frames=4, proposal_min_frames=4)
+                                 max_preds=16, pred_min_frames=4, proposal_min_frames=4, clip_dim=args.clip_dim)
     feats = {v.annotation.video_id: entity_features(v.features, v.annotation) for v in videos}
+    clip = {v.annotation.video_id: entity_features(v.features, v.annotation, "tracklet_clip") if args.clip_dim else None
+            for v in videos}
+    model_name = "VrdONE-X" if args.clip_dim else "VrdONE"
     print(f"world: {len(train)} train / {len(test)} test videos, {sum(len(v.annotation.relations) for v in videos)} "
           f"relations ({time.time() - t0:.0f} s)")
 
@@ -75,7 +85,8 @@ def main() -> None:
     step, epoch, t_train = 0, 0, time.time()
     est_steps = None
     while time.time() - t_train < budget:
-        samples = [s for v in train for s in pair_samples(v.annotation, feats[v.annotation.video_id], cfg, index, rng)]
+        samples = [s for v in train for s in pair_samples(v.annotation, feats[v.annotation.video_id], cfg, index, rng,
+                                                          clip=clip[v.annotation.video_id])]
         order = rng.permutation(len(samples))
         losses = []
         for i in range(0, len(order) - args.batch + 1, args.batch):
@@ -109,14 +120,14 @@ def main() -> None:
     results = {}
     t_inf = time.time()
     for mode in ("detected", "oracle"):
-        preds: dict[str, dict] = {"VrdONE": {}, "frequency prior": {}}
+        preds: dict[str, dict] = {model_name: {}, "frequency prior": {}}
         for v in test:
             vid = v.annotation.video_id
             if mode == "detected":
                 tracks = deduplicate(detected_tracklets(v.features, list(world.vocab.objects)), cfg.dedup_threshold)
             else:
-                tracks = oracle_tracklets(v.annotation, feats[vid])
-            preds["VrdONE"][vid] = predict_video(model, cfg, tracks, predicates, v.annotation.width,
+                tracks = oracle_tracklets(v.annotation, feats[vid], clip[vid])
+            preds[model_name][vid] = predict_video(model, cfg, tracks, predicates, v.annotation.width,
                                                  v.annotation.height, dedup=False)
             preds["frequency prior"][vid] = prior.predict_video(tracks)
         for name, p in preds.items():

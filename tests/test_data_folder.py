@@ -121,8 +121,8 @@ def test_bad_feature_files_name_the_file_and_key(world_dir, tmp_path, capsys):
         assert f"{store.path(vid)}: video {vid}: {message.format(n=n)}" in capsys.readouterr().err
     store.write(vid, good)
     assert main(args + ["--set", "model.visual_dim=16"]) == 2
-    assert ("model.visual_dim: " f"{data}: tracklet_features have 32 values per frame and no clip stream; the config "
-            "has visual_dim=16, clip_dim=0 (set model.visual_dim=32, model.clip_dim=0)") in capsys.readouterr().err
+    assert ("model.visual_dim: " f"{data}: tracklet_features have 32 values per frame; the config has visual_dim=16 "
+            "(set model.visual_dim=32)") in capsys.readouterr().err
     store.path(vid).write_bytes(b"not a zip")
     assert main(args) == 1
     assert f"{store.path(vid)}: not a readable .npz file" in capsys.readouterr().err

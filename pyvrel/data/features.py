@@ -13,6 +13,7 @@ key                    shape, dtype           meaning
 ``tracklet_scores``    (N, C) float32         category scores (C object categories)
 ``tracklet_features``  (N, T, D) float32      appearance feature per tracklet frame
 ``tracklet_tid``       (N,) int64             ground-truth tid it came from, -1 for false tracks
+``tracklet_clip``      (N, T, Dc) float32     optional extra per-entity stream (VrdONE-X; CLIP)
 ``det_frame``          (K,) int64             per-frame detections: frame index
 ``det_boxes``          (K, 4) float32         per-frame detections: box
 ``det_scores``         (K,) float32           per-frame detections: best category score
@@ -24,7 +25,8 @@ key                    shape, dtype           meaning
 
 A store may hold any other keys; :meth:`FeatureStore.load` names the file and key when one is
 missing. The ``tracklet_*`` keys are what a dataset folder must provide for ``pyvrel train`` /
-``pyvrel detect`` (``tracklet_tid`` optional; checks in :func:`pyvrel.data.folder.check_tracklets`).
+``pyvrel detect`` (``tracklet_tid`` optional, ``tracklet_clip`` when the model's ``clip_dim > 0``;
+checks in :func:`pyvrel.data.folder.check_tracklets`).
 """
 
 from __future__ import annotations

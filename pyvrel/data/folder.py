@@ -9,7 +9,8 @@ and ``pyvrel synth`` writes (one reader for the real datasets and the synthetic 
                                  annotations/<split>.json mapping video id -> annotation.
                                  VidOR's names are accepted too: training/, validation/.
       features/<video_id>.npz    detected tracklets of every video (keys: TRACKLET_KEYS below and
-                                 :mod:`pyvrel.data.features`); other keys are ignored.
+                                 :mod:`pyvrel.data.features`; CLIP_KEY too for VrdONE-X); other
+                                 keys are ignored.
       objects.txt                optional vocabulary, one name per line (the order of the
       predicates.txt             tracklet_scores columns / of the predicate classes).
 
@@ -31,13 +32,16 @@ from pyvrel.data.annotations import VideoAnnotation, read_annotations
 from pyvrel.data.errors import FormatError
 from pyvrel.data.vocab import SHIPPED, Vocabulary, load_vocabulary
 
-__all__ = ["SPLIT_NAMES", "TRACKLET_KEYS", "check_tracklets", "folder_vocabulary", "has_split", "split_annotations",
-           "split_path"]
+__all__ = ["CLIP_KEY", "SPLIT_NAMES", "TRACKLET_KEYS", "check_tracklets", "folder_vocabulary", "has_split",
+           "split_annotations", "split_path"]
 
 #: Folder (or ``.json`` file) names accepted under ``annotations/`` for each split, in search order.
 SPLIT_NAMES: dict[str, tuple[str, ...]] = {"train": ("train", "training"), "test": ("test", "validation")}
 #: The tracklet arrays of a feature file (``tracklet_tid`` is optional: see :func:`check_tracklets`).
 TRACKLET_KEYS = ("tracklet_boxes", "tracklet_start", "tracklet_length", "tracklet_scores", "tracklet_features")
+#: The extra per-entity stream of a feature file, ``(N, T, Dc)`` per tracklet frame (VrdONE-X's
+#: CLIP features): read only when a model asks for it (``clip_dim > 0`` in :func:`check_tracklets`).
+CLIP_KEY = "tracklet_clip"
 
 
 def split_path(root: str | os.PathLike, split: str) -> Path | None:
@@ -97,8 +101,9 @@ def folder_vocabulary(root: str | os.PathLike, annotations: Iterable[VideoAnnota
 
 
 def check_tracklets(arrays: Mapping[str, np.ndarray], num_objects: int, *, file: str, video: str,
-                    frame_count: int | None = None) -> dict[str, np.ndarray]:
-    """Validate the tracklet arrays of one video and return them (``tracklet_tid`` included when present).
+                    frame_count: int | None = None, clip_dim: int = 0) -> dict[str, np.ndarray]:
+    """Validate the tracklet arrays of one video and return them (``tracklet_tid`` included when
+    present, ``tracklet_clip`` when ``clip_dim > 0``).
 
     Expected (``N`` tracklets padded to ``T`` frames, ``C = num_objects``, ``D`` feature width):
     ``tracklet_boxes (N, T, 4)`` pixel ``x1 y1 x2 y2``, ``tracklet_start (N,)`` and
@@ -106,7 +111,9 @@ def check_tracklets(arrays: Mapping[str, np.ndarray], num_objects: int, *, file:
     ``tracklet_scores (N, C)`` category scores in the vocabulary's object order (a detector with
     one label per tracklet writes its score in that column, 0 elsewhere), ``tracklet_features (N,
     T, D)`` per-frame appearance, optional ``tracklet_tid (N,)`` the ground-truth object each
-    tracklet follows (-1: none). Raises :class:`FormatError` naming ``file``, ``video`` and the key.
+    tracklet follows (-1: none). ``clip_dim > 0``: ``tracklet_clip (N, T, clip_dim)`` (:data:`CLIP_KEY`,
+    the extra per-frame stream of VrdONE-X) is required; ``clip_dim == 0``: it is ignored.
+    Raises :class:`FormatError` naming ``file``, ``video`` and the key.
     """
     def fail(key: str, message: str) -> FormatError:
         return FormatError(message, file=file, video=video, field=key)
@@ -114,19 +121,24 @@ def check_tracklets(arrays: Mapping[str, np.ndarray], num_objects: int, *, file:
     missing = [k for k in TRACKLET_KEYS if k not in arrays]
     if missing:
         raise fail(missing[0], f"missing (has {', '.join(sorted(arrays))})")
-    out = {k: np.asarray(arrays[k]) for k in (*TRACKLET_KEYS, "tracklet_tid") if k in arrays}
+    if clip_dim > 0 and CLIP_KEY not in arrays:
+        raise fail(CLIP_KEY, f"missing: the model's clip_dim={clip_dim} needs the extra per-entity stream, shape "
+                             f"(N, T, {clip_dim}) per tracklet frame (has {', '.join(sorted(arrays))})")
+    wanted = (*TRACKLET_KEYS, "tracklet_tid") + ((CLIP_KEY,) if clip_dim > 0 else ())
+    out = {k: np.asarray(arrays[k]) for k in wanted if k in arrays}
     boxes, start, length = out["tracklet_boxes"], out["tracklet_start"], out["tracklet_length"]
     if boxes.ndim != 3 or boxes.shape[2] != 4:
         raise fail("tracklet_boxes", f"expected shape (N, T, 4), got {boxes.shape}")
     N, T = boxes.shape[:2]
     expected = {"tracklet_start": (N,), "tracklet_length": (N,), "tracklet_scores": (N, num_objects),
-                "tracklet_features": (N, T, None), "tracklet_tid": (N,)}
+                "tracklet_features": (N, T, None), "tracklet_tid": (N,), CLIP_KEY: (N, T, clip_dim)}
     for key, shape in expected.items():
         if key in out and (out[key].ndim != len(shape) or any(s is not None and s != d
                                                               for s, d in zip(shape, out[key].shape))):
             want = ", ".join("D" if s is None else str(s) for s in shape)
             raise fail(key, f"expected shape ({want}{',' if len(shape) == 1 else ''}), got {out[key].shape}"
-                       + (f" ({num_objects} = the vocabulary's object categories)" if key == "tracklet_scores" else ""))
+                       + (f" ({num_objects} = the vocabulary's object categories)" if key == "tracklet_scores" else "")
+                       + (f" ({clip_dim} = the model's clip_dim)" if key == CLIP_KEY else ""))
     for key in ("tracklet_start", "tracklet_length", "tracklet_tid"):
         if key in out and not np.issubdtype(out[key].dtype, np.integer):
             raise fail(key, f"expected integers, got {out[key].dtype}")

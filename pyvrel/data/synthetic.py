@@ -64,9 +64,21 @@ Besides the annotation (``annotations/{train,test}/<vid>.json``), each video get
 (``features/<vid>.npz``, keys in :mod:`pyvrel.data.features`): appearance features (category
 prototype + instance vector + per-frame noise), noisy detected tracklets (jitter, truncation,
 fragmentation, false tracks, category confusions with score vectors), raw per-frame detections for
-Seq-NMS, and vRGV-style region proposals with features on sampled frames. ``world.json`` records
-the config, the vocabularies, the base/novel split of objects (25/10) and predicates (71/61) and
-the train/test video split.
+Seq-NMS, and vRGV-style region proposals with features on sampled frames.
+
+With ``SynthConfig.clip_dim > 0`` the tracklets also get VrdONE-X's extra per-entity stream
+``tracklet_clip (N, T, clip_dim)`` (:func:`_clip_stream`), a *different view* of the entity than the
+appearance: a category-semantic embedding, like a CLIP feature matched to a text prompt. Each
+category has a fixed unit "text" vector (one per world, shared by all videos): ``normalize(g + t)``
+with ``g`` shared by the categories of one locomotion class (so related categories lie close) and
+``t`` the category's own; a tracklet frame holds its entity's *true* category vector (also where
+the detector's label is wrong) plus noise ``N(0, 0.1 / sqrt(clip_dim))``, with no instance
+identity; false tracks get random unit vectors. It is drawn from generators of its own, so the
+other arrays are those of the same world without it, and ``clip_dim = 0`` (the default) writes
+exactly what worlds without this option wrote.
+
+``world.json`` records the config (``clip_dim`` only when set), the vocabularies, the base/novel
+split of objects (25/10) and predicates (71/61) and the train/test video split.
 """
 
 from __future__ import annotations
@@ -171,6 +183,8 @@ class SynthConfig:
             sampled for proposals (vRGV: 120, or every frame of shorter videos).
         confusion: probability that a detected tracklet's top category is a wrong one.
         false_tracks: mean number of false tracklets per video.
+        clip_dim: width of the extra per-entity stream ``tracklet_clip`` (module docstring);
+            0 = not written.
     """
 
     seed: int = 0
@@ -187,6 +201,7 @@ class SynthConfig:
     sampled_frames: int = 120
     confusion: float = 0.1
     false_tracks: float = 1.0
+    clip_dim: int = 0
 
 
 class World:
@@ -209,6 +224,16 @@ class World:
         preds = list(rng.permutation(self.vocab.predicates))
         self.split = {"objects": {"base": sorted(objs[:25]), "novel": sorted(objs[25:])},
                       "predicates": {"base": sorted(preds[:71]), "novel": sorted(preds[71:])}}
+        self.text_vectors = self._text_vectors() if config.clip_dim > 0 else None
+
+    def _text_vectors(self) -> np.ndarray:
+        """``(C, clip_dim)`` float32 unit "text" vectors of the object categories (module docstring)."""
+        rng = np.random.default_rng([self.config.seed, 1 << 30, 1])
+        classes = sorted({c.locomotion for c in CATEGORIES.values()})
+        group = dict(zip(classes, rng.normal(size=(len(classes), self.config.clip_dim))))
+        own = rng.normal(size=(len(self.vocab.objects), self.config.clip_dim))
+        v = np.stack([group[CATEGORIES[c].locomotion] for c in self.vocab.objects]) + own
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
 
 
 # ---- geometry and rules --------------------------------------------------------------------------
@@ -487,6 +512,8 @@ def generate_video(config: SynthConfig, index: int, world: World | None = None) 
     anno = VideoAnnotation(vid, frame_count, 30.0, WIDTH, HEIGHT, [ObjectInfo(i, c, {}) for i, c in enumerate(cats)],
                            trajectories, relations, {})
     feats = _features(rng, world, cats, tracks, boxes, frame_count) if config.features else None
+    if feats is not None and world.text_vectors is not None:
+        feats["tracklet_clip"] = _clip_stream(np.random.default_rng([config.seed, index, 1]), world, cats, feats)
     return SyntheticVideo(anno, feats, split)
 
 
@@ -608,6 +635,23 @@ def _features(rng: np.random.Generator, world: World, cats: list[str], tracks: l
     }
 
 
+def _clip_stream(rng: np.random.Generator, world: World, cats: list[str], arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """``tracklet_clip (N, T, clip_dim)`` float32 of a video's tracklets (module docstring): the true
+    category's text vector of the entity each tracklet follows plus per-frame noise, random unit
+    vectors for false tracks, zeros past each tracklet's length."""
+    Dc = world.config.clip_dim
+    tid, length = arrays["tracklet_tid"], arrays["tracklet_length"]
+    N, T = arrays["tracklet_boxes"].shape[:2]
+    cidx = world.vocab.object_index()
+    base = rng.normal(size=(N, Dc))
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    real = tid >= 0
+    base[real] = world.text_vectors[[cidx[cats[t]] for t in tid[real]]]
+    out = base[:, None, :] + rng.normal(0, 0.1 / math.sqrt(Dc), (N, T, Dc))
+    out[np.arange(T)[None, :] >= length[:, None]] = 0.0
+    return out.astype(np.float32)
+
+
 def write_world(out_dir: str | os.PathLike, config: SynthConfig | None = None) -> dict[str, Any]:
     """Generate a world and write it under ``out_dir``:
     ``annotations/{train,test}/<vid>.json`` (VidVRD layout), ``features/<vid>.npz`` (if
@@ -627,7 +671,8 @@ def write_world(out_dir: str | os.PathLike, config: SynthConfig | None = None) -
         splits[v.split].append(v.annotation.video_id)
         for r in v.annotation.relations:
             counts[r.predicate] = counts.get(r.predicate, 0) + 1
-    meta = {"config": asdict(config), "width": WIDTH, "height": HEIGHT, "objects": list(world.vocab.objects),
+    recorded = {k: v for k, v in asdict(config).items() if k != "clip_dim" or v}  # worlds without it as before
+    meta = {"config": recorded, "width": WIDTH, "height": HEIGHT, "objects": list(world.vocab.objects),
             "predicates": list(world.vocab.predicates), "split": world.split, "videos": splits,
             "predicate_counts": dict(sorted(counts.items(), key=lambda kv: -kv[1]))}
     _json.dump(meta, out / "world.json")

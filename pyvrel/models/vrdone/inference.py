@@ -147,10 +147,11 @@ def predict_video(model: torch.nn.Module, cfg: VrdONEConfig, tracklets: list[Tra
     return rels
 
 
-def oracle_tracklets(annotation: VideoAnnotation, features: dict[int, np.ndarray]) -> list[Tracklet]:
+def oracle_tracklets(annotation: VideoAnnotation, features: dict[int, np.ndarray],
+                     clip: dict[int, np.ndarray] | None = None) -> list[Tracklet]:
     """Ground-truth trajectories and categories as tracklets of score 1 (the oracle setting of the
-    supplementary's Table 1). ``features[tid]`` is ``(L, D)`` for the object's frames; objects
-    must be present on one contiguous span."""
+    supplementary's Table 1). ``features[tid]`` (and ``clip[tid]``, VrdONE-X's stream) is
+    ``(L, D)`` for the object's frames; objects must be present on one contiguous span."""
     by_tid = annotation.boxes_by_tid()
     out = []
     for obj in annotation.objects:
@@ -160,5 +161,6 @@ def oracle_tracklets(annotation: VideoAnnotation, features: dict[int, np.ndarray
         if frames[-1] - frames[0] + 1 != len(frames):
             raise ValueError(f"oracle_tracklets: object {obj.tid} of {annotation.video_id} is not contiguous")
         boxes = np.array([by_tid[obj.tid][f] for f in frames], dtype=np.float64)
-        out.append(Tracklet(obj.category, 1.0, frames[0], boxes, features[obj.tid], tid=obj.tid))
+        out.append(Tracklet(obj.category, 1.0, frames[0], boxes, features[obj.tid],
+                            None if clip is None else clip[obj.tid], tid=obj.tid))
     return out

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from pyvrel.data import VideoAnnotation
+from pyvrel.data.folder import CLIP_KEY
 from pyvrel.models.vrdone.config import VrdONEConfig
 from pyvrel.models.vrdone.inference import Tracklet
 from pyvrel.models.vrdone.inputs import fuzzy_mask, pair_tensor, segment_mask, segment_to_grid, truncate
@@ -39,8 +40,8 @@ def object_segments(annotation: VideoAnnotation) -> dict[int, list[tuple[int, np
 
 
 def pair_samples(annotation: VideoAnnotation, features: Mapping[int, np.ndarray], cfg: VrdONEConfig,
-                 predicate_index: Mapping[str, int], rng: np.random.Generator | None = None,
-                 ) -> list[tuple[Tensor, Target]]:
+                 predicate_index: Mapping[str, int], rng: np.random.Generator | None = None, *,
+                 clip: Mapping[int, np.ndarray] | None = None) -> list[tuple[Tensor, Target]]:
     """Training samples of one video.
 
     Args:
@@ -49,9 +50,14 @@ def pair_samples(annotation: VideoAnnotation, features: Mapping[int, np.ndarray]
         predicate_index: predicate -> class in ``[1, num_classes]``.
         rng: random frame offset in ``[0, stride)`` and random crops of long pairs; ``None``:
             offset 0 and the first window (deterministic).
+        clip: tid -> ``(frame_count, clip_dim)`` extra stream (VrdONE-X), required exactly when
+            ``cfg.clip_dim > 0``; same objects as ``features``.
     Pairs with more than ``max_preds`` relations, fewer than 2 steps, or no relation left after
     cropping are dropped, as in the official loader.
     """
+    if (clip is not None) != (cfg.clip_dim > 0):
+        raise ValueError(f"pair_samples: clip features are {'given' if clip is not None else 'missing'} but "
+                         f"cfg.clip_dim={cfg.clip_dim}")
     segs = object_segments(annotation)
     stride, T = cfg.feat_stride, cfg.max_seq_len
     by_pair: dict[tuple[int, int], list] = {}
@@ -69,7 +75,9 @@ def pair_samples(annotation: VideoAnnotation, features: Mapping[int, np.ndarray]
                     continue
                 offset = int(rng.integers(0, stride)) if rng is not None and stride > 1 else 0
                 x = pair_tensor(features[s][lo:hi], features[o][lo:hi], sb[lo - s0: hi - s0], ob[lo - o0: hi - o0],
-                                annotation.width, annotation.height, stride=stride, offset=offset)
+                                annotation.width, annotation.height, stride=stride, offset=offset,
+                                sub_clip=None if clip is None else clip[s][lo:hi],
+                                obj_clip=None if clip is None else clip[o][lo:hi])
                 L = x.shape[1]
                 if L < 2:
                     continue
@@ -117,19 +125,21 @@ def assign_tracklets(arrays: Mapping[str, np.ndarray], annotation: VideoAnnotati
     return np.where(iou[np.arange(N), best] >= threshold, tids, -1)
 
 
-def entity_features(arrays: Mapping[str, np.ndarray], annotation: VideoAnnotation) -> dict[int, np.ndarray]:
-    """Per-frame appearance ``(frame_count, D)`` of the ground-truth objects, read from the
-    tracklets that follow them (``tracklet_tid``, else :func:`assign_tracklets`); frames no such
-    tracklet covers take the nearest covered frame's feature. Objects no tracklet follows are left
-    out (their pairs give no training sample)."""
-    n, D = annotation.frame_count, arrays["tracklet_features"].shape[-1]
+def entity_features(arrays: Mapping[str, np.ndarray], annotation: VideoAnnotation,
+                    key: str = "tracklet_features") -> dict[int, np.ndarray]:
+    """Per-frame features ``(frame_count, D)`` of the ground-truth objects (appearance, or
+    ``key="tracklet_clip"``: VrdONE-X's extra stream), read from the tracklets that follow them
+    (``tracklet_tid``, else :func:`assign_tracklets`); frames no such tracklet covers take the
+    nearest covered frame's feature. Objects no tracklet follows are left out (their pairs give no
+    training sample)."""
+    n, D = annotation.frame_count, arrays[key].shape[-1]
     tid_of = arrays["tracklet_tid"] if "tracklet_tid" in arrays else assign_tracklets(arrays, annotation)
     out = {}
     for obj in annotation.objects:
         feat, covered = np.zeros((n, D), np.float32), np.zeros(n, bool)
         for k in np.flatnonzero(tid_of == obj.tid):
             s, L = int(arrays["tracklet_start"][k]), int(arrays["tracklet_length"][k])
-            feat[s: s + L], covered[s: s + L] = arrays["tracklet_features"][k, :L], True
+            feat[s: s + L], covered[s: s + L] = arrays[key][k, :L], True
         idx = np.flatnonzero(covered)
         if len(idx) == 0:
             continue
@@ -142,11 +152,13 @@ def entity_features(arrays: Mapping[str, np.ndarray], annotation: VideoAnnotatio
 
 def detected_tracklets(arrays: Mapping[str, np.ndarray], objects: list[str]) -> list[Tracklet]:
     """The detected tracklets of a video's feature arrays (:func:`pyvrel.data.folder.check_tracklets`):
-    category = best-scoring object, score = its score."""
+    category = best-scoring object, score = its score; ``clip`` from ``tracklet_clip`` when present."""
+    clip = arrays.get(CLIP_KEY)
     out = []
     for k in range(len(arrays["tracklet_start"])):
         L = int(arrays["tracklet_length"][k])
         c = int(np.argmax(arrays["tracklet_scores"][k]))
         out.append(Tracklet(objects[c], float(arrays["tracklet_scores"][k, c]), int(arrays["tracklet_start"][k]),
-                            arrays["tracklet_boxes"][k, :L].astype(np.float64), arrays["tracklet_features"][k, :L]))
+                            arrays["tracklet_boxes"][k, :L].astype(np.float64), arrays["tracklet_features"][k, :L],
+                            None if clip is None else clip[k, :L]))
     return out

@@ -8,7 +8,10 @@ the training samples), ``dtype`` (``"float32"`` or ``"float64"`` weights and inp
 ``vocabulary`` (``{"objects": [...], "predicates": [...]}``; default: the data folder's, see
 :mod:`pyvrel.data.folder`) and any :class:`VrdONEConfig` field as an override. ``data`` is
 ``"synthetic"`` or a dataset folder (:mod:`pyvrel.data.folder`: official annotation JSON and
-per-video ``.npz`` tracklet files; ``pyvrel synth`` writes one).
+per-video ``.npz`` tracklet files; ``pyvrel synth`` writes one). VrdONE-X: ``clip_dim > 0`` (e.g.
+``--set model.clip_dim=16``) reads the extra per-entity stream ``tracklet_clip`` of every feature
+file (an error names the file when it is missing or of another width); on the synthetic world
+``world.clip_dim`` defaults to it, so the world writes that stream.
 
 Evaluation hook: every ``train.eval_every`` epochs the task detects relations on the ``eval_split``
 videos (each process a ``rank::world_size`` share, gathered on rank 0) and logs RelDet mAP / R@50 /
@@ -30,7 +33,7 @@ from torch import Tensor, nn
 
 from pyvrel.data import FormatError, Relation, VideoAnnotation
 from pyvrel.data.features import FeatureStore
-from pyvrel.data.folder import check_tracklets, folder_vocabulary, has_split, split_annotations
+from pyvrel.data.folder import CLIP_KEY, check_tracklets, folder_vocabulary, has_split, split_annotations
 from pyvrel.data.synthetic import SynthConfig, generate
 from pyvrel.data.vocab import Vocabulary, load_vocabulary
 from pyvrel.engine import distributed as dist
@@ -97,6 +100,8 @@ def resolve_config(model_config: Mapping[str, Any]) -> tuple[VrdONEConfig, dict[
             raise
         raise ConfigError(next(iter(overrides), "preset"), str(e)) from None
     world = {**DEMO_WORLD, **section.get("world", {})}
+    if cfg.clip_dim and "clip_dim" not in world:  # VrdONE-X on the synthetic world: it writes the stream
+        world["clip_dim"] = cfg.clip_dim
     config_from_dict(SynthConfig, world, prefix="world.")  # check now, naming the key
     resolved = {"preset": preset, "world": world, "sample_seed": int(section.get("sample_seed", 0)), "dtype": dtype,
                 "eval_split": eval_split, "vocabulary": _check_vocabulary(section.get("vocabulary")),
@@ -122,12 +127,13 @@ def task_vocabulary(data: str, model_config: Mapping[str, Any]) -> Vocabulary:
     return folder_vocabulary(data, split_annotations(data, "train").values())
 
 
-def load_videos(data: str, world: Mapping[str, Any], split: str, num_objects: int, shard: tuple[int, int] = (0, 1)
-                ) -> Iterator[tuple[VideoAnnotation, dict[str, np.ndarray]]]:
+def load_videos(data: str, world: Mapping[str, Any], split: str, num_objects: int, shard: tuple[int, int] = (0, 1),
+                clip_dim: int = 0) -> Iterator[tuple[VideoAnnotation, dict[str, np.ndarray]]]:
     """``(annotation, tracklet arrays)`` of the ``split`` videos of ``data`` ("synthetic" or a
     dataset folder), by video id, read one at a time; ``shard=(r, n)``: only every ``n``-th video
     from the ``r``-th. Arrays are checked (:func:`pyvrel.data.folder.check_tracklets`, scores over
-    ``num_objects`` categories); errors name the file and key."""
+    ``num_objects`` categories, ``tracklet_clip`` of width ``clip_dim`` when it is > 0); errors
+    name the file and key."""
     rank, n = shard
     if data == "synthetic":
         synth = config_from_dict(SynthConfig, world, prefix="world.")
@@ -135,7 +141,7 @@ def load_videos(data: str, world: Mapping[str, Any], split: str, num_objects: in
         for v in videos[rank::n]:
             anno = v.annotation
             yield anno, check_tracklets(v.features, num_objects, file="synthetic world", video=anno.video_id,
-                                        frame_count=anno.frame_count)
+                                        frame_count=anno.frame_count, clip_dim=clip_dim)
         return
     store = FeatureStore(Path(data) / "features")
     for vid, anno in list(split_annotations(data, split).items())[rank::n]:
@@ -145,10 +151,12 @@ def load_videos(data: str, world: Mapping[str, Any], split: str, num_objects: in
                                     "DIR/features/<video_id>.npz)")
         try:
             with store[vid] as archive:
-                arrays = {k: archive[k] for k in archive.files if k.startswith("tracklet_")}
+                arrays = {k: archive[k] for k in archive.files
+                          if k.startswith("tracklet_") and (clip_dim > 0 or k != CLIP_KEY)}  # unused: not read
         except (OSError, ValueError, zipfile.BadZipFile) as e:
             raise FormatError(f"not a readable .npz file ({e})", file=str(path)) from None
-        yield anno, check_tracklets(arrays, num_objects, file=str(path), video=vid, frame_count=anno.frame_count)
+        yield anno, check_tracklets(arrays, num_objects, file=str(path), video=vid, frame_count=anno.frame_count,
+                                    clip_dim=clip_dim)
 
 
 class VrdONETrainModel(nn.Module):
@@ -189,13 +197,12 @@ def _collate(max_seq_len: int, div: int):
 
 
 def _check_inputs(arrays: Mapping[str, np.ndarray], cfg: VrdONEConfig, data: str) -> None:
-    """The feature width of the data must be the config's ``visual_dim`` (no clip stream is read)."""
+    """The feature width of the data must be the config's ``visual_dim`` (the clip stream's width is
+    checked by :func:`load_videos`)."""
     D = arrays["tracklet_features"].shape[-1]
-    if D != cfg.visual_dim or cfg.clip_dim:
-        raise ConfigError("visual_dim" if D != cfg.visual_dim else "clip_dim",
-                          f"{data}: tracklet_features have {D} values per frame and no clip stream; the config "
-                          f"has visual_dim={cfg.visual_dim}, clip_dim={cfg.clip_dim} (set model.visual_dim={D}, "
-                          "model.clip_dim=0)")
+    if D != cfg.visual_dim:
+        raise ConfigError("visual_dim", f"{data}: tracklet_features have {D} values per frame; the config has "
+                                        f"visual_dim={cfg.visual_dim} (set model.visual_dim={D})")
 
 
 def _evaluator(data: str, world: Mapping[str, Any], split: str, vocab: Vocabulary) -> EvalHook:
@@ -222,7 +229,8 @@ def build_task(model_config: Mapping[str, Any], data: str) -> TrainTask:
 
     Training samples are the ground-truth pair segments of the training videos (``pair_samples``
     with a generator seeded by ``sample_seed``), made once; the features of each object are read
-    from the detected tracklets that follow it (:func:`~pyvrel.models.vrdone.samples.entity_features`).
+    from the detected tracklets that follow it (:func:`~pyvrel.models.vrdone.samples.entity_features`),
+    and so is VrdONE-X's extra stream (``tracklet_clip``) when ``clip_dim > 0``.
     """
     cfg, resolved = resolve_config(model_config)
     vocab = task_vocabulary(data, resolved)
@@ -233,11 +241,12 @@ def build_task(model_config: Mapping[str, Any], data: str) -> TrainTask:
     index = {p: i + 1 for i, p in enumerate(vocab.predicates)}
     rng = np.random.default_rng(resolved["sample_seed"])
     items, missing = [], 0
-    for anno, arrays in load_videos(data, resolved["world"], "train", len(vocab.objects)):
+    for anno, arrays in load_videos(data, resolved["world"], "train", len(vocab.objects), clip_dim=cfg.clip_dim):
         _check_inputs(arrays, cfg, data)
         feats = entity_features(arrays, anno)
+        clip = entity_features(arrays, anno, CLIP_KEY) if cfg.clip_dim else None
         missing += sum(1 for r in anno.relations if r.subject_tid not in feats or r.object_tid not in feats)
-        items.extend(pair_samples(anno, feats, cfg, index, rng))
+        items.extend(pair_samples(anno, feats, cfg, index, rng, clip=clip))
     if missing and dist.env_rank() == 0:
         log.warning("%s: %d training relations have an object that no tracklet follows (vIoU < 0.5): skipped",
                     data, missing)
@@ -266,7 +275,7 @@ def detect(model: nn.Module, cfg: VrdONEConfig, data: str, world: Mapping[str, A
     vocab = vocabulary or load_vocabulary("vidvrd")
     objects, predicates = list(vocab.objects), list(vocab.predicates)
     out = {}
-    for anno, arrays in load_videos(data, world, split, len(objects), shard):
+    for anno, arrays in load_videos(data, world, split, len(objects), shard, cfg.clip_dim):
         _check_inputs(arrays, cfg, data)
         tracks = detected_tracklets(arrays, objects)
         out[anno.video_id] = predict_video(model, cfg, tracks, predicates, anno.width, anno.height)
