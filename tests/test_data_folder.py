@@ -89,6 +89,17 @@ def test_train_detect_eval_on_a_vidor_layout(world_dir, tmp_path, capsys):
     assert 0 <= json.loads(capsys.readouterr().out)["RelDet"]["mAP"] <= 1
 
 
+def test_build_task_reads_the_training_annotations_once(world_dir, monkeypatch):
+    """The folder vocabulary and the training samples come from one read of annotations/train."""
+    from pyvrel.models.vrdone import task
+
+    calls, read = [], task.split_annotations
+    monkeypatch.setattr(task, "split_annotations", lambda root, split: calls.append(split) or read(root, split))
+    built = task.build_task({"embd_dim": 16, "fpn_dim": 8, "dec_dim": 8, "dec_hidden": 16, "eval_split": None},
+                            str(world_dir))
+    assert calls == ["train"] and len(built.train_set) > 0
+
+
 def test_assign_tracklets_recovers_the_synthetic_tids(world_dir):
     from pyvrel.models.vrdone import assign_tracklets
 

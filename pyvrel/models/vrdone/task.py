@@ -116,24 +116,30 @@ def _annotations(data: str, world: Mapping[str, Any], split: str) -> dict[str, V
     return split_annotations(data, split)
 
 
-def task_vocabulary(data: str, model_config: Mapping[str, Any]) -> Vocabulary:
+def task_vocabulary(data: str, model_config: Mapping[str, Any],
+                    train_annotations: Mapping[str, VideoAnnotation] | None = None) -> Vocabulary:
     """The vocabulary of a run: ``model_config["vocabulary"]`` when set, VidVRD's for the synthetic
-    world, else the data folder's (:func:`pyvrel.data.folder.folder_vocabulary`)."""
+    world, else the data folder's (:func:`pyvrel.data.folder.folder_vocabulary`, over
+    ``train_annotations`` when given, else over the folder's training annotations)."""
     given = model_config.get("vocabulary")
     if given is not None:
         return Vocabulary("run", tuple(given["objects"]), tuple(given["predicates"]))
     if data == "synthetic":
         return load_vocabulary("vidvrd")
-    return folder_vocabulary(data, split_annotations(data, "train").values())
+    if train_annotations is None:
+        train_annotations = split_annotations(data, "train")
+    return folder_vocabulary(data, train_annotations.values())
 
 
 def load_videos(data: str, world: Mapping[str, Any], split: str, num_objects: int, shard: tuple[int, int] = (0, 1),
-                clip_dim: int = 0) -> Iterator[tuple[VideoAnnotation, dict[str, np.ndarray]]]:
+                clip_dim: int = 0, annotations: Mapping[str, VideoAnnotation] | None = None
+                ) -> Iterator[tuple[VideoAnnotation, dict[str, np.ndarray]]]:
     """``(annotation, tracklet arrays)`` of the ``split`` videos of ``data`` ("synthetic" or a
     dataset folder), by video id, read one at a time; ``shard=(r, n)``: only every ``n``-th video
     from the ``r``-th. Arrays are checked (:func:`pyvrel.data.folder.check_tracklets`, scores over
     ``num_objects`` categories, ``tracklet_clip`` of width ``clip_dim`` when it is > 0); errors
-    name the file and key."""
+    name the file and key. ``annotations``: the folder's ``split`` annotations when already read
+    (by video id), so they are not read again."""
     rank, n = shard
     if data == "synthetic":
         synth = config_from_dict(SynthConfig, world, prefix="world.")
@@ -144,7 +150,9 @@ def load_videos(data: str, world: Mapping[str, Any], split: str, num_objects: in
                                         frame_count=anno.frame_count, clip_dim=clip_dim)
         return
     store = FeatureStore(Path(data) / "features")
-    for vid, anno in list(split_annotations(data, split).items())[rank::n]:
+    if annotations is None:
+        annotations = split_annotations(data, split)
+    for vid, anno in list(annotations.items())[rank::n]:
         path = store.path(vid)
         if vid not in store:
             raise FileNotFoundError(f"{path}: feature file of video {vid!r} not found (expected "
@@ -233,7 +241,8 @@ def build_task(model_config: Mapping[str, Any], data: str) -> TrainTask:
     and so is VrdONE-X's extra stream (``tracklet_clip``) when ``clip_dim > 0``.
     """
     cfg, resolved = resolve_config(model_config)
-    vocab = task_vocabulary(data, resolved)
+    train_annotations = None if data == "synthetic" else split_annotations(data, "train")  # read once
+    vocab = task_vocabulary(data, resolved, train_annotations)
     resolved["vocabulary"] = {"objects": list(vocab.objects), "predicates": list(vocab.predicates)}
     if cfg.num_classes != len(vocab.predicates):
         raise ConfigError("num_classes", f"the vocabulary has {len(vocab.predicates)} predicates, the config "
@@ -241,7 +250,8 @@ def build_task(model_config: Mapping[str, Any], data: str) -> TrainTask:
     index = {p: i + 1 for i, p in enumerate(vocab.predicates)}
     rng = np.random.default_rng(resolved["sample_seed"])
     items, missing = [], 0
-    for anno, arrays in load_videos(data, resolved["world"], "train", len(vocab.objects), clip_dim=cfg.clip_dim):
+    for anno, arrays in load_videos(data, resolved["world"], "train", len(vocab.objects), clip_dim=cfg.clip_dim,
+                                    annotations=train_annotations):
         _check_inputs(arrays, cfg, data)
         feats = entity_features(arrays, anno)
         clip = entity_features(arrays, anno, CLIP_KEY) if cfg.clip_dim else None
