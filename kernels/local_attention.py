@@ -54,20 +54,27 @@ def _centers(Centers, b, i, Lq, Lk, HAS_CENTERS: tl.constexpr):
 
 
 @triton.jit
+def _row_block(QLen, KVLen, Centers, H, Lq, Lk, LEFT, DIL, W: tl.constexpr, SHIFT: tl.constexpr,
+               CAUSAL: tl.constexpr, HAS_CENTERS: tl.constexpr, BLOCK_M: tl.constexpr):
+    """The query rows of this program (grid: row blocks x batch*head): ``(bh, h, i, rows, n,
+    start, row_ok)`` with ``i`` the query indices, ``rows`` their flat rows, ``n`` the valid keys,
+    ``start`` each row's first window key and ``row_ok`` the rows inside ``Lq`` and ``q_len``."""
+    bh = tl.program_id(1)
+    b = bh // H
+    i = (tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
+    n = tl.load(KVLen + b)
+    start = _window_start(_centers(Centers, b, i, Lq, Lk, HAS_CENTERS).to(tl.int64), n, LEFT, DIL, W, SHIFT, CAUSAL)
+    row_ok = (i < Lq) & (i < tl.load(QLen + b))
+    return bh, bh % H, i, bh * Lq + i, n, start, row_ok
+
+
+@triton.jit
 def _fwd_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Out, Lse, H, Lq, Lk, D, Dv, scale, LEFT, DIL,
                 W: tl.constexpr, SHIFT: tl.constexpr, CAUSAL: tl.constexpr, HAS_CENTERS: tl.constexpr,
                 HAS_BIAS: tl.constexpr, ACC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
                 BLOCK_DV: tl.constexpr):
-    pid_m = tl.program_id(0)
-    bh = tl.program_id(1)
-    b = bh // H
-    h = bh % H
-    i = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
-    q_len = tl.load(QLen + b)
-    n = tl.load(KVLen + b)
-    start = _window_start(_centers(Centers, b, i, Lq, Lk, HAS_CENTERS).to(tl.int64), n, LEFT, DIL, W, SHIFT, CAUSAL)
-    row_ok = (i < Lq) & (i < q_len)
-    rows = bh * Lq + i
+    bh, h, i, rows, n, start, row_ok = _row_block(QLen, KVLen, Centers, H, Lq, Lk, LEFT, DIL, W, SHIFT, CAUSAL,
+                                                  HAS_CENTERS, BLOCK_M)
     d = tl.arange(0, BLOCK_D)
     dv = tl.arange(0, BLOCK_DV)
     q = tl.load(Q + rows[:, None] * D + d[None, :], mask=row_ok[:, None] & (d[None, :] < D), other=0.0).to(ACC)
@@ -105,17 +112,9 @@ def _bwd_rows_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Out, Lse, DOut, DLse, 
                      HAS_CENTERS: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_DLSE: tl.constexpr, ACC: tl.constexpr,
                      BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
     """dq per query; probabilities P and score gradients DS (B*H*Lq, W), zero where invalid."""
-    pid_m = tl.program_id(0)
-    bh = tl.program_id(1)
-    b = bh // H
-    h = bh % H
-    i = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
-    q_len = tl.load(QLen + b)
-    n = tl.load(KVLen + b)
-    start = _window_start(_centers(Centers, b, i, Lq, Lk, HAS_CENTERS).to(tl.int64), n, LEFT, DIL, W, SHIFT, CAUSAL)
+    bh, h, i, rows, n, start, row_ok = _row_block(QLen, KVLen, Centers, H, Lq, Lk, LEFT, DIL, W, SHIFT, CAUSAL,
+                                                  HAS_CENTERS, BLOCK_M)
     in_range = i < Lq
-    row_ok = in_range & (i < q_len)
-    rows = bh * Lq + i
     d = tl.arange(0, BLOCK_D)
     dv = tl.arange(0, BLOCK_DV)
     qmask = row_ok[:, None] & (d[None, :] < D)

@@ -133,16 +133,24 @@ def _tube_iou_kernel(a_ptr, a_start_ptr, a_len_ptr, a_vol_ptr, N, Ta,
 
 
 @triton.jit
-def _tube_iou_aligned_fwd_kernel(a_ptr, a_start_ptr, a_len_ptr, a_vol_ptr, Ta,
-                                 b_ptr, b_start_ptr, b_len_ptr, b_vol_ptr, Tb,
-                                 N, out_ptr, off, MODE: tl.constexpr, BLOCK: tl.constexpr):
-    """BLOCK pairs (a[n], b[n]) per program -> out (N,)."""
+def _aligned_spans(a_start_ptr, a_len_ptr, b_start_ptr, b_len_ptr, N, BLOCK: tl.constexpr):
+    """The BLOCK aligned pairs of this program: ``(rn, mask, sa, ea, sb, eb)``, pair indices, their
+    validity and the half-open frame spans ``[sa, ea)`` of a[n] and ``[sb, eb)`` of b[n]."""
     rn = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = rn < N
     sa = tl.load(a_start_ptr + rn, mask=mask, other=0)
     ea = sa + tl.load(a_len_ptr + rn, mask=mask, other=0)
     sb = tl.load(b_start_ptr + rn, mask=mask, other=0)
     eb = sb + tl.load(b_len_ptr + rn, mask=mask, other=0)
+    return rn, mask, sa, ea, sb, eb
+
+
+@triton.jit
+def _tube_iou_aligned_fwd_kernel(a_ptr, a_start_ptr, a_len_ptr, a_vol_ptr, Ta,
+                                 b_ptr, b_start_ptr, b_len_ptr, b_vol_ptr, Tb,
+                                 N, out_ptr, off, MODE: tl.constexpr, BLOCK: tl.constexpr):
+    """BLOCK pairs (a[n], b[n]) per program -> out (N,)."""
+    rn, mask, sa, ea, sb, eb = _aligned_spans(a_start_ptr, a_len_ptr, b_start_ptr, b_len_ptr, N, BLOCK)
     acc = _overlap_sum(a_ptr, rn * Ta, sa, ea, b_ptr, rn * Tb, sb, eb, off, MODE)
     if MODE == 0:
         va = tl.load(a_vol_ptr + rn, mask=mask, other=0.0)
@@ -160,12 +168,7 @@ def _tube_iou_aligned_bwd_kernel(a_ptr, a_start_ptr, a_len_ptr, a_vol_ptr, Ta,
                                  N, g_ptr, ga_ptr, gb_ptr, off, MODE: tl.constexpr, BLOCK: tl.constexpr):
     """BLOCK pairs per program: writes grad_a (N, Ta, 4) / grad_b (N, Tb, 4) on the frames of each
     tube's span, for pairs with a nonzero gradient (the rest stays as zero-initialised)."""
-    rn = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = rn < N
-    sa = tl.load(a_start_ptr + rn, mask=mask, other=0)
-    ea = sa + tl.load(a_len_ptr + rn, mask=mask, other=0)
-    sb = tl.load(b_start_ptr + rn, mask=mask, other=0)
-    eb = sb + tl.load(b_len_ptr + rn, mask=mask, other=0)
+    rn, mask, sa, ea, sb, eb = _aligned_spans(a_start_ptr, a_len_ptr, b_start_ptr, b_len_ptr, N, BLOCK)
     a_first = rn * Ta
     b_first = rn * Tb
     g = tl.load(g_ptr + rn, mask=mask, other=0.0)
