@@ -21,6 +21,7 @@ from pyvrel.ops.types import Tubes
 
 __all__ = ["SoftViterbiResult", "ViterbiResult", "path_tubes", "soft_viterbi", "viterbi_link"]
 
+
 def _code(t: Tensor) -> int:
     return _ext.DTYPE_CODES[t.dtype]
 
@@ -28,8 +29,6 @@ def _code(t: Tensor) -> int:
 def _compute_dtype(t: Tensor) -> torch.dtype:
     return t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float32
 
-
-# ---- Viterbi linking ------------------------------------------------------------------------
 
 _VITERBI_BACKENDS = ("cpp", "cuda", "triton", "reference")
 _SOFT_BACKENDS = ("cpp", "cuda", "triton", "reference")
