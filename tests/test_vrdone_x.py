@@ -14,7 +14,7 @@ from pyvrel.data.synthetic import SynthConfig, World, generate_video, write_worl
 from pyvrel.data.synthetic.streams import ClipStream
 from pyvrel.engine import load_checkpoint
 from pyvrel.models.vrdone import VrdONEConfig, entity_features, pair_samples
-from pyvrel.models.vrdone.task import DEMO_WORLD
+from pyvrel.data.dataset import DEMO_WORLD
 
 DC = 8
 SMALL = ["--set", "model.embd_dim=16", "--set", "model.fpn_dim=8", "--set", "model.dec_dim=8", "--set",

@@ -19,7 +19,7 @@ from pyvrel.data.synthetic.rules import (_MODES, _POPULARITY, CATEGORIES, HEIGHT
 from pyvrel.data.synthetic.streams import STREAMS, Stream
 from pyvrel.data.vocab import Vocabulary, load_vocabulary
 
-__all__ = ["SynthConfig", "SyntheticVideo", "World", "generate", "generate_video"]
+__all__ = ["SynthConfig", "SyntheticVideo", "World", "generate", "generate_video", "video_split"]
 
 
 @dataclass
@@ -154,7 +154,7 @@ def generate_video(config: SynthConfig, index: int, world: World | None = None) 
         for k, box in enumerate(b.tolist()):
             trajectories[t["span"][0] + k].append(FrameBox(tid, tuple(box), {}))
     vid = _video_id(config, index)
-    split = "train" if index < round(config.train_fraction * config.num_videos) else "test"
+    split = video_split(config, index)
     anno = VideoAnnotation(vid, frame_count, 30.0, WIDTH, HEIGHT, [ObjectInfo(i, c, {}) for i, c in enumerate(cats)],
                            trajectories, relations, {})
     feats = detector_outputs(rng, world, cats, tracks, boxes, frame_count) if config.features else None
@@ -163,9 +163,15 @@ def generate_video(config: SynthConfig, index: int, world: World | None = None) 
     return SyntheticVideo(anno, feats, split)
 
 
-def generate(config: SynthConfig) -> Iterator[SyntheticVideo]:
-    """All videos of the world, in index order."""
+def video_split(config: SynthConfig, index: int) -> str:
+    """``"train"`` for the first ``train_fraction`` of the videos, else ``"test"``."""
+    return "train" if index < round(config.train_fraction * config.num_videos) else "test"
+
+
+def generate(config: SynthConfig, split: str | None = None) -> Iterator[SyntheticVideo]:
+    """All videos of the world (only those of ``split`` when given), in index order."""
     world = World(config)
     for i in range(config.num_videos):
-        yield generate_video(config, i, world)
+        if split is None or video_split(config, i) == split:
+            yield generate_video(config, i, world)
 
