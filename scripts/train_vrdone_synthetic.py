@@ -67,7 +67,7 @@ def main() -> None:
         preds: dict[str, dict] = {name: {}, "frequency prior": {}}
         for anno, arrays in test:
             if mode == "detected":
-                tracks = detector.tracklets(arrays)
+                tracks = detector.tracklets(arrays, anno.width, anno.height)
             else:
                 clip = entity_features(arrays, anno, CLIP_KEY) if cfg.clip_dim else None
                 tracks = oracle_tracklets(anno, entity_features(arrays, anno), clip)

@@ -36,21 +36,21 @@ class Tracklet:
 
 
 def _containment(a: Tracklet, b: Tracklet) -> float:
-    """Max over both directions of ``Σ inter / Σ area_ref`` over the common frames (+1 pixel areas)."""
+    """How much of ``a`` lies inside ``b``: ``Σ inter / Σ area(a)`` over the common frames (+1 pixel areas)."""
     lo, hi = max(a.start, b.start), min(a.end, b.end)
     if hi <= lo:
         return 0.0
     ba, bb = a.boxes[lo - a.start: hi - a.start], b.boxes[lo - b.start: hi - b.start]
     iw = np.clip(np.minimum(ba[:, 2], bb[:, 2]) - np.maximum(ba[:, 0], bb[:, 0]) + 1, 0, None)
     ih = np.clip(np.minimum(ba[:, 3], bb[:, 3]) - np.maximum(ba[:, 1], bb[:, 1]) + 1, 0, None)
-    inter = (iw * ih).sum()
-    area = lambda x: ((x[:, 2] - x[:, 0] + 1) * (x[:, 3] - x[:, 1] + 1)).sum()  # noqa: E731
-    return float(max(inter / max(area(ba), 1e-9), inter / max(area(bb), 1e-9)))
+    area = ((ba[:, 2] - ba[:, 0] + 1) * (ba[:, 3] - ba[:, 1] + 1)).sum()
+    return float((iw * ih).sum() / max(area, 1e-9))
 
 
 def deduplicate(tracklets: list[Tracklet], threshold: float = 0.9) -> list[Tracklet]:
     """Drop a tracklet when another of the same category contains it in time and in space
-    (containment vIoU ``> threshold``); returns the kept ones in input order."""
+    (``Σ inter / Σ area`` of the dropped tracklet over their common frames ``> threshold``, as the
+    official VrdONE); returns the kept ones in input order."""
     drop = set()
     for i, a in enumerate(tracklets):
         for j, b in enumerate(tracklets):
@@ -92,17 +92,22 @@ def detected_tracklets(arrays: Mapping[str, np.ndarray], objects: list[str]) -> 
 def oracle_tracklets(annotation: VideoAnnotation, features: dict[int, np.ndarray],
                      clip: dict[int, np.ndarray] | None = None) -> list[Tracklet]:
     """Ground-truth trajectories and categories as tracklets of score 1 (the oracle setting of the
-    supplementary's Table 1). ``features[tid]`` (and ``clip[tid]``, VrdONE-X's stream) is
-    ``(L, D)`` for the object's frames; objects must be present on one contiguous span."""
+    supplementary's Table 1), one per contiguous run of an object's frames (VidOR objects may leave
+    and re-enter; each run is a tracklet with the object's ``tid``). ``features[tid]`` (and
+    ``clip[tid]``, VrdONE-X's stream) is ``(frame_count, D)``: row ``f`` is frame ``f``
+    (:func:`pyvrel.models.vrdone.entity_features`)."""
     by_tid = annotation.boxes_by_tid()
     out = []
     for obj in annotation.objects:
-        frames = sorted(by_tid[obj.tid])
-        if not frames:
+        frames = np.array(sorted(by_tid[obj.tid]), dtype=np.int64)
+        if len(frames) == 0:
             continue
-        if frames[-1] - frames[0] + 1 != len(frames):
-            raise ValueError(f"oracle_tracklets: object {obj.tid} of {annotation.video_id} is not contiguous")
-        boxes = np.array([by_tid[obj.tid][f] for f in frames], dtype=np.float64)
-        out.append(Tracklet(obj.category, 1.0, frames[0], boxes, features[obj.tid],
-                            None if clip is None else clip[obj.tid], tid=obj.tid))
+        if len(features[obj.tid]) <= frames[-1]:
+            raise ValueError(f"oracle_tracklets: features of object {obj.tid} of {annotation.video_id} have "
+                             f"{len(features[obj.tid])} rows, need one per frame up to {frames[-1]}")
+        for run in np.split(frames, np.flatnonzero(np.diff(frames) > 1) + 1):
+            s, e = int(run[0]), int(run[-1]) + 1
+            boxes = np.array([by_tid[obj.tid][f] for f in run.tolist()], dtype=np.float64)
+            out.append(Tracklet(obj.category, 1.0, s, boxes, features[obj.tid][s:e],
+                                None if clip is None else clip[obj.tid][s:e], tid=obj.tid))
     return out

@@ -14,6 +14,9 @@ Model protocol
 * Optional ``no_weight_decay()`` on the model or any of its modules returns names of that
   module's parameters to exclude from weight decay beyond the default rules of
   :func:`pyvrel.engine.param_groups` (``pyvrel.nn``'s norm layers and scales declare theirs).
+* Optional ``train_set.set_epoch(epoch)`` is called before each epoch (0-based; also when a run
+  resumes mid-epoch), so a dataset can redraw its augmentation per epoch from its own seed and
+  give the same items after a resume.
 * Optional evaluation hook ``evaluate(model, ctx) -> {name: float} | None`` (see
   :class:`EvalContext`): called on every process with the EMA weights (or the raw model) in eval
   mode under ``torch.no_grad()``; the mapping returned by rank 0 is logged (and sent to every
@@ -203,6 +206,8 @@ class Trainer:
 
     def _loader(self, epoch: int, skip_steps: int) -> DataLoader:
         self.sampler.set_epoch(epoch)
+        if callable(getattr(self.train_set, "set_epoch", None)):  # per-epoch augmentation (model protocol)
+            self.train_set.set_epoch(epoch)
         order = _EpochSlice(self.sampler, skip_steps * self.local_batch, self.steps_per_epoch * self.local_batch)
         generator = torch.Generator().manual_seed(self.config.seed + 1_000_003 * epoch + 7_919 * self.rank)
         return DataLoader(self.train_set, batch_size=self.local_batch, sampler=order, collate_fn=self.collate_fn,

@@ -7,9 +7,10 @@ The official code is described in ``specs/models.md`` §1; quirks are faithful b
 """
 
 from pyvrel.models.vrdone.config import VrdONEConfig
-from pyvrel.models.vrdone.inference import mask_spans, predict_video
+from pyvrel.models.vrdone.inference import entity_tracklets, mask_spans, predict_video
 from pyvrel.models.vrdone.inputs import (
     absolute_position,
+    clamp_boxes,
     fuzzy_mask,
     pad_batch,
     pair_tensor,
@@ -21,13 +22,16 @@ from pyvrel.models.vrdone.inputs import (
 from pyvrel.models.vrdone.loss import SetCriterion, Target, hungarian_match, match_costs, sigmoid_focal
 from pyvrel.models.vrdone.model import VrdONE, build_vrdone
 from pyvrel.models.vrdone.samples import (
+    PairSamples,
     assign_tracklets,
     entity_features,
+    merge_relations,
     object_segments,
     pair_samples,
 )
 
 __all__ = [
+    "PairSamples",
     "SetCriterion",
     "Target",
     "VrdONE",
@@ -35,10 +39,13 @@ __all__ = [
     "absolute_position",
     "assign_tracklets",
     "build_vrdone",
+    "clamp_boxes",
     "entity_features",
+    "entity_tracklets",
     "fuzzy_mask",
     "hungarian_match",
     "mask_spans",
+    "merge_relations",
     "object_segments",
     "pair_samples",
     "match_costs",

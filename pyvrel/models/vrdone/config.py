@@ -37,9 +37,14 @@ class VrdONEConfig:
             window around each query's centre on the memory.
         cls_prior_prob: initial foreground probability of the classifier bias.
     Attributes (training): cost_*/loss_* weights, eos_coef, deep_supervision, with_fuzzy,
-        fuzzy_scale, max_preds (drop pairs with more relations), feat_stride.
+        fuzzy_scale, max_preds (drop pairs with more relations), feat_stride,
+        merge_relations (VidVRD loader: instances of one subject–predicate–object that overlap or
+        touch in time become one before targets are built), pairs_per_item (official batch
+        packing: one training item holds this many pair keys of consecutive videos; 0 = one pair
+        per item, shuffled across the dataset).
     Attributes (inference): topk predicates per query, pred_min_frames, n_max_pair (per video),
-        proposal_min_frames, max_so_pair (pairs per batch), dedup_threshold.
+        proposal_min_frames, max_so_pair (pairs per batch), dedup_threshold,
+        entity_score_threshold (tracklets scoring at most this are not paired; supplementary §3.1).
     """
 
     visual_dim: int = 1024
@@ -79,6 +84,8 @@ class VrdONEConfig:
     fuzzy_scale: float = 0.85
     max_preds: int = 9
     feat_stride: int = 4
+    merge_relations: bool = False
+    pairs_per_item: int = 16
     # inference
     topk: int = 6
     pred_min_frames: int = 5
@@ -86,6 +93,7 @@ class VrdONEConfig:
     proposal_min_frames: int = 5
     max_so_pair: int = 200
     dedup_threshold: float = 0.9
+    entity_score_threshold: float = 0.4
 
     def __post_init__(self) -> None:
         if self.embd_dim % self.n_head or self.dec_dim % self.dec_heads:
@@ -95,6 +103,8 @@ class VrdONEConfig:
                              f"division factor {self.max_div_factor}")
         if self.window < 1 or self.num_queries < 1 or self.num_classes < 1 or self.feat_stride < 1:
             raise ValueError("VrdONEConfig: window, num_queries, num_classes and feat_stride must be >= 1")
+        if self.pairs_per_item < 0:
+            raise ValueError(f"VrdONEConfig: pairs_per_item must be >= 0, got {self.pairs_per_item}")
 
     @property
     def in_channels(self) -> int:
@@ -113,23 +123,25 @@ class VrdONEConfig:
 
     @classmethod
     def vidor(cls, **overrides) -> "VrdONEConfig":
-        """VidOR (``configs/vidor.yaml``); ``clip_dim=512, num_queries=10, max_preds=10`` is VrdONE-X."""
+        """VidOR (``configs/vidor.yaml``, 16 pairs per item); ``clip_dim=512, num_queries=10,
+        max_preds=10`` is VrdONE-X."""
         return replace(cls(), **overrides)
 
     @classmethod
     def vidvrd(cls, **overrides) -> "VrdONEConfig":
-        """ImageNet-VidVRD (``configs/vidvrd.yaml``)."""
+        """ImageNet-VidVRD (``configs/vidvrd.yaml``, 4 pairs per item, merged relation instances)."""
         base = cls(num_classes=132, max_seq_len=96, window=7, n_head=4, dec_heads=4, cost_class=1.0, cost_mask=5.0,
                    cost_dice=5.0, loss_class=1.0, loss_mask=5.0, loss_dice=5.0, with_fuzzy=True, feat_stride=1,
-                   topk=8, pred_min_frames=2, proposal_min_frames=2)
+                   topk=8, pred_min_frames=2, proposal_min_frames=2, merge_relations=True, pairs_per_item=4)
         return replace(base, **overrides)
 
     @classmethod
     def synthetic(cls, **overrides) -> "VrdONEConfig":
         """A small model for the synthetic world (32-d appearance features, VidVRD predicates):
-        CPU-trainable in minutes. Stride 2 over videos of up to 256 frames."""
+        CPU-trainable in minutes. Stride 2 over videos of up to 256 frames; one pair per training
+        item and no entity score threshold (the world's detection scores are not calibrated)."""
         base = cls(visual_dim=32, embd_dim=64, n_head=4, window=5, max_seq_len=128, fpn_dim=64, dec_dim=64,
                    dec_heads=4, dec_hidden=128, num_queries=12, max_preds=12, num_classes=132, feat_stride=2,
                    cost_class=2.0, cost_mask=2.0, cost_dice=5.0, topk=6, pred_min_frames=5, proposal_min_frames=5,
-                   path_pdrop=0.0)
+                   path_pdrop=0.0, pairs_per_item=0, entity_score_threshold=0.0)
         return replace(base, **overrides)

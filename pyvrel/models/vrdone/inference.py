@@ -1,12 +1,15 @@
 """VrdONE inference to the official prediction JSON (``MaskVRD.forward_test``, §1.11).
 
-Per video: de-duplicate tracklets, build every ordered pair that overlaps in time, run the model in
+Per video: keep the tracklets scoring above ``entity_score_threshold``, clamp their boxes to the
+frame, de-duplicate them, build every ordered pair that overlaps in time, run the model in
 batches (short pairs padded to ``max_seq_len``, longer ones to a multiple of the division factor),
 take the top-k predicates of every query, read a span from its mask, score the triplet with the
 mean of the two detection scores and the predicate probability, keep the best ``n_max_pair``.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -15,9 +18,21 @@ from torch import Tensor
 from pyvrel.data import Relation
 from pyvrel.data.tracklets import Tracklet, build_pairs, deduplicate
 from pyvrel.models.vrdone.config import VrdONEConfig
-from pyvrel.models.vrdone.inputs import pad_batch, pair_tensor
+from pyvrel.models.vrdone.inputs import clamp_boxes, pad_batch, pair_tensor
 
-__all__ = ["mask_spans", "predict_video"]
+__all__ = ["entity_tracklets", "mask_spans", "predict_video"]
+
+
+def entity_tracklets(tracklets: list[Tracklet], cfg: VrdONEConfig, width: float | None = None,
+                     height: float | None = None, *, dedup: bool = True) -> list[Tracklet]:
+    """The tracklets VrdONE pairs up: those scoring above ``cfg.entity_score_threshold`` (all when
+    it is 0), with boxes clamped to the ``width`` x ``height`` frame when it is given (the official
+    loaders clamp, so outputs are clamped too), de-duplicated when ``dedup``."""
+    thr = cfg.entity_score_threshold
+    tracks = [t for t in tracklets if thr <= 0 or t.score > thr]
+    if width is not None and height is not None:
+        tracks = [replace(t, boxes=clamp_boxes(t.boxes, width, height)) for t in tracks]
+    return deduplicate(tracks, cfg.dedup_threshold) if dedup else tracks
 
 
 def mask_spans(mask_logits: Tensor, valid: int, stride: int, offset: int = 0) -> list[tuple[int, int] | None]:
@@ -35,7 +50,8 @@ def mask_spans(mask_logits: Tensor, valid: int, stride: int, offset: int = 0) ->
 @torch.no_grad()
 def predict_video(model: torch.nn.Module, cfg: VrdONEConfig, tracklets: list[Tracklet], predicates: list[str],
                   width: float, height: float, *, dedup: bool = True) -> list[Relation]:
-    """Predicted relations of one video (``score``-sorted, at most ``n_max_pair``).
+    """Predicted relations of one video (``score``-sorted, at most ``n_max_pair``) from the
+    :func:`entity_tracklets` of ``tracklets`` (``dedup=False``: already de-duplicated, or the oracle's).
 
     ``predicates[c - 1]`` names class ``c`` (class 0 is background). The model runs in eval mode
     on the device and in the dtype of its parameters.
@@ -45,7 +61,7 @@ def predict_video(model: torch.nn.Module, cfg: VrdONEConfig, tracklets: list[Tra
     was_training = model.training
     model.eval()
     param = next(model.parameters())
-    tracks = deduplicate(tracklets, cfg.dedup_threshold) if dedup else list(tracklets)
+    tracks = entity_tracklets(tracklets, cfg, width, height, dedup=dedup)
     pairs = build_pairs(tracks, cfg.proposal_min_frames, cfg.feat_stride)
     cands: list[tuple[float, int, int, int, int]] = []  # score, pair, class, start, end (absolute frames)
     stride = cfg.feat_stride

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "clamp_boxes",
     "relative_position",
     "absolute_position",
     "pair_tensor",
@@ -25,7 +26,9 @@ __all__ = [
 ]
 
 
-def _clamp(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
+def clamp_boxes(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Pixel boxes ``(L, 4)`` clamped to the frame as the official loaders do: ``x1, y1 >= 0``,
+    ``x2 <= width - 1``, ``y2 <= height - 1`` (a float64 copy)."""
     b = np.asarray(boxes, dtype=np.float64).copy()
     if b.ndim != 2 or b.shape[1] != 4:
         raise ValueError(f"boxes must have shape (L, 4), got {b.shape}")
@@ -42,7 +45,7 @@ def relative_position(sub_boxes: np.ndarray, obj_boxes: np.ndarray, width: float
     log(s_h / o_h), log(s_w s_h / (o_w o_h))]`` with ``w = x2 - x1``. The offsets are divided by the
     object's *centre coordinates* (the official code; VidVRD-II divides by w/h).
     """
-    s, o = _clamp(sub_boxes, width, height), _clamp(obj_boxes, width, height)
+    s, o = clamp_boxes(sub_boxes, width, height), clamp_boxes(obj_boxes, width, height)
     if s.shape != o.shape:
         raise ValueError(f"sub_boxes and obj_boxes must have the same shape, got {s.shape} and {o.shape}")
     scx, scy, sw, sh = (s[:, 0] + s[:, 2]) / 2, (s[:, 1] + s[:, 3]) / 2, s[:, 2] - s[:, 0], s[:, 3] - s[:, 1]
@@ -83,7 +86,7 @@ def pair_tensor(sub_vis: np.ndarray, obj_vis: np.ndarray, sub_boxes: np.ndarray,
         sub_boxes, obj_boxes (ndarray[L, 4]): pixel boxes of the same frames.
         stride, offset: frames ``offset, offset + stride, ...`` are kept (``L' = ceil((L - offset) / stride)``).
         sub_clip, obj_clip (ndarray[L, Dc], optional): the extra stream (VrdONE-X).
-    θ_a is computed on the *sampled* boxes, as the official code does.
+    θ_a and θ_r are computed on the *sampled* boxes clamped to the frame, as the official code does.
     """
     n = len(sub_boxes)
     for name, a in (("sub_vis", sub_vis), ("obj_vis", obj_vis), ("obj_boxes", obj_boxes)):
@@ -92,7 +95,7 @@ def pair_tensor(sub_vis: np.ndarray, obj_vis: np.ndarray, sub_boxes: np.ndarray,
     if (sub_clip is None) != (obj_clip is None):
         raise ValueError("pair_tensor: give both sub_clip and obj_clip or neither")
     sl = slice(offset, None, stride)
-    sb, ob = np.asarray(sub_boxes)[sl], np.asarray(obj_boxes)[sl]
+    sb, ob = clamp_boxes(np.asarray(sub_boxes)[sl], width, height), clamp_boxes(np.asarray(obj_boxes)[sl], width, height)
     parts = [np.asarray(sub_vis)[sl], np.asarray(obj_vis)[sl]]
     if sub_clip is not None:
         parts += [np.asarray(sub_clip)[sl], np.asarray(obj_clip)[sl]]

@@ -3,7 +3,8 @@
 The ``model:`` section of a run's config holds ``preset`` (``"synthetic"``, ``"vidvrd"`` or
 ``"vidor"``, the :class:`VrdONEConfig` preset), ``world`` (``SynthConfig`` settings of the built-in
 synthetic world over :data:`pyvrel.data.dataset.DEMO_WORLD`, used when ``data`` is
-``"synthetic"``), ``sample_seed`` (crop/offset randomness of the training samples), ``dtype``
+``"synthetic"``), ``sample_seed`` (seed of the crops/offsets redrawn every epoch; null: drawn from
+the generators ``train.seed`` seeds), ``dtype``
 (``"float32"`` or ``"float64"`` weights and inputs), ``eval_split`` (the videos the evaluation
 hook detects on; ``"test"``, null: no hook), ``vocabulary`` (``{"objects": [...], "predicates":
 [...]}``; default: the data's, see :meth:`pyvrel.data.dataset.Dataset.vocabulary`) and any
@@ -35,7 +36,7 @@ from torch import Tensor, nn
 from pyvrel.data import Relation, VideoAnnotation
 from pyvrel.data.dataset import Dataset, open_dataset, synthetic_world
 from pyvrel.data.folder import CLIP_KEY
-from pyvrel.data.tracklets import Tracklet, deduplicate, detected_tracklets
+from pyvrel.data.tracklets import Tracklet, detected_tracklets
 from pyvrel.data.vocab import Vocabulary
 from pyvrel.engine import distributed as dist
 from pyvrel.engine.config import ConfigError, config_from_dict, config_to_dict
@@ -43,11 +44,11 @@ from pyvrel.engine.registry import TrainTask
 from pyvrel.engine.trainer import EvalContext, EvalHook
 from pyvrel.models.baselines import FrequencyPrior
 from pyvrel.models.vrdone.config import VrdONEConfig
-from pyvrel.models.vrdone.inference import predict_video
+from pyvrel.models.vrdone.inference import entity_tracklets, predict_video
 from pyvrel.models.vrdone.inputs import pad_batch
 from pyvrel.models.vrdone.loss import SetCriterion, Target
 from pyvrel.models.vrdone.model import build_vrdone
-from pyvrel.models.vrdone.samples import entity_features, pair_samples
+from pyvrel.models.vrdone.samples import PairSamples, entity_features, pair_segments
 
 __all__ = ["DEMO", "VrdONEDetector", "VrdONETrainModel", "build_task", "load", "resolve_config"]
 
@@ -66,10 +67,24 @@ DEMO: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {"model": {"world": {"num_videos": 8, "frames": [60, 100]}},
               "train": {**_DEMO_TRAIN, "epochs": 1, "batch_size": 4, "log_every": 1, "warmup_epochs": 0.0}},
 }
-#: VrdONE's own training settings (TrainConfig keys), below a run's ``train:`` section and ``--set``.
-TRAIN_DEFAULTS: dict[str, Any] = {"lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 1, "clip_grad_norm": 1.0,
-                                  "batch_size": 16, "epochs": 10, "ema_decay": 0.999, "eval_every": 2,
-                                  "best_metric": "RelDet_mAP"}
+#: The official training recipe (``train.py``, §1.3/§1.10) as TrainConfig keys: AdamW lr 2e-4, wd 0.05,
+#: 5 warm-up epochs then a 20-epoch cosine to 1e-8 stopped at epoch 12 (VidOR) / 15 (VidVRD), grad
+#: clip 1, EMA 0.999, float32, seed 42 with deterministic algorithms. ``batch_size`` counts items
+#: of ``pairs_per_item`` pairs: 3 x 16 = 48 pairs (VidOR), 6 x 4 = 24 (VidVRD).
+_PAPER_TRAIN: dict[str, Any] = {"lr": 2e-4, "weight_decay": 0.05, "warmup_epochs": 5.0, "schedule_epochs": 20.0,
+                                "min_lr_ratio": 1e-8 / 2e-4, "clip_grad_norm": 1.0, "ema_decay": 0.999,
+                                "precision": "fp32", "seed": 42, "deterministic": True, "eval_every": 2,
+                                "best_metric": "RelDet_mAP"}
+#: VrdONE's own training settings per preset (TrainConfig keys), below a run's ``train:`` section
+#: and ``--set``. The paper presets carry the official recipe; the synthetic preset has its own
+#: short schedule for a small model on CPU (lr 1e-3, 1 warm-up epoch, cosine to 0 over 10 epochs,
+#: 16 single pairs per batch) -- not the paper's.
+TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "vidor": {**_PAPER_TRAIN, "epochs": 12, "batch_size": 3},
+    "vidvrd": {**_PAPER_TRAIN, "epochs": 15, "batch_size": 6},
+    "synthetic": {"lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 1, "clip_grad_norm": 1.0, "batch_size": 16,
+                  "epochs": 10, "ema_decay": 0.999, "eval_every": 2, "best_metric": "RelDet_mAP"},
+}
 _PRESETS = {"synthetic": VrdONEConfig.synthetic, "vidvrd": VrdONEConfig.vidvrd, "vidor": VrdONEConfig.vidor}
 _TASK_KEYS = ("preset", "world", "sample_seed", "dtype", "eval_split", "vocabulary")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -85,6 +100,15 @@ def _check_vocabulary(value: Any) -> dict[str, list[str]] | None:
             and all(isinstance(v, list) and v and all(isinstance(n, str) for n in v) for v in value.values())):
         raise ConfigError("vocabulary", f"expected {{'objects': [names], 'predicates': [names]}}, got {value!r}")
     return {"objects": list(value["objects"]), "predicates": list(value["predicates"])}
+
+
+def _sample_seed(value: Any) -> int:
+    """``model.sample_seed``; null draws one from numpy's global generator (seeded by ``train.seed``)."""
+    if value is None:
+        return int(np.random.randint(2**31))
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError("sample_seed", f"expected an integer or null, got {value!r}")
+    return value
 
 
 def resolve_config(model_config: Mapping[str, Any]) -> tuple[VrdONEConfig, dict[str, Any]]:
@@ -115,8 +139,8 @@ def resolve_config(model_config: Mapping[str, Any]) -> tuple[VrdONEConfig, dict[
     world = dict(section.get("world", {}))
     if cfg.clip_dim and "clip_dim" not in world:  # VrdONE-X on the synthetic world: it writes the stream
         world["clip_dim"] = cfg.clip_dim
-    resolved = {"preset": preset, "world": synthetic_world(world), "sample_seed": int(section.get("sample_seed", 0)),
-                "dtype": dtype, "eval_split": eval_split, "vocabulary": _check_vocabulary(section.get("vocabulary")),
+    resolved = {"preset": preset, "world": synthetic_world(world),
+                "sample_seed": _sample_seed(section.get("sample_seed")), "dtype": dtype, "eval_split": eval_split, "vocabulary": _check_vocabulary(section.get("vocabulary")),
                 **{k: v for k, v in config_to_dict(cfg).items() if k in overrides}}
     return cfg, resolved
 
@@ -140,21 +164,12 @@ class VrdONETrainModel(nn.Module):
         return self.criterion(self.vrdone(x, mask), targets, mask)
 
 
-class _Samples(torch.utils.data.Dataset):
-    def __init__(self, items: list[tuple[Tensor, Target]]) -> None:
-        self.items = items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Target]:
-        return self.items[i]
-
-
 def _collate(max_seq_len: int, div: int):
-    def collate(items: list[tuple[Tensor, Target]]) -> tuple[Tensor, Tensor, list[Target]]:
-        x, mask = pad_batch([it[0] for it in items], max_seq_len, div)
-        return x, mask, [it[1] for it in items]
+    """Concatenate the pairs of a batch's :class:`PairSamples` items into ``(x, mask, targets)``."""
+    def collate(items: list[list[tuple[Tensor, Target]]]) -> tuple[Tensor, Tensor, list[Target]]:
+        pairs = [pair for item in items for pair in item]
+        x, mask = pad_batch([p[0] for p in pairs], max_seq_len, div)
+        return x, mask, [p[1] for p in pairs]
     return collate
 
 
@@ -177,9 +192,11 @@ class VrdONEDetector:
     def __init__(self, model: nn.Module, cfg: VrdONEConfig, vocabulary: Vocabulary) -> None:
         self.model, self.cfg, self.vocabulary = model, cfg, vocabulary
 
-    def tracklets(self, arrays: Mapping[str, np.ndarray]) -> list[Tracklet]:
-        """The detected tracklets of one video's arrays that VrdONE pairs up (deduplicated)."""
-        return deduplicate(detected_tracklets(arrays, list(self.vocabulary.objects)), self.cfg.dedup_threshold)
+    def tracklets(self, arrays: Mapping[str, np.ndarray], width: float | None = None,
+                  height: float | None = None) -> list[Tracklet]:
+        """The detected tracklets of one video's arrays that VrdONE pairs up (score threshold, boxes
+        clamped to the frame when its size is given, deduplicated: :func:`entity_tracklets`)."""
+        return entity_tracklets(detected_tracklets(arrays, list(self.vocabulary.objects)), self.cfg, width, height)
 
     def baseline(self) -> FrequencyPrior:
         """The (unfitted) frequency prior with VrdONE's pairing and output settings, to compare on
@@ -230,10 +247,12 @@ def _vocabulary(given: Mapping[str, list[str]] | None, dataset: Dataset | None =
 def build_task(model_config: Mapping[str, Any], data: str) -> TrainTask:
     """The VrdONE training task (see the module docstring for the ``model:`` keys).
 
-    Training samples are the ground-truth pair segments of the training videos (``pair_samples``
-    with a generator seeded by ``sample_seed``), made once; the features of each object are read
-    from the detected tracklets that follow it (:func:`~pyvrel.models.vrdone.samples.entity_features`),
-    and so is VrdONE-X's extra stream (``tracklet_clip``) when ``clip_dim > 0``.
+    Training items are the ground-truth pair keys of the training videos packed as the preset says
+    (:class:`~pyvrel.models.vrdone.samples.PairSamples`), with offsets and crops redrawn every epoch
+    from ``sample_seed`` (default: drawn from the generators :func:`~pyvrel.engine.prepare_run`
+    seeds with ``train.seed``); the features of each object are read from the detected tracklets
+    that follow it (:func:`~pyvrel.models.vrdone.samples.entity_features`), and so is VrdONE-X's
+    extra stream (``tracklet_clip``) when ``clip_dim > 0``.
     """
     cfg, resolved = resolve_config(model_config)
     dataset = open_dataset(data, resolved["world"])
@@ -244,19 +263,19 @@ def build_task(model_config: Mapping[str, Any], data: str) -> TrainTask:
         raise ConfigError("num_classes", f"the vocabulary has {len(vocab.predicates)} predicates, the config "
                                          f"{cfg.num_classes} (set model.num_classes={len(vocab.predicates)})")
     index = {p: i + 1 for i, p in enumerate(vocab.predicates)}
-    rng = np.random.default_rng(resolved["sample_seed"])
-    items, missing = [], 0
+    videos, missing = [], 0
     for anno, arrays in dataset.videos("train", len(vocab.objects), clip_dim=cfg.clip_dim,
                                        annotations=train_annotations):
         _check_inputs(arrays, cfg, data)
         feats = entity_features(arrays, anno)
         clip = entity_features(arrays, anno, CLIP_KEY) if cfg.clip_dim else None
         missing += sum(1 for r in anno.relations if r.subject_tid not in feats or r.object_tid not in feats)
-        items.extend(pair_samples(anno, feats, cfg, index, rng, clip=clip))
+        videos.append(pair_segments(anno, feats, cfg, index, clip=clip))
     if missing and dist.env_rank() == 0:
         log.warning("%s: %d training relations have an object that no tracklet follows (vIoU < 0.5): skipped",
                     data, missing)
-    if not items:
+    items = PairSamples(videos, cfg, resolved["sample_seed"])
+    if not len(items):
         raise ValueError(f"{data}: no training samples (no relations in the training videos)")
     evaluate = None
     split = resolved["eval_split"]
@@ -265,8 +284,8 @@ def build_task(model_config: Mapping[str, Any], data: str) -> TrainTask:
     elif split is not None and dist.env_rank() == 0:
         log.warning("%s: no %s annotations, so no evaluation during training (set model.eval_split)", data, split)
     model = VrdONETrainModel(cfg).to(_DTYPES[resolved["dtype"]])
-    return TrainTask(model, _Samples(items), _collate(cfg.max_seq_len, cfg.max_div_factor), evaluate=evaluate,
-                     train_defaults=TRAIN_DEFAULTS, model_config=resolved)
+    return TrainTask(model, items, _collate(cfg.max_seq_len, cfg.max_div_factor), evaluate=evaluate,
+                     train_defaults=TRAIN_DEFAULTS[resolved["preset"]], model_config=resolved)
 
 
 def load(checkpoint: Mapping[str, Any], ema: bool = True) -> VrdONEDetector:
