@@ -95,7 +95,8 @@ def pair_tensor(sub_vis: np.ndarray, obj_vis: np.ndarray, sub_boxes: np.ndarray,
     if (sub_clip is None) != (obj_clip is None):
         raise ValueError("pair_tensor: give both sub_clip and obj_clip or neither")
     sl = slice(offset, None, stride)
-    sb, ob = clamp_boxes(np.asarray(sub_boxes)[sl], width, height), clamp_boxes(np.asarray(obj_boxes)[sl], width, height)
+    sb = clamp_boxes(np.asarray(sub_boxes)[sl], width, height)
+    ob = clamp_boxes(np.asarray(obj_boxes)[sl], width, height)
     parts = [np.asarray(sub_vis)[sl], np.asarray(obj_vis)[sl]]
     if sub_clip is not None:
         parts += [np.asarray(sub_clip)[sl], np.asarray(obj_clip)[sl]]

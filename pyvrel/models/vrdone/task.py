@@ -140,7 +140,8 @@ def resolve_config(model_config: Mapping[str, Any]) -> tuple[VrdONEConfig, dict[
     if cfg.clip_dim and "clip_dim" not in world:  # VrdONE-X on the synthetic world: it writes the stream
         world["clip_dim"] = cfg.clip_dim
     resolved = {"preset": preset, "world": synthetic_world(world),
-                "sample_seed": _sample_seed(section.get("sample_seed")), "dtype": dtype, "eval_split": eval_split, "vocabulary": _check_vocabulary(section.get("vocabulary")),
+                "sample_seed": _sample_seed(section.get("sample_seed")), "dtype": dtype, "eval_split": eval_split,
+                "vocabulary": _check_vocabulary(section.get("vocabulary")),
                 **{k: v for k, v in config_to_dict(cfg).items() if k in overrides}}
     return cfg, resolved
 
