@@ -100,8 +100,8 @@ def _probs(s, ok, lse):
 @triton.jit
 def _fwd_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Out, Lse, scale: tl.float64, H, Lq, Lk, D, Dv, n_qb, LEFT,
                 DIL, W: tl.constexpr, SHIFT: tl.constexpr, CAUSAL: tl.constexpr, HAS_CENTERS: tl.constexpr,
-                HAS_BIAS: tl.constexpr, ACC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
+                HAS_BIAS: tl.constexpr, ACC: tl.constexpr, DOT: tl.constexpr, BLOCK_M: tl.constexpr,
+                BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
     bh = pid // n_qb
     b, h = bh // H, bh % H
@@ -112,15 +112,15 @@ def _fwd_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Out, Lse, scale: tl.float64
     rows = bh * Lq + i
     d = tl.arange(0, BLOCK_D)
     dv = tl.arange(0, BLOCK_DV)
-    q = tl.load(Q + rows[:, None] * D + d[None, :], mask=row_ok[:, None] & (d[None, :] < D), other=0.0)
+    q = tl.load(Q + rows[:, None] * D + d[None, :], mask=row_ok[:, None] & (d[None, :] < D), other=0.0).to(DOT)
     m = tl.full([BLOCK_M], float("-inf"), ACC)
     l = tl.zeros([BLOCK_M], ACC)
     acc = tl.zeros([BLOCK_M, BLOCK_DV], ACC)
     for j0 in range(lo, hi + 1, BLOCK_N):
         j = j0 + tl.arange(0, BLOCK_N)
         keys = bh * Lk + j
-        kj = tl.load(K + keys[:, None] * D + d[None, :], mask=(j < n)[:, None] & (d[None, :] < D), other=0.0)
-        vj = tl.load(V + keys[:, None] * Dv + dv[None, :], mask=(j < n)[:, None] & (dv[None, :] < Dv), other=0.0)
+        kj = tl.load(K + keys[:, None] * D + d[None, :], mask=(j < n)[:, None] & (d[None, :] < D), other=0.0).to(DOT)
+        vj = tl.load(V + keys[:, None] * Dv + dv[None, :], mask=(j < n)[:, None] & (dv[None, :] < Dv), other=0.0).to(DOT)
         s, ok, slot = _scores(q, kj, j, start, row_ok, n, h, Bias, scale, DIL, W, HAS_BIAS, ACC)
         m_new = tl.maximum(m, tl.max(s, 1))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
@@ -140,7 +140,7 @@ def _fwd_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Out, Lse, scale: tl.float64
 @triton.jit
 def _bwd_dq_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Lse, Delta, DOut, DQ, DS, scale: tl.float64, H, Lq, Lk, D,
                    Dv, n_qb, LEFT, DIL, W: tl.constexpr, SHIFT: tl.constexpr, CAUSAL: tl.constexpr,
-                   HAS_CENTERS: tl.constexpr, HAS_BIAS: tl.constexpr, ACC: tl.constexpr, BLOCK_M: tl.constexpr,
+                   HAS_CENTERS: tl.constexpr, HAS_BIAS: tl.constexpr, ACC: tl.constexpr, DOT: tl.constexpr, BLOCK_M: tl.constexpr,
                    BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
     """dq of one query block; with a bias also the score gradient of each (row, slot) into DS."""
     pid = tl.program_id(0).to(tl.int64)
@@ -153,16 +153,16 @@ def _bwd_dq_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Lse, Delta, DOut, DQ, DS
     rows = bh * Lq + i
     d = tl.arange(0, BLOCK_D)
     dv = tl.arange(0, BLOCK_DV)
-    q = tl.load(Q + rows[:, None] * D + d[None, :], mask=row_ok[:, None] & (d[None, :] < D), other=0.0)
-    do = tl.load(DOut + rows[:, None] * Dv + dv[None, :], mask=row_ok[:, None] & (dv[None, :] < Dv), other=0.0)
+    q = tl.load(Q + rows[:, None] * D + d[None, :], mask=row_ok[:, None] & (d[None, :] < D), other=0.0).to(DOT)
+    do = tl.load(DOut + rows[:, None] * Dv + dv[None, :], mask=row_ok[:, None] & (dv[None, :] < Dv), other=0.0).to(DOT)
     lse = tl.load(Lse + rows, mask=row_ok, other=float("-inf")).to(ACC)
     delta = tl.load(Delta + rows, mask=row_ok, other=0.0)
     dq = tl.zeros([BLOCK_M, BLOCK_D], ACC)
     for j0 in range(lo, hi + 1, BLOCK_N):
         j = j0 + tl.arange(0, BLOCK_N)
         keys = bh * Lk + j
-        kj = tl.load(K + keys[:, None] * D + d[None, :], mask=(j < n)[:, None] & (d[None, :] < D), other=0.0)
-        vj = tl.load(V + keys[:, None] * Dv + dv[None, :], mask=(j < n)[:, None] & (dv[None, :] < Dv), other=0.0)
+        kj = tl.load(K + keys[:, None] * D + d[None, :], mask=(j < n)[:, None] & (d[None, :] < D), other=0.0).to(DOT)
+        vj = tl.load(V + keys[:, None] * Dv + dv[None, :], mask=(j < n)[:, None] & (dv[None, :] < Dv), other=0.0).to(DOT)
         s, ok, slot = _scores(q, kj, j, start, row_ok, n, h, Bias, scale, DIL, W, HAS_BIAS, ACC)
         p = _probs(s, ok, lse)
         dp = tl.dot(do, tl.trans(vj), input_precision="ieee", out_dtype=ACC)
@@ -177,7 +177,7 @@ def _bwd_dq_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Lse, Delta, DOut, DQ, DS
 @triton.jit
 def _bwd_dkdv_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Lse, Delta, DOut, DK, DV, QBlocks, scale: tl.float64, H,
                      Lq, Lk, D, Dv, n_kb, LEFT, DIL, W: tl.constexpr, SHIFT: tl.constexpr, CAUSAL: tl.constexpr,
-                     HAS_CENTERS: tl.constexpr, HAS_BIAS: tl.constexpr, ACC: tl.constexpr, BLOCK_M: tl.constexpr,
+                     HAS_CENTERS: tl.constexpr, HAS_BIAS: tl.constexpr, ACC: tl.constexpr, DOT: tl.constexpr, BLOCK_M: tl.constexpr,
                      BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
     """dk, dv of one key block, summed over the query blocks ``QBlocks[b, kb]`` (first, last) in
     order; keys outside every window get 0."""
@@ -191,8 +191,8 @@ def _bwd_dkdv_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Lse, Delta, DOut, DK, 
     keys = bh * Lk + j
     d = tl.arange(0, BLOCK_D)
     dv = tl.arange(0, BLOCK_DV)
-    kj = tl.load(K + keys[:, None] * D + d[None, :], mask=(j < n)[:, None] & (d[None, :] < D), other=0.0)
-    vj = tl.load(V + keys[:, None] * Dv + dv[None, :], mask=(j < n)[:, None] & (dv[None, :] < Dv), other=0.0)
+    kj = tl.load(K + keys[:, None] * D + d[None, :], mask=(j < n)[:, None] & (d[None, :] < D), other=0.0).to(DOT)
+    vj = tl.load(V + keys[:, None] * Dv + dv[None, :], mask=(j < n)[:, None] & (dv[None, :] < Dv), other=0.0).to(DOT)
     dk = tl.zeros([BLOCK_N, BLOCK_D], ACC)
     dvj = tl.zeros([BLOCK_N, BLOCK_DV], ACC)
     first = tl.load(QBlocks + (b * n_kb + kb) * 2)
@@ -201,8 +201,8 @@ def _bwd_dkdv_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Lse, Delta, DOut, DK, 
         i, start, row_ok, n = _query_rows(QLen, KVLen, Centers, b, qb, Lq, Lk, LEFT, DIL, W, SHIFT, CAUSAL,
                                           HAS_CENTERS, BLOCK_M)
         rows = bh * Lq + i
-        q = tl.load(Q + rows[:, None] * D + d[None, :], mask=row_ok[:, None] & (d[None, :] < D), other=0.0)
-        do = tl.load(DOut + rows[:, None] * Dv + dv[None, :], mask=row_ok[:, None] & (dv[None, :] < Dv), other=0.0)
+        q = tl.load(Q + rows[:, None] * D + d[None, :], mask=row_ok[:, None] & (d[None, :] < D), other=0.0).to(DOT)
+        do = tl.load(DOut + rows[:, None] * Dv + dv[None, :], mask=row_ok[:, None] & (dv[None, :] < Dv), other=0.0).to(DOT)
         lse = tl.load(Lse + rows, mask=row_ok, other=float("-inf")).to(ACC)
         delta = tl.load(Delta + rows, mask=row_ok, other=0.0)
         s, ok, slot = _scores(q, kj, j, start, row_ok, n, h, Bias, scale, DIL, W, HAS_BIAS, ACC)
@@ -220,8 +220,11 @@ def _bwd_dkdv_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Lse, Delta, DOut, DK, 
 def _common(q: Tensor, k: Tensor, v: Tensor, left: int, right: int) -> dict:
     B, H, Lq, D = q.shape
     f64 = q.dtype == torch.float64
+    # operands of tl.dot: the input dtype; float32 for bfloat16 in the CPU interpreter, whose
+    # tl.dot misreads bfloat16 tiles (Triton 3.9)
+    dot = tl.float32 if q.dtype == torch.bfloat16 and not q.is_cuda else getattr(tl, str(q.dtype)[6:])
     return dict(B=B, H=H, Lq=Lq, Lk=k.shape[2], D=D, Dv=v.shape[3], W=left + right + 1, f64=f64,
-                acc=tl.float64 if f64 else tl.float32, BLOCK_D=max(16, triton.next_power_of_2(D)),
+                acc=tl.float64 if f64 else tl.float32, dot=dot, BLOCK_D=max(16, triton.next_power_of_2(D)),
                 BLOCK_DV=max(16, triton.next_power_of_2(v.shape[3])))
 
 
@@ -251,7 +254,7 @@ def local_attention_fwd_triton(q: Tensor, k: Tensor, v: Tensor, q_lengths: Tenso
             q, k, v, dummy if rel_bias is None else rel_bias, q_lengths, kv_lengths,
             dummy if centers is None else centers, out, lse, scale, H, Lq, c["Lk"], c["D"], c["Dv"], n_qb, left,
             dilation, W=c["W"], SHIFT=shift, CAUSAL=causal, HAS_CENTERS=centers is not None,
-            HAS_BIAS=rel_bias is not None, ACC=c["acc"], BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_D=c["BLOCK_D"],
+            HAS_BIAS=rel_bias is not None, ACC=c["acc"], DOT=c["dot"], BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_D=c["BLOCK_D"],
             BLOCK_DV=c["BLOCK_DV"])
     return out, lse
 
@@ -298,7 +301,7 @@ def local_attention_bwd_triton(dout: Tensor, dlse: Tensor | None, q: Tensor, k: 
         delta = delta - dlse.to(adt)
     dummy = q_lengths
     common = dict(W=W, SHIFT=shift, CAUSAL=causal, HAS_CENTERS=centers is not None, HAS_BIAS=rel_bias is not None,
-                  ACC=c["acc"], BLOCK_D=c["BLOCK_D"], BLOCK_DV=c["BLOCK_DV"])
+                  ACC=c["acc"], DOT=c["dot"], BLOCK_D=c["BLOCK_D"], BLOCK_DV=c["BLOCK_DV"])
     head = (q, k, v, dummy if rel_bias is None else rel_bias, q_lengths, kv_lengths,
             dummy if centers is None else centers, lse, delta, dout)
     sizes = (H, Lq, Lk, c["D"], c["Dv"])
