@@ -38,7 +38,7 @@ def _device_guard(t: Tensor):
 
 
 @triton.jit
-def _window_start(c, n, LEFT, DIL, W: tl.constexpr, SHIFT: tl.constexpr, CAUSAL: tl.constexpr):
+def _window_start(c, n, LEFT, DIL, W, SHIFT: tl.constexpr, CAUSAL: tl.constexpr):
     """First key of the window centred on ``c`` with ``n`` valid keys (pyvrel/local_attention.h)."""
     start = c - DIL * LEFT
     if SHIFT:
@@ -51,7 +51,7 @@ def _window_start(c, n, LEFT, DIL, W: tl.constexpr, SHIFT: tl.constexpr, CAUSAL:
 
 
 @triton.jit
-def _query_rows(QLen, KVLen, Centers, b, qb, Lq, Lk, LEFT, DIL, W: tl.constexpr, SHIFT: tl.constexpr,
+def _query_rows(QLen, KVLen, Centers, b, qb, Lq, Lk, LEFT, DIL, W, SHIFT: tl.constexpr,
                 CAUSAL: tl.constexpr, HAS_CENTERS: tl.constexpr, BLOCK_M: tl.constexpr):
     """Query block ``qb`` of batch row ``b``: indices ``i`` (int64), each row's first window key
     ``start``, ``row_ok`` (inside ``Lq`` and ``q_len``) and the valid key count ``n``."""
@@ -67,7 +67,7 @@ def _query_rows(QLen, KVLen, Centers, b, qb, Lq, Lk, LEFT, DIL, W: tl.constexpr,
 
 
 @triton.jit
-def _key_band(start, row_ok, n, Lk, DIL, W: tl.constexpr):
+def _key_band(start, row_ok, n, Lk, DIL, W):
     """Keys ``[lo, hi]`` that some row's window covers (empty, lo > hi, when none)."""
     first = tl.maximum(start, 0)
     last = tl.minimum(start + DIL * (W - 1), n - 1)
@@ -76,7 +76,7 @@ def _key_band(start, row_ok, n, Lk, DIL, W: tl.constexpr):
 
 
 @triton.jit
-def _scores(q, k, j, start, row_ok, n, h, Bias, scale, DIL, W: tl.constexpr, HAS_BIAS: tl.constexpr,
+def _scores(q, k, j, start, row_ok, n, h, Bias, scale, DIL, W, HAS_BIAS: tl.constexpr,
             ACC: tl.constexpr):
     """Scores (BLOCK_M, BLOCK_N) of the query rows against keys ``j``, ``-inf`` outside the
     windows; also the window mask and the slot of each (row, key)."""
@@ -99,7 +99,7 @@ def _probs(s, ok, lse):
 
 @triton.jit
 def _fwd_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Out, Lse, scale: tl.float64, H, Lq, Lk, D, Dv, n_qb, LEFT,
-                DIL, W: tl.constexpr, SHIFT: tl.constexpr, CAUSAL: tl.constexpr, HAS_CENTERS: tl.constexpr,
+                DIL, W, SHIFT: tl.constexpr, CAUSAL: tl.constexpr, HAS_CENTERS: tl.constexpr,
                 HAS_BIAS: tl.constexpr, ACC: tl.constexpr, DOT: tl.constexpr, BLOCK_M: tl.constexpr,
                 BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
@@ -139,7 +139,7 @@ def _fwd_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Out, Lse, scale: tl.float64
 
 @triton.jit
 def _bwd_dq_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Lse, Delta, DOut, DQ, DS, scale: tl.float64, H, Lq, Lk, D,
-                   Dv, n_qb, LEFT, DIL, W: tl.constexpr, SHIFT: tl.constexpr, CAUSAL: tl.constexpr,
+                   Dv, n_qb, LEFT, DIL, W, SHIFT: tl.constexpr, CAUSAL: tl.constexpr,
                    HAS_CENTERS: tl.constexpr, HAS_BIAS: tl.constexpr, ACC: tl.constexpr, DOT: tl.constexpr, BLOCK_M: tl.constexpr,
                    BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
     """dq of one query block; with a bias also the score gradient of each (row, slot) into DS."""
@@ -176,7 +176,7 @@ def _bwd_dq_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Lse, Delta, DOut, DQ, DS
 
 @triton.jit
 def _bwd_dkdv_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Lse, Delta, DOut, DK, DV, QBlocks, scale: tl.float64, H,
-                     Lq, Lk, D, Dv, n_kb, LEFT, DIL, W: tl.constexpr, SHIFT: tl.constexpr, CAUSAL: tl.constexpr,
+                     Lq, Lk, D, Dv, n_kb, LEFT, DIL, W, SHIFT: tl.constexpr, CAUSAL: tl.constexpr,
                      HAS_CENTERS: tl.constexpr, HAS_BIAS: tl.constexpr, ACC: tl.constexpr, DOT: tl.constexpr, BLOCK_M: tl.constexpr,
                      BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
     """dk, dv of one key block, summed over the query blocks ``QBlocks[b, kb]`` (first, last) in
@@ -290,12 +290,12 @@ def local_attention_bwd_triton(dout: Tensor, dlse: Tensor | None, q: Tensor, k: 
     c = _common(q, k, v, left, right)
     B, H, Lq, Lk, W = c["B"], c["H"], c["Lq"], c["Lk"], c["W"]
     adt = lse.dtype
-    dq = torch.empty_like(q)
-    dbias = torch.zeros(0 if rel_bias is None else B * H * Lq * W, dtype=adt, device=q.device)
     if B * H * Lq * Lk == 0:
         dbias = torch.zeros_like(rel_bias) if rel_bias is not None else q.new_empty(0)
-        return dq.zero_(), torch.zeros_like(k), torch.zeros_like(v), dbias
-    dk, dv = torch.empty_like(k), torch.empty_like(v)
+        return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v), dbias
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    # score gradient of each (query row, window slot): the rel_bias gradient is its fixed-order sum
+    ds = torch.zeros(B, H, Lq, W, dtype=adt, device=q.device) if rel_bias is not None else None
     delta = (dout.to(adt) * out.to(adt)).sum(-1)
     if dlse is not None:
         delta = delta - dlse.to(adt)
@@ -315,12 +315,9 @@ def local_attention_bwd_triton(dout: Tensor, dlse: Tensor | None, q: Tensor, k: 
     BLOCK_M, BLOCK_N = _query_tiles(c)
     n_qb = triton.cdiv(Lq, BLOCK_M)
     with _device_guard(q):
-        _bwd_dq_kernel[(n_qb * B * H,)](*head, dq, dbias if rel_bias is not None else dummy, scale, *sizes, n_qb, left,
+        _bwd_dq_kernel[(n_qb * B * H,)](*head, dq, dummy if ds is None else ds, scale, *sizes, n_qb, left,
                                         dilation, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, **common)
         _bwd_dkdv_kernel[(n_kb * B * H,)](*head, dk, dv, qblocks, scale, *sizes, n_kb, left, dilation, BLOCK_M=kv_m,
                                           BLOCK_N=kv_n, **common)
-    if rel_bias is not None:
-        dbias = dbias.view(B, H, Lq, W).sum(dim=(0, 2)).to(rel_bias.dtype)
-    else:
-        dbias = q.new_empty(0)
+    dbias = q.new_empty(0) if ds is None else ds.sum(dim=(0, 2)).to(rel_bias.dtype)
     return dq, dk, dv, dbias
