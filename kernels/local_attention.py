@@ -67,6 +67,14 @@ def _query_rows(QLen, KVLen, Centers, b, qb, Lq, Lk, LEFT, DIL, W, SHIFT: tl.con
 
 
 @triton.jit
+def _tile(Ptr, rows, row_ok, cols, width, DOT: tl.constexpr):
+    """Rows ``rows`` (int64) of a row-major (., width) tensor as a (rows, cols) tile in ``DOT``,
+    zero where ``row_ok`` is false or a column is past ``width``."""
+    x = tl.load(Ptr + rows[:, None] * width + cols[None, :], mask=row_ok[:, None] & (cols[None, :] < width), other=0.0)
+    return x.to(DOT)
+
+
+@triton.jit
 def _key_band(start, row_ok, n, Lk, DIL, W):
     """Keys ``[lo, hi]`` that some row's window covers (empty, lo > hi, when none)."""
     first = tl.maximum(start, 0)
@@ -77,11 +85,11 @@ def _key_band(start, row_ok, n, Lk, DIL, W):
 
 @triton.jit
 def _scores(q, k, j, start, row_ok, n, h, Bias, scale, DIL, W, HAS_BIAS: tl.constexpr,
-            ACC: tl.constexpr):
+            ACC: tl.constexpr, POS: tl.constexpr):
     """Scores (BLOCK_M, BLOCK_N) of the query rows against keys ``j``, ``-inf`` outside the
     windows; also the window mask and the slot of each (row, key)."""
     s = tl.dot(q, tl.trans(k), input_precision="ieee", out_dtype=ACC) * scale
-    off = j[None, :] - start[:, None]
+    off = j.to(POS)[None, :] - start.to(POS)[:, None]
     slot = off // DIL
     ok = row_ok[:, None] & (j < n)[None, :] & (off >= 0) & (slot < W) & (off % DIL == 0)
     if HAS_BIAS:
@@ -100,8 +108,8 @@ def _probs(s, ok, lse):
 @triton.jit
 def _fwd_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Out, Lse, scale: tl.float64, H, Lq, Lk, D, Dv, n_qb, LEFT,
                 DIL, W, SHIFT: tl.constexpr, CAUSAL: tl.constexpr, HAS_CENTERS: tl.constexpr,
-                HAS_BIAS: tl.constexpr, ACC: tl.constexpr, DOT: tl.constexpr, BLOCK_M: tl.constexpr,
-                BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
+                HAS_BIAS: tl.constexpr, ACC: tl.constexpr, DOT: tl.constexpr, POS: tl.constexpr,
+                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
     bh = pid // n_qb
     b, h = bh // H, bh % H
@@ -112,16 +120,16 @@ def _fwd_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Out, Lse, scale: tl.float64
     rows = bh * Lq + i
     d = tl.arange(0, BLOCK_D)
     dv = tl.arange(0, BLOCK_DV)
-    q = tl.load(Q + rows[:, None] * D + d[None, :], mask=row_ok[:, None] & (d[None, :] < D), other=0.0).to(DOT)
+    q = _tile(Q, rows, row_ok, d, D, DOT)
     m = tl.full([BLOCK_M], float("-inf"), ACC)
     l = tl.zeros([BLOCK_M], ACC)
     acc = tl.zeros([BLOCK_M, BLOCK_DV], ACC)
     for j0 in range(lo, hi + 1, BLOCK_N):
         j = j0 + tl.arange(0, BLOCK_N)
         keys = bh * Lk + j
-        kj = tl.load(K + keys[:, None] * D + d[None, :], mask=(j < n)[:, None] & (d[None, :] < D), other=0.0).to(DOT)
-        vj = tl.load(V + keys[:, None] * Dv + dv[None, :], mask=(j < n)[:, None] & (dv[None, :] < Dv), other=0.0).to(DOT)
-        s, ok, slot = _scores(q, kj, j, start, row_ok, n, h, Bias, scale, DIL, W, HAS_BIAS, ACC)
+        kj = _tile(K, keys, j < n, d, D, DOT)
+        vj = _tile(V, keys, j < n, dv, Dv, DOT)
+        s, ok, slot = _scores(q, kj, j, start, row_ok, n, h, Bias, scale, DIL, W, HAS_BIAS, ACC, POS)
         m_new = tl.maximum(m, tl.max(s, 1))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         alpha = tl.exp(m - m_safe)
@@ -140,8 +148,9 @@ def _fwd_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Out, Lse, scale: tl.float64
 @triton.jit
 def _bwd_dq_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Lse, Delta, DOut, DQ, DS, scale: tl.float64, H, Lq, Lk, D,
                    Dv, n_qb, LEFT, DIL, W, SHIFT: tl.constexpr, CAUSAL: tl.constexpr,
-                   HAS_CENTERS: tl.constexpr, HAS_BIAS: tl.constexpr, ACC: tl.constexpr, DOT: tl.constexpr, BLOCK_M: tl.constexpr,
-                   BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
+                   HAS_CENTERS: tl.constexpr, HAS_BIAS: tl.constexpr, ACC: tl.constexpr, DOT: tl.constexpr,
+                   POS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                   BLOCK_DV: tl.constexpr):
     """dq of one query block; with a bias also the score gradient of each (row, slot) into DS."""
     pid = tl.program_id(0).to(tl.int64)
     bh = pid // n_qb
@@ -153,17 +162,17 @@ def _bwd_dq_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Lse, Delta, DOut, DQ, DS
     rows = bh * Lq + i
     d = tl.arange(0, BLOCK_D)
     dv = tl.arange(0, BLOCK_DV)
-    q = tl.load(Q + rows[:, None] * D + d[None, :], mask=row_ok[:, None] & (d[None, :] < D), other=0.0).to(DOT)
-    do = tl.load(DOut + rows[:, None] * Dv + dv[None, :], mask=row_ok[:, None] & (dv[None, :] < Dv), other=0.0).to(DOT)
+    q = _tile(Q, rows, row_ok, d, D, DOT)
+    do = _tile(DOut, rows, row_ok, dv, Dv, DOT)
     lse = tl.load(Lse + rows, mask=row_ok, other=float("-inf")).to(ACC)
     delta = tl.load(Delta + rows, mask=row_ok, other=0.0)
     dq = tl.zeros([BLOCK_M, BLOCK_D], ACC)
     for j0 in range(lo, hi + 1, BLOCK_N):
         j = j0 + tl.arange(0, BLOCK_N)
         keys = bh * Lk + j
-        kj = tl.load(K + keys[:, None] * D + d[None, :], mask=(j < n)[:, None] & (d[None, :] < D), other=0.0).to(DOT)
-        vj = tl.load(V + keys[:, None] * Dv + dv[None, :], mask=(j < n)[:, None] & (dv[None, :] < Dv), other=0.0).to(DOT)
-        s, ok, slot = _scores(q, kj, j, start, row_ok, n, h, Bias, scale, DIL, W, HAS_BIAS, ACC)
+        kj = _tile(K, keys, j < n, d, D, DOT)
+        vj = _tile(V, keys, j < n, dv, Dv, DOT)
+        s, ok, slot = _scores(q, kj, j, start, row_ok, n, h, Bias, scale, DIL, W, HAS_BIAS, ACC, POS)
         p = _probs(s, ok, lse)
         dp = tl.dot(do, tl.trans(vj), input_precision="ieee", out_dtype=ACC)
         ds = p * (dp - delta[:, None])
@@ -177,8 +186,9 @@ def _bwd_dq_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Lse, Delta, DOut, DQ, DS
 @triton.jit
 def _bwd_dkdv_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Lse, Delta, DOut, DK, DV, QBlocks, scale: tl.float64, H,
                      Lq, Lk, D, Dv, n_kb, LEFT, DIL, W, SHIFT: tl.constexpr, CAUSAL: tl.constexpr,
-                     HAS_CENTERS: tl.constexpr, HAS_BIAS: tl.constexpr, ACC: tl.constexpr, DOT: tl.constexpr, BLOCK_M: tl.constexpr,
-                     BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
+                     HAS_CENTERS: tl.constexpr, HAS_BIAS: tl.constexpr, ACC: tl.constexpr, DOT: tl.constexpr,
+                     POS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                     BLOCK_DV: tl.constexpr):
     """dk, dv of one key block, summed over the query blocks ``QBlocks[b, kb]`` (first, last) in
     order; keys outside every window get 0."""
     pid = tl.program_id(0).to(tl.int64)
@@ -191,8 +201,8 @@ def _bwd_dkdv_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Lse, Delta, DOut, DK, 
     keys = bh * Lk + j
     d = tl.arange(0, BLOCK_D)
     dv = tl.arange(0, BLOCK_DV)
-    kj = tl.load(K + keys[:, None] * D + d[None, :], mask=(j < n)[:, None] & (d[None, :] < D), other=0.0).to(DOT)
-    vj = tl.load(V + keys[:, None] * Dv + dv[None, :], mask=(j < n)[:, None] & (dv[None, :] < Dv), other=0.0).to(DOT)
+    kj = _tile(K, keys, j < n, d, D, DOT)
+    vj = _tile(V, keys, j < n, dv, Dv, DOT)
     dk = tl.zeros([BLOCK_N, BLOCK_D], ACC)
     dvj = tl.zeros([BLOCK_N, BLOCK_DV], ACC)
     first = tl.load(QBlocks + (b * n_kb + kb) * 2)
@@ -201,11 +211,11 @@ def _bwd_dkdv_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Lse, Delta, DOut, DK, 
         i, start, row_ok, n = _query_rows(QLen, KVLen, Centers, b, qb, Lq, Lk, LEFT, DIL, W, SHIFT, CAUSAL,
                                           HAS_CENTERS, BLOCK_M)
         rows = bh * Lq + i
-        q = tl.load(Q + rows[:, None] * D + d[None, :], mask=row_ok[:, None] & (d[None, :] < D), other=0.0).to(DOT)
-        do = tl.load(DOut + rows[:, None] * Dv + dv[None, :], mask=row_ok[:, None] & (dv[None, :] < Dv), other=0.0).to(DOT)
+        q = _tile(Q, rows, row_ok, d, D, DOT)
+        do = _tile(DOut, rows, row_ok, dv, Dv, DOT)
         lse = tl.load(Lse + rows, mask=row_ok, other=float("-inf")).to(ACC)
         delta = tl.load(Delta + rows, mask=row_ok, other=0.0)
-        s, ok, slot = _scores(q, kj, j, start, row_ok, n, h, Bias, scale, DIL, W, HAS_BIAS, ACC)
+        s, ok, slot = _scores(q, kj, j, start, row_ok, n, h, Bias, scale, DIL, W, HAS_BIAS, ACC, POS)
         p = _probs(s, ok, lse)
         dvj += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision="ieee", out_dtype=ACC)
         dp = tl.dot(do, tl.trans(vj), input_precision="ieee", out_dtype=ACC)
@@ -217,14 +227,16 @@ def _bwd_dkdv_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Lse, Delta, DOut, DK, 
     tl.store(DV + keys[:, None] * Dv + dv[None, :], dvj.to(DV.dtype.element_ty), mask=in_range & (dv[None, :] < Dv))
 
 
-def _common(q: Tensor, k: Tensor, v: Tensor, left: int, right: int) -> dict:
+def _common(q: Tensor, k: Tensor, v: Tensor, left: int, right: int, dilation: int) -> dict:
     B, H, Lq, D = q.shape
     f64 = q.dtype == torch.float64
     # operands of tl.dot: the input dtype; float32 for bfloat16 in the CPU interpreter, whose
     # tl.dot misreads bfloat16 tiles (Triton 3.9)
     dot = tl.float32 if q.dtype == torch.bfloat16 and not q.is_cuda else getattr(tl, str(q.dtype)[6:])
+    # (query, key) offsets in int32 when every window position fits (cheaper masks), else int64
+    pos = tl.int32 if k.shape[2] + dilation * (2 * left + right + 1) < 2**31 else tl.int64
     return dict(B=B, H=H, Lq=Lq, Lk=k.shape[2], D=D, Dv=v.shape[3], W=left + right + 1, f64=f64,
-                acc=tl.float64 if f64 else tl.float32, dot=dot, BLOCK_D=max(16, triton.next_power_of_2(D)),
+                acc=tl.float64 if f64 else tl.float32, dot=dot, pos=pos, BLOCK_D=max(16, triton.next_power_of_2(D)),
                 BLOCK_DV=max(16, triton.next_power_of_2(v.shape[3])))
 
 
@@ -240,7 +252,7 @@ def local_attention_fwd_triton(q: Tensor, k: Tensor, v: Tensor, q_lengths: Tenso
                                causal: bool, shift: bool, scale: float) -> tuple[Tensor, Tensor]:
     """Contiguous q (B, H, Lq, D), k (B, H, Lk, D), v (B, H, Lk, Dv), int64 lengths (B,) and
     centres (B, Lq) -> out (B, H, Lq, Dv), lse (B, H, Lq) (float64 for float64, else float32)."""
-    c = _common(q, k, v, left, right)
+    c = _common(q, k, v, left, right, dilation)
     B, H, Lq = c["B"], c["H"], c["Lq"]
     out = q.new_empty(B, H, Lq, c["Dv"])
     lse = q.new_empty(B, H, Lq, dtype=torch.float64 if c["f64"] else torch.float32)
@@ -254,8 +266,8 @@ def local_attention_fwd_triton(q: Tensor, k: Tensor, v: Tensor, q_lengths: Tenso
             q, k, v, dummy if rel_bias is None else rel_bias, q_lengths, kv_lengths,
             dummy if centers is None else centers, out, lse, scale, H, Lq, c["Lk"], c["D"], c["Dv"], n_qb, left,
             dilation, W=c["W"], SHIFT=shift, CAUSAL=causal, HAS_CENTERS=centers is not None,
-            HAS_BIAS=rel_bias is not None, ACC=c["acc"], DOT=c["dot"], BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_D=c["BLOCK_D"],
-            BLOCK_DV=c["BLOCK_DV"])
+            HAS_BIAS=rel_bias is not None, ACC=c["acc"], DOT=c["dot"], POS=c["pos"], BLOCK_M=BLOCK_M,
+            BLOCK_N=BLOCK_N, BLOCK_D=c["BLOCK_D"], BLOCK_DV=c["BLOCK_DV"])
     return out, lse
 
 
@@ -287,7 +299,7 @@ def local_attention_bwd_triton(dout: Tensor, dlse: Tensor | None, q: Tensor, k: 
                                shift: bool, scale: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gradients (dq, dk, dv, drel_bias) of :func:`local_attention_fwd_triton`; drel_bias is empty
     when ``rel_bias`` is None."""
-    c = _common(q, k, v, left, right)
+    c = _common(q, k, v, left, right, dilation)
     B, H, Lq, Lk, W = c["B"], c["H"], c["Lq"], c["Lk"], c["W"]
     adt = lse.dtype
     if B * H * Lq * Lk == 0:
@@ -301,7 +313,7 @@ def local_attention_bwd_triton(dout: Tensor, dlse: Tensor | None, q: Tensor, k: 
         delta = delta - dlse.to(adt)
     dummy = q_lengths
     common = dict(W=W, SHIFT=shift, CAUSAL=causal, HAS_CENTERS=centers is not None, HAS_BIAS=rel_bias is not None,
-                  ACC=c["acc"], DOT=c["dot"], BLOCK_D=c["BLOCK_D"], BLOCK_DV=c["BLOCK_DV"])
+                  ACC=c["acc"], DOT=c["dot"], POS=c["pos"], BLOCK_D=c["BLOCK_D"], BLOCK_DV=c["BLOCK_DV"])
     head = (q, k, v, dummy if rel_bias is None else rel_bias, q_lengths, kv_lengths,
             dummy if centers is None else centers, lse, delta, dout)
     sizes = (H, Lq, Lk, c["D"], c["Dv"])
