@@ -84,6 +84,19 @@ def _key_band(start, row_ok, n, Lk, DIL, W):
 
 
 @triton.jit
+def _query_block(QLen, KVLen, Centers, H, Lq, Lk, n_qb, LEFT, DIL, W, SHIFT: tl.constexpr, CAUSAL: tl.constexpr,
+                 HAS_CENTERS: tl.constexpr, BLOCK_M: tl.constexpr):
+    """This program's query block (grid: query blocks x batch*head folded into one axis): ``(bh,
+    h, i, rows, start, row_ok, n, lo, hi)``, ``rows`` the flat int64 rows, ``[lo, hi]`` the key band."""
+    pid = tl.program_id(0).to(tl.int64)
+    bh = pid // n_qb
+    i, start, row_ok, n = _query_rows(QLen, KVLen, Centers, bh // H, pid % n_qb, Lq, Lk, LEFT, DIL, W, SHIFT, CAUSAL,
+                                      HAS_CENTERS, BLOCK_M)
+    lo, hi = _key_band(start, row_ok, n, Lk, DIL, W)
+    return bh, bh % H, i, bh * Lq + i, start, row_ok, n, lo, hi
+
+
+@triton.jit
 def _scores(q, k, j, start, row_ok, n, h, Bias, scale, DIL, W, HAS_BIAS: tl.constexpr,
             ACC: tl.constexpr, POS: tl.constexpr):
     """Scores (BLOCK_M, BLOCK_N) of the query rows against keys ``j``, ``-inf`` outside the
@@ -110,14 +123,9 @@ def _fwd_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Out, Lse, scale: tl.float64
                 DIL, W, SHIFT: tl.constexpr, CAUSAL: tl.constexpr, HAS_CENTERS: tl.constexpr,
                 HAS_BIAS: tl.constexpr, ACC: tl.constexpr, DOT: tl.constexpr, POS: tl.constexpr,
                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
-    pid = tl.program_id(0).to(tl.int64)
-    bh = pid // n_qb
-    b, h = bh // H, bh % H
-    i, start, row_ok, n = _query_rows(QLen, KVLen, Centers, b, pid % n_qb, Lq, Lk, LEFT, DIL, W, SHIFT, CAUSAL,
-                                      HAS_CENTERS, BLOCK_M)
-    lo, hi = _key_band(start, row_ok, n, Lk, DIL, W)
+    bh, h, i, rows, start, row_ok, n, lo, hi = _query_block(QLen, KVLen, Centers, H, Lq, Lk, n_qb, LEFT, DIL, W,
+                                                             SHIFT, CAUSAL, HAS_CENTERS, BLOCK_M)
     scale = tl.full([], scale, ACC)  # exact: a float64 argument on the GPU, a Python float in the interpreter
-    rows = bh * Lq + i
     d = tl.arange(0, BLOCK_D)
     dv = tl.arange(0, BLOCK_DV)
     q = _tile(Q, rows, row_ok, d, D, DOT)
@@ -152,14 +160,9 @@ def _bwd_dq_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Lse, Delta, DOut, DQ, DS
                    POS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                    BLOCK_DV: tl.constexpr):
     """dq of one query block; with a bias also the score gradient of each (row, slot) into DS."""
-    pid = tl.program_id(0).to(tl.int64)
-    bh = pid // n_qb
-    b, h = bh // H, bh % H
-    i, start, row_ok, n = _query_rows(QLen, KVLen, Centers, b, pid % n_qb, Lq, Lk, LEFT, DIL, W, SHIFT, CAUSAL,
-                                      HAS_CENTERS, BLOCK_M)
-    lo, hi = _key_band(start, row_ok, n, Lk, DIL, W)
+    bh, h, i, rows, start, row_ok, n, lo, hi = _query_block(QLen, KVLen, Centers, H, Lq, Lk, n_qb, LEFT, DIL, W,
+                                                             SHIFT, CAUSAL, HAS_CENTERS, BLOCK_M)
     scale = tl.full([], scale, ACC)  # exact: a float64 argument on the GPU, a Python float in the interpreter
-    rows = bh * Lq + i
     d = tl.arange(0, BLOCK_D)
     dv = tl.arange(0, BLOCK_DV)
     q = _tile(Q, rows, row_ok, d, D, DOT)
