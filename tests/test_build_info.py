@@ -2,6 +2,9 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+import torch
+
 import pyvrel
 from pyvrel import _ext
 
@@ -33,3 +36,12 @@ def test_interpreter_detection(monkeypatch):
     assert _ext.triton_interpret()
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     assert not _ext.triton_interpret()
+
+
+def test_launch_checks_the_tensors_device():
+    a = torch.zeros(1, 1, 4)
+    with pytest.raises(RuntimeError, match="box_iou_forward: the 'cuda' kernel takes cuda tensors, got one on cpu"):
+        _ext.launch("cuda", "box_iou_forward", a, a, a, 1, 1, 1, 0, 0.0)
+    meta = torch.zeros(1, 1, 4, device="meta")
+    with pytest.raises(RuntimeError, match="box_iou_forward: the 'cpp' kernel takes cpu tensors, got one on meta"):
+        _ext.launch("cpp", "box_iou_forward", a, meta, a, 1, 1, 1, 0, 0.0)
