@@ -6,6 +6,7 @@
 #include <string>
 
 #include "cpu/kernels.h"
+#include "pyvrel/codes.h"
 
 #ifdef _OPENMP
 #include <omp.h>

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import pyvrel
-from pyvrel import _ext
+from pyvrel import _codes, _ext
 
 
 def test_cpu_extension_is_built():
@@ -45,3 +45,10 @@ def test_launch_checks_the_tensors_device():
     meta = torch.zeros(1, 1, 4, device="meta")
     with pytest.raises(RuntimeError, match="box_iou_forward: the 'cpp' kernel takes cpu tensors, got one on meta"):
         _ext.launch("cpp", "box_iou_forward", a, meta, a, 1, 1, 1, 0, 0.0)
+
+
+def test_codes_agree_with_the_extensions():
+    assert _codes.TABLES["DType"] == {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}
+    assert _ext.cpu().codes() == _codes.TABLES
+    if _ext.has_cuda_ext():
+        assert _ext.cuda().codes() == _codes.TABLES

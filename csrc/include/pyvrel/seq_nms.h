@@ -7,11 +7,6 @@
 
 namespace pyvrel {
 
-// Suppression modes (pyvrel/ops/seq_nms.py keeps the same table).
-enum class SeqNmsSuppress : int { Remove = 0, Zero = 1 };
-// Rescoring modes of the selected path's boxes.
-enum class SeqNmsRescore : int { Avg = 0, Max = 1, None = 2 };
-
 // IoU threshold test: iou >= thr, or iou > thr when `strict`.
 template <typename T>
 PYVREL_HD bool iou_passes(T iou, T thr, bool strict) {
