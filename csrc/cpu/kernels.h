@@ -80,7 +80,7 @@ int64_t cut_trajectories(const char* text, int64_t length, char* skeleton, int64
 void local_attention_forward(const LocalAttentionArgs& args, int dtype, int num_threads);
 void local_attention_backward(const LocalAttentionArgs& args, const LocalAttentionGrads& grads,
                               int dtype, int num_threads);
-// Seq-NMS (specs/postprocessing.md §3.2) of B videos: boxes (B, T, N, 4), scores (B, T, N),
+// Seq-NMS of B videos: boxes (B, T, N, 4), scores (B, T, N),
 // valid (B, T, N) uint8, labels (B, T, N) int64 or null. `rescore` is a SeqNmsRescore code,
 // `suppress` a SeqNmsSuppress code (pyvrel/seq_nms.h). Writes scores_out (B, T, N) at valid
 // entries, seq_id (B, T, N) (-1: none), seq_count (B,), per sequence seq_start/seq_len/seq_score

@@ -1,8 +1,8 @@
 """Seq-NMS: link detections over time into tracklets and rescore/suppress them.
 
 Semantics, options and the quirks of the public implementations this op replaces are in
-``specs/postprocessing.md`` §3 and in ``docs/architecture.md`` ("Seq-NMS and Viterbi"). The reference
-is :func:`pyvrel.ops.reference.seq_nms_ref`.
+``docs/architecture.md`` ("Seq-NMS and Viterbi"). The reference is
+:func:`pyvrel.ops.reference.seq_nms_ref`.
 """
 
 from __future__ import annotations
@@ -129,8 +129,7 @@ def seq_nms(
 ) -> SeqNMSResult:
     """Seq-NMS: link per-frame detections into sequences, rescore and suppress (Han et al. 2016).
 
-    Exactly the reference algorithm of ``specs/postprocessing.md`` §3.2 (lrghust/tmoopenn/
-    MrParosk): box ``i`` of frame ``t`` links to box ``j`` of frame ``t + 1`` when their IoU is
+    Exactly the algorithm of the public implementations (lrghust/tmoopenn/MrParosk): box ``i`` of frame ``t`` links to box ``j`` of frame ``t + 1`` when their IoU is
     ``>= link_threshold`` (and the labels are equal and >= 0, if given). Then, repeatedly: a
     backward DP gives each box the best score sum of a path starting at it (ties: the lowest
     successor index); among the boxes with no incoming link, scanned frame by frame and by index,

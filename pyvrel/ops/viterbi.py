@@ -1,8 +1,8 @@
 """Viterbi linking of detections over time, its smoothed (soft) version, and the paths' tubes.
 
 Semantics, options and the quirks of the public implementations these ops replace are in
-``specs/postprocessing.md`` §4 and in ``docs/architecture.md`` ("Seq-NMS and Viterbi"). References
-live in :mod:`pyvrel.ops.reference.viterbi`.
+``docs/architecture.md`` ("Seq-NMS and Viterbi"). References live in
+:mod:`pyvrel.ops.reference.viterbi`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-// Per-element math of Seq-NMS shared by the CPU and CUDA kernels (specs/postprocessing.md §3.2).
+// Per-element math of Seq-NMS shared by the CPU and CUDA kernels (docs/architecture.md).
 // Scores and path sums are accumulated in double (acc_t); IoUs are computed in the boxes' type
 // and compared with the threshold rounded to that type, as the Python reference does.
 #pragma once

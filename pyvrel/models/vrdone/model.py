@@ -1,7 +1,7 @@
 """VrdONE network: BSA + SOS stem, multiscale local-attention encoder, FPN fuse, query decoder.
 
 Layout: every feature map is channels-first ``(B, C, T)`` with a ``(B, 1, T)`` bool prefix mask,
-as in ActionFormer/VrdONE. Shapes quoted for the VidOR preset (``specs/models.md`` §1.5–§1.7).
+as in ActionFormer/VrdONE. Shapes quoted for the VidOR preset.
 """
 
 from __future__ import annotations
