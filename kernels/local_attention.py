@@ -21,8 +21,6 @@ row offset is int64. ``scale`` is a float64 kernel argument (a plain Python floa
 kernel as float32 and cost float64 inputs ~1e-8 of accuracy).
 """
 
-import contextlib
-
 import torch
 import triton
 import triton.language as tl
@@ -30,11 +28,9 @@ from torch import Tensor
 
 from pyvrel.ops.reference.local_attention import local_window_ref
 
+from .boxes import _device_guard
+
 __all__ = ["local_attention_fwd_triton", "local_attention_bwd_triton"]
-
-
-def _device_guard(t: Tensor):
-    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 
 @triton.jit
