@@ -110,3 +110,10 @@ def test_end2end(benchmark, eval_data, provider):
     benchmark.extra_info.update(eval_data["sizes"])
     fn = _end2end_reference if provider == "reference" else _end2end_pyvrel
     benchmark.pedantic(fn, args=eval_data["paths"], rounds=2 if provider == "reference" else 3, iterations=1)
+
+
+if __name__ == "__main__":  # write the data set for timing whole commands: python benchmarks/bench_eval.py DIR
+    import sys
+    from pathlib import Path
+
+    print(*make_eval_data(Path(sys.argv[1])))

@@ -77,6 +77,25 @@ Suppresses IoU > threshold.)pbdoc");
       nogil,
       R"pbdoc(Cut sub_traj/obj_traj box lists out of JSON text into float64 numbers; returns how many (see kernels.h).)pbdoc");
   m.def(
+      "cut_frame_boxes",
+      [](ptr text, int64_t length, ptr skeleton, int64_t skeleton_capacity, ptr skeleton_length, ptr boxes,
+         ptr box_tid, ptr box_frame, int64_t box_capacity, ptr frame_counts, ptr box_counts,
+         int64_t max_values) -> int64_t {
+        return cut_frame_boxes(as<const char>(text), length, as<char>(skeleton), skeleton_capacity,
+                               as<int64_t>(skeleton_length), as<double>(boxes), as<int64_t>(box_tid),
+                               as<int64_t>(box_frame), box_capacity, as<int64_t>(frame_counts),
+                               as<int64_t>(box_counts), max_values);
+      },
+      nogil,
+      R"pbdoc(Cut annotation "trajectories" (per-frame tid/bbox lists) out of JSON text into columns; returns how many (see kernels.h).)pbdoc");
+  m.def(
+      "first_duplicate_key",
+      [](ptr text, int64_t length, ptr key_start, ptr key_length) -> int64_t {
+        return first_duplicate_key(as<const char>(text), length, as<int64_t>(key_start), as<int64_t>(key_length));
+      },
+      nogil,
+      R"pbdoc(1 when some JSON object repeats a key, with its position (see kernels.h).)pbdoc");
+  m.def(
       "local_attn_backward",
       [](ptr q, ptr k, ptr v, ptr bias, ptr q_len, ptr kv_len, ptr centers, ptr out, ptr lse,
          ptr dout, ptr dlse, ptr dq, ptr dk, ptr dv, ptr dbias, int64_t B, int64_t H, int64_t Lq,

@@ -3,7 +3,8 @@
 ``cpu()`` and ``cuda()`` return the ``pyvrel._C`` / ``pyvrel._cuda`` modules or raise an
 :class:`ExtensionUnavailableError` that says how to get them; nothing here is imported when
 ``pyvrel`` itself is imported. This module is also the one place that detects Triton's
-interpreter mode (``TRITON_INTERPRET=1``).
+interpreter mode (``TRITON_INTERPRET=1``). It imports torch only where a function needs it (``pyvrel._C``
+does not link torch), so ``pyvrel eval`` runs without loading torch.
 """
 
 from __future__ import annotations
@@ -12,13 +13,20 @@ import functools
 import importlib
 import os
 import shutil
+import sys
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-# Scalar type codes shared with csrc/include/pyvrel/common.h (enum class DType).
-DTYPE_CODES: dict[torch.dtype, int] = {torch.float32: 0, torch.float64: 1}
+
+def __getattr__(name: str) -> Any:
+    if name == "DTYPE_CODES":  # scalar type codes shared with csrc/include/pyvrel/common.h (enum class DType)
+        import torch
+
+        return {torch.float32: 0, torch.float64: 1}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ExtensionUnavailableError(RuntimeError):
@@ -92,8 +100,15 @@ def triton_can_run(device: torch.device) -> tuple[bool, str]:
 
 
 def num_threads() -> int:
-    """OpenMP team size used by the CPU kernels: torch's intra-op thread count."""
-    return max(1, torch.get_num_threads())
+    """OpenMP team size used by the CPU kernels: torch's intra-op thread count; where torch is not
+    loaded (the evaluation path), ``OMP_NUM_THREADS`` or else the CPUs this process may use."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return max(1, torch.get_num_threads())
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit():
+        return max(1, int(env))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def build_info() -> dict[str, Any]:
@@ -104,6 +119,8 @@ def build_info() -> dict[str, Any]:
     ``triton`` (version or None), ``triton_interpret``, ``torch`` and ``torch_cuda_available``.
     """
     from importlib.metadata import PackageNotFoundError, version
+
+    import torch
 
     info: dict[str, Any] = {}
     try:
@@ -140,6 +157,8 @@ def launch(backend: str, name: str, device: torch.device, *args: Any) -> Any:
     if backend == "cpp":
         return getattr(cpu(), name)(*args, num_threads())
     if backend == "cuda":
+        import torch
+
         with torch.cuda.device(device):
             return getattr(cuda(), name)(*args, torch.cuda.current_stream(device).cuda_stream)
     raise ValueError(f"launch: backend must be 'cpp' or 'cuda', got {backend!r}")

@@ -74,6 +74,19 @@ void relation_viou_pairs(const double* a_boxes, const int64_t* a_sub, const int6
 int64_t cut_trajectories(const char* text, int64_t length, char* skeleton, int64_t skeleton_capacity,
                          int64_t* skeleton_length, double* numbers, int64_t numbers_capacity,
                          int64_t* box_counts, uint8_t* is_float, int64_t max_trajectories);
+// Numbers in both cuts are read exactly as strictly as JSON: a value holding "007" or "1." is not cut
+// (and the JSON parser then rejects the file).
+// The same for annotation files: every "trajectories" value that is a list of frames, each a list of
+// {"tid": integer, "bbox": {"xmin", "ymin", "xmax", "ymax": number}} objects (keys in any order, no
+// others), becomes "\u0000pv<k>"; its boxes go to boxes (4 numbers each), box_tid and box_frame
+// (the frame's index in the list), its frame count to frame_counts[k] and its box count to
+// box_counts[k]. Returns the number of values cut, or -1 when the skeleton capacity is too small.
+int64_t cut_frame_boxes(const char* text, int64_t length, char* skeleton, int64_t skeleton_capacity,
+                        int64_t* skeleton_length, double* boxes, int64_t* box_tid, int64_t* box_frame,
+                        int64_t box_capacity, int64_t* frame_counts, int64_t* box_counts, int64_t max_values);
+// 1 when some object of the JSON text repeats a key (the first such key is text[*key_start:
+// *key_start + *key_length], escapes not decoded), else 0. Keys are compared as written.
+int64_t first_duplicate_key(const char* text, int64_t length, int64_t* key_start, int64_t* key_length);
 // Windowed local attention (pyvrel/local_attn.h has the conventions and LocalAttnArgs). Forward
 // writes args.out and args.lse; backward reads them and writes the gradient buffers (dk, dv are
 // built per (batch, head) in query order: deterministic). dtype: float32 or float64.

@@ -152,12 +152,79 @@ def load_cut(path: PathLike) -> tuple[Any, CutTrajectories | None]:
     from pyvrel import _ext
 
     path = Path(path)
+    data = _read_bytes(path)
     if not _ext.has_cpu_ext():
-        return load(path), None
-    out = _cut(_read_bytes(path))
+        return _loads(data, path, unique_keys=True), None
+    out = _cut(data)
     if out is None:
-        return load(path), None
+        return _loads(data, path, unique_keys=True), None
+    _check_unique_keys(out[0], path)
     return _loads(out[0], path), out[1]
+
+
+@dataclass(frozen=True)
+class CutFrameBoxes:
+    """Annotation ``trajectories`` cut out of a JSON text by the C++ pass: value ``k`` (the marker
+    string ``"\\u0000pv<k>"``) has ``frames[k]`` frames and the boxes ``first[k]:first[k] + count[k]``
+    of the columns: ``boxes`` ``(B, 4)`` float64 ``(xmin, ymin, xmax, ymax)``, ``tid`` ``(B,)`` and
+    ``frame`` ``(B,)`` int64 (in file order)."""
+
+    boxes: np.ndarray
+    tid: np.ndarray
+    frame: np.ndarray
+    first: np.ndarray
+    count: np.ndarray
+    frames: np.ndarray
+
+
+def load_frame_boxes(path: PathLike) -> tuple[Any, CutFrameBoxes | None]:
+    """Parse an annotation file with every ``trajectories`` value that is a plain list of frames of
+    ``{"tid", "bbox": {"xmin", "ymin", "xmax", "ymax"}}`` boxes (no other keys) cut out by the C++
+    pass (``pyvrel._C.cut_frame_boxes``) into columns and replaced by a marker string
+    (:func:`marker`); other values stay as the JSON parser reads them. Without the C++ extension
+    (or where the system refuses the buffers): ``(load(path), None)``."""
+    from pyvrel import _ext
+
+    path = Path(path)
+    data = _read_bytes(path)
+    if not _ext.has_cpu_ext():
+        return _loads(data, path), None
+    n_max, box_max = len(data) // 16 + 1, len(data) // 40 + 1  # '"trajectories":[]' 17 bytes, a box >= 50
+    try:
+        skeleton = np.empty(len(data) + 24 * n_max + 1, dtype=np.uint8)
+        boxes, tid, frame = np.empty((box_max, 4)), np.empty(box_max, np.int64), np.empty(box_max, np.int64)
+        frames, count = np.empty(n_max, np.int64), np.empty(n_max, np.int64)
+    except MemoryError:
+        return _loads(data, path), None
+    skel_len = np.zeros(1, dtype=np.int64)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    n = _ext.cpu().cut_frame_boxes(buf.ctypes.data, len(data), skeleton.ctypes.data, len(skeleton),
+                                   skel_len.ctypes.data, boxes.ctypes.data, tid.ctypes.data, frame.ctypes.data,
+                                   box_max, frames.ctypes.data, count.ctypes.data, n_max)
+    if n < 0:
+        return _loads(data, path), None
+    count = count[:n].copy()
+    used = int(count.sum())
+    cut = CutFrameBoxes(boxes[:used], tid[:used], frame[:used], np.cumsum(count) - count, count, frames[:n].copy())
+    return _loads(skeleton[: int(skel_len[0])].tobytes(), path), cut
+
+
+def _check_unique_keys(data: bytes, path: Path) -> None:
+    """``ValueError`` naming the file and the key when some JSON object of ``data`` repeats a key
+    (a JSON parser silently keeps only the last value: a video id given twice loses its first
+    entry). The C++ scan; without the extension the check happens while parsing."""
+    from pyvrel import _ext
+
+    pos = np.zeros(2, dtype=np.int64)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    if _ext.cpu().first_duplicate_key(buf.ctypes.data, len(data), pos.ctypes.data, pos[1:].ctypes.data):
+        key = data[int(pos[0]): int(pos[0] + pos[1])].decode(errors="replace")
+        raise ValueError(_duplicate_message(path, key))
+
+
+def _duplicate_message(path: Path, key: str) -> str:
+    return (f"{path}: key {key!r} appears twice in one JSON object (a video id given twice, or a repeated "
+            "field); a JSON parser would silently keep only the last one")
 
 
 def load_with_trajectories(path: PathLike) -> Any:
@@ -182,13 +249,28 @@ def load_with_trajectories(path: PathLike) -> Any:
     return obj if restored == len(cut.count) else load(path)  # a trajectory key outside the relations: read plainly
 
 
-def _loads(data: bytes, path: Path) -> Any:
-    if orjson is not None:
+def _loads(data: bytes, path: Path, unique_keys: bool = False) -> Any:
+    """Parse ``data``; ``unique_keys`` (for the parser of the standard library) refuses repeated keys."""
+    if orjson is not None and not unique_keys:
         try:
             return orjson.loads(data)
         except ValueError:
             pass
     try:
-        return json.loads(data)
+        return json.loads(data, object_pairs_hook=_unique_pairs if unique_keys else None)
+    except _DuplicateKey as e:
+        raise ValueError(_duplicate_message(path, e.args[0])) from None
     except ValueError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return out
