@@ -341,11 +341,18 @@ def _demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from pyvrel import __version__
+class _VersionAction(argparse.Action):
+    """``--version``: the package metadata is read only when asked (it costs ~60 ms per command)."""
 
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from pyvrel import __version__
+
+        parser.exit(message=f"pyvrel {__version__}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyvrel", description="Video visual relation detection and grounding.")
-    parser.add_argument("--version", action="version", version=f"pyvrel {__version__}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     info = sub.add_parser("info", help="show what this installation was built with (pyvrel.build_info())")
     info.add_argument("--json", action="store_true", help="print the full build info as JSON")

@@ -87,6 +87,29 @@ int64_t cut_frame_boxes(const char* text, int64_t length, char* skeleton, int64_
 // 1 when some object of the JSON text repeats a key (the first such key is text[*key_start:
 // *key_start + *key_length], escapes not decoded), else 0. Keys are compared as written.
 int64_t first_duplicate_key(const char* text, int64_t length, int64_t* key_start, int64_t* key_length);
+// A whole prediction file of the plain form, parsed into columns: {"version": "...", "results":
+// {video id: [relation, ...]}, other keys (validated, skipped)}, each relation exactly the keys
+// triplet (3 printable-ASCII strings without escapes), score, duration (2 integers, 0 <= begin <
+// end), sub_traj and obj_traj (box lists with at least end - begin boxes), optional subject_tid /
+// object_tid (integer or null). Strings are text offsets (offset, length); triplet strings are
+// interned. Returns 0 (parsed), 1 (not of that form: parse it generally), 2 (a video id repeats:
+// duplicate = its span) or -1 (a buffer is too small).
+struct PredictionColumns {
+  int64_t* video_span;       // (max_videos, 2) id offset, length
+  int64_t* video_count;      // (max_videos,) relations per video
+  int64_t* triplet_id;       // (max_relations,)
+  double* score;             // (max_relations,)
+  int64_t* duration;         // (max_relations, 2)
+  int64_t* traj;             // (max_relations, 4) sub first box, sub boxes, obj first box, obj boxes
+  double* boxes;             // (max_boxes, 4)
+  int64_t* triplet_strings;  // (max_triplets, 3) string ids
+  int64_t* string_span;      // (max_strings, 2) offset, length
+  int64_t max_videos, max_relations, max_boxes, max_triplets, max_strings;
+  int64_t n_videos = 0, n_relations = 0, n_boxes = 0, n_triplets = 0, n_strings = 0;
+  int64_t version[2] = {-1, 0};    // offset, length of the version string; offset -1: none
+  int64_t duplicate[2] = {-1, 0};  // the repeated video id
+};
+int64_t parse_prediction_file(const char* text, int64_t length, PredictionColumns& out);
 // Windowed local attention (pyvrel/local_attn.h has the conventions and LocalAttnArgs). Forward
 // writes args.out and args.lse; backward reads them and writes the gradient buffers (dk, dv are
 // built per (batch, head) in query order: deterministic). dtype: float32 or float64.

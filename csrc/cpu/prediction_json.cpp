@@ -3,12 +3,14 @@
 // Python's float(text)); and a check that no object repeats a key (which JSON parsers resolve by
 // silently keeping the last value).
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <string_view>
 #include <system_error>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -270,6 +272,295 @@ const char* skip_string(const char* p, const char* end) {
   return nullptr;
 }
 
+// ---- the whole prediction file into columns ----------------------------------------------------
+
+// Why a parse stops: the file is not of the plain form (the caller then parses it generally), a
+// video id repeats, or a buffer is too small.
+enum ParseStatus : int64_t { kParsed = 0, kNotPlain = 1, kDuplicateVideo = 2, kNoRoom = -1 };
+
+// A JSON string of printable ASCII without escapes at p; [*from, *to) its contents. Anything else
+// (escapes, control characters, non-ASCII bytes) returns nullptr: the general parser decides.
+const char* ascii_string(const char* p, const char* end, const char** from, const char** to) {
+  if (p >= end || *p != '"') return nullptr;
+  const char* q = p + 1;
+  while (q < end && *q != '"' && *q != '\\' && static_cast<unsigned char>(*q) >= 0x20 &&
+         static_cast<unsigned char>(*q) < 0x80)
+    ++q;
+  if (q >= end || *q != '"') return nullptr;
+  *from = p + 1;
+  *to = q;
+  return q + 1;
+}
+
+// A JSON integer (no fraction or exponent, at most 15 digits) at p.
+const char* integer(const char* p, const char* end, int64_t* value) {
+  double v;
+  bool flt = false;
+  const char* q = number(p, end, &v, &flt);
+  if (q == nullptr || flt || q - p > 15) return nullptr;
+  *value = static_cast<int64_t>(v);
+  return q;
+}
+
+// Any JSON value at p, validated as strictly as JSON (strings: printable ASCII and escapes only);
+// returns the position after it, or nullptr.
+const char* any_value(const char* p, const char* end, int depth) {
+  if (p >= end || depth > 64) return nullptr;
+  const char c = *p;
+  if (c == '"') {
+    for (++p; p < end; ++p) {
+      const unsigned char u = static_cast<unsigned char>(*p);
+      if (*p == '"') return p + 1;
+      if (u < 0x20 || u >= 0x80) return nullptr;
+      if (*p == '\\') {
+        ++p;
+        if (p >= end) return nullptr;
+        if (*p == 'u') {
+          for (int k = 0; k < 4; ++k)
+            if (++p >= end || !std::isxdigit(static_cast<unsigned char>(*p))) return nullptr;
+        } else if (!std::strchr("\"\\/bfnrt", *p)) {
+          return nullptr;
+        }
+      }
+    }
+    return nullptr;
+  }
+  if (c == '{' || c == '[') {
+    const char close = c == '{' ? '}' : ']';
+    p = skip(p + 1, end);
+    if (p < end && *p == close) return p + 1;
+    while (true) {
+      if (c == '{') {
+        p = any_value(p, end, depth + 1);  // the key
+        if (p == nullptr || p[-1] != '"') return nullptr;
+        p = skip(p, end);
+        if (p >= end || *p != ':') return nullptr;
+        p = skip(p + 1, end);
+      }
+      p = any_value(p, end, depth + 1);
+      if (p == nullptr) return nullptr;
+      p = skip(p, end);
+      if (p < end && *p == close) return p + 1;
+      if (p >= end || *p != ',') return nullptr;
+      p = skip(p + 1, end);
+    }
+  }
+  for (const char* word : {"true", "false", "null"}) {
+    const size_t n = std::strlen(word);
+    if (static_cast<size_t>(end - p) >= n && std::memcmp(p, word, n) == 0) return p + n;
+  }
+  double v;
+  bool flt = false;
+  return number(p, end, &v, &flt);
+}
+
+struct TripletKey {
+  int64_t a, b, c;
+  bool operator==(const TripletKey& o) const { return a == o.a && b == o.b && c == o.c; }
+};
+struct TripletHash {
+  size_t operator()(const TripletKey& t) const {
+    return std::hash<int64_t>()(t.a) ^ (std::hash<int64_t>()(t.b) * 31) ^ (std::hash<int64_t>()(t.c) * 1009);
+  }
+};
+
+struct PredictionParser {
+  const char* text;
+  const char* end;
+  PredictionColumns& out;
+  std::unordered_map<std::string_view, int64_t> strings;
+  std::unordered_map<TripletKey, int64_t, TripletHash> triplets;
+  std::unordered_set<std::string_view> videos;
+  int64_t status = kParsed;
+
+  const char* fail(int64_t why) {
+    if (status == kParsed) status = why;
+    return nullptr;
+  }
+
+  int64_t intern(const char* from, const char* to) {
+    auto [it, added] = strings.try_emplace(std::string_view(from, to - from), out.n_strings);
+    if (added) {
+      if (out.n_strings >= out.max_strings) return -1;
+      out.string_span[2 * out.n_strings] = from - text;
+      out.string_span[2 * out.n_strings + 1] = to - from;
+      ++out.n_strings;
+    }
+    return it->second;
+  }
+
+  // One relation object at p.
+  const char* relation(const char* p) {
+    if (p >= end || *p != '{') return fail(kNotPlain);
+    if (out.n_relations >= out.max_relations) return fail(kNoRoom);
+    const int64_t r = out.n_relations;
+    int seen = 0;  // bits: triplet, score, duration, sub_traj, obj_traj, subject_tid, object_tid
+    int64_t ids[3] = {0, 0, 0};
+    p = skip(p + 1, end);
+    if (p < end && *p == '}') return fail(kNotPlain);
+    while (true) {
+      const char *from, *to;
+      p = ascii_string(p, end, &from, &to);
+      if (p == nullptr) return fail(kNotPlain);
+      p = skip(p, end);
+      if (p >= end || *p != ':') return fail(kNotPlain);
+      p = skip(p + 1, end);
+      int bit;
+      if (equals(from, to, "triplet")) {
+        bit = 0;
+        if (p >= end || *p != '[') return fail(kNotPlain);
+        for (int k = 0; k < 3; ++k) {
+          const char *s0, *s1;
+          p = ascii_string(skip(p + 1, end), end, &s0, &s1);
+          if (p == nullptr) return fail(kNotPlain);
+          ids[k] = intern(s0, s1);
+          if (ids[k] < 0) return fail(kNoRoom);
+          p = skip(p, end);
+          if (p >= end || *p != (k < 2 ? ',' : ']')) return fail(kNotPlain);
+        }
+        ++p;
+      } else if (equals(from, to, "score")) {
+        bit = 1;
+        bool flt = false;
+        p = number(p, end, out.score + r, &flt);
+      } else if (equals(from, to, "duration")) {
+        bit = 2;
+        if (p >= end || *p != '[') return fail(kNotPlain);
+        p = integer(skip(p + 1, end), end, out.duration + 2 * r);
+        if (p == nullptr) return fail(kNotPlain);
+        p = skip(p, end);
+        if (p >= end || *p != ',') return fail(kNotPlain);
+        p = integer(skip(p + 1, end), end, out.duration + 2 * r + 1);
+        if (p == nullptr) return fail(kNotPlain);
+        p = skip(p, end);
+        if (p >= end || *p != ']') return fail(kNotPlain);
+        ++p;
+      } else if (equals(from, to, "sub_traj") || equals(from, to, "obj_traj")) {
+        bit = from[0] == 's' ? 3 : 4;
+        if (p >= end || *p != '[') return fail(kNotPlain);
+        int64_t boxes = 0;
+        bool flt = false;
+        p = box_list(p + 1, end, out.boxes + 4 * out.n_boxes, 4 * (out.max_boxes - out.n_boxes), &boxes, &flt);
+        if (p == nullptr) return fail(kNotPlain);  // also when out of room: the general path reads it
+        out.traj[4 * r + 2 * (bit - 3)] = out.n_boxes;
+        out.traj[4 * r + 2 * (bit - 3) + 1] = boxes;
+        out.n_boxes += boxes;
+      } else if (equals(from, to, "subject_tid") || equals(from, to, "object_tid")) {
+        bit = from[0] == 's' ? 5 : 6;
+        int64_t tid;
+        if (end - p >= 4 && std::memcmp(p, "null", 4) == 0) {
+          p += 4;
+        } else {
+          p = integer(p, end, &tid);
+        }
+      } else {
+        return fail(kNotPlain);  // other keys are kept by the general path
+      }
+      if (p == nullptr || (seen & (1 << bit))) return fail(kNotPlain);
+      seen |= 1 << bit;
+      p = skip(p, end);
+      if (p < end && *p == '}') break;
+      if (p >= end || *p != ',') return fail(kNotPlain);
+      p = skip(p + 1, end);
+    }
+    const int64_t begin = out.duration[2 * r], stop = out.duration[2 * r + 1];
+    if ((seen & 31) != 31 || begin < 0 || begin >= stop || out.traj[4 * r + 1] < stop - begin ||
+        out.traj[4 * r + 3] < stop - begin)
+      return fail(kNotPlain);  // missing fields or a short trajectory: the general path names it
+    auto [it, added] = triplets.try_emplace(TripletKey{ids[0], ids[1], ids[2]}, out.n_triplets);
+    if (added) {
+      if (out.n_triplets >= out.max_triplets) return fail(kNoRoom);
+      std::memcpy(out.triplet_strings + 3 * out.n_triplets, ids, sizeof ids);
+      ++out.n_triplets;
+    }
+    out.triplet_id[r] = it->second;
+    ++out.n_relations;
+    return p + 1;
+  }
+
+  // The "results" object at p.
+  const char* results(const char* p) {
+    if (p >= end || *p != '{') return fail(kNotPlain);
+    p = skip(p + 1, end);
+    if (p < end && *p == '}') return p + 1;
+    while (true) {
+      const char *from, *to;
+      p = ascii_string(p, end, &from, &to);
+      if (p == nullptr) return fail(kNotPlain);
+      if (!videos.insert(std::string_view(from, to - from)).second) {
+        out.duplicate[0] = from - text;
+        out.duplicate[1] = to - from;
+        return fail(kDuplicateVideo);
+      }
+      if (out.n_videos >= out.max_videos) return fail(kNoRoom);
+      const int64_t v = out.n_videos++;
+      out.video_span[2 * v] = from - text;
+      out.video_span[2 * v + 1] = to - from;
+      const int64_t first = out.n_relations;
+      p = skip(p, end);
+      if (p >= end || *p != ':') return fail(kNotPlain);
+      p = skip(p + 1, end);
+      if (p >= end || *p != '[') return fail(kNotPlain);
+      p = skip(p + 1, end);
+      if (p < end && *p == ']') {
+        ++p;
+      } else {
+        while (true) {
+          p = relation(p);
+          if (p == nullptr) return nullptr;
+          p = skip(p, end);
+          if (p < end && *p == ']') { ++p; break; }
+          if (p >= end || *p != ',') return fail(kNotPlain);
+          p = skip(p + 1, end);
+        }
+      }
+      out.video_count[v] = out.n_relations - first;
+      p = skip(p, end);
+      if (p < end && *p == '}') return p + 1;
+      if (p >= end || *p != ',') return fail(kNotPlain);
+      p = skip(p + 1, end);
+    }
+  }
+
+  int64_t file() {
+    const char* p = skip(text, end);
+    if (p >= end || *p != '{') return kNotPlain;
+    bool have_results = false, have_version = false;
+    p = skip(p + 1, end);
+    while (p != nullptr) {
+      const char *from, *to;
+      p = ascii_string(p, end, &from, &to);
+      if (p == nullptr) return kNotPlain;
+      p = skip(p, end);
+      if (p >= end || *p != ':') return kNotPlain;
+      p = skip(p + 1, end);
+      if (equals(from, to, "results") && !have_results) {
+        have_results = true;
+        p = results(p);
+        if (p == nullptr) return status == kParsed ? kNotPlain : status;
+      } else if (equals(from, to, "version") && !have_version) {
+        have_version = true;
+        const char *v0, *v1;
+        p = ascii_string(p, end, &v0, &v1);  // a version that is not a plain string: the general path
+        if (p == nullptr) return kNotPlain;
+        out.version[0] = v0 - text;
+        out.version[1] = v1 - v0;
+      } else if (equals(from, to, "results") || equals(from, to, "version")) {
+        return kNotPlain;
+      } else {
+        p = any_value(p, end, 0);  // e.g. external_data, validated but not kept
+        if (p == nullptr) return kNotPlain;
+      }
+      p = skip(p, end);
+      if (p < end && *p == '}') break;
+      if (p >= end || *p != ',') return kNotPlain;
+      p = skip(p + 1, end);
+    }
+    if (!have_results || skip(p + 1, end) != end) return kNotPlain;
+    return kParsed;
+  }
+};
+
 }  // namespace
 
 int64_t cut_trajectories(const char* text, int64_t length, char* skeleton, int64_t skeleton_capacity,
@@ -356,6 +647,13 @@ int64_t first_duplicate_key(const char* text, int64_t length, int64_t* key_start
     }
   }
   return 0;
+}
+
+int64_t parse_prediction_file(const char* text, int64_t length, PredictionColumns& out) {
+  PredictionParser parser{text, text + length, out};
+  out.version[0] = -1;
+  out.version[1] = 0;
+  return parser.file();
 }
 
 }  // namespace pyvrel::cpu

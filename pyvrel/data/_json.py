@@ -42,7 +42,8 @@ def fast_parser() -> str:
     return "orjson" if orjson is not None else "json"
 
 
-def _read_bytes(path: Path) -> bytes:
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes, decompressed when it ends in ``.xz``."""
     if path.suffix == ".xz":
         with lzma.open(path, "rb") as f:
             return f.read()
@@ -53,7 +54,7 @@ def load(path: PathLike) -> Any:
     """Parse a JSON (or ``.json.xz``) file; a parse error names the file. NaN and Infinity are
     accepted, as Python's json (and the official tools) accept them."""
     path = Path(path)
-    return _loads(_read_bytes(path), path)
+    return _loads(read_bytes(path), path)
 
 
 def dumps(obj: Any) -> bytes:
@@ -152,7 +153,7 @@ def load_cut(path: PathLike) -> tuple[Any, CutTrajectories | None]:
     from pyvrel import _ext
 
     path = Path(path)
-    data = _read_bytes(path)
+    data = read_bytes(path)
     if not _ext.has_cpu_ext():
         return _loads(data, path, unique_keys=True), None
     out = _cut(data)
@@ -186,7 +187,7 @@ def load_frame_boxes(path: PathLike) -> tuple[Any, CutFrameBoxes | None]:
     from pyvrel import _ext
 
     path = Path(path)
-    data = _read_bytes(path)
+    data = read_bytes(path)
     if not _ext.has_cpu_ext():
         return _loads(data, path), None
     n_max, box_max = len(data) // 16 + 1, len(data) // 40 + 1  # '"trajectories":[]' 17 bytes, a box >= 50

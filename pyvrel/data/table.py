@@ -191,15 +191,63 @@ class _Builder:
 
 def read_prediction_table(path: _json.PathLike) -> RelationTable:
     """Read an official prediction file (as :func:`pyvrel.data.read_predictions` does, with the same
-    validation and errors) straight into a :class:`RelationTable`: the boxes stay in the array the
-    C++ JSON pass parsed them into, and no :class:`~pyvrel.data.Relation` is built for a relation
-    whose fields all have the exact expected types."""
+    validation and errors) straight into a :class:`RelationTable`.
+
+    A file of the plain form (see ``parse_prediction_file`` in ``csrc/cpu/kernels.h``: the keys
+    VidVRD-helper writes, ASCII strings) is parsed into the columns by one C++ pass, with no Python
+    object per relation. Any other file is parsed by the JSON parser with the trajectories cut out
+    by the C++ pass (:func:`pyvrel.data._json.load_cut`), and no :class:`~pyvrel.data.Relation` is
+    built for a relation whose fields all have the exact expected types. Either way a video id
+    that appears twice is an error."""
+    table = _plain_prediction_table(Path(path))
+    if table is not None:
+        return table
     with _json.paused_gc():
         obj, cut = _json.load_cut(path)
         table = _table_from_json(obj, cut, str(path))
         if table is None:  # a trajectory key outside the relations: read plainly
             table = _table_from_json(_json.load(path), None, str(path))
         return table
+
+
+def _plain_prediction_table(path: Path) -> RelationTable | None:
+    """The table of a prediction file of the plain form, parsed by ``pyvrel._C.parse_prediction_file``;
+    ``None`` for any other file or without the C++ extension. Capacities are bounds (a relation
+    takes >= 64 bytes of text, a box >= 9), allocated but never touched beyond what is used."""
+    from pyvrel import _ext
+
+    if not _ext.has_cpu_ext():
+        return None
+    data = _json.read_bytes(path)
+    n_rel, n_box = len(data) // 64 + 1, len(data) // 9 + 1
+    sizes = np.array([len(data) // 4 + 1, n_rel, n_box, n_rel, 3 * n_rel] + [0] * 4, dtype=np.int64)
+    try:
+        video_span, video_count = np.empty((sizes[0], 2), np.int64), np.empty(sizes[0], np.int64)
+        triplet_id, score, duration = np.empty(n_rel, np.int64), np.empty(n_rel), np.empty((n_rel, 2), np.int64)
+        traj, boxes = np.empty((n_rel, 4), np.int64), np.empty((n_box, 4))
+        triplet_strings, string_span = np.empty((n_rel, 3), np.int64), np.empty((3 * n_rel, 2), np.int64)
+    except MemoryError:
+        return None
+    buf = np.frombuffer(data, dtype=np.uint8)
+    status = _ext.cpu().parse_prediction_file(buf.ctypes.data, len(data), *(a.ctypes.data for a in (
+        video_span, video_count, triplet_id, score, duration, traj, boxes, triplet_strings, string_span, sizes)))
+    n_videos, n, n_boxes, n_triplets, n_strings, v_at, v_len, d_at, d_len = sizes.tolist()
+    if status == 2:
+        from pyvrel.data.errors import FormatError
+
+        raise FormatError("appears twice in results (a JSON parser would silently keep only its last list)",
+                          file=str(path), video=data[d_at: d_at + d_len].decode())
+    if status != 0:
+        return None
+    text = lambda at, length: data[at: at + length].decode()  # noqa: E731
+    strings = [text(a, b) for a, b in string_span[:n_strings].tolist()]
+    triplets = [(strings[a], strings[b], strings[c]) for a, b, c in triplet_strings[:n_triplets].tolist()]
+    boxes.resize((n_boxes, 4), refcheck=False)  # gives back the unused capacity without copying
+    traj = traj[:n]
+    return RelationTable([text(a, b) for a, b in video_span[:n_videos].tolist()],
+                         np.concatenate([[0], np.cumsum(video_count[:n_videos])]).astype(np.int64), triplets,
+                         triplet_id[:n].copy(), duration[:n].copy(), score[:n].copy(), boxes,
+                         traj[:, :2].copy(), traj[:, 2:].copy(), text(v_at, v_len) if v_at >= 0 else None)
 
 
 def _table_from_json(obj: Any, cut: _json.CutTrajectories | None, file: str) -> RelationTable | None:
