@@ -78,6 +78,7 @@ def _swapped_hint(gt: str, pred: str) -> str:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    import warnings
     from pathlib import Path
 
     from pyvrel.data import FormatError, read_prediction_table
@@ -101,24 +102,27 @@ def _eval(args: argparse.Namespace) -> int:
         train = _groundtruth_table(check(args.train_gt, "--train-gt"), False) if args.train_gt else None
     except (FormatError, FileNotFoundError, ValueError) as e:  # bad input files: say which and why
         return fail(f"{e}{_swapped_hint(args.gt, args.pred)}")
-    warnings = input_warnings(gt, pred)
-    if args.strict and warnings:
-        for w in warnings:
+    found = input_warnings(gt, pred)
+    if args.strict and found:
+        for w in found:
             fail(f"{w} (--strict)")
         return EXIT_FAILED
-    for w in warnings:
-        print(f"pyvrel eval: warning: {w}", file=sys.stderr)
     kw = dict(viou_threshold=args.viou_threshold, mean_recall=args.mean_recall, per_video=args.per_video)
     try:
-        result = evaluate_relations(gt, pred, args.variant, **kw)
+        with warnings.catch_warnings(record=True) as caught:  # the evaluation's own warnings join the list
+            warnings.simplefilter("always")
+            result = evaluate_relations(gt, pred, args.variant, **kw)
+            if train is not None:
+                kw["per_video"] = False
+                result["zero_shot"] = evaluate_zero_shot(gt, pred, train, args.variant, **kw)
+                result["generalized_zero_shot"] = evaluate_zero_shot(gt, pred, train, args.variant, generalized=True,
+                                                                     **kw)
     except ValueError as e:  # e.g. no ground-truth relation at all
         return fail(f"{e}{_swapped_hint(args.gt, args.pred)}")
-    if train is not None:
-        kw["per_video"] = False
-        result["zero_shot"] = evaluate_zero_shot(gt, pred, train, args.variant, **kw)
-        result["generalized_zero_shot"] = evaluate_zero_shot(gt, pred, train, args.variant, generalized=True,
-                                                             **kw)
-    result["warnings"] = warnings
+    found += [str(w.message) for w in caught]
+    for w in found:
+        print(f"pyvrel eval: warning: {w}", file=sys.stderr)
+    result["warnings"] = found
     if args.json:
         print(json.dumps(result))
         return 0

@@ -160,7 +160,7 @@ def load_cut(path: PathLike) -> tuple[Any, CutTrajectories | None]:
     if out is None:
         return _loads(data, path, unique_keys=True), None
     _check_unique_keys(out[0], path)
-    return _loads(out[0], path), out[1]
+    return _loads_skeleton(out[0], data, path), out[1]
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,7 @@ def load_frame_boxes(path: PathLike) -> tuple[Any, CutFrameBoxes | None]:
     count = count[:n].copy()
     used = int(count.sum())
     cut = CutFrameBoxes(boxes[:used], tid[:used], frame[:used], np.cumsum(count) - count, count, frames[:n].copy())
-    return _loads(skeleton[: int(skel_len[0])].tobytes(), path), cut
+    return _loads_skeleton(skeleton[: int(skel_len[0])].tobytes(), data, path), cut
 
 
 def _check_unique_keys(data: bytes, path: Path) -> None:
@@ -248,6 +248,16 @@ def load_with_trajectories(path: PathLike) -> Any:
                         r[key] = cut.array(k)
                         restored += 1
     return obj if restored == len(cut.count) else load(path)  # a trajectory key outside the relations: read plainly
+
+
+def _loads_skeleton(skeleton: bytes, data: bytes, path: Path) -> Any:
+    """Parse the text left by a C++ cut; where it is not valid JSON, the error is the one of the
+    original text (its line and column)."""
+    try:
+        return _loads(skeleton, path)
+    except ValueError:
+        _loads(data, path)
+        raise
 
 
 def _loads(data: bytes, path: Path, unique_keys: bool = False) -> Any:
