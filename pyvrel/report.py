@@ -17,20 +17,22 @@ GT_COLOR, HIT_COLOR, MISS_COLOR = "#2ca02c", "#1f77b4", "#d62728"
 _GRID = 'stroke="#d9d9d9" stroke-width="1"'
 
 
-def nice_ticks(lo: float, hi: float, target: int = 8) -> list[float]:
-    """About ``target`` round tick values (steps of 1, 2 or 5 times a power of ten) covering ``[lo, hi]``."""
+def nice_ticks(lo: float, hi: float, target: int = 8, outward: bool = False) -> list[float]:
+    """About ``target`` round tick values (steps of 1, 2 or 5 times a power of ten) inside ``[lo, hi]``
+    (``outward``: from the last tick at or below ``lo`` to the first at or above ``hi``)."""
     if not hi > lo:
         return [lo]
     raw = (hi - lo) / max(target, 1)
     power = 10.0 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
-    first = math.ceil(lo / step - 1e-9)
-    return [round(k * step, 12) for k in range(first, math.floor(hi / step + 1e-9) + 1)]
+    first = math.floor(lo / step + 1e-9) if outward else math.ceil(lo / step - 1e-9)
+    last = math.ceil(hi / step - 1e-9) if outward else math.floor(hi / step + 1e-9)
+    return [round(k * step, 12) for k in range(first, last + 1)]
 
 
 def _text_width(text: str, size: float = 11) -> float:
-    """Approximate width in pixels of ``text`` in a sans-serif font of ``size`` px (0.62 em per character)."""
-    return 0.62 * size * len(text)
+    """Approximate width in pixels of ``text`` in a sans-serif font of ``size`` px (0.58 em per character)."""
+    return 0.58 * size * len(text)
 
 
 def _label(value: float) -> str:
@@ -43,12 +45,24 @@ def _svg_open(width: float, height: float) -> list[str]:
             f'<rect width="{width:.0f}" height="{height:.0f}" fill="white"/>']
 
 
+def _lanes(relations: Sequence[Relation]) -> list[list[Relation]]:
+    """Relations packed into rows whose spans do not overlap (each into the first row it fits, by start frame)."""
+    lanes: list[list[Relation]] = []
+    for r in sorted(relations, key=lambda r: tuple(r.duration)):
+        lane = next((lane for lane in lanes if lane[-1].duration[1] <= r.duration[0]), None)
+        if lane is None:
+            lanes.append(lane := [])
+        lane.append(r)
+    return lanes
+
+
 def timeline_svg(video_id: str, frames: int, groundtruth: Sequence[Relation], detections: Sequence[Relation],
                  max_detections: int = 20, viou_threshold: float = 0.5) -> str:
     """One video's relations over its ``frames`` frames: for each triplet a ground-truth row (green)
     and a row of the top ``max_detections`` detections by score, blue where the detection matches a
     ground-truth relation as the official evaluation matches them (greedy, vIoU >=
-    ``viou_threshold``), red where it does not; opacity grows with the score. Frame axis with ticks
+    ``viou_threshold``), red where it does not; opacity grows with the score. Overlapping spans of
+    one triplet go to extra rows. Frame axis with ticks
     and gridlines, row labels in two aligned columns, a legend; each bar has a tooltip."""
     from pyvrel.eval import match_video
 
@@ -65,10 +79,14 @@ def timeline_svg(video_id: str, frames: int, groundtruth: Sequence[Relation], de
     rows: list[tuple[str, Triplet, list[tuple[Relation, str, float]]]] = []
     for t in list(gt_rows) + [t for t in det_rows if t not in gt_rows]:
         if t in gt_rows:
-            rows.append(("GT", t, [(r, GT_COLOR, 0.85) for r in gt_rows[t]]))
+            rows += [("GT" if k == 0 else "", t, [(r, GT_COLOR, 0.85) for r in lane])
+                     for k, lane in enumerate(_lanes(gt_rows[t]))]
         if t in det_rows:
-            rows.append(("det", t, [(r, HIT_COLOR if hit else MISS_COLOR, 0.35 + 0.65 * min(max(r.score, 0.0), 1.0))
-                                    for r, hit in det_rows[t]]))
+            hit = {id(r): h for r, h in det_rows[t]}
+            rows += [("det" if k == 0 else "", t,
+                      [(r, HIT_COLOR if hit[id(r)] else MISS_COLOR, 0.35 + 0.65 * min(max(r.score, 0.0), 1.0))
+                       for r in lane])
+                     for k, lane in enumerate(_lanes([r for r, _ in det_rows[t]]))]
 
     kind_x, name_x, row_h, top_y = 10, 42, 20, 64
     label_w = name_x + max((_text_width(" ".join(t)) for _, t, _ in rows), default=60) + 16
@@ -94,10 +112,10 @@ def timeline_svg(video_id: str, frames: int, groundtruth: Sequence[Relation], de
         if i == 0 or t != rows[i - 1][1]:
             group += 1
             if group % 2 == 0:
-                n = 1 + (i + 1 < len(rows) and rows[i + 1][1] == t)
+                n = next((j for j in range(i, len(rows)) if rows[j][1] != t), len(rows)) - i
                 out.append(f'<rect x="0" y="{top_y + i * row_h}" width="{width:.0f}" height="{n * row_h}" '
                            f'fill="#f4f4f4"/>')
-    for f in nice_ticks(0, frames):  # gridlines and ticks of the frame axis
+    for f in nice_ticks(0, frames, 10):  # gridlines and ticks of the frame axis
         out.append(f'<line x1="{x(f):.1f}" y1="{top_y}" x2="{x(f):.1f}" y2="{bottom}" {_GRID}/>')
         out.append(f'<line x1="{x(f):.1f}" y1="{bottom}" x2="{x(f):.1f}" y2="{bottom + 5}" stroke="black"/>'
                    f'<text x="{x(f):.1f}" y="{bottom + 17}" text-anchor="middle">{_label(f)}</text>')
@@ -105,11 +123,12 @@ def timeline_svg(video_id: str, frames: int, groundtruth: Sequence[Relation], de
     out.append(f'<text x="{label_w + plot_w / 2:.1f}" y="{bottom + 36}" text-anchor="middle">frame (of {frames})</text>')
     for i, (kind, t, bars) in enumerate(rows):
         y = top_y + i * row_h
-        out.append(f'<text x="{kind_x}" y="{y + 14}" font-weight="{"bold" if kind == "GT" else "normal"}">{kind}</text>'
-                   f'<text x="{name_x}" y="{y + 14}">{escape(" ".join(t))}</text>')
+        if kind:  # the first row of a triplet's ground truth or detections
+            out.append(f'<text x="{kind_x}" y="{y + 14}" font-weight="{"bold" if kind == "GT" else "normal"}">'
+                       f'{kind}</text><text x="{name_x}" y="{y + 14}">{escape(" ".join(t))}</text>')
         for r, color, opacity in bars:
             b, e = r.duration
-            what = "ground truth" if kind == "GT" else f"score {r.score:.3f}, {'hit' if color == HIT_COLOR else 'miss'}"
+            what = "ground truth" if color == GT_COLOR else f"score {r.score:.3f}, {'hit' if color == HIT_COLOR else 'miss'}"
             out.append(f'<rect x="{x(b):.1f}" y="{y + 3}" width="{max(x(e) - x(b), 1.0):.1f}" height="{row_h - 6}" '
                        f'fill="{color}" fill-opacity="{opacity:.2f}"><title>{escape(" ".join(t))}: frames '
                        f'[{b}, {e}), {what}</title></rect>')
@@ -131,7 +150,7 @@ def curve_svg(records: Sequence[Mapping[str, Any]], key: str = "loss") -> str:
         y0, y1 = min(p[1] for p in pts), max(p[1] for p in pts)
         if y1 <= y0:
             y0, y1 = y0 - 0.5, y1 + 0.5
-        y_ticks = nice_ticks(y0, y1, 6)
+        y_ticks = nice_ticks(y0, y1, 6, outward=True)
         y0, y1 = min(y0, y_ticks[0]), max(y1, y_ticks[-1])
         x_ticks = [t for t in nice_ticks(x0, x1, 8) if t == int(t)] or [x0]
         sx = lambda v: left + (v - x0) * pw / max(x1 - x0, 1)  # noqa: E731
