@@ -218,36 +218,50 @@ def _plain_prediction_table(path: Path) -> RelationTable | None:
 
     if not _ext.has_cpu_ext():
         return None
-    data = _json.read_bytes(path)
-    n_rel, n_box = len(data) // 64 + 1, len(data) // 9 + 1
-    sizes = np.array([len(data) // 4 + 1, n_rel, n_box, n_rel, 3 * n_rel] + [0] * 4, dtype=np.int64)
-    try:
-        video_span, video_count = np.empty((sizes[0], 2), np.int64), np.empty(sizes[0], np.int64)
-        triplet_id, score, duration = np.empty(n_rel, np.int64), np.empty(n_rel), np.empty((n_rel, 2), np.int64)
-        traj, boxes = np.empty((n_rel, 4), np.int64), np.empty((n_box, 4))
-        triplet_strings, string_span = np.empty((n_rel, 3), np.int64), np.empty((3 * n_rel, 2), np.int64)
-    except MemoryError:
-        return None
-    buf = np.frombuffer(data, dtype=np.uint8)
-    status = _ext.cpu().parse_prediction_file(buf.ctypes.data, len(data), *(a.ctypes.data for a in (
-        video_span, video_count, triplet_id, score, duration, traj, boxes, triplet_strings, string_span, sizes)))
-    n_videos, n, n_boxes, n_triplets, n_strings, v_at, v_len, d_at, d_len = sizes.tolist()
-    if status == 2:
-        from pyvrel.data.errors import FormatError
+    with _json.mapped(path) as data:
+        columns = _parse_plain(data)
+        if columns is None:
+            return None
+        status, sizes, arrays = columns
+        n_videos, n, n_boxes, n_triplets, n_strings, v_at, v_len, d_at, d_len = sizes.tolist()
+        if status == 2:
+            from pyvrel.data.errors import FormatError
 
-        raise FormatError("appears twice in results (a JSON parser would silently keep only its last list)",
-                          file=str(path), video=data[d_at: d_at + d_len].decode())
-    if status != 0:
-        return None
-    text = lambda at, length: data[at: at + length].decode()  # noqa: E731
-    strings = [text(a, b) for a, b in string_span[:n_strings].tolist()]
+            raise FormatError("appears twice in results (a JSON parser would silently keep only its last list)",
+                              file=str(path), video=bytes(data[d_at: d_at + d_len]).decode())
+        if status != 0:
+            return None
+        text = lambda at, length: bytes(data[at: at + length]).decode()  # noqa: E731
+        video_span, video_count, triplet_id, score, duration, traj, boxes, triplet_strings, string_span = arrays
+        strings = [text(a, b) for a, b in string_span[:n_strings].tolist()]
+        videos = [text(a, b) for a, b in video_span[:n_videos].tolist()]
+        version = text(v_at, v_len) if v_at >= 0 else None
     triplets = [(strings[a], strings[b], strings[c]) for a, b, c in triplet_strings[:n_triplets].tolist()]
     boxes.resize((n_boxes, 4), refcheck=False)  # gives back the unused capacity without copying
     traj = traj[:n]
-    return RelationTable([text(a, b) for a, b in video_span[:n_videos].tolist()],
-                         np.concatenate([[0], np.cumsum(video_count[:n_videos])]).astype(np.int64), triplets,
+    return RelationTable(videos, np.concatenate([[0], np.cumsum(video_count[:n_videos])]).astype(np.int64), triplets,
                          triplet_id[:n].copy(), duration[:n].copy(), score[:n].copy(), boxes,
-                         traj[:, :2].copy(), traj[:, 2:].copy(), text(v_at, v_len) if v_at >= 0 else None)
+                         traj[:, :2].copy(), traj[:, 2:].copy(), version)
+
+
+def _parse_plain(data: bytes | Any) -> tuple[int, np.ndarray, tuple[np.ndarray, ...]] | None:
+    """``(status, sizes, column buffers)`` of ``pyvrel._C.parse_prediction_file`` over ``data``;
+    ``None`` where the system refuses the buffers."""
+    from pyvrel import _ext
+
+    n_rel, n_box = len(data) // 64 + 1, len(data) // 9 + 1
+    sizes = np.array([len(data) // 4 + 1, n_rel, n_box, n_rel, 3 * n_rel] + [0] * 4, dtype=np.int64)
+    try:
+        arrays = (np.empty((sizes[0], 2), np.int64), np.empty(sizes[0], np.int64), np.empty(n_rel, np.int64),
+                  np.empty(n_rel), np.empty((n_rel, 2), np.int64), np.empty((n_rel, 4), np.int64),
+                  np.empty((n_box, 4)), np.empty((n_rel, 3), np.int64), np.empty((3 * n_rel, 2), np.int64))
+    except MemoryError:
+        return None
+    buf = np.frombuffer(data, dtype=np.uint8)
+    status = _ext.cpu().parse_prediction_file(buf.ctypes.data, len(data), *(a.ctypes.data for a in arrays),
+                                              sizes.ctypes.data)
+    del buf  # no view of a memory map may outlive it
+    return status, sizes, arrays
 
 
 def _table_from_json(obj: Any, cut: _json.CutTrajectories | None, file: str) -> RelationTable | None:

@@ -4,7 +4,6 @@ Scoring a file against the wrong split or world otherwise just prints zeros."""
 
 from __future__ import annotations
 
-import numpy as np
 
 from pyvrel.data.table import RelationTable
 
@@ -43,11 +42,12 @@ def input_warnings(groundtruth: RelationTable, prediction: RelationTable) -> lis
                    f"predictions ({_some(missing)} have none); each of the others scores 0")
     boxes = prediction.boxes
     if len(boxes):
-        outside = int(((boxes < 0) | (boxes > 1)).any(axis=1).sum())
-        if normalized(prediction.version) and outside:
+        lo, hi = float(boxes.min()), float(boxes.max())  # two passes; the boxes outside are counted only if any
+        if normalized(prediction.version) and not 0 <= lo <= hi <= 1:
+            outside = int(((boxes < 0) | (boxes > 1)).any(axis=1).sum())
             out.append(f"the prediction file's version {prediction.version!r} declares coordinates in [0, 1] "
                        f"(normalised by the frame size), but {outside} of its {len(boxes)} boxes lie outside")
-        elif not normalized(prediction.version) and not outside and float(np.abs(boxes).max()) > 0:
+        elif not normalized(prediction.version) and 0 <= lo <= hi <= 1 and hi > 0:
             out.append(f"the prediction file's version {prediction.version!r} declares pixel coordinates, but every "
                        f"coordinate lies in [0, 1]; normalised boxes need \"version\": \"{NORMALIZED_VERSION}\"")
     return out
