@@ -443,9 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
     dm = sub.add_parser("demo", help="train VrdONE on a small synthetic world on the CPU (about 5 minutes), detect, "
                                      "evaluate next to the frequency prior, draw pictures",
                         description="The pyvrel demo: builds a synthetic world, trains VrdONE on the CPU with "
-                                    "pyvrel.engine, detects relations on the held-out videos, prints RelDet/RelTag "
-                                    "next to the frequency prior and writes predictions.json, metrics.json, "
-                                    "checkpoints/last.pt, timeline.svg and training_curve.svg to --out.")
+                                    "pyvrel.engine, detects relations on the held-out videos, prints RelDet/RelTag (%) "
+                                    "next to the frequency prior and writes to --out: groundtruth.json, "
+                                    "predictions.json and prior_predictions.json ('pyvrel eval' reproduces the "
+                                    "table from them), metrics.json, metrics.jsonl, checkpoints/, timeline.svg and "
+                                    "training_curve.svg (it lists every file it wrote).")
     dm.add_argument("--out", default="pyvrel_demo", metavar="DIR", help="output folder (default pyvrel_demo)")
     dm.add_argument("--quick", action="store_true", help="a tiny world and one short epoch (seconds; for tests)")
     dm.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: on a busy 2-core machine "
