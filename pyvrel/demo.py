@@ -29,8 +29,8 @@ from pyvrel.report import curve_svg, metrics_table, timeline_svg
 __all__ = ["run_demo"]
 
 #: What the demo's baseline row is, printed under the table.
-PRIOR_NOTE = ("the baseline: for each pair of detected tracklets, the predicates most often annotated between "
-              "their two categories in the training videos (no video features)")
+PRIOR_NOTE = ("a baseline that gives each pair of detected tracklets the predicates most often annotated "
+              "between their two categories in the training videos (no video features)")
 
 #: Training settings of the full demo (624 steps, about 3.5 minutes of training on one CPU thread).
 FULL_TRAIN = {"epochs": 24, "batch_size": 16, "lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 2.0,

@@ -77,7 +77,7 @@ def test_demo_quick_writes_everything(tmp_path, capsys):
     printed = capsys.readouterr().out
     rows = {line.split("  ")[0].strip(): line for line in printed.splitlines()}
     assert "RelDet (%)" in printed and "VrdONE" in rows and "frequency prior" in rows
-    assert "frequency prior: the baseline" in printed
+    assert "frequency prior: a baseline" in printed
     for name in ("predictions.json", "prior_predictions.json", "groundtruth.json", "metrics.json", "metrics.jsonl",
                  "checkpoints/last.pt", "timeline.svg", "training_curve.svg"):
         assert (out / name).is_file(), name
