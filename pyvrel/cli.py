@@ -351,7 +351,8 @@ class _VersionAction(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
         from pyvrel import __version__
 
-        parser.exit(message=f"pyvrel {__version__}\n")
+        print(f"pyvrel {__version__}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
