@@ -103,12 +103,9 @@ def test_eval_missing_files_read_the_same_and_swapped_arguments_get_a_hint(tmp_p
 
 @pytest.mark.slow
 def test_eval_accepts_synthetic_ground_truth(tmp_path, capsys):
-    from pyvrel.data.synthetic import generate
-    from pyvrel.engine import config_from_dict
-    from pyvrel.models.vrdone.task import DEMO_WORLD
+    from pyvrel.data.dataset import open_dataset
 
-    test = [v.annotation for v in generate(config_from_dict(SynthConfig, {**DEMO_WORLD, "features": False}))
-            if v.split == "test"]
+    test = list(open_dataset("synthetic").annotations("test").values())
     preds = {a.video_id: [data.Relation(r.triplet, r.duration, r.sub_traj, r.obj_traj, 1.0) for r in a.relation_view()]
              for a in test}
     data.write_predictions(preds, tmp_path / "p.json")
