@@ -83,6 +83,6 @@ def run_demo(out_dir: str | Path = "pyvrel_demo", quick: bool = False, threads: 
     print(table)
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.stat().st_mtime >= started)
     print(f"\nwritten to {out}/: " + ", ".join(written))
-    print(f"reproduce the table: pyvrel eval {out / 'groundtruth.json'} {out / 'predictions.json'} (and "
-          f"{out / 'prior_predictions.json'})")
+    prior = f" (and {out / 'prior_predictions.json'})" if "frequency prior" in results else ""
+    print(f"reproduce the table: pyvrel eval {out / 'groundtruth.json'} {out / 'predictions.json'}{prior}")
     return {**report, "table": table}
