@@ -14,7 +14,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "kernels.h"
+#include "prediction_json.h"
 
 namespace pyvrel::cpu {
 
