@@ -30,8 +30,8 @@ from pyvrel.models.vrdone.task import TRAIN_DEFAULTS, VrdONETrainModel
 
 
 def _official_decayed(cfg: VrdONEConfig) -> set[str]:
-    """The parameters the official optimiser decays (§1.10: weights of Linear / Conv1d /
-    MaskedConv1D only), written from the module structure of §1.5-1.7 in pyvrel's names."""
+    """The parameters the official optimiser decays (weights of Linear / Conv1d /
+    MaskedConv1D only), written from the official module structure in pyvrel's names."""
     local_block = ["attn.query_conv.conv", "attn.key_conv.conv", "attn.value_conv.conv", "attn.query", "attn.key",
                    "attn.value", "attn.proj", "mlp.0", "mlp.3"]  # TransformerBlock: LocalMaskedMHCA + MLP
     mhca = ["q_conv.conv", "k_conv.conv", "v_conv.conv", "query", "key", "value", "proj"]  # MaskedMHCA_QKV

@@ -1,4 +1,4 @@
-"""VrdONE inference to the official prediction JSON (``MaskVRD.forward_test``, §1.11).
+"""VrdONE inference to the official prediction JSON (the official ``MaskVRD.forward_test``).
 
 Per video: keep the tracklets scoring above ``entity_score_threshold``, clamp their boxes to the
 frame, de-duplicate them, build every ordered pair that overlaps in time, run the model in

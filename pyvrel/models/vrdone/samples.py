@@ -1,4 +1,4 @@
-"""Training samples of VrdONE from annotations (§1.8), with each object's features read from the
+"""Training samples of VrdONE from annotations, with each object's features read from the
 detected tracklets (:mod:`pyvrel.data.folder`) that follow it.
 
 A training sample is one ordered ground-truth pair segment with at least one relation
@@ -61,8 +61,9 @@ def merge_relations(relations: list[RelationInstance]) -> list[RelationInstance]
 
 @dataclass
 class PairSegment:
-    """One training pair key (§1.8): an ordered pair of ground-truth objects over the frames
-    ``[start, start + L)`` of one contiguous run of each, with the relations inside them.
+    """One training pair key (an entry of the official loader's ``relation_keys``): an ordered pair
+    of ground-truth objects over the frames ``[start, start + L)`` of one contiguous run of each,
+    with the relations inside them.
 
     Attributes:
         sub_vis, obj_vis (ndarray[L, D]): per-frame visual features. sub_boxes, obj_boxes

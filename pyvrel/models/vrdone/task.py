@@ -67,7 +67,7 @@ DEMO: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {"model": {"world": {"num_videos": 8, "frames": [60, 100]}},
               "train": {**_DEMO_TRAIN, "epochs": 1, "batch_size": 4, "log_every": 1, "warmup_epochs": 0.0}},
 }
-#: The official training recipe (``train.py``, §1.3/§1.10) as TrainConfig keys: AdamW lr 2e-4, wd 0.05,
+#: The official training recipe (``train.py``, ``configs/*.yaml``) as TrainConfig keys: AdamW lr 2e-4, wd 0.05,
 #: 5 warm-up epochs then a 20-epoch cosine to 1e-8 stopped at epoch 12 (VidOR) / 15 (VidVRD), grad
 #: clip 1, EMA 0.999, float32, seed 42 with deterministic algorithms. ``batch_size`` counts items
 #: of ``pairs_per_item`` pairs: 3 x 16 = 48 pairs (VidOR), 6 x 4 = 24 (VidVRD).
