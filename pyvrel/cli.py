@@ -54,17 +54,17 @@ def _eval(args: argparse.Namespace) -> int:
             gt = _normalized_groundtruth(args.gt)
         else:
             gt = load_groundtruth(args.gt)
+        train = load_groundtruth(args.train_gt) if args.train_gt else None
+        kw = dict(viou_threshold=args.viou_threshold, mean_recall=args.mean_recall, per_video=args.per_video)
+        result = evaluate_relations(gt, pred, args.variant, **kw)
+        if train is not None:
+            kw["per_video"] = False
+            result["zero_shot"] = evaluate_zero_shot(gt, pred, train, args.variant, **kw)
+            result["generalized_zero_shot"] = evaluate_zero_shot(gt, pred, train, args.variant, generalized=True,
+                                                                 **kw)
     except (FormatError, FileNotFoundError, ValueError) as e:  # bad input files: say which and why
         print(f"pyvrel eval: error: {e}", file=sys.stderr)
         return 1
-    kw = dict(viou_threshold=args.viou_threshold, mean_recall=args.mean_recall, per_video=args.per_video)
-    result = evaluate_relations(gt, pred, args.variant, **kw)
-    if args.train_gt:
-        train = load_groundtruth(args.train_gt)
-        kw["per_video"] = False
-        result["zero_shot"] = evaluate_zero_shot(gt, pred, train, args.variant, **kw)
-        result["generalized_zero_shot"] = evaluate_zero_shot(gt, pred, train, args.variant, generalized=True,
-                                                             **kw)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -87,9 +87,17 @@ def _synth(args: argparse.Namespace) -> int:
     import time
 
     from pyvrel.data.synthetic import SynthConfig, write_world
+    from pyvrel.engine.rundir import OutputFolderError, check_out_dir, clear_dir
 
-    config = SynthConfig(seed=args.seed, num_videos=args.videos, tail=args.tail, feature_dim=args.feature_dim,
-                         features=not args.no_features, clip_dim=args.clip_dim)
+    try:
+        config = SynthConfig(seed=args.seed, num_videos=args.videos, tail=args.tail, feature_dim=args.feature_dim,
+                             features=not args.no_features, clip_dim=args.clip_dim)
+        clear = check_out_dir(args.out_dir, "OUT_DIR", overwrite=args.overwrite)
+    except (ValueError, OutputFolderError) as e:
+        print(f"pyvrel synth: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if clear:  # no mixture of two worlds
+        clear_dir(args.out_dir)
     t0 = time.perf_counter()
     meta = write_world(args.out_dir, config)
     seconds = time.perf_counter() - t0
@@ -188,9 +196,17 @@ def _run_training(args: argparse.Namespace) -> int:
     from pyvrel.engine import (ConfigError, TrainConfig, Trainer, UnknownModelError, config_from_dict,
                                config_to_dict, get_task_builder, seed_everything)
     from pyvrel.engine import distributed as dist
+    from pyvrel.engine.rundir import OutputFolderError, check_out_dir, clear_dir
 
     origins: dict[str, str] = {}
     try:
+        out = Path(args.out or Path("runs") / args.model.rpartition(":")[2])
+        resume = args.resume
+        if resume == "auto":
+            last = out / "checkpoints" / "last.pt"
+            resume = last if last.is_file() else None
+        continues = resume is not None and Path(resume).resolve().is_relative_to(out.resolve())
+        clear = dist.env_rank() == 0 and check_out_dir(out, "--out", continues=continues, overwrite=args.overwrite)
         builder = get_task_builder(args.model)
         if args.data != "synthetic" and not Path(args.data).is_dir():
             raise FileNotFoundError(f"{args.data}: data folder not found (give a folder or 'synthetic')")
@@ -208,18 +224,23 @@ def _run_training(args: argparse.Namespace) -> int:
         except ConfigError as e:  # the builder checks the model section
             raise ConfigError("model." + e.key, e.message) from None
         train_cfg = config_from_dict(TrainConfig, {**task.train_defaults, **train_values}, prefix="train.")
-        out = Path(args.out or Path("runs") / args.model.rpartition(":")[2])
-        resume = args.resume
-        if resume == "auto":
-            last = out / "checkpoints" / "last.pt"
-            resume = last if last.is_file() else None
         meta = {"model": args.model, "model_config": dict(task.model_config), "data": args.data}
-        if dist.env_rank() == 0:
+
+        def start() -> None:  # rank 0, once the trainer checked its settings: the first write
+            if clear:
+                clear_dir(out)
             out.mkdir(parents=True, exist_ok=True)
             (out / "config.json").write_text(json.dumps({**meta, "train": config_to_dict(train_cfg)}, indent=2) + "\n")
-        trainer = Trainer(task.model, task.train_set, train_cfg, collate_fn=task.collate_fn,
-                          evaluate=task.evaluate, out_dir=out, meta=meta)
-        summary = trainer.fit(resume=resume)
+
+        try:
+            task.check(train_cfg)
+            trainer = Trainer(task.model, task.train_set, train_cfg, collate_fn=task.collate_fn,
+                              evaluate=task.evaluate, out_dir=out, meta=meta, on_start=start)
+            summary = trainer.fit(resume=resume)
+        except ConfigError as e:  # the trainer's and the task's checks of the train section name its keys
+            if e.key.partition(".")[0] not in TrainConfig.__dataclass_fields__:
+                raise
+            raise ConfigError("train." + e.key, e.message) from None
     except UnknownModelError as e:
         print(f"pyvrel train: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -227,10 +248,10 @@ def _run_training(args: argparse.Namespace) -> int:
         source = e.source or origins.get(".".join(e.key.split(".")[:2]).split("[")[0], "defaults")
         print(f"pyvrel train: error: {source}: {e.key}: {e.message}", file=sys.stderr)
         return EXIT_USAGE
-    except _UsageError as e:
+    except (_UsageError, OutputFolderError) as e:
         print(f"pyvrel train: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except (FileNotFoundError, ValueError, FloatingPointError) as e:  # bad input files, diverged training
+    except (OSError, ValueError, FloatingPointError) as e:  # bad input files, diverged training
         print(f"pyvrel train: error: {e}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -254,9 +275,11 @@ def _detect(args: argparse.Namespace) -> int:
 
     from pyvrel.data import write_predictions
     from pyvrel.engine import load_checkpoint
+    from pyvrel.engine.rundir import OutputFolderError, check_out_file
     from pyvrel.models.vrdone.task import detect, model_from_checkpoint
 
     try:
+        check_out_file(args.out, "--out")  # before the detection, not after it
         if args.data != "synthetic" and not Path(args.data).is_dir():
             raise FileNotFoundError(f"{args.data}: data folder not found (give a folder or 'synthetic')")
         ckpt = load_checkpoint(args.checkpoint)
@@ -269,6 +292,9 @@ def _detect(args: argparse.Namespace) -> int:
             preds = detect(model, cfg, args.data, world, args.split, vocab)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         write_predictions(preds, args.out)
+    except OutputFolderError as e:
+        print(f"pyvrel detect: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     except (FileNotFoundError, ValueError) as e:
         print(f"pyvrel detect: error: {e}", file=sys.stderr)
         return EXIT_FAILED
@@ -325,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--clip-dim", type=int, default=0,
                     help="also write VrdONE-X's per-entity stream tracklet_clip of this width (default 0: none)")
     sy.add_argument("--no-features", action="store_true", help="annotations only")
+    sy.add_argument("--overwrite", action="store_true", help="write into a non-empty OUT_DIR, deleting its content "
+                                                             "first (without it such a folder is refused)")
     sy.add_argument("--json", action="store_true", help="print a JSON summary")
     sy.set_defaults(func=_synth)
 
@@ -350,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "(default runs/<model>)")
     tr.add_argument("--resume", metavar="CKPT|auto", help="continue from a checkpoint; 'auto': OUT/checkpoints/last.pt "
                                                           "when it exists")
+    tr.add_argument("--overwrite", action="store_true",
+                    help="start afresh in a non-empty --out, deleting its content first (without it such a "
+                         "folder is refused unless --resume continues the run kept there)")
     tr.set_defaults(func=_train)
 
     de = sub.add_parser("detect", help="detect relations with a trained VrdONE checkpoint (official prediction JSON)",

@@ -32,6 +32,7 @@ checks in :func:`pyvrel.data.folder.check_tracklets`).
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -45,7 +46,8 @@ __all__ = ["FeatureStore"]
 class FeatureStore(Mapping[str, Mapping[str, np.ndarray]]):
     """Read and write ``<root>/<video_id>.npz`` feature files.
 
-    ``store[vid]`` returns the lazily loaded archive (a mapping key -> array);
+    ``store[vid]`` returns the lazily loaded archive (a mapping key -> array; a file that is not a
+    readable ``.npz`` raises :class:`FormatError` naming it);
     ``store.load(vid, keys)`` returns the named arrays as a dict.
     """
 
@@ -59,7 +61,11 @@ class FeatureStore(Mapping[str, Mapping[str, np.ndarray]]):
         p = self.path(video_id)
         if not p.is_file():
             raise KeyError(f"{p}: no feature file for video {video_id!r}")
-        return np.load(p, allow_pickle=False)
+        try:
+            return np.load(p, allow_pickle=False)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # empty, truncated, not an archive
+            raise FormatError(f"not a readable .npz file ({e or type(e).__name__})", file=str(p),
+                              video=video_id) from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(p.stem for p in self.root.glob("*.npz")))

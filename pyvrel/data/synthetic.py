@@ -96,6 +96,7 @@ from pyvrel.data import _json
 from pyvrel.data.annotations import FrameBox, ObjectInfo, RelationInstance, VideoAnnotation, write_annotations
 from pyvrel.data.features import FeatureStore
 from pyvrel.data.vocab import Vocabulary, load_vocabulary
+from pyvrel.engine.config import ConfigError
 
 __all__ = [
     "CATEGORIES",
@@ -202,6 +203,14 @@ class SynthConfig:
     confusion: float = 0.1
     false_tracks: float = 1.0
     clip_dim: int = 0
+
+    def __post_init__(self) -> None:
+        for key in ("frames", "entities"):
+            low, high = getattr(self, key)
+            if not 1 <= low <= high:
+                raise ConfigError(key, f"expected [low, high] with 1 <= low <= high, got [{low}, {high}]")
+        if self.num_videos < 1:
+            raise ConfigError("num_videos", f"must be >= 1, got {self.num_videos}")
 
 
 class World:

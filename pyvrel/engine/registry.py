@@ -18,6 +18,7 @@ from typing import Any
 from torch import nn
 from torch.utils.data import Dataset
 
+from pyvrel.engine.config import ConfigError, TrainConfig
 from pyvrel.engine.trainer import EvalHook
 
 
@@ -28,7 +29,9 @@ class TrainTask:
     ``train_defaults`` are the model's own training settings (e.g. its paper's learning rate and
     schedule) as :class:`~pyvrel.engine.TrainConfig` keys; the run's ``train:`` section and
     ``--set train.*`` override them. ``model_config`` is the resolved model config (JSON-ready);
-    it is stored in every checkpoint so that inference can rebuild the model.
+    it is stored in every checkpoint so that inference can rebuild the model. ``eval_metrics``: the
+    names of the metrics ``evaluate`` returns, when known before it runs (:meth:`check` then
+    finds a wrong ``best_metric`` at start-up rather than at the first evaluation).
     """
 
     model: nn.Module
@@ -37,6 +40,16 @@ class TrainTask:
     evaluate: EvalHook | None = None
     train_defaults: Mapping[str, Any] = field(default_factory=dict)
     model_config: Mapping[str, Any] = field(default_factory=dict)
+    eval_metrics: tuple[str, ...] | None = None
+
+    def check(self, config: TrainConfig) -> None:
+        """Raise :class:`ConfigError` (key ``best_metric``) when ``config.best_metric`` is not one of
+        ``eval_metrics`` of an evaluation that runs."""
+        key = config.best_metric
+        if (key is not None and self.evaluate is not None and config.eval_every and self.eval_metrics is not None
+                and key not in self.eval_metrics):
+            raise ConfigError("best_metric", f"{key!r} is not a metric of this model's evaluation (it reports "
+                                             f"{', '.join(self.eval_metrics)})")
 
 
 TaskBuilder = Callable[[Mapping[str, Any], str], TrainTask]

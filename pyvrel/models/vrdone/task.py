@@ -33,7 +33,8 @@ from torch import Tensor, nn
 
 from pyvrel.data import FormatError, Relation, VideoAnnotation
 from pyvrel.data.features import FeatureStore
-from pyvrel.data.folder import CLIP_KEY, check_tracklets, folder_vocabulary, has_split, split_annotations
+from pyvrel.data.folder import (CLIP_KEY, check_feature_files, check_tracklets, feature_path, folder_vocabulary,
+                                has_split, split_annotations)
 from pyvrel.data.synthetic import SynthConfig, generate
 from pyvrel.data.vocab import Vocabulary, load_vocabulary
 from pyvrel.engine import distributed as dist
@@ -153,15 +154,13 @@ def load_videos(data: str, world: Mapping[str, Any], split: str, num_objects: in
     if annotations is None:
         annotations = split_annotations(data, split)
     for vid, anno in list(annotations.items())[rank::n]:
-        path = store.path(vid)
-        if vid not in store:
-            raise FileNotFoundError(f"{path}: feature file of video {vid!r} not found (expected "
-                                    "DIR/features/<video_id>.npz)")
+        path = feature_path(data, vid)
+        archive = store[vid]
         try:
-            with store[vid] as archive:
+            with archive:
                 arrays = {k: archive[k] for k in archive.files
                           if k.startswith("tracklet_") and (clip_dim > 0 or k != CLIP_KEY)}  # unused: not read
-        except (OSError, ValueError, zipfile.BadZipFile) as e:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # a damaged array in the archive
             raise FormatError(f"not a readable .npz file ({e})", file=str(path)) from None
         yield anno, check_tracklets(arrays, num_objects, file=str(path), video=vid, frame_count=anno.frame_count,
                                     clip_dim=clip_dim)
@@ -213,11 +212,13 @@ def _check_inputs(arrays: Mapping[str, np.ndarray], cfg: VrdONEConfig, data: str
                                         f"visual_dim={cfg.visual_dim} (set model.visual_dim={D})")
 
 
-def _evaluator(data: str, world: Mapping[str, Any], split: str, vocab: Vocabulary) -> EvalHook:
-    """The evaluation hook: detection on the ``split`` videos, sharded over the processes, scored on rank 0."""
+def _evaluator(data: str, world: Mapping[str, Any], split: str, vocab: Vocabulary,
+               groundtruth: dict[str, list[Relation]] | None = None) -> EvalHook:
+    """The evaluation hook: detection on the ``split`` videos, sharded over the processes, scored on rank 0
+    against ``groundtruth`` (by default the ``split`` annotations, read at the first evaluation)."""
     from pyvrel.eval import evaluate_relations
 
-    groundtruth: dict[str, list[Relation]] = {}
+    groundtruth = {} if groundtruth is None else groundtruth
 
     def evaluate(model: nn.Module, ctx: EvalContext) -> dict[str, float] | None:
         preds = detect(model.vrdone, model.cfg, data, world, split, vocab, shard=(ctx.rank, ctx.world_size))
@@ -265,7 +266,12 @@ def build_task(model_config: Mapping[str, Any], data: str) -> TrainTask:
     evaluate = None
     split = resolved["eval_split"]
     if split is not None and (data == "synthetic" or has_split(data, split)):
-        evaluate = _evaluator(data, resolved["world"], split, vocab)
+        groundtruth = None
+        if data != "synthetic":  # a bad file of the split is found now, not at the first evaluation
+            annotations = split_annotations(data, split)
+            check_feature_files(data, annotations)
+            groundtruth = {v: a.relation_view() for v, a in annotations.items()}
+        evaluate = _evaluator(data, resolved["world"], split, vocab, groundtruth)
     elif split is not None and dist.env_rank() == 0:
         log.warning("%s: no %s annotations, so no evaluation during training (set model.eval_split)", data, split)
     train_defaults = {"lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 1, "clip_grad_norm": 1.0,
@@ -273,7 +279,8 @@ def build_task(model_config: Mapping[str, Any], data: str) -> TrainTask:
                       "best_metric": "RelDet_mAP"}
     model = VrdONETrainModel(cfg).to(_DTYPES[resolved["dtype"]])
     return TrainTask(model, _Samples(items), _collate(cfg.max_seq_len, cfg.max_div_factor), evaluate=evaluate,
-                     train_defaults=train_defaults, model_config=resolved)
+                     train_defaults=train_defaults, model_config=resolved,
+                     eval_metrics=tuple(name for name, _, _ in _METRICS))
 
 
 def detect(model: nn.Module, cfg: VrdONEConfig, data: str, world: Mapping[str, Any], split: str = "test",
