@@ -64,8 +64,7 @@ class FeatureStore(Mapping[str, Mapping[str, np.ndarray]]):
         try:
             return np.load(p, allow_pickle=False)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # empty, truncated, not an archive
-            raise FormatError(f"not a readable .npz file ({e or type(e).__name__})", file=str(p),
-                              video=video_id) from None
+            raise FormatError(f"not a readable .npz file ({e or type(e).__name__})", file=str(p)) from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(p.stem for p in self.root.glob("*.npz")))
