@@ -87,13 +87,17 @@ def _synth(args: argparse.Namespace) -> int:
     import time
 
     from pyvrel.data.synthetic import SynthConfig, write_world
+    from pyvrel.engine import ConfigError
     from pyvrel.engine.rundir import OutputFolderError, check_out_dir, clear_dir
 
     try:
         config = SynthConfig(seed=args.seed, num_videos=args.videos, tail=args.tail, feature_dim=args.feature_dim,
                              features=not args.no_features, clip_dim=args.clip_dim)
         clear = check_out_dir(args.out_dir, "OUT_DIR", overwrite=args.overwrite)
-    except (ValueError, OutputFolderError) as e:
+    except ConfigError as e:  # named by its option
+        print(f"pyvrel synth: error: --{e.key.replace('num_', '').replace('_', '-')}: {e.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except OutputFolderError as e:
         print(f"pyvrel synth: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     if clear:  # no mixture of two worlds
@@ -342,7 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sy = sub.add_parser("synth", help="write the synthetic video-relation world (official formats)",
                         description="Generate the deterministic synthetic world (pyvrel.data.synthetic): "
-                                    "annotations/{train,test}/<vid>.json, features/<vid>.npz, world.json.")
+                                    "annotations/{train,test}/<vid>.json, features/<vid>.npz, world.json.",
+                        epilog="exit codes: 0 done; 2 a bad option, or OUT_DIR is a file or a non-empty folder "
+                               "(without --overwrite)")
     sy.add_argument("out_dir", metavar="OUT_DIR")
     sy.add_argument("--videos", type=int, default=200, help="number of videos (default 200)")
     sy.add_argument("--seed", type=int, default=0)

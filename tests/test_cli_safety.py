@@ -161,7 +161,7 @@ def test_synth_refuses_a_non_empty_folder_unless_overwrite(tmp_path, capsys):
     names = {p.stem for p in (out / "annotations").rglob("*.json")}
     assert names and all(n.startswith("synth0001_") for n in names)  # the old world is gone
     assert main(["synth", str(tmp_path / "w2"), "--videos", "0"]) == 2
-    assert "num_videos: must be >= 1, got 0" in err_line(capsys)
+    assert "pyvrel synth: error: --videos: must be >= 1, got 0" in err_line(capsys)
 
 
 @pytest.fixture
@@ -269,3 +269,17 @@ def test_the_real_command_prints_no_traceback(tmp_path):
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert run.stderr.strip().splitlines() == [f"pyvrel eval: error: {tmp_path / 'p.json.xz'}: not a readable .xz "
                                                "file (Input format not supported by decoder)"]
+
+
+def test_overwrite_never_clears_the_current_or_home_folder(tmp_path, monkeypatch):
+    from pyvrel.engine.rundir import OutputFolderError, check_out_dir
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "x").write_text("x")
+    monkeypatch.chdir(tmp_path / "run")
+    for folder in (".", "..", str(tmp_path)):
+        with pytest.raises(OutputFolderError, match="will not delete the current folder"):
+            check_out_dir(folder, "--out", overwrite=True)
+    monkeypatch.chdir(tmp_path)
+    assert check_out_dir("run", "--out", overwrite=True) is True
+    assert check_out_dir("run", "--out", continues=True) is False
