@@ -368,8 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "from --config and then overridden by --set. Under torchrun the same command "
                                     "trains with DDP: torchrun --nproc_per_node N -m pyvrel train ...",
                         epilog="exit codes: 0 done; 1 missing/invalid input files or the run failed (e.g. a "
-                               "non-finite loss); 2 bad command line or config (unknown model, key or value); "
-                               "130 interrupted")
+                               "non-finite loss); 2 bad command line or config (unknown model, key or value; "
+                               "--out a file, or a non-empty folder that --resume does not continue, without "
+                               "--overwrite); 130 interrupted")
     tr.add_argument("--model", required=True, help="a registered model name, or module:function of a task builder")
     tr.add_argument("--data", required=True, metavar="DIR|synthetic",
                     help="dataset folder (annotations/{train,test}/ official JSON, features/<video_id>.npz "

@@ -268,7 +268,7 @@ def build_task(model_config: Mapping[str, Any], data: str) -> TrainTask:
     if split is not None and (data == "synthetic" or has_split(data, split)):
         groundtruth = None
         if data != "synthetic":  # a bad file of the split is found now, not at the first evaluation
-            annotations = split_annotations(data, split)
+            annotations = train_annotations if split == "train" else split_annotations(data, split)
             check_feature_files(data, annotations)
             groundtruth = {v: a.relation_view() for v, a in annotations.items()}
         evaluate = _evaluator(data, resolved["world"], split, vocab, groundtruth)
