@@ -17,7 +17,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OutputFolderError", "check_out_dir", "check_out_file", "clear_dir", "read_metrics"]
+__all__ = ["OutputFolderError", "check_out_dir", "check_out_file", "check_run_dir", "clear_dir", "read_metrics",
+           "resume_checkpoint"]
 
 log = logging.getLogger("pyvrel.engine")
 
@@ -46,6 +47,25 @@ def check_out_dir(out: str | os.PathLike, option: str, *, continues: bool = Fals
     shown = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
     raise OutputFolderError(f"{option} {out}: the folder is not empty (it holds {shown}); give --overwrite to "
                             "delete its content first, or another folder")
+
+
+def resume_checkpoint(out: str | os.PathLike, resume: str | os.PathLike | None) -> Path | None:
+    """The checkpoint a run in ``out`` resumes from: ``resume``, or for ``"auto"``
+    ``out/checkpoints/last.pt`` when it exists (else None: a fresh run)."""
+    if resume is None:
+        return None
+    if resume == "auto":
+        last = Path(out) / "checkpoints" / "last.pt"
+        return last if last.is_file() else None
+    return Path(resume)
+
+
+def check_run_dir(out: str | os.PathLike, resume: str | os.PathLike | None, overwrite: bool = False) -> bool:
+    """:func:`check_out_dir` for a training run's ``--out``: it continues there when its
+    :func:`resume_checkpoint` lies inside ``out``. Returns whether ``out`` must be cleared."""
+    ckpt = resume_checkpoint(out, resume)
+    continues = ckpt is not None and ckpt.resolve().is_relative_to(Path(out).resolve())
+    return check_out_dir(out, "--out", continues=continues, overwrite=overwrite)
 
 
 def _check_clearable(out: Path, option: str) -> None:
