@@ -4,8 +4,9 @@
 Groups: ``eval-score`` (scoring only, inputs already in memory: pyvrel's columnar
 ``RelationTable``s, and for comparison ``pyvrel-records``, dicts of ``Relation`` records that are
 converted to tables first) and ``eval-end2end`` (load the ground-truth folder and the prediction
-file, then score; pyvrel reads the predictions with ``read_prediction_table``, as ``pyvrel eval``
-does). The results are checked to agree (1e-6) once, outside the timed region.
+file, then score; pyvrel reads them with ``read_groundtruth_table`` and ``read_prediction_table``, as
+``pyvrel eval`` does). ``python benchmarks/bench_eval.py DIR`` writes the data set to ``DIR`` for
+timing whole commands (``pyvrel eval`` against ``benchmarks/official_eval.py``, see README.md). The results are checked to agree (1e-6) once, outside the timed region.
 
     pytest benchmarks/bench_eval.py --benchmark-only
 """
@@ -14,10 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
+from harness import provider_params, record, run
 from shapes import EVAL_GT_PER_VIDEO, EVAL_PRED_PER_VIDEO, EVAL_SEED, EVAL_VIDEOS
-from pyvrel.data import (Relation, RelationTable, load_groundtruth, read_prediction_table, read_predictions,
-                         write_annotations, write_predictions)
+
+from pyvrel.data import (Relation, RelationTable, load_groundtruth, read_groundtruth_table, read_prediction_table,
+                         read_predictions, write_annotations, write_predictions)
 from pyvrel.data.synthetic import SynthConfig, World, generate_video
 from pyvrel.eval import evaluate_relations
 from pyvrel.eval.reference import evaluate_reference, load_reference
@@ -85,15 +87,14 @@ def eval_data(tmp_path_factory):
 
 
 @pytest.mark.benchmark(group="eval-score")
-@pytest.mark.parametrize("provider", ["reference", "pyvrel", "pyvrel-records"])
+@pytest.mark.parametrize("provider", provider_params("reference", "pyvrel", "pyvrel-records"))
 def test_score(benchmark, eval_data, provider):
-    benchmark.extra_info.update(eval_data["sizes"])
-    benchmark.extra_info["result"] = eval_data["result"]["RelDet"]
+    record(benchmark, provider, **eval_data["sizes"], result=eval_data["result"]["RelDet"])
     if provider == "reference":
-        benchmark.pedantic(evaluate_reference, args=eval_data["ref"], rounds=2, iterations=1)
+        run(benchmark, lambda: evaluate_reference(*eval_data["ref"]), provider, min_rounds=2)
     else:
         args = eval_data["ours" if provider == "pyvrel" else "records"]
-        benchmark.pedantic(evaluate_relations, args=args, rounds=5, iterations=1, warmup_rounds=1)
+        run(benchmark, lambda: evaluate_relations(*args), provider)
 
 
 def _end2end_reference(gt_dir, pred_path):
@@ -101,12 +102,19 @@ def _end2end_reference(gt_dir, pred_path):
 
 
 def _end2end_pyvrel(gt_dir, pred_path):
-    return evaluate_relations(load_groundtruth(gt_dir), read_prediction_table(pred_path))
+    return evaluate_relations(read_groundtruth_table(gt_dir), read_prediction_table(pred_path))
 
 
 @pytest.mark.benchmark(group="eval-end2end")
-@pytest.mark.parametrize("provider", ["reference", "pyvrel"])
+@pytest.mark.parametrize("provider", provider_params("reference", "pyvrel"))
 def test_end2end(benchmark, eval_data, provider):
-    benchmark.extra_info.update(eval_data["sizes"])
+    record(benchmark, provider, **eval_data["sizes"])
     fn = _end2end_reference if provider == "reference" else _end2end_pyvrel
-    benchmark.pedantic(fn, args=eval_data["paths"], rounds=2 if provider == "reference" else 3, iterations=1)
+    run(benchmark, lambda: fn(*eval_data["paths"]), provider, min_rounds=2)
+
+
+if __name__ == "__main__":  # write the data set for timing whole commands: python benchmarks/bench_eval.py DIR
+    import sys
+    from pathlib import Path
+
+    print(*make_eval_data(Path(sys.argv[1])))

@@ -3,7 +3,8 @@
 ``cpu()`` and ``cuda()`` return the ``pyvrel._C`` / ``pyvrel._cuda`` modules or raise an
 :class:`ExtensionUnavailableError` that says how to get them; nothing here is imported when
 ``pyvrel`` itself is imported. This module is also the one place that detects Triton's
-interpreter mode (``TRITON_INTERPRET=1``).
+interpreter mode (``TRITON_INTERPRET=1``). It imports torch only where a function needs it (``pyvrel._C``
+does not link torch), so ``pyvrel eval`` runs without loading torch.
 """
 
 from __future__ import annotations
@@ -12,14 +13,12 @@ import functools
 import importlib
 import os
 import shutil
+import sys
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-# Scalar type codes shared with csrc/include/pyvrel/common.h (enum class DType).
-DTYPE_CODES: dict[torch.dtype, int] = {torch.float32: 0, torch.float64: 1}
-
+if TYPE_CHECKING:
+    import torch
 
 class ExtensionUnavailableError(RuntimeError):
     """A compiled pyvrel extension (or Triton) is needed but not available."""
@@ -92,8 +91,15 @@ def triton_can_run(device: torch.device) -> tuple[bool, str]:
 
 
 def num_threads() -> int:
-    """OpenMP team size used by the CPU kernels: torch's intra-op thread count."""
-    return max(1, torch.get_num_threads())
+    """OpenMP team size used by the CPU kernels: torch's intra-op thread count; where torch is not
+    loaded (the evaluation path), ``OMP_NUM_THREADS`` or else the CPUs this process may use."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return max(1, torch.get_num_threads())
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit():
+        return max(1, int(env))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def build_info() -> dict[str, Any]:
@@ -104,6 +110,8 @@ def build_info() -> dict[str, Any]:
     ``triton`` (version or None), ``triton_interpret``, ``torch`` and ``torch_cuda_available``.
     """
     from importlib.metadata import PackageNotFoundError, version
+
+    import torch
 
     info: dict[str, Any] = {}
     try:
@@ -131,15 +139,35 @@ def build_info() -> dict[str, Any]:
     return info
 
 
-def launch(backend: str, name: str, device: torch.device, *args: Any) -> Any:
+def launch(backend: str, name: str, *args: Any, threads: bool = True) -> Any:
     """Call kernel ``name`` of the C++ (``backend="cpp"``) or CUDA extension.
 
-    ``args`` are the kernel's arguments (buffer addresses, sizes, codes); the CPU call gets the
-    OpenMP team size appended, the CUDA call the current stream of ``device``.
+    ``args`` are the kernel's arguments: tensors (passed as the address of their first element;
+    all on one device, CPU for ``"cpp"``, CUDA for ``"cuda"``), ``None`` for an absent optional
+    buffer (address 0), and sizes, flags and codes. The CPU call gets the OpenMP team size
+    appended (unless ``threads=False``: a serial kernel), the CUDA call the current stream of the
+    tensors' device.
     """
+    import torch
+
+    if backend not in ("cpp", "cuda"):
+        raise ValueError(f"launch: backend must be 'cpp' or 'cuda', got {backend!r}")
+    want = "cpu" if backend == "cpp" else "cuda"
+    device = None
+    values = []
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            if a.device.type != want:
+                raise RuntimeError(f"{name}: the {backend!r} kernel takes {want} tensors, got one on {a.device}")
+            if device is not None and a.device != device:
+                raise RuntimeError(f"{name}: tensors on {device} and {a.device}; all must be on one device")
+            device = a.device
+            values.append(a.data_ptr())
+        else:
+            values.append(0 if a is None else a)
+    if device is None:
+        raise RuntimeError(f"{name}: launched without tensor arguments")
     if backend == "cpp":
-        return getattr(cpu(), name)(*args, num_threads())
-    if backend == "cuda":
-        with torch.cuda.device(device):
-            return getattr(cuda(), name)(*args, torch.cuda.current_stream(device).cuda_stream)
-    raise ValueError(f"launch: backend must be 'cpp' or 'cuda', got {backend!r}")
+        return getattr(cpu(), name)(*values, *((num_threads(),) if threads else ()))
+    with torch.cuda.device(device):
+        return getattr(cuda(), name)(*values, torch.cuda.current_stream(device).cuda_stream)
