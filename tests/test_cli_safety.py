@@ -239,7 +239,7 @@ def test_eval_errors_are_one_line(gt_and_pred, tmp_path, capsys):
     capsys.readouterr()
     cases = []
     (tmp_path / "empty").mkdir()
-    cases.append(([str(tmp_path / "empty"), str(good)], f"{tmp_path / 'empty'}: no annotation files (*.json)"))
+    cases.append(([str(tmp_path / "empty"), str(good)], "the ground truth has no relation"))  # one line, exit 1
     cases.append(([str(gt), str(tmp_path)], f"{tmp_path}: is a folder"))
     (tmp_path / "not.json.xz").write_bytes(b"abc")
     cases.append(([str(gt), str(tmp_path / "not.json.xz")], f"{tmp_path / 'not.json.xz'}: not a readable .xz file"))
