@@ -95,6 +95,7 @@ import numpy as np
 from pyvrel.data import _json
 from pyvrel.data.annotations import FrameBox, ObjectInfo, RelationInstance, VideoAnnotation, write_annotations
 from pyvrel.data.features import FeatureStore
+from pyvrel.data.synthetic_grounding import GroundingStream
 from pyvrel.data.vocab import Vocabulary, load_vocabulary
 
 __all__ = [
@@ -185,6 +186,8 @@ class SynthConfig:
         false_tracks: mean number of false tracklets per video.
         clip_dim: width of the extra per-entity stream ``tracklet_clip`` (module docstring);
             0 = not written.
+        grounding: replace the plain proposals by vRGV's grounding stream
+            (:mod:`pyvrel.data.synthetic_grounding`: distractors, jitter, shuffled slots).
     """
 
     seed: int = 0
@@ -202,6 +205,7 @@ class SynthConfig:
     confusion: float = 0.1
     false_tracks: float = 1.0
     clip_dim: int = 0
+    grounding: bool = False
 
 
 class World:
@@ -514,6 +518,9 @@ def generate_video(config: SynthConfig, index: int, world: World | None = None) 
     feats = _features(rng, world, cats, tracks, boxes, frame_count) if config.features else None
     if feats is not None and world.text_vectors is not None:
         feats["tracklet_clip"] = _clip_stream(np.random.default_rng([config.seed, index, 1]), world, cats, feats)
+    if feats is not None and config.grounding:
+        stream = GroundingStream(world)
+        feats.update(stream.arrays(np.random.default_rng([config.seed, index, stream.tag]), anno, cats, feats))
     return SyntheticVideo(anno, feats, split)
 
 
@@ -671,7 +678,7 @@ def write_world(out_dir: str | os.PathLike, config: SynthConfig | None = None) -
         splits[v.split].append(v.annotation.video_id)
         for r in v.annotation.relations:
             counts[r.predicate] = counts.get(r.predicate, 0) + 1
-    recorded = {k: v for k, v in asdict(config).items() if k != "clip_dim" or v}  # worlds without it as before
+    recorded = {k: v for k, v in asdict(config).items() if k not in ("clip_dim", "grounding") or v}  # worlds without it as before
     meta = {"config": recorded, "width": WIDTH, "height": HEIGHT, "objects": list(world.vocab.objects),
             "predicates": list(world.vocab.predicates), "split": world.split, "videos": splits,
             "predicate_counts": dict(sorted(counts.items(), key=lambda kv: -kv[1]))}

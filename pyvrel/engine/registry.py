@@ -42,7 +42,8 @@ class TrainTask:
 TaskBuilder = Callable[[Mapping[str, Any], str], TrainTask]
 
 #: Registered models: name -> "module:function" of the task builder (or the builder itself).
-MODELS: dict[str, str | TaskBuilder] = {"vrdone": "pyvrel.models.vrdone.task:build_task"}
+MODELS: dict[str, str | TaskBuilder] = {"vrdone": "pyvrel.models.vrdone.task:build_task",
+                                          "vrgv": "pyvrel.models.vrgv.task:build_task"}
 
 
 class UnknownModelError(LookupError):
