@@ -113,7 +113,8 @@ def _synth(args: argparse.Namespace) -> int:
     from pyvrel.data.synthetic import SynthConfig, write_world
 
     config = SynthConfig(seed=args.seed, num_videos=args.videos, tail=args.tail, feature_dim=args.feature_dim,
-                         features=not args.no_features, clip_dim=args.clip_dim)
+                         features=not args.no_features, clip_dim=args.clip_dim, grounding=args.grounding,
+                         proposals=args.proposals)
     t0 = time.perf_counter()
     meta = write_world(args.out_dir, config)
     seconds = time.perf_counter() - t0
@@ -378,6 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--feature-dim", type=int, default=32, help="appearance feature dimension")
     sy.add_argument("--clip-dim", type=int, default=0,
                     help="also write VrdONE-X's per-entity stream tracklet_clip of this width (default 0: none)")
+    sy.add_argument("--grounding", action="store_true",
+                    help="write vRGV's grounding stream: proposal_* arrays with distractors, jitter and shuffled "
+                         "slots (pyvrel.data.synthetic_grounding) in place of the plain proposals")
+    sy.add_argument("--proposals", type=int, default=10,
+                    help="region proposals per sampled frame (default 10; 'pyvrel train --model vrgv' on the "
+                         "synthetic preset reads 16)")
     sy.add_argument("--no-features", action="store_true", help="annotations only")
     sy.add_argument("--json", action="store_true", help="print a JSON summary")
     sy.set_defaults(func=_synth)

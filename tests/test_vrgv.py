@@ -338,3 +338,26 @@ def test_train_ground_and_eval_commands(tmp_path, capsys):
     assert main(["ground", "--checkpoint", str(ckpt), "--data", "synthetic", "--queries", str(q),
                  "--out", str(out)]) == 1
     assert "unknown category 'nonexistent'" in capsys.readouterr().err
+
+
+def test_train_and_ground_from_a_dataset_folder(tmp_path, capsys):
+    from pyvrel.cli import main
+
+    data = tmp_path / "world"
+    assert main(["synth", str(data), "--videos", "5", "--seed", "1", "--grounding", "--proposals", "6"]) == 0
+    run = tmp_path / "run"
+    sets = ["--set", "model.num_proposals=6", "--set", "model.hidden_dim=16", "--set", "model.embed_dim=8",
+            "--set", "train.epochs=1", "--set", "train.batch_size=8", "--set", "train.progress=false"]
+    assert main(["train", "--model", "vrgv", "--data", str(data), "--out", str(run), *sets]) == 0
+    out = tmp_path / "g.json"
+    assert main(["ground", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--data", str(data), "--legacy",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--grounding", "--json", str(data / "annotations" / "test"), str(out)]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert set(res) == {"0.3", "0.5", "0.7", "avg"} and res["avg"]["queries"] > 0
+    assert res["0.7"]["AccR"] <= res["0.5"]["AccR"] <= res["0.3"]["AccR"] <= res["0.3"]["AccS"]
+    (data / "features" / f"{next(iter(json.loads(out.read_text())['results']))}.npz").write_bytes(b"junk")
+    assert main(["ground", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--data", str(data),
+                 "--out", str(out)]) == 1
+    assert "not a readable .npz file" in capsys.readouterr().err
