@@ -4,7 +4,7 @@ every ground-truth triplet of the held-out videos, and report AccS / AccO / AccR
     python scripts/train_vrgv_synthetic.py --out /tmp/vrgv_synth            # ~10 min per model, 1 thread
     python scripts/train_vrgv_synthetic.py --videos 20 --epochs 1 1         # seconds: a smoke run
 
-Each model is trained with pyvrel.engine as ``pyvrel train --model vrgv`` does, in the two stages of
+Each model is trained through ``pyvrel.engine.run.prepare_run``, as ``pyvrel train --model vrgv`` does, in the two stages of
 the public code (``specs/models.md`` §2.3): stage 1 (no relation attention) then stage 2 (vRGV),
 which starts from the stage-1 decoder only. The co-occurrence baseline (paper Table 2, "Co-occur")
 is the same model whose captions leave the predicate out. Grounding variants: exact linking (every
@@ -22,8 +22,9 @@ from pathlib import Path
 
 import torch
 
-from pyvrel.engine import Trainer, TrainConfig
-from pyvrel.models.vrgv.task import _annotations, build_task, evaluate_grounding, ground
+from pyvrel.engine.run import prepare_run
+from pyvrel.data.dataset import open_dataset
+from pyvrel.models.vrgv.task import evaluate_grounding, ground
 
 
 def train(name: str, model: dict, epochs: tuple[int, int], args: argparse.Namespace) -> tuple[torch.nn.Module, dict]:
@@ -35,12 +36,11 @@ def train(name: str, model: dict, epochs: tuple[int, int], args: argparse.Namesp
         section = {**model, "stage": stage, "eval_split": None, "world": {"seed": args.seed, "num_videos": args.videos}}
         if stage == 2:
             section["init"] = str(out / "stage1" / "checkpoints" / "last.pt")
-        task = build_task(section, "synthetic")
-        cfg = TrainConfig(**{**task.train_defaults, "epochs": n, "batch_size": args.batch, "lr": args.lr,
-                             "warmup_epochs": 0.2, "clip_grad_norm": 5.0, "progress": False, "eval_every": 0,
-                             "best_metric": None, "seed": args.seed, "log_every": 50})
-        summary = Trainer(task.model, task.train_set, cfg, collate_fn=task.collate_fn, out_dir=out / f"stage{stage}",
-                          meta={"model": "vrgv", "model_config": task.model_config, "data": "synthetic"}).fit()
+        train = {"epochs": n, "batch_size": args.batch, "lr": args.lr, "warmup_epochs": 0.2, "clip_grad_norm": 5.0,
+                 "progress": False, "eval_every": 0, "best_metric": None, "seed": args.seed, "log_every": 50}
+        run = prepare_run("vrgv", "synthetic", {"model": section, "train": train}, out / f"stage{stage}")
+        summary = run.fit()
+        task = run.task
         print(f"{name} stage {stage}: {len(task.train_set)} samples, {n} epochs, loss {summary['train']['loss']:.3f}, "
               f"token acc {summary['train']['token_acc']:.3f} ({time.time() - t0:.0f} s)", flush=True)
         grounder, resolved = task.model.grounder.eval(), task.model_config
@@ -58,17 +58,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/vrgv_synthetic"), help="runs and metrics.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    world = None
     rows = {}
     for name, model in (("vRGV", {}), ("Co-occur", {"cooccurrence": True})):
         grounder, resolved = train(name, model, tuple(args.epochs), args)
-        world = resolved["world"]
-        gt = {v: a.relation_view() for v, a in _annotations("synthetic", world, "test").items()}
+        dataset = open_dataset("synthetic", resolved["world"])
+        gt = {v: a.relation_view() for v, a in dataset.annotations("test").items()}
         cfg = grounder.cfg
         variants = [("", {}), ("*", {"pairwise_weight": 0.0})] + ([(" legacy", {"legacy": True})] if name == "vRGV" else [])
         for suffix, kw in variants:
             t0 = time.time()
-            res = evaluate_grounding(gt, ground(grounder, cfg, resolved["objects"], "synthetic", world, "test", **kw))
+            res = evaluate_grounding(gt, ground(grounder, cfg, resolved["objects"], dataset, "test", **kw))
             rows[name + suffix] = res
             print(f"{name + suffix}: grounded {res['avg']['queries']} queries in {time.time() - t0:.0f} s", flush=True)
     cols = [(t, k) for t in ("0.3", "0.5", "0.7", "avg") for k in ("AccS", "AccO", "AccR")]

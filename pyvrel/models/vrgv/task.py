@@ -9,7 +9,8 @@ Data (one ``.npz`` per video, ``DIR/features/<video_id>.npz``; :mod:`pyvrel.data
 (``world.grounding``).
 
 The ``model:`` section holds ``preset`` (``"synthetic"`` or ``"vidvrd"``: the code's sizes),
-``world`` (:class:`~pyvrel.data.synthetic.SynthConfig` of the built-in world), ``stage`` (1: the
+``world`` (:class:`~pyvrel.data.synthetic.SynthConfig` overrides of the built-in world, on top of
+:data:`~pyvrel.data.dataset.DEMO_WORLD` with the grounding stream at the model's sizes), ``stage`` (1: the
 stage-1 model without relation attention, 2: vRGV), ``init`` (stage 2: a stage-1 checkpoint whose
 *decoder* is loaded, §2.3), ``glove`` (a GloVe text file of your own; default the offline hashed
 vectors, :mod:`pyvrel.data.text`), ``compound`` (``"mean"`` or the code's ``"zeros"``),
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +32,8 @@ import torch
 from torch import Tensor, nn
 
 from pyvrel.data import FormatError, Relation, VideoAnnotation
-from pyvrel.data.features import FeatureStore
-from pyvrel.data.folder import folder_vocabulary, has_split, split_annotations
-from pyvrel.data.synthetic import SynthConfig, generate
+from pyvrel.data.dataset import Dataset, open_dataset, synthetic_world
 from pyvrel.data.text import word_vectors
-from pyvrel.data.vocab import load_vocabulary
 from pyvrel.engine.config import ConfigError, config_from_dict, config_to_dict
 from pyvrel.engine.registry import TrainTask
 from pyvrel.engine.trainer import EvalContext, EvalHook
@@ -44,15 +41,12 @@ from pyvrel.models.vrgv.config import CaptionVocabulary, VRGVConfig, parse_query
 from pyvrel.models.vrgv.grounding import ground_pair
 from pyvrel.models.vrgv.model import VRGV, VRGVTrainModel, box_term
 
-__all__ = ["DEMO_WORLD", "REGION_KEYS", "VideoRegions", "build_task", "evaluate_grounding", "ground",
+__all__ = ["REGION_KEYS", "VideoRegions", "build_task", "check_regions", "evaluate_grounding", "ground",
            "load_regions", "model_from_checkpoint", "read_queries", "resolve_config"]
 
 log = logging.getLogger("pyvrel.models.vrgv")
 
 REGION_KEYS = ("proposal_frames", "proposal_boxes", "proposal_features")
-#: The world ``--data synthetic`` uses by default (scripts/train_vrgv_synthetic.py).
-DEMO_WORLD: dict[str, Any] = {"seed": 0, "num_videos": 200, "frames": [60, 300], "entities": [2, 4], "min_run": 16,
-                              "proposals": 16, "grounding": True}
 _PRESETS = {"synthetic": VRGVConfig.synthetic, "vidvrd": VRGVConfig}
 _TASK_KEYS = ("preset", "world", "stage", "init", "glove", "compound", "eval_split", "objects", "captions")
 #: Spatial IoU thresholds of the paper's Table 2 columns; "avg" is the code's tIoU over all three.
@@ -83,9 +77,8 @@ def resolve_config(model_config: Mapping[str, Any]) -> tuple[VRGVConfig, dict[st
         if isinstance(e, ConfigError):
             raise
         raise ConfigError(next(iter(overrides), "preset"), str(e)) from None
-    world = {**DEMO_WORLD, "feature_dim": cfg.feature_dim, "proposals": cfg.num_proposals,
-             "sampled_frames": cfg.num_frames, **section.get("world", {})}
-    config_from_dict(SynthConfig, world, prefix="world.")
+    world = synthetic_world({"feature_dim": cfg.feature_dim, "proposals": cfg.num_proposals,
+                             "sampled_frames": cfg.num_frames, "grounding": True, **section.get("world", {})})
     resolved = {"preset": preset, "world": world, "stage": stage, "init": section.get("init"),
                 "glove": section.get("glove"), "compound": compound, "eval_split": eval_split,
                 "objects": section.get("objects"), "captions": section.get("captions"),
@@ -135,37 +128,12 @@ def check_regions(arrays: Mapping[str, np.ndarray], cfg: VRGVConfig, anno: Video
     return VideoRegions(anno.video_id, anno.frame_count, torch.from_numpy(frames.astype(np.int64)), b, regions)
 
 
-def _annotations(data: str, world: Mapping[str, Any], split: str) -> dict[str, VideoAnnotation]:
-    if data == "synthetic":
-        synth = config_from_dict(SynthConfig, {**world, "features": False}, prefix="world.")
-        return {v.annotation.video_id: v.annotation for v in generate(synth) if v.split == split}
-    return split_annotations(data, split)
-
-
-def load_regions(data: str, world: Mapping[str, Any], split: str, cfg: VRGVConfig,
+def load_regions(dataset: Dataset, split: str, cfg: VRGVConfig, shard: tuple[int, int] = (0, 1),
                  annotations: Mapping[str, VideoAnnotation] | None = None
                  ) -> Iterator[tuple[VideoAnnotation, VideoRegions]]:
-    """``(annotation, regions)`` of the ``split`` videos of ``data`` (``"synthetic"``: the world
-    ``world``; else a dataset folder), checked by :func:`check_regions`."""
-    if data == "synthetic":
-        synth = config_from_dict(SynthConfig, world, prefix="world.")
-        for v in generate(synth):
-            if v.split == split:
-                yield v.annotation, check_regions(v.features, cfg, v.annotation, "synthetic world")
-        return
-    store = FeatureStore(Path(data) / "features")
-    for vid, anno in (annotations if annotations is not None else split_annotations(data, split)).items():
-        path = store.path(vid)
-        if vid not in store:
-            raise FileNotFoundError(f"{path}: feature file of video {vid!r} not found (expected "
-                                    "DIR/features/<video_id>.npz)")
-        try:
-            with store[vid] as archive:
-                arrays = {k: archive[k] for k in REGION_KEYS if k in archive.files}
-                arrays.update({k: np.zeros(0) for k in archive.files if k not in arrays})  # names, for errors
-        except (OSError, ValueError, zipfile.BadZipFile) as e:
-            raise FormatError(f"not a readable .npz file ({e})", file=str(path)) from None
-        yield anno, check_regions(arrays, cfg, anno, str(path))
+    """``(annotation, regions)`` of the ``split`` videos of a dataset, checked by :func:`check_regions`."""
+    for anno, arrays, file in dataset.arrays(split, lambda k: k.startswith("proposal_"), shard, annotations):
+        yield anno, check_regions(arrays, cfg, anno, file)
 
 
 class _Samples(torch.utils.data.Dataset):
@@ -220,13 +188,13 @@ def _load_decoder(model: VRGVTrainModel, path: str) -> None:
 def build_task(model_config: Mapping[str, Any], data: str) -> TrainTask:
     """The vRGV training task (module docstring for the ``model:`` keys)."""
     cfg, resolved = resolve_config(model_config)
-    train_annotations = None if data == "synthetic" else split_annotations(data, "train")
+    dataset = open_dataset(data, resolved["world"])
+    train_annotations = dataset.annotations("train")
     if resolved["objects"] is None:
-        vocab = load_vocabulary("vidvrd") if data == "synthetic" else folder_vocabulary(data, train_annotations.values())
-        resolved["objects"] = list(vocab.objects)
+        resolved["objects"] = list(dataset.vocabulary(train_annotations).objects)
     objects = resolved["objects"]
     videos, triplets, ids = [], [], []
-    for anno, regions in load_regions(data, resolved["world"], "train", cfg, train_annotations):
+    for anno, regions in load_regions(dataset, "train", cfg, annotations=train_annotations):
         videos.append(regions.regions)
         triplets.append(sorted(anno.triplets()))
         ids.append(anno.video_id)
@@ -245,8 +213,8 @@ def build_task(model_config: Mapping[str, Any], data: str) -> TrainTask:
         _load_decoder(model, resolved["init"])
     evaluate = None
     split = resolved["eval_split"]
-    if resolved["stage"] == 2 and split is not None and (data == "synthetic" or has_split(data, split)):
-        evaluate = _evaluator(data, resolved, cfg, split)
+    if resolved["stage"] == 2 and split is not None and dataset.has_split(split):
+        evaluate = _evaluator(dataset, resolved, cfg, split)
     train_defaults = {"optimizer": "adamw", "lr": 1e-4, "weight_decay": 0.0, "batch_size": 32, "epochs": 10,
                       "seed": 666, "eval_every": 1, "best_metric": "AccR" if evaluate else None}
     return TrainTask(model, _Samples(videos, items), collate, evaluate=evaluate, train_defaults=train_defaults,
@@ -293,11 +261,10 @@ def read_queries(path: str | Path) -> dict[str, list[tuple[str, str, str]]]:
 
 
 @torch.no_grad()
-def ground(model: VRGV, cfg: VRGVConfig, objects: Sequence[str], data: str, world: Mapping[str, Any],
-           split: str = "test", queries: Mapping[str, Sequence[tuple[str, str, str]]] | None = None, *,
-           legacy: bool = False, pairwise_weight: float | None = None, shard: tuple[int, int] = (0, 1)
-           ) -> dict[str, list[Relation]]:
-    """Ground queries in the ``split`` videos of ``data`` -> ``{video_id: [Relation]}`` (official format,
+def ground(model: VRGV, cfg: VRGVConfig, objects: Sequence[str], dataset: Dataset, split: str = "test",
+           queries: Mapping[str, Sequence[tuple[str, str, str]]] | None = None, *, legacy: bool = False,
+           pairwise_weight: float | None = None, shard: tuple[int, int] = (0, 1)) -> dict[str, list[Relation]]:
+    """Ground queries in the ``split`` videos of a dataset (:func:`pyvrel.data.dataset.open_dataset`) -> ``{video_id: [Relation]}`` (official format,
     one relation per query, ``score`` = subject + object tube score).
 
     ``queries``: triplets per video (default: each video's ground-truth triplets); a video of the
@@ -305,18 +272,18 @@ def ground(model: VRGV, cfg: VRGVConfig, objects: Sequence[str], data: str, worl
     :func:`~pyvrel.models.vrgv.grounding.ground_pair` (default ``cfg.pairwise_weight``; 0: vRGV*).
     The model runs once per distinct (subject, object) pair: vRGV's grounding reads no predicate.
     """
-    annotations = _annotations(data, world, split) if data == "synthetic" else split_annotations(data, split)
+    annotations = dataset.annotations(split)
     if queries is not None:
         unknown = sorted(set(queries) - set(annotations))
         if unknown:
-            raise ValueError(f"queries name videos that the {split} split of {data} lacks: {', '.join(unknown[:5])}")
+            raise ValueError(f"queries name videos that the {split} split of {dataset.name} lacks: "
+                             f"{', '.join(unknown[:5])}")
         annotations = {v: a for v, a in annotations.items() if v in queries}
-    annotations = dict(list(annotations.items())[shard[0]::shard[1]])
     lam = cfg.pairwise_weight if pairwise_weight is None else pairwise_weight
     device = next(model.parameters()).device
     out: dict[str, list[Relation]] = {}
-    for anno, video in load_regions(data, world, split, cfg, annotations):
-        if data == "synthetic" and anno.video_id not in annotations:
+    for anno, video in load_regions(dataset, split, cfg, shard, annotations):
+        if anno.video_id not in annotations:  # the synthetic world walks every video of the split
             continue
         wanted = sorted(anno.triplets()) if queries is None else list(queries[anno.video_id])
         pairs = sorted({_category_ids(objects, t, f"video {anno.video_id}: query") for t in wanted})
@@ -347,7 +314,7 @@ def evaluate_grounding(groundtruth: Mapping[str, Sequence[Relation]], groundings
             for name, ts in SPATIAL_THRESHOLDS.items()}
 
 
-def _evaluator(data: str, resolved: Mapping[str, Any], cfg: VRGVConfig, split: str) -> EvalHook:
+def _evaluator(dataset: Dataset, resolved: Mapping[str, Any], cfg: VRGVConfig, split: str) -> EvalHook:
     """Grounds every ground-truth triplet of the ``split`` videos; logs ``AccS``/``AccO``/``AccR`` (the
     code's tIoU over the three thresholds) and ``AccR@0.5``."""
     from pyvrel.engine import distributed as dist
@@ -355,12 +322,12 @@ def _evaluator(data: str, resolved: Mapping[str, Any], cfg: VRGVConfig, split: s
     groundtruth: dict[str, list[Relation]] = {}
 
     def evaluate(model: nn.Module, ctx: EvalContext) -> dict[str, float] | None:
-        parts = dist.all_gather_objects(ground(model.grounder, cfg, resolved["objects"], data, resolved["world"],
-                                               split, shard=(ctx.rank, ctx.world_size)))
+        parts = dist.all_gather_objects(ground(model.grounder, cfg, resolved["objects"], dataset, split,
+                                               shard=(ctx.rank, ctx.world_size)))
         if not ctx.is_main:
             return None
         if not groundtruth:
-            groundtruth.update({v: a.relation_view() for v, a in _annotations(data, resolved["world"], split).items()})
+            groundtruth.update({v: a.relation_view() for v, a in dataset.annotations(split).items()})
         res = evaluate_grounding(groundtruth, {k: v for part in parts for k, v in part.items()})
         return {**{k: res["avg"][k] for k in ("AccS", "AccO", "AccR")}, "AccR@0.5": res["0.5"]["AccR"]}
 

@@ -1,4 +1,4 @@
-"""The synthetic world's grounding stream (``SynthConfig.grounding``): vRGV-style region proposals.
+"""vRGV's grounding stream (``SynthConfig.grounding``): region proposals on sampled frames.
 
 What a weakly supervised grounder (vRGV, ``specs/models.md`` §2.1) reads, made from a video's
 generated annotation (its ground-truth boxes and categories) and the world's category prototypes:
@@ -32,7 +32,7 @@ import numpy as np
 from pyvrel.data.annotations import VideoAnnotation
 
 if TYPE_CHECKING:
-    from pyvrel.data.synthetic import World
+    from pyvrel.data.synthetic.world import World
 
 __all__ = ["GroundingStream", "sampled_frames"]
 
@@ -46,7 +46,7 @@ def sampled_frames(frame_count: int, samples: int) -> np.ndarray:
 
 
 class GroundingStream:
-    """The grounding stream of a world (a stream of the synthetic world: ``option``, ``tag``, ``arrays``)."""
+    """The grounding stream of a world (:class:`~pyvrel.data.synthetic.streams.Stream`)."""
 
     option = "grounding"
     tag = 2
