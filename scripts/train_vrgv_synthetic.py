@@ -49,11 +49,11 @@ def train(name: str, model: dict, epochs: tuple[int, int], args: argparse.Namesp
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--videos", type=int, default=200, help="videos in the world (80%% train)")
+    ap.add_argument("--videos", type=int, default=150, help="videos in the world (80%% train)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--epochs", type=int, nargs=2, default=(2, 6), metavar=("STAGE1", "STAGE2"))
+    ap.add_argument("--epochs", type=int, nargs=2, default=(2, 12), metavar=("STAGE1", "STAGE2"))
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--out", type=Path, default=Path("runs/vrgv_synthetic"), help="runs and metrics.json")
     args = ap.parse_args()
