@@ -1,7 +1,6 @@
 """vRGV on the CPU: one training step (stage 2: grounder + decoder + reconstruction loss + backward)
 and grounding one query in one video (model forward + temporal segments + Viterbi linking of subject
-and object + interpolation), next to the linking alone with pyvrel's op and with a NumPy DP in the
-public code's style (one vectorised max-plus step per link, ``specs/postprocessing.md`` §4.1).
+and object + interpolation). The linking op alone, against a NumPy DP, is in ``bench_viterbi.py``.
 Shapes: ``benchmarks/shapes.py`` (VRGV).
 
     pytest benchmarks/bench_vrgv.py --benchmark-only
@@ -9,7 +8,6 @@ Shapes: ``benchmarks/shapes.py`` (VRGV).
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from shapes import VRGV, VRGVShape
@@ -37,28 +35,6 @@ def _ground(model, cfg, batch, boxes, frames, frame_count):
                        out.beta_clip[0], temporal_threshold=0.0)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, M) IoU with +1 pixel areas."""
-    w = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]) + 1, 0, None)
-    h = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]) + 1, 0, None)
-    area = lambda x: (x[:, 2] - x[:, 0] + 1) * (x[:, 3] - x[:, 1] + 1)  # noqa: E731
-    return w * h / (area(a)[:, None] + area(b)[None, :] - w * h)
-
-
-def numpy_dp(alpha: np.ndarray, boxes: np.ndarray, frames: np.ndarray) -> list[int]:
-    """Exact max-sum path of α + IoU/gap over all frames, one NumPy max-plus step per link."""
-    V, back = alpha[0].copy(), []
-    for k in range(1, len(alpha)):
-        iou = _iou(boxes[k - 1], boxes[k])
-        cand = V[:, None] + iou / (frames[k] - frames[k - 1]) + alpha[k][None, :]
-        back.append(cand.argmax(0))
-        V = cand.max(0)
-    path = [int(V.argmax())]
-    for b in reversed(back):
-        path.insert(0, int(b[path[0]]))
-    return path
-
-
 @pytest.mark.parametrize("shape", VRGV, ids=lambda s: s.name)
 def test_train_step(benchmark, shape):
     cfg, model, batch, *_ = make(shape)
@@ -83,23 +59,3 @@ def test_ground_video(benchmark, shape):
         g = benchmark.pedantic(_ground, args=(model, cfg, batch, boxes, frames, shape.frame_count), rounds=3,
                                warmup_rounds=1)
     assert g.duration == (0, shape.frame_count)  # threshold 0: the whole video is one segment
-
-
-@pytest.mark.parametrize("provider", ["pyvrel", "numpy-dp"])
-@pytest.mark.parametrize("shape", VRGV, ids=lambda s: s.name)
-def test_link_video(benchmark, shape, provider):
-    """Linking alone (subject and object over all 120 sampled frames)."""
-    cfg, model, batch, boxes, frames = make(shape)
-    alpha = torch.rand(2, cfg.num_frames, cfg.num_proposals, generator=torch.Generator().manual_seed(1)).softmax(-1)
-    benchmark.group = f"vrgv-link-{shape.name}"
-    seg = np.arange(cfg.num_frames)
-    want = [numpy_dp(alpha[i].double().numpy(), boxes.double().numpy(), frames.numpy()) for i in range(2)]
-    if provider == "pyvrel":
-        from pyvrel.models.vrgv import link_segments
-
-        paths = benchmark.pedantic(link_segments, args=(boxes, alpha, frames, [seg]), rounds=5, warmup_rounds=1)[0]
-        assert paths[0].tolist() == want
-    else:
-        a, b, f = alpha.double().numpy(), boxes.double().numpy(), frames.numpy()
-        got = benchmark.pedantic(lambda: [numpy_dp(a[i], b, f) for i in range(2)], rounds=5, warmup_rounds=1)
-        assert got == want

@@ -425,7 +425,7 @@ VRDONE = [
 @dataclass(frozen=True)
 class VRGVShape:
     """One vRGV batch: ``preset`` of :class:`pyvrel.models.vrgv.VRGVConfig` (``"vidvrd"``: the code's
-    120 frames x 40 proposals x 2048-d; ``"synthetic"``: 120 x 16 x 32-d), ``batch`` video-relation
+    120 frames x 40 proposals x 2048-d; ``"synthetic"``: 24 x 16 x 32-d), ``batch`` video-relation
     samples per training step, ``frame_count`` of the grounded video."""
 
     name: str

@@ -82,7 +82,7 @@ def resolve_config(model_config: Mapping[str, Any]) -> tuple[VRGVConfig, dict[st
     resolved = {"preset": preset, "world": world, "stage": stage, "init": section.get("init"),
                 "glove": section.get("glove"), "compound": compound, "eval_split": eval_split,
                 "objects": section.get("objects"), "captions": section.get("captions"),
-                **{k: v for k, v in config_to_dict(cfg).items() if k in overrides}}
+                **config_to_dict(cfg)}  # every field: a checkpoint does not depend on later preset changes
     return cfg, resolved
 
 
