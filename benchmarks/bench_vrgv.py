@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from harness import provider_params, record, run
 from shapes import VRGV, VRGVShape
 
 from pyvrel.models.vrgv import VRGVConfig, VRGVTrainModel, ground_pair
@@ -35,10 +36,15 @@ def _ground(model, cfg, batch, boxes, frames, frame_count):
                        out.beta_clip[0], temporal_threshold=0.0)
 
 
+PROVIDERS = provider_params("cpp")  # the model's ops on the CPU, automatic backend
+
+
 @pytest.mark.parametrize("shape", VRGV, ids=lambda s: s.name)
-def test_train_step(benchmark, shape):
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_train_step(benchmark, provider, shape):
     cfg, model, batch, *_ = make(shape)
     benchmark.group = "vrgv-train-step"
+    record(benchmark, provider, shape)
 
     def step():
         model.zero_grad()
@@ -46,16 +52,17 @@ def test_train_step(benchmark, shape):
         loss.backward()
         return loss
 
-    loss = benchmark.pedantic(step, rounds=3, warmup_rounds=1)
+    loss = run(benchmark, step, provider)
     assert torch.isfinite(loss)
 
 
 @pytest.mark.parametrize("shape", VRGV, ids=lambda s: s.name)
-def test_ground_video(benchmark, shape):
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_ground_video(benchmark, provider, shape):
     cfg, model, batch, boxes, frames = make(shape)
     model.eval()
     benchmark.group = "vrgv-ground-video"
+    record(benchmark, provider, shape)
     with torch.no_grad():
-        g = benchmark.pedantic(_ground, args=(model, cfg, batch, boxes, frames, shape.frame_count), rounds=3,
-                               warmup_rounds=1)
+        g = run(benchmark, lambda: _ground(model, cfg, batch, boxes, frames, shape.frame_count), provider)
     assert g.duration == (0, shape.frame_count)  # threshold 0: the whole video is one segment

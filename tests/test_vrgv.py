@@ -141,6 +141,8 @@ def test_temporal_segments_groups_with_margin_and_minimum_length():
     # frame_count 40, 20 samples: rate 0.5, margin = min_len = int(4 * 0.5) = 2
     segs = temporal_segments(temp, 40, 0.5, 4)
     assert [s.tolist() for s in segs] == [[2, 3, 4, 6, 7], [15, 16, 17, 18]]  # [12] is too short
+    # a long video: the code's margin int(4 * 20 / 400) = 0 would split every sample; adjacent ones group
+    assert [s.tolist() for s in temporal_segments(temp, 400, 0.5, 4)] == [[2, 3, 4], [6, 7], [12], [15, 16, 17, 18]]
 
 
 def _hand_video():

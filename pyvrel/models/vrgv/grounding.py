@@ -5,8 +5,10 @@ For one video and one query, given the model's attention on the ``T`` sampled fr
 1. temporal score ``temp[t] = β2[t // clip_len] + β1[t]``;
 2. segments: the sampled frames with ``temp >= temporal_threshold``, grouped where consecutive
    members are at most ``margin`` apart, keeping groups of more than ``min_len`` members, with
-   ``margin = min_len = int(min_segment · T / frame_count)`` (the code's ``find_continus``). When no
-   group survives, pyvrel uses every sampled frame as one segment (the code returns nothing);
+   ``margin = min_len = int(min_segment · T / frame_count)`` (the code's ``find_continus``), except
+   that adjacent samples always group (``margin >= 1``; the code's margin is 0 for videos longer than
+   ``min_segment · T`` frames and then splits every sample). When no group survives, pyvrel uses
+   every sampled frame as one segment (the code returns nothing);
 3. inside each segment (its members; a member showing the same video frame as the previous one
    is skipped), subject and object are linked separately with :func:`pyvrel.ops.viterbi_link` on
    ``α`` and ``λ·IoU`` (λ = ``pairwise_weight`` / frame gap, +1 pixel areas), every link used;
@@ -43,7 +45,7 @@ def temporal_segments(temp: np.ndarray, frame_count: int, threshold: float, min_
     inds = np.flatnonzero(np.asarray(temp) >= threshold)
     if len(inds) == 0:
         return []
-    groups = np.split(inds, np.flatnonzero(np.diff(inds) > min_len) + 1)
+    groups = np.split(inds, np.flatnonzero(np.diff(inds) > max(min_len, 1)) + 1)
     return [g for g in groups if len(g) > min_len]
 
 
