@@ -72,6 +72,28 @@ def _swapped_hint(gt: str, pred: str) -> str:
     return ""
 
 
+def _eval_grounding(args: argparse.Namespace) -> int:
+    """AccS / AccO / AccR of grounded queries (one relation per triplet and video) at the paper's three
+    spatial thresholds and over all three (the code's tIoU)."""
+    from pyvrel.data import FormatError, load_groundtruth, read_predictions
+    from pyvrel.models.vrgv.task import evaluate_grounding
+
+    try:
+        result = evaluate_grounding(load_groundtruth(args.gt), read_predictions(args.pred).results)
+    except (FormatError, FileNotFoundError, ValueError) as e:
+        print(f"pyvrel eval: error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    avg = result["avg"]
+    print(f"pyvrel eval --grounding: {args.pred} against {args.gt} ({avg['videos']} videos, {avg['queries']} queries)")
+    print(f"{'sIoU':>6}" + "".join(f"{k:>9}" for k in ("AccS", "AccO", "AccR")))
+    for name, res in result.items():
+        print(f"{name:>6}" + "".join(f"{100 * res[k]:>8.2f}%" for k in ("AccS", "AccO", "AccR")))
+    return 0
+
+
 def _eval(args: argparse.Namespace) -> int:
     import warnings
     from pathlib import Path
@@ -84,6 +106,8 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"pyvrel eval: error: {message}", file=sys.stderr)
         return EXIT_FAILED
 
+    if args.grounding:
+        return _eval_grounding(args)
     try:
         def check(path: str, what: str) -> str:  # every missing input reads the same
             if path != "synthetic" and not Path(path).exists():
@@ -145,7 +169,8 @@ def _synth(args: argparse.Namespace) -> int:
 
     try:
         config = SynthConfig(seed=args.seed, num_videos=args.videos, tail=args.tail, feature_dim=args.feature_dim,
-                             features=not args.no_features, clip_dim=args.clip_dim)
+                             features=not args.no_features, clip_dim=args.clip_dim, grounding=args.grounding,
+                             proposals=args.proposals, sampled_frames=args.sampled_frames)
         clear = check_out_dir(args.out_dir, "OUT_DIR", overwrite=args.overwrite)
     except ConfigError as e:  # named by its option
         print(f"pyvrel synth: error: --{e.key.replace('num_', '').replace('_', '-')}: {e.message}", file=sys.stderr)
@@ -323,6 +348,33 @@ def _detect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _ground(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pyvrel.data import write_predictions
+    from pyvrel.data.dataset import check_data, open_dataset
+    from pyvrel.engine import load_checkpoint
+    from pyvrel.models.vrgv.task import ground, model_from_checkpoint, read_queries
+
+    try:
+        check_data(args.data)
+        ckpt = load_checkpoint(args.checkpoint)
+        name = ckpt.get("meta", {}).get("model")
+        if name != "vrgv":
+            raise ValueError(f"{args.checkpoint}: a checkpoint of model {name!r}; pyvrel ground runs 'vrgv'")
+        model, cfg, resolved = model_from_checkpoint(ckpt, ema=not args.no_ema)
+        queries = read_queries(args.queries) if args.queries else None
+        preds = ground(model, cfg, resolved["objects"], open_dataset(args.data, resolved["world"]), args.split,
+                       queries, legacy=args.legacy, pairwise_weight=0.0 if args.greedy else None)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        write_predictions(preds, args.out)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"pyvrel ground: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"grounded {sum(map(len, preds.values()))} queries in {len(preds)} {args.split} videos; wrote {args.out}")
+    return EXIT_OK
+
+
 def _demo(args: argparse.Namespace) -> int:
     from pyvrel.demo import run_demo
     from pyvrel.engine import UnknownModelError
@@ -379,6 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "name videos the ground truth lacks, cover fewer than half "
                                                          "of its videos, or hold coordinates outside the range their "
                                                          "version declares")
+    ev.add_argument("--grounding", action="store_true",
+                    help="score relation grounding (pyvrel ground's output) with vRGV's AccS/AccO/AccR at spatial "
+                         "IoU 0.3, 0.5, 0.7 and averaged over the three")
     ev.set_defaults(func=_eval)
 
     sy = sub.add_parser("synth", help="write the synthetic video-relation world (official formats)",
@@ -393,6 +448,14 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--feature-dim", type=int, default=32, help="appearance feature dimension")
     sy.add_argument("--clip-dim", type=int, default=0,
                     help="also write VrdONE-X's per-entity stream tracklet_clip of this width (default 0: none)")
+    sy.add_argument("--grounding", action="store_true",
+                    help="write vRGV's grounding stream: proposal_* arrays with distractors, jitter and shuffled "
+                         "slots (pyvrel.data.synthetic.streams.grounding) in place of the plain proposals")
+    sy.add_argument("--proposals", type=int, default=10,
+                    help="region proposals per sampled frame (default 10; 'pyvrel train --model vrgv' on the "
+                         "synthetic preset reads 16)")
+    sy.add_argument("--sampled-frames", type=int, default=120,
+                    help="frames sampled for the proposals (default 120, vRGV's; the vrgv synthetic preset reads 24)")
     sy.add_argument("--no-features", action="store_true", help="annotations only")
     sy.add_argument("--overwrite", action="store_true", help="write into a non-empty OUT_DIR, deleting its content "
                                                              "first (without it such a folder is refused)")
@@ -441,6 +504,27 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--split", default="test", choices=("train", "test"), help="videos to detect on (default test)")
     de.add_argument("--no-ema", action="store_true", help="use the trained weights instead of their EMA")
     de.set_defaults(func=_detect)
+
+    gr = sub.add_parser("ground", help="ground relation queries with a trained vRGV checkpoint (subject and object "
+                                       "trajectories, official prediction JSON)",
+                        description="Rebuild vRGV from a 'pyvrel train --model vrgv' stage-2 checkpoint, ground each "
+                                    "query 'subject-predicate-object' in its video (temporal attention threshold, "
+                                    "Viterbi linking of the attended proposals, interpolation to every frame) and "
+                                    "write one relation per query in the official prediction format; "
+                                    "'pyvrel eval --grounding' scores it.",
+                        epilog="exit codes: 0 done; 1 missing/invalid checkpoint, data or queries; 2 bad command line")
+    gr.add_argument("--checkpoint", required=True, metavar="CKPT", help="checkpoint file (e.g. RUN/checkpoints/last.pt)")
+    gr.add_argument("--data", required=True, metavar="DIR|synthetic",
+                    help="dataset folder (annotations/, features/<video_id>.npz with proposal_frames, "
+                         "proposal_boxes, proposal_features), or 'synthetic' (the checkpoint's own world)")
+    gr.add_argument("--queries", metavar="FILE", help='JSON {video_id: ["subject-predicate-object", ...]} '
+                                                      "(default: every ground-truth triplet of the split's videos)")
+    gr.add_argument("--out", required=True, metavar="OUT.json", help="prediction file to write (.json or .json.xz)")
+    gr.add_argument("--split", default="test", choices=("train", "test"), help="videos to ground in (default test)")
+    gr.add_argument("--legacy", action="store_true", help="the public code's linking score (last link dropped)")
+    gr.add_argument("--greedy", action="store_true", help="vRGV*: greedy linking (lambda = 0)")
+    gr.add_argument("--no-ema", action="store_true", help="use the trained weights instead of their EMA")
+    gr.set_defaults(func=_ground)
 
     dm = sub.add_parser("demo", help="train a model (VrdONE by default) on a small synthetic world on the CPU (under "
                                      "5 minutes), detect, evaluate next to the frequency prior, draw pictures",

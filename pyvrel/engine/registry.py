@@ -103,6 +103,7 @@ class ModelEntry:
 MODELS: dict[str, ModelEntry | str | TaskBuilder] = {
     "vrdone": ModelEntry("VrdONE", train="pyvrel.models.vrdone.task:build_task",
                          load="pyvrel.models.vrdone.task:load", demo="pyvrel.models.vrdone.task:DEMO"),
+    "vrgv": ModelEntry("vRGV", train="pyvrel.models.vrgv.task:build_task"),  # grounds (pyvrel ground), detects nothing
 }
 
 
