@@ -35,13 +35,8 @@ from torch import Tensor, nn
 
 from pyvrel.data import Relation, VideoAnnotation
 from pyvrel.data.dataset import Dataset, open_dataset, synthetic_world
-<<<<<<< HEAD
-from pyvrel.data.folder import CLIP_KEY
-from pyvrel.data.tracklets import Tracklet, detected_tracklets
-=======
 from pyvrel.data.folder import CLIP_KEY, check_feature_files
-from pyvrel.data.tracklets import Tracklet, deduplicate, detected_tracklets
->>>>>>> main
+from pyvrel.data.tracklets import Tracklet, detected_tracklets
 from pyvrel.data.vocab import Vocabulary
 from pyvrel.engine import distributed as dist
 from pyvrel.engine.config import ConfigError, config_from_dict, config_to_dict
@@ -297,14 +292,9 @@ def build_task(model_config: Mapping[str, Any], data: str) -> TrainTask:
     elif split is not None and dist.env_rank() == 0:
         log.warning("%s: no %s annotations, so no evaluation during training (set model.eval_split)", data, split)
     model = VrdONETrainModel(cfg).to(_DTYPES[resolved["dtype"]])
-<<<<<<< HEAD
     return TrainTask(model, items, _collate(cfg.max_seq_len, cfg.max_div_factor), evaluate=evaluate,
-                     train_defaults=TRAIN_DEFAULTS[resolved["preset"]], model_config=resolved)
-=======
-    return TrainTask(model, _Samples(items), _collate(cfg.max_seq_len, cfg.max_div_factor), evaluate=evaluate,
-                     train_defaults=TRAIN_DEFAULTS, model_config=resolved,
+                     train_defaults=TRAIN_DEFAULTS[resolved["preset"]], model_config=resolved,
                      eval_metrics=tuple(name for name, _, _ in _METRICS))
->>>>>>> main
 
 
 def load(checkpoint: Mapping[str, Any], ema: bool = True) -> VrdONEDetector:
