@@ -388,7 +388,7 @@ LOCAL_ATTENTION = [
 ]
 
 
-# ---- linking (Seq-NMS, Viterbi): specs/postprocessing.md §3.4, §4.1 ----------------------
+# ---- seq_nms, viterbi (bench_seq_nms.py, bench_viterbi.py): specs/postprocessing.md §3.4, §4.1
 # Seq-NMS: (frames, boxes per frame) of one video; 30 moving objects x 8 jittered detections
 # plus clutter, uniform random scores.
 SEQ_NMS_SHAPES = [(120, 100), (120, 300)]

@@ -77,19 +77,20 @@ Suppresses IoU > threshold.)pbdoc");
       nogil,
       R"pbdoc(Cut sub_traj/obj_traj box lists out of JSON text into float64 numbers; returns how many (see kernels.h).)pbdoc");
   m.def(
-      "local_attn_backward",
+      "local_attention_backward",
       [](ptr q, ptr k, ptr v, ptr bias, ptr q_len, ptr kv_len, ptr centers, ptr out, ptr lse,
          ptr dout, ptr dlse, ptr dq, ptr dk, ptr dv, ptr dbias, int64_t B, int64_t H, int64_t Lq,
          int64_t Lk, int64_t D, int64_t Dv, int64_t left, int64_t right, int64_t dilation,
          bool shift, bool causal, double scale, int dtype, int nt) {
-        const pyvrel::LocalAttnArgs a{as<const void>(q), as<const void>(k), as<const void>(v),
-                                      as<const void>(bias), as<const int64_t>(q_len),
-                                      as<const int64_t>(kv_len), as<const int64_t>(centers),
-                                      as<void>(out), as<void>(lse), B, H, Lq, Lk, D, Dv, left,
-                                      right, dilation, shift, causal, scale};
-        const pyvrel::LocalAttnGrads g{as<const void>(dout), as<const void>(dlse), as<void>(dq),
-                                       as<void>(dk), as<void>(dv), as<void>(dbias)};
-        local_attn_backward(a, g, dtype, nt);
+        const pyvrel::LocalAttentionArgs a{
+            as<const void>(q), as<const void>(k), as<const void>(v), as<const void>(bias),
+            as<const int64_t>(q_len), as<const int64_t>(kv_len), as<const int64_t>(centers),
+            as<void>(out), as<void>(lse), B, H, Lq, Lk, D, Dv, left, right, dilation, shift,
+            causal, scale};
+        const pyvrel::LocalAttentionGrads g{as<const void>(dout), as<const void>(dlse),
+                                            as<void>(dq), as<void>(dk), as<void>(dv),
+                                            as<void>(dbias)};
+        local_attention_backward(a, g, dtype, nt);
       },
       nogil,
       R"pbdoc(Local attention backward: the forward's arguments plus dout (B, H, Lq, Dv), dlse (B, H, Lq) or 0

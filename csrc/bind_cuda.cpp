@@ -68,26 +68,28 @@ PYBIND11_MODULE(_cuda, m) {
       nogil,
       R"pbdoc(Greedy NMS: boxes (N, 4) visited in order (N,); idxs (N,) or 0 for none -> keep (N,) uint8.
 Suppresses IoU > threshold. workspace: nms_workspace_bytes(N) bytes; N <= NMS_MAX_BOXES.)pbdoc");
-  m.def("local_attn_workspace_bytes", &local_attn_workspace_bytes,
-        R"pbdoc(Bytes of the local_attn_backward workspace for (B, H, Lq, Lk, D, Dv, W, dtype).)pbdoc");
+  m.def("local_attention_workspace_bytes", &local_attention_workspace_bytes,
+        R"pbdoc(Bytes of the local_attention_backward workspace for (B, H, Lq, Lk, D, Dv, W,
+dtype).)pbdoc");
   m.def(
-      "local_attn_backward",
+      "local_attention_backward",
       [](ptr q, ptr k, ptr v, ptr bias, ptr q_len, ptr kv_len, ptr centers, ptr out, ptr lse,
          ptr dout, ptr dlse, ptr dq, ptr dk, ptr dv, ptr dbias, int64_t B, int64_t H, int64_t Lq,
          int64_t Lk, int64_t D, int64_t Dv, int64_t left, int64_t right, int64_t dilation,
          bool shift, bool causal, double scale, ptr workspace, int dtype, ptr stream) {
-        const pyvrel::LocalAttnArgs a{as<const void>(q), as<const void>(k), as<const void>(v),
-                                      as<const void>(bias), as<const int64_t>(q_len),
-                                      as<const int64_t>(kv_len), as<const int64_t>(centers),
-                                      as<void>(out), as<void>(lse), B, H, Lq, Lk, D, Dv, left,
-                                      right, dilation, shift, causal, scale};
-        const pyvrel::LocalAttnGrads g{as<const void>(dout), as<const void>(dlse), as<void>(dq),
-                                       as<void>(dk), as<void>(dv), as<void>(dbias)};
-        local_attn_backward(a, g, as<void>(workspace), dtype, stream);
+        const pyvrel::LocalAttentionArgs a{
+            as<const void>(q), as<const void>(k), as<const void>(v), as<const void>(bias),
+            as<const int64_t>(q_len), as<const int64_t>(kv_len), as<const int64_t>(centers),
+            as<void>(out), as<void>(lse), B, H, Lq, Lk, D, Dv, left, right, dilation, shift,
+            causal, scale};
+        const pyvrel::LocalAttentionGrads g{as<const void>(dout), as<const void>(dlse),
+                                            as<void>(dq), as<void>(dk), as<void>(dv),
+                                            as<void>(dbias)};
+        local_attention_backward(a, g, as<void>(workspace), dtype, stream);
       },
       nogil,
-      R"pbdoc(Local attention backward: as the CPU one, plus a workspace of local_attn_workspace_bytes bytes
-before the dtype code. Deterministic.)pbdoc");
+      R"pbdoc(Local attention backward: as the CPU one, plus a workspace of
+local_attention_workspace_bytes bytes before the dtype code. Deterministic.)pbdoc");
   m.def("seq_nms_workspace_bytes", &seq_nms_workspace_bytes,
         R"pbdoc(Bytes of the seq_nms_forward workspace for B videos of T frames x N boxes.)pbdoc");
   m.def(

@@ -1,6 +1,6 @@
 """Triton kernels of the frame-level box ops: pairwise and aligned IoU, forward and backward.
 
-The per-element math is that of ``csrc/include/pyvrel/box.h``: boxes are ``(x1, y1, x2, y2)``,
+The per-element math is that of ``csrc/include/pyvrel/boxes.h``: boxes are ``(x1, y1, x2, y2)``,
 ``pixel_offset`` is added to widths and heights, areas are not clamped, intersections are clamped
 per axis, a union <= 0 gives IoU 0 and zero gradient, and the gradient of a min/max whose two
 arguments tie is split 0.5/0.5. Everything is computed in the boxes' dtype (float32 or float64);
@@ -65,7 +65,7 @@ def _store_box(ptr, idx, x1, y1, x2, y2, mask):
 
 @triton.jit
 def _box_inter(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2, off):
-    """Intersection area, clamped at zero per axis (box.h ``box_inter``)."""
+    """Intersection area, clamped at zero per axis (boxes.h ``box_inter``)."""
     w = tl.maximum(tl.minimum(ax2, bx2) - tl.maximum(ax1, bx1) + off, 0.0)
     h = tl.maximum(tl.minimum(ay2, by2) - tl.maximum(ay1, by1) + off, 0.0)
     return w * h
@@ -73,7 +73,7 @@ def _box_inter(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2, off):
 
 @triton.jit
 def _box_iou(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2, off):
-    """IoU; 0 where the union is not positive (box.h ``box_iou``)."""
+    """IoU; 0 where the union is not positive (boxes.h ``box_iou``)."""
     inter = _box_inter(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2, off)
     uni = (ax2 - ax1 + off) * (ay2 - ay1 + off) + (bx2 - bx1 + off) * (by2 - by1 + off) - inter
     return tl.where(uni > 0, _div(inter, tl.where(uni > 0, uni, 1.0)), 0.0)
@@ -93,7 +93,7 @@ def _share_max(x, y):
 
 @triton.jit
 def _area_grad(x1, y1, x2, y2, off, g):
-    """``g * d(area)/d(box)`` (box.h ``box_area_grad``)."""
+    """``g * d(area)/d(box)`` (boxes.h ``box_area_grad``)."""
     w = x2 - x1 + off
     h = y2 - y1 + off
     return -(g * h), -(g * w), g * h, g * w
@@ -101,7 +101,7 @@ def _area_grad(x1, y1, x2, y2, off, g):
 
 @triton.jit
 def _inter_grad_first(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2, off, g):
-    """``g * d(inter)/d(a)`` (a's part of box.h ``box_inter_grad``); zero unless w > 0 and h > 0.
+    """``g * d(inter)/d(a)`` (a's part of boxes.h ``box_inter_grad``); zero unless w > 0 and h > 0.
     The part of ``b`` is the same call with the boxes swapped."""
     w = tl.minimum(ax2, bx2) - tl.maximum(ax1, bx1) + off
     h = tl.minimum(ay2, by2) - tl.maximum(ay1, by1) + off
@@ -114,7 +114,7 @@ def _inter_grad_first(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2, off, g):
 
 @triton.jit
 def _iou_grad_first(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2, off, g):
-    """``g * d(iou)/d(a)`` (a's part of box.h ``box_iou_grad``): d/dI = (Aa + Ab) / U^2,
+    """``g * d(iou)/d(a)`` (a's part of boxes.h ``box_iou_grad``): d/dI = (Aa + Ab) / U^2,
     d/dAa = -I / U^2, zero where U <= 0. The gradient of ``b`` is the same call with the boxes
     swapped (IoU is symmetric)."""
     inter = _box_inter(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2, off)

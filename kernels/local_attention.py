@@ -1,6 +1,6 @@
 """Triton kernels of windowed local attention: forward and deterministic backward.
 
-The window math is that of ``csrc/include/pyvrel/local_attn.h`` (see
+The window math is that of ``csrc/include/pyvrel/local_attention.h`` (see
 :func:`pyvrel.ops.local_attention` for the conventions): query ``i`` is centred on key ``c_i``,
 its window starts at ``c_i - dilation * left`` (shifted by whole dilations with
 ``boundary="shift"``), slot ``o`` reads key ``start + dilation * o`` when it lies in
@@ -33,7 +33,7 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
 
 @triton.jit
 def _window_start(c, n, LEFT, DIL, W: tl.constexpr, SHIFT: tl.constexpr, CAUSAL: tl.constexpr):
-    """First key of the window centred on ``c`` with ``n`` valid keys (pyvrel/local_attn.h)."""
+    """First key of the window centred on ``c`` with ``n`` valid keys (pyvrel/local_attention.h)."""
     start = c - DIL * LEFT
     if SHIFT:
         over = tl.maximum(start + DIL * (W - 1) - (n - 1), 0)
@@ -69,7 +69,7 @@ def _row_block(QLen, KVLen, Centers, H, Lq, Lk, LEFT, DIL, W: tl.constexpr, SHIF
 
 
 @triton.jit
-def _fwd_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Out, Lse, H, Lq, Lk, D, Dv, scale, LEFT, DIL,
+def _local_attention_fwd_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Out, Lse, H, Lq, Lk, D, Dv, scale, LEFT, DIL,
                 W: tl.constexpr, SHIFT: tl.constexpr, CAUSAL: tl.constexpr, HAS_CENTERS: tl.constexpr,
                 HAS_BIAS: tl.constexpr, ACC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
                 BLOCK_DV: tl.constexpr):
@@ -107,7 +107,7 @@ def _fwd_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Out, Lse, H, Lq, Lk, D, Dv,
 
 
 @triton.jit
-def _bwd_rows_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Out, Lse, DOut, DLse, DQ, P, DS, H, Lq, Lk, D, Dv, scale,
+def _local_attention_bwd_rows_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Out, Lse, DOut, DLse, DQ, P, DS, H, Lq, Lk, D, Dv, scale,
                      LEFT, DIL, W: tl.constexpr, SHIFT: tl.constexpr, CAUSAL: tl.constexpr,
                      HAS_CENTERS: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_DLSE: tl.constexpr, ACC: tl.constexpr,
                      BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
@@ -146,7 +146,7 @@ def _bwd_rows_kernel(Q, K, V, Bias, QLen, KVLen, Centers, Out, Lse, DOut, DLse, 
 
 
 @triton.jit
-def _bwd_kv_kernel(Q, DOut, QLen, KVLen, Centers, P, DS, DK, DV, H, Lq, Lk, D, Dv, scale, LEFT, DIL,
+def _local_attention_bwd_kv_kernel(Q, DOut, QLen, KVLen, Centers, P, DS, DK, DV, H, Lq, Lk, D, Dv, scale, LEFT, DIL,
                    W: tl.constexpr, SHIFT: tl.constexpr, CAUSAL: tl.constexpr, HAS_CENTERS: tl.constexpr,
                    BLOCK_W: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
     """One program per (batch, head): dk, dv (zeroed, in the accumulation dtype) summed over the
@@ -201,7 +201,7 @@ def local_attention_fwd_triton(q: Tensor, k: Tensor, v: Tensor, q_lengths: Tenso
         return out, lse
     dummy = q_lengths
     with _device_guard(q):
-        _fwd_kernel[(triton.cdiv(Lq, _BLOCK_M), B * H)](
+        _local_attention_fwd_kernel[(triton.cdiv(Lq, _BLOCK_M), B * H)](
             q, k, v, dummy if rel_bias is None else rel_bias, q_lengths, kv_lengths,
             dummy if centers is None else centers, out, lse, H, Lq, Lk, D, Dv, scale, left, dilation, W=W,
             SHIFT=shift, CAUSAL=causal, HAS_CENTERS=centers is not None, HAS_BIAS=rel_bias is not None, ACC=acc,
@@ -227,11 +227,11 @@ def local_attention_bwd_triton(dout: Tensor, dlse: Tensor | None, q: Tensor, k: 
     cen = dummy if centers is None else centers
     with _device_guard(q):
         if B * H * Lq:
-            _bwd_rows_kernel[(triton.cdiv(Lq, _BLOCK_M), B * H)](
+            _local_attention_bwd_rows_kernel[(triton.cdiv(Lq, _BLOCK_M), B * H)](
                 q, k, v, dummy if rel_bias is None else rel_bias, q_lengths, kv_lengths, cen, out, lse, dout,
                 dummy if dlse is None else dlse, dq, p, ds, H, Lq, Lk, D, Dv, scale, left, dilation, **flags,
                 HAS_BIAS=rel_bias is not None, HAS_DLSE=dlse is not None, ACC=acc, BLOCK_M=_BLOCK_M, **blocks)
-            _bwd_kv_kernel[(B * H,)](q, dout, q_lengths, kv_lengths, cen, p, ds, dk_acc, dv_acc, H, Lq, Lk, D, Dv,
+            _local_attention_bwd_kv_kernel[(B * H,)](q, dout, q_lengths, kv_lengths, cen, p, ds, dk_acc, dv_acc, H, Lq, Lk, D, Dv,
                                      scale, left, dilation, **flags, BLOCK_W=max(2, triton.next_power_of_2(W)),
                                      **blocks)
     dbias = ds.sum(dim=(0, 2)).to(rel_bias.dtype) if rel_bias is not None else q.new_empty(0)

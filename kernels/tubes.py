@@ -1,6 +1,6 @@
 """Triton kernels of the tube ops: pairwise/aligned tube IoU and box-track interpolation.
 
-The math is that of ``csrc/include/pyvrel/tube.h``. A tube batch is ``boxes (N, T, 4)`` with int64
+The math is that of ``csrc/include/pyvrel/tubes.h``. A tube batch is ``boxes (N, T, 4)`` with int64
 ``start (N,)`` and ``length (N,)``: ``boxes[n, i]`` is the box at video frame ``start[n] + i`` for
 ``i < length[n]``. ``mode`` 0 is VidVRD's volumetric vIoU, 1 is iou3dt.
 
@@ -91,7 +91,7 @@ def _tube_iou_value(acc, sa, ea, va, sb, eb, vb, MODE: tl.constexpr):
 
 
 @triton.jit
-def _tube_volume_kernel(boxes_ptr, length_ptr, out_ptr, N, T, off, BLOCK: tl.constexpr):
+def _tube_iou_volume_kernel(boxes_ptr, length_ptr, out_ptr, N, T, off, BLOCK: tl.constexpr):
     """out[n] = sum over the tube's frames of its box areas, float64, in frame order."""
     rn = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = rn < N
@@ -174,7 +174,7 @@ def _tube_iou_aligned_bwd_kernel(a_ptr, a_start_ptr, a_len_ptr, a_vol_ptr, Ta,
     g = tl.load(g_ptr + rn, mask=mask, other=0.0)
     live = tl.minimum(ea, eb) > tl.maximum(sa, sb)
     if MODE == 0:
-        # tube.h tube_volume_iou_grad: coefficients of the intersection and volume gradients.
+        # tubes.h tube_volume_iou_grad: coefficients of the intersection and volume gradients.
         inter = _overlap_sum(a_ptr, a_first, sa, ea, b_ptr, b_first, sb, eb, off, MODE)
         va = tl.load(a_vol_ptr + rn, mask=mask, other=0.0)
         vb = tl.load(b_vol_ptr + rn, mask=mask, other=0.0)
@@ -184,7 +184,7 @@ def _tube_iou_aligned_bwd_kernel(a_ptr, a_start_ptr, a_len_ptr, a_vol_ptr, Ta,
         g_inter = tl.where(live, g.to(tl.float64) * (va + vb) / uu, 0.0).to(g.dtype)
         g_coef = tl.where(live, -g.to(tl.float64) * inter / uu, 0.0).to(g.dtype)
     else:
-        # tube.h tube_iou3dt_grad: each shared frame's IoU has weight 1 / (frames of the union span).
+        # tubes.h tube_iou3dt_grad: each shared frame's IoU has weight 1 / (frames of the union span).
         span = (tl.maximum(ea, eb) - tl.minimum(sa, sb)).to(tl.float64)
         g_coef = tl.where(live, g.to(tl.float64) / tl.where(live, span, 1.0), 0.0).to(g.dtype)
     t_lo, t_hi = _span_loop_bounds(tl.minimum(sa, sb), tl.maximum(ea, eb), live)
@@ -212,7 +212,7 @@ def _tube_iou_aligned_bwd_kernel(a_ptr, a_start_ptr, a_len_ptr, a_vol_ptr, Ta,
 
 @triton.jit
 def _interp_weight(f_ptr, row, k, t, mask, n_steps):
-    """tube.h ``interp_weight`` for frames ``t`` of tracks whose k sampled frames start at
+    """tubes.h ``interp_weight`` for frames ``t`` of tracks whose k sampled frames start at
     ``f_ptr + row``: the last j < k - 1 with f[j] <= t (binary search of ``n_steps`` halvings) and
     the float64 weights (f[j+1] - t) / d and (t - f[j]) / d of boxes j and j + 1; (0, 1, 0) when
     k == 1."""
@@ -234,7 +234,7 @@ def _interp_weight(f_ptr, row, k, t, mask, n_steps):
 
 
 @triton.jit
-def _interp_fwd_kernel(frames_ptr, boxes_ptr, counts_ptr, out_ptr, N, K, L, n_steps, BLOCK: tl.constexpr):
+def _interpolate_boxes_fwd_kernel(frames_ptr, boxes_ptr, counts_ptr, out_ptr, N, K, L, n_steps, BLOCK: tl.constexpr):
     """BLOCK output frames (n, i) of out (N, L, 4) per program; 0 past each track's last sample."""
     idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = idx < N * L
@@ -257,7 +257,7 @@ def _interp_fwd_kernel(frames_ptr, boxes_ptr, counts_ptr, out_ptr, N, K, L, n_st
 
 
 @triton.jit
-def _interp_bwd_kernel(frames_ptr, counts_ptr, g_ptr, gb_ptr, N, K, L, n_steps, BLOCK: tl.constexpr):
+def _interpolate_boxes_bwd_kernel(frames_ptr, counts_ptr, g_ptr, gb_ptr, N, K, L, n_steps, BLOCK: tl.constexpr):
     """BLOCK samples (n, p) of grad_boxes (N, K, 4) per program: gathers grad_out (N, L, 4) over
     the frames [f[p-1], f[p+1]] (the only ones whose weights use box p), in frame order, adding the
     terms rounded to the output dtype as the C++ kernels do; 0 for p >= counts[n]."""
@@ -292,7 +292,7 @@ def _tube_volumes(boxes: Tensor, length: Tensor, pixel_offset: float) -> Tensor:
     N, T = boxes.shape[0], boxes.shape[1]
     out = torch.empty(N, dtype=torch.float64, device=boxes.device)
     block = _block(N, 128)
-    _tube_volume_kernel[(triton.cdiv(N, block),)](boxes, length, out, N, T, pixel_offset, BLOCK=block)
+    _tube_iou_volume_kernel[(triton.cdiv(N, block),)](boxes, length, out, N, T, pixel_offset, BLOCK=block)
     return out
 
 
@@ -365,7 +365,7 @@ def interpolate_boxes_triton(frames: Tensor, boxes: Tensor, counts: Tensor, leng
     out = boxes.new_empty(N, length, 4)
     block = _block(N * length, 256)
     with _device_guard(boxes):
-        _interp_fwd_kernel[(triton.cdiv(N * length, block),)](frames, boxes, counts, out, N, K, length,
+        _interpolate_boxes_fwd_kernel[(triton.cdiv(N * length, block),)](frames, boxes, counts, out, N, K, length,
                                                               _search_steps(K), BLOCK=block)
     return out
 
@@ -379,6 +379,6 @@ def interpolate_boxes_backward_triton(frames: Tensor, counts: Tensor, grad: Tens
     gb = grad.new_empty(N, K, 4)
     block = _block(N * K, 128)
     with _device_guard(grad):
-        _interp_bwd_kernel[(triton.cdiv(N * K, block),)](frames, counts, grad, gb, N, K, L, _search_steps(K),
+        _interpolate_boxes_bwd_kernel[(triton.cdiv(N * K, block),)](frames, counts, grad, gb, N, K, L, _search_steps(K),
                                                          BLOCK=block)
     return gb

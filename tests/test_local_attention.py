@@ -205,12 +205,12 @@ def test_opcheck(gen):
     B, Lq, Lk = q.shape[0], q.shape[2], k.shape[2]
     fwd_args = (q.requires_grad_(), k.requires_grad_(), v.requires_grad_(), kw["q_lengths"], kw["kv_lengths"],
                 kw["centers"], kw["rel_bias"].requires_grad_(), left, right, 1, False, False, 0.5, "cpp")
-    torch.library.opcheck(torch.ops.pyvrel.local_attn_fwd.default, fwd_args)
-    out, lse = torch.ops.pyvrel.local_attn_fwd(*fwd_args)
+    torch.library.opcheck(torch.ops.pyvrel.local_attention_fwd.default, fwd_args)
+    out, lse = torch.ops.pyvrel.local_attention_fwd(*fwd_args)
     bwd_args = (torch.randn_like(out), torch.randn_like(lse), q.detach(), k.detach(), v.detach(), out.detach(),
                 lse.detach(), kw["q_lengths"], kw["kv_lengths"], kw["centers"], kw["rel_bias"].detach(), left, right,
                 1, False, False, 0.5, "cpp")
-    torch.library.opcheck(torch.ops.pyvrel.local_attn_bwd.default, bwd_args)
+    torch.library.opcheck(torch.ops.pyvrel.local_attention_bwd.default, bwd_args)
     assert B and Lq and Lk
 
 

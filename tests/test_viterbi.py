@@ -187,7 +187,7 @@ def test_soft_viterbi_gradcheck(backend, legacy, gen):
         torch.testing.assert_close(g, m.to(dev))  # the gradient w.r.t. the unaries is the marginals
 
 
-def test_linking_ops_opcheck_and_compile(gen):
+def test_viterbi_ops_opcheck_and_compile(gen):
     boxes, unary, frames = problems(2, 5, 4, gen)
     lengths, valid = torch.tensor([5, 3]), torch.ones(2, 5, 4, dtype=torch.uint8)
     torch.library.opcheck(torch.ops.pyvrel.viterbi_link.default,
@@ -275,10 +275,10 @@ _AOT_SCRIPT = """
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-import pyvrel.kernels.linking as K
+import pyvrel.kernels.viterbi as K
 common = {"lam_ptr": "*fp64", "lengths_ptr": "*i64", "ok_ptr": "*u8", "T": "i32", "N": "i32", "off": "fp32",
           "LEGACY": "constexpr", "BLOCK_N": "constexpr"}
-kernels = [(K._viterbi_forward_kernel, {"back_ptr": "*i32", "last_ptr": "*fp64"}),
+kernels = [(K._viterbi_link_kernel, {"back_ptr": "*i32", "last_ptr": "*fp64"}),
            (K._soft_viterbi_kernel, {"gamma_ptr": "*fp64", "tau_ptr": "*fp64", "alpha_ptr": "*fp64",
                                      "marg_ptr": "*fp64", "logz_ptr": "*fp64", "gw_ptr": "*fp64"})]
 for fn, extra in kernels:
@@ -287,7 +287,7 @@ for fn, extra in kernels:
         types = {"boxes_ptr": "*" + dtype, "unary_ptr": "*" + dtype, **common, **extra}
         src = ASTSource(fn=fn, signature={n: types[n] for n in names}, constexprs={"LEGACY": True, "BLOCK_N": 64})
         ptx = triton.compile(src, target=GPUTarget("cuda", 80, 32), options={"enable_fp_fusion": False}).asm["ptx"]
-        if fn is K._viterbi_forward_kernel:  # exact arithmetic on GPUs (soft: libdevice exp/log use fma)
+        if fn is K._viterbi_link_kernel:  # exact arithmetic on GPUs (soft: libdevice exp/log use fma)
             assert "fma." not in ptx and "div.full.f32" not in ptx
 print("compiled")
 """
@@ -295,7 +295,7 @@ print("compiled")
 
 @pytest.mark.slow
 @pytest.mark.triton
-def test_triton_linking_kernels_compile_for_gpus(tmp_path):
+def test_triton_viterbi_kernels_compile_for_gpus(tmp_path):
     # GPU-only compile errors (and fused or approximate arithmetic) show up here without a GPU:
     # the kernels are compiled to PTX for sm_80 in a process without the interpreter.
     import os

@@ -4,7 +4,7 @@
 #pragma once
 #include <cstdint>
 
-#include "pyvrel/local_attn.h"
+#include "pyvrel/local_attention.h"
 
 namespace pyvrel::cpu {
 
@@ -74,12 +74,12 @@ void relation_viou_pairs(const double* a_boxes, const int64_t* a_sub, const int6
 int64_t cut_trajectories(const char* text, int64_t length, char* skeleton, int64_t skeleton_capacity,
                          int64_t* skeleton_length, double* numbers, int64_t numbers_capacity,
                          int64_t* box_counts, uint8_t* is_float, int64_t max_trajectories);
-// Windowed local attention (pyvrel/local_attn.h has the conventions and LocalAttnArgs). Forward
-// writes args.out and args.lse; backward reads them and writes the gradient buffers (dk, dv are
-// built per (batch, head) in query order: deterministic). dtype: float32 or float64.
-void local_attn_forward(const LocalAttnArgs& args, int dtype, int num_threads);
-void local_attn_backward(const LocalAttnArgs& args, const LocalAttnGrads& grads, int dtype,
-                         int num_threads);
+// Windowed local attention (pyvrel/local_attention.h has the conventions and LocalAttentionArgs).
+// Forward writes args.out and args.lse; backward reads them and writes the gradient buffers (dk, dv
+// are built per (batch, head) in query order: deterministic). dtype: float32 or float64.
+void local_attention_forward(const LocalAttentionArgs& args, int dtype, int num_threads);
+void local_attention_backward(const LocalAttentionArgs& args, const LocalAttentionGrads& grads,
+                              int dtype, int num_threads);
 // Seq-NMS (specs/postprocessing.md §3.2) of B videos: boxes (B, T, N, 4), scores (B, T, N),
 // valid (B, T, N) uint8, labels (B, T, N) int64 or null. `rescore` is a SeqNmsRescore code,
 // `suppress` a SeqNmsSuppress code (pyvrel/seq_nms.h). Writes scores_out (B, T, N) at valid

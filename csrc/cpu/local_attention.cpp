@@ -1,13 +1,13 @@
 // Windowed local attention on the CPU: fused banded forward (each query reads exactly its window,
 // softmax saved as log-sum-exp) and backward (recomputes the probabilities from the log-sum-exp).
-// The window and per-row math is in pyvrel/local_attn.h, shared with the CUDA kernels.
+// The window and per-row math is in pyvrel/local_attention.h, shared with the CUDA kernels.
 #include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "kernels.h"
-#include "pyvrel/local_attn.h"
+#include "pyvrel/local_attention.h"
 
 namespace pyvrel::cpu {
 
@@ -16,7 +16,7 @@ namespace {
 constexpr int64_t kQueryTile = 64;  // queries per OpenMP work item of the forward
 
 template <typename scalar_t>
-void forward_impl(const LocalAttnArgs& a, int num_threads) {
+void forward_impl(const LocalAttentionArgs& a, int num_threads) {
   const auto* q = static_cast<const scalar_t*>(a.q);
   const auto* k = static_cast<const scalar_t*>(a.k);
   const auto* v = static_cast<const scalar_t*>(a.v);
@@ -40,15 +40,15 @@ void forward_impl(const LocalAttnArgs& a, int num_threads) {
       for (int64_t i = tile * kQueryTile; i < i1; ++i) {
         const int64_t row = bh * a.Lq + i;
         int64_t start = 0, lo = 0, hi = -1;
-        if (!la_query_window(w, i, a.Lq, a.Lk, a.q_len[b], a.kv_len[b], centers_row, &start, &lo,
-                             &hi)) {
+        if (!local_attention_query_window(w, i, a.Lq, a.Lk, a.q_len[b], a.kv_len[b], centers_row,
+                                          &start, &lo, &hi)) {
           std::fill(out + row * a.Dv, out + (row + 1) * a.Dv, scalar_t(0));
           lse[row] = -INFINITY;
           continue;
         }
-        lse[row] = la_forward_row<scalar_t, scalar_t>(w, q + row * a.D, kb, vb, bias_h, a.D, a.Dv,
-                                                      scale, start, lo, hi, score.data(), 1,
-                                                      out + row * a.Dv);
+        lse[row] = local_attention_forward_row<scalar_t, scalar_t>(
+            w, q + row * a.D, kb, vb, bias_h, a.D, a.Dv, scale, start, lo, hi, score.data(), 1,
+            out + row * a.Dv);
       }
     }
   }
@@ -57,7 +57,7 @@ void forward_impl(const LocalAttnArgs& a, int num_threads) {
 // One (batch, head) per work item: its dk, dv rows and its dbias partial are written by that item
 // only, in query order, so the result does not depend on the thread count.
 template <typename scalar_t>
-void backward_impl(const LocalAttnArgs& a, const LocalAttnGrads& g, int num_threads) {
+void backward_impl(const LocalAttentionArgs& a, const LocalAttentionGrads& g, int num_threads) {
   const auto* q = static_cast<const scalar_t*>(a.q);
   const auto* k = static_cast<const scalar_t*>(a.k);
   const auto* v = static_cast<const scalar_t*>(a.v);
@@ -92,17 +92,18 @@ void backward_impl(const LocalAttnArgs& a, const LocalAttnGrads& g, int num_thre
         const int64_t row = bh * a.Lq + i;
         scalar_t* dqi = dq + row * a.D;
         int64_t start = 0, lo = 0, hi = -1;
-        if (!la_query_window(w, i, a.Lq, a.Lk, a.q_len[b], a.kv_len[b], centers_row, &start, &lo,
-                             &hi)) {
+        if (!local_attention_query_window(w, i, a.Lq, a.Lk, a.q_len[b], a.kv_len[b], centers_row,
+                                          &start, &lo, &hi)) {
           std::fill(dqi, dqi + a.D, scalar_t(0));
           continue;
         }
         const scalar_t* qi = q + row * a.D;
         const scalar_t* doi = dout + row * a.Dv;
-        scalar_t delta = la_dot<scalar_t>(doi, out + row * a.Dv, a.Dv);
+        scalar_t delta = local_attention_dot<scalar_t>(doi, out + row * a.Dv, a.Dv);
         if (dlse) delta -= dlse[row];
-        la_backward_row<scalar_t, scalar_t>(w, qi, kb, vb, bias_h, doi, a.D, a.Dv, scale, lse[row],
-                                            delta, start, lo, hi, p.data(), ds.data(), 1, dqi);
+        local_attention_backward_row<scalar_t, scalar_t>(w, qi, kb, vb, bias_h, doi, a.D, a.Dv,
+                                                         scale, lse[row], delta, start, lo, hi,
+                                                         p.data(), ds.data(), 1, dqi);
         for (int64_t o = lo; o <= hi; ++o) {
           const int64_t j = start + a.dilation * o;
           const scalar_t gk = scale * ds[o], gv = p[o];
@@ -129,13 +130,13 @@ void backward_impl(const LocalAttnArgs& a, const LocalAttnGrads& g, int num_thre
 
 }  // namespace
 
-void local_attn_forward(const LocalAttnArgs& args, int dtype, int num_threads) {
-  PYVREL_DISPATCH_FLOAT(dtype, "local_attn_forward", forward_impl, args, num_threads);
+void local_attention_forward(const LocalAttentionArgs& args, int dtype, int num_threads) {
+  PYVREL_DISPATCH_FLOAT(dtype, "local_attention_forward", forward_impl, args, num_threads);
 }
 
-void local_attn_backward(const LocalAttnArgs& args, const LocalAttnGrads& grads, int dtype,
-                         int num_threads) {
-  PYVREL_DISPATCH_FLOAT(dtype, "local_attn_backward", backward_impl, args, grads, num_threads);
+void local_attention_backward(const LocalAttentionArgs& args, const LocalAttentionGrads& grads,
+                              int dtype, int num_threads) {
+  PYVREL_DISPATCH_FLOAT(dtype, "local_attention_backward", backward_impl, args, grads, num_threads);
 }
 
 }  // namespace pyvrel::cpu

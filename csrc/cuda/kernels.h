@@ -8,7 +8,7 @@
 #pragma once
 #include <cstdint>
 
-#include "pyvrel/local_attn.h"
+#include "pyvrel/local_attention.h"
 
 namespace pyvrel::cuda {
 
@@ -66,14 +66,15 @@ void interpolate_boxes_backward(const int64_t* frames, const int64_t* counts, in
                                 const void* grad_out, int64_t L, void* grad_boxes, int dtype,
                                 std::uintptr_t stream);
 
-// Windowed local attention (pyvrel/local_attn.h has the conventions and LocalAttnArgs). dtype
-// codes: 0 float32, 1 float64, 2 float16, 3 bfloat16; lse/dlse are float32 (float64 for float64).
-// The backward is deterministic and needs local_attn_workspace_bytes(...) bytes of workspace.
-int64_t local_attn_workspace_bytes(int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D,
-                                   int64_t Dv, int64_t W, int dtype);
-void local_attn_forward(const LocalAttnArgs& args, int dtype, std::uintptr_t stream);
-void local_attn_backward(const LocalAttnArgs& args, const LocalAttnGrads& grads, void* workspace,
-                         int dtype, std::uintptr_t stream);
+// Windowed local attention (pyvrel/local_attention.h has the conventions and LocalAttentionArgs).
+// dtype codes: 0 float32, 1 float64, 2 float16, 3 bfloat16; lse/dlse are float32 (float64 for
+// float64). The backward is deterministic and needs local_attention_workspace_bytes(...) bytes of
+// workspace.
+int64_t local_attention_workspace_bytes(int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D,
+                                        int64_t Dv, int64_t W, int dtype);
+void local_attention_forward(const LocalAttentionArgs& args, int dtype, std::uintptr_t stream);
+void local_attention_backward(const LocalAttentionArgs& args, const LocalAttentionGrads& grads,
+                              void* workspace, int dtype, std::uintptr_t stream);
 // Seq-NMS: as pyvrel::cpu::seq_nms_forward, with a workspace of seq_nms_workspace_bytes(B, T, N)
 // bytes (dense link masks and the per-video DP state) instead of the thread count.
 int64_t seq_nms_workspace_bytes(int64_t B, int64_t T, int64_t N);

@@ -1,12 +1,12 @@
 // Windowed local attention on CUDA: forward (one thread per query row) and a deterministic
 // backward in three kernels (per-row dq and score gradients; dk/dv accumulated per (batch, head,
 // channel) in query order; rel_bias gradient per (head, slot) in batch/query order). The window
-// and per-row math is pyvrel/local_attn.h, shared with the CPU kernels.
+// and per-row math is pyvrel/local_attention.h, shared with the CPU kernels.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include "kernels.h"
-#include "pyvrel/local_attn.h"
+#include "pyvrel/local_attention.h"
 #include "utils.cuh"
 
 namespace pyvrel::cuda {
@@ -48,8 +48,8 @@ struct Geometry {
 
 __device__ __forceinline__ bool row_window(const Geometry& g, int64_t b, int64_t i, int64_t* start,
                                            int64_t* lo, int64_t* hi) {
-  return la_query_window(g.w, i, g.Lq, g.Lk, g.q_len[b], g.kv_len[b],
-                         g.centers ? g.centers + b * g.Lq : nullptr, start, lo, hi);
+  return local_attention_query_window(g.w, i, g.Lq, g.Lk, g.q_len[b], g.kv_len[b],
+                                      g.centers ? g.centers + b * g.Lq : nullptr, start, lo, hi);
 }
 
 template <typename T, typename Acc>
@@ -67,9 +67,9 @@ __global__ void forward_kernel(Geometry g, const T* q, const T* k, const T* v, c
       lse[row] = -INFINITY;
       continue;
     }
-    lse[row] = la_forward_row<T, Acc>(g.w, q + row * g.D, k + bh * g.Lk * g.D, v + bh * g.Lk * g.Dv,
-                                      bias ? bias + h * W : nullptr, g.D, g.Dv, scale, start, lo,
-                                      hi, score, blockDim.x, o);
+    lse[row] = local_attention_forward_row<T, Acc>(
+        g.w, q + row * g.D, k + bh * g.Lk * g.D, v + bh * g.Lk * g.Dv,
+        bias ? bias + h * W : nullptr, g.D, g.Dv, scale, start, lo, hi, score, blockDim.x, o);
   }
 }
 
@@ -91,11 +91,12 @@ __global__ void backward_rows_kernel(Geometry g, const T* q, const T* k, const T
       continue;
     }
     const T* doi = dout + row * g.Dv;
-    Acc delta = la_dot<Acc>(doi, out + row * g.Dv, g.Dv);
+    Acc delta = local_attention_dot<Acc>(doi, out + row * g.Dv, g.Dv);
     if (dlse) delta -= dlse[row];
-    la_backward_row<T, Acc>(g.w, q + row * g.D, k + bh * g.Lk * g.D, v + bh * g.Lk * g.Dv,
-                            bias ? bias + h * W : nullptr, doi, g.D, g.Dv, scale, lse[row], delta,
-                            start, lo, hi, p, ds, 1, dqi);
+    local_attention_backward_row<T, Acc>(g.w, q + row * g.D, k + bh * g.Lk * g.D,
+                                         v + bh * g.Lk * g.Dv, bias ? bias + h * W : nullptr, doi,
+                                         g.D, g.Dv, scale, lse[row], delta, start, lo, hi, p, ds, 1,
+                                         dqi);
   }
 }
 
@@ -147,13 +148,13 @@ __global__ void backward_bias_kernel(Geometry g, const Acc* ds_ws, T* dbias) {
   }
 }
 
-Geometry geometry(const LocalAttnArgs& a) {
+Geometry geometry(const LocalAttentionArgs& a) {
   return Geometry{LocalWindow{a.left, a.right, a.dilation, a.shift, a.causal},
                   a.B, a.H, a.Lq, a.Lk, a.D, a.Dv, a.q_len, a.kv_len, a.centers};
 }
 
 template <typename T>
-void forward_impl(const LocalAttnArgs& a, std::uintptr_t stream) {
+void forward_impl(const LocalAttentionArgs& a, std::uintptr_t stream) {
   using Acc = typename AccOf<T>::type;
   const Geometry g = geometry(a);
   const int64_t rows = a.B * a.H * a.Lq;
@@ -164,11 +165,11 @@ void forward_impl(const LocalAttnArgs& a, std::uintptr_t stream) {
       g, static_cast<const T*>(a.q), static_cast<const T*>(a.k), static_cast<const T*>(a.v),
       static_cast<const T*>(a.bias), static_cast<T*>(a.out), static_cast<Acc*>(a.lse),
       static_cast<Acc>(a.scale));
-  check_launch("local_attn_forward");
+  check_launch("local_attention_forward");
 }
 
 template <typename T>
-void backward_impl(const LocalAttnArgs& a, const LocalAttnGrads& gr, void* workspace,
+void backward_impl(const LocalAttentionArgs& a, const LocalAttentionGrads& gr, void* workspace,
                    std::uintptr_t stream) {
   using Acc = typename AccOf<T>::type;
   const Geometry g = geometry(a);
@@ -185,19 +186,19 @@ void backward_impl(const LocalAttnArgs& a, const LocalAttnGrads& gr, void* works
         static_cast<const T*>(a.bias), static_cast<const T*>(a.out),
         static_cast<const Acc*>(a.lse), static_cast<const T*>(gr.dout),
         static_cast<const Acc*>(gr.dlse), static_cast<T*>(gr.dq), p_ws, ds_ws, scale);
-    check_launch("local_attn_backward (rows)");
+    check_launch("local_attention_backward (rows)");
   }
   const int64_t cols = a.B * a.H * max_(a.D, a.Dv);
   if (cols && a.Lk) {
     backward_kv_kernel<T, Acc><<<grid_size(cols), kThreads, 0, s>>>(
         g, static_cast<const T*>(a.q), static_cast<const T*>(gr.dout), p_ws, ds_ws, dk_acc,
         dv_acc, static_cast<T*>(gr.dk), static_cast<T*>(gr.dv), scale);
-    check_launch("local_attn_backward (dk, dv)");
+    check_launch("local_attention_backward (dk, dv)");
   }
   if (gr.dbias && a.H) {
     backward_bias_kernel<T, Acc><<<grid_size(a.H * W), kThreads, 0, s>>>(g, ds_ws,
                                                                          static_cast<T*>(gr.dbias));
-    check_launch("local_attn_backward (rel_bias)");
+    check_launch("local_attention_backward (rel_bias)");
   }
 }
 
@@ -206,32 +207,33 @@ size_t acc_size(int dtype) { return dtype == 1 ? sizeof(double) : sizeof(float);
 }  // namespace
 
 // dtype codes: 0 float32, 1 float64, 2 float16, 3 bfloat16 (pyvrel/ops/local_attention.py).
-#define PYVREL_LA_DISPATCH(dtype, NAME, FN, ...)                                         \
-  switch (dtype) {                                                                       \
-    case 0:                                                                              \
-      return FN<float>(__VA_ARGS__);                                                     \
-    case 1:                                                                              \
-      return FN<double>(__VA_ARGS__);                                                    \
-    case 2:                                                                              \
-      return FN<__half>(__VA_ARGS__);                                                    \
-    case 3:                                                                              \
-      return FN<__nv_bfloat16>(__VA_ARGS__);                                             \
-    default:                                                                             \
-      throw std::invalid_argument(std::string(NAME) + ": unsupported dtype code");       \
+#define PYVREL_LOCAL_ATTENTION_DISPATCH(dtype, NAME, FN, ...)                      \
+  switch (dtype) {                                                                 \
+    case 0:                                                                        \
+      return FN<float>(__VA_ARGS__);                                               \
+    case 1:                                                                        \
+      return FN<double>(__VA_ARGS__);                                              \
+    case 2:                                                                        \
+      return FN<__half>(__VA_ARGS__);                                              \
+    case 3:                                                                        \
+      return FN<__nv_bfloat16>(__VA_ARGS__);                                       \
+    default:                                                                       \
+      throw std::invalid_argument(std::string(NAME) + ": unsupported dtype code"); \
   }
 
-int64_t local_attn_workspace_bytes(int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D,
-                                   int64_t Dv, int64_t W, int dtype) {
+int64_t local_attention_workspace_bytes(int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D,
+                                        int64_t Dv, int64_t W, int dtype) {
   return (2 * B * H * Lq * W + B * H * Lk * (D + Dv)) * static_cast<int64_t>(acc_size(dtype));
 }
 
-void local_attn_forward(const LocalAttnArgs& args, int dtype, std::uintptr_t stream) {
-  PYVREL_LA_DISPATCH(dtype, "local_attn_forward", forward_impl, args, stream);
+void local_attention_forward(const LocalAttentionArgs& args, int dtype, std::uintptr_t stream) {
+  PYVREL_LOCAL_ATTENTION_DISPATCH(dtype, "local_attention_forward", forward_impl, args, stream);
 }
 
-void local_attn_backward(const LocalAttnArgs& args, const LocalAttnGrads& grads, void* workspace,
-                         int dtype, std::uintptr_t stream) {
-  PYVREL_LA_DISPATCH(dtype, "local_attn_backward", backward_impl, args, grads, workspace, stream);
+void local_attention_backward(const LocalAttentionArgs& args, const LocalAttentionGrads& grads,
+                              void* workspace, int dtype, std::uintptr_t stream) {
+  PYVREL_LOCAL_ATTENTION_DISPATCH(dtype, "local_attention_backward", backward_impl, args, grads,
+                                  workspace, stream);
 }
 
 }  // namespace pyvrel::cuda

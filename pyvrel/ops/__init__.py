@@ -3,7 +3,7 @@
 Every op takes ``backend=None`` (automatic: CUDA tensors -> CUDA extension, then Triton; CPU
 tensors -> C++ extension; the reference, with a logged warning, when none can run) or one of
 ``"cpp"``, ``"cuda"``, ``"triton"``, ``"reference"``. References live in
-:mod:`pyvrel.ops.reference`.
+:mod:`pyvrel.ops.reference` (one module per op family).
 """
 
 from pyvrel.ops.boxes import batched_nms, box_iou, box_iou_aligned, nms
@@ -19,15 +19,8 @@ from pyvrel.ops.tubes import (
     unpack_tubes,
 )
 from pyvrel.ops.types import Tubes
-from pyvrel.ops.linking import (
-    SeqNMSResult,
-    SoftViterbiResult,
-    ViterbiResult,
-    path_tubes,
-    seq_nms,
-    soft_viterbi,
-    viterbi_link,
-)
+from pyvrel.ops.seq_nms import SeqNMSResult, seq_nms
+from pyvrel.ops.viterbi import SoftViterbiResult, ViterbiResult, path_tubes, soft_viterbi, viterbi_link
 
 __all__ = [
     "SeqNMSResult",

@@ -26,11 +26,11 @@ def _ptr(t: Tensor | None) -> int:
     return 0 if t is None else t.data_ptr()
 
 
-# ---- pyvrel::local_attn_fwd / pyvrel::local_attn_bwd ------------------------------------------
+# ---- pyvrel::local_attention_fwd / pyvrel::local_attention_bwd -----------------------------------
 
 
-@torch.library.custom_op("pyvrel::local_attn_fwd", mutates_args=())
-def _local_attn_fwd(
+@torch.library.custom_op("pyvrel::local_attention_fwd", mutates_args=())
+def _local_attention_fwd(
     q: Tensor, k: Tensor, v: Tensor, q_lengths: Tensor, kv_lengths: Tensor, centers: Tensor | None,
     rel_bias: Tensor | None, left: int, right: int, dilation: int, causal: bool, shift: bool,
     scale: float, backend: str,
@@ -46,21 +46,21 @@ def _local_attn_fwd(
     out = q.new_empty(B, H, Lq, v.shape[-1])
     lse = q.new_empty(B, H, Lq, dtype=_lse_dtype(q.dtype))
     if out.numel() or lse.numel():
-        _ext.launch(backend, "local_attn_forward", q.device, q.data_ptr(), k.data_ptr(), v.data_ptr(),
+        _ext.launch(backend, "local_attention_forward", q.device, q.data_ptr(), k.data_ptr(), v.data_ptr(),
                     _ptr(rel_bias), q_lengths.data_ptr(), kv_lengths.data_ptr(), _ptr(centers), out.data_ptr(),
                     lse.data_ptr(), B, H, Lq, k.shape[2], q.shape[3], v.shape[3], left, right, dilation, shift,
                     causal, scale, _CODES[q.dtype])
     return out, lse
 
 
-@_local_attn_fwd.register_fake
+@_local_attention_fwd.register_fake
 def _(q, k, v, q_lengths, kv_lengths, centers, rel_bias, left, right, dilation, causal, shift, scale, backend):
     B, H, Lq, _ = q.shape
     return q.new_empty(B, H, Lq, v.shape[-1]), q.new_empty(B, H, Lq, dtype=_lse_dtype(q.dtype))
 
 
-@torch.library.custom_op("pyvrel::local_attn_bwd", mutates_args=())
-def _local_attn_bwd(
+@torch.library.custom_op("pyvrel::local_attention_bwd", mutates_args=())
+def _local_attention_bwd(
     dout: Tensor, dlse: Tensor | None, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor,
     q_lengths: Tensor, kv_lengths: Tensor, centers: Tensor | None, rel_bias: Tensor | None, left: int,
     right: int, dilation: int, causal: bool, shift: bool, scale: float, backend: str,
@@ -80,14 +80,14 @@ def _local_attn_bwd(
             dk.data_ptr(), dv.data_ptr(), 0 if rel_bias is None else dbias.data_ptr(), B, H, Lq, Lk, D, Dv,
             left, right, dilation, shift, causal, scale, _CODES[q.dtype]]
     if backend == "cuda":
-        nbytes = _ext.cuda().local_attn_workspace_bytes(B, H, Lq, Lk, D, Dv, left + right + 1, _CODES[q.dtype])
+        nbytes = _ext.cuda().local_attention_workspace_bytes(B, H, Lq, Lk, D, Dv, left + right + 1, _CODES[q.dtype])
         ws = torch.empty(nbytes, dtype=torch.uint8, device=q.device)
         args.insert(-1, ws.data_ptr())
-    _ext.launch(backend, "local_attn_backward", q.device, *args)
+    _ext.launch(backend, "local_attention_backward", q.device, *args)
     return dq, dk, dv, dbias
 
 
-@_local_attn_bwd.register_fake
+@_local_attention_bwd.register_fake
 def _(dout, dlse, q, k, v, out, lse, q_lengths, kv_lengths, centers, rel_bias, left, right, dilation, causal,
       shift, scale, backend):
     dbias = torch.empty_like(rel_bias) if rel_bias is not None else q.new_empty(0)
@@ -103,12 +103,12 @@ def _fwd_setup(ctx, inputs, output):
 
 def _fwd_grad(ctx, dout, dlse):
     q, k, v, out, lse, q_lengths, kv_lengths, centers, rel_bias = ctx.saved_tensors
-    dq, dk, dv, dbias = _local_attn_bwd(dout.contiguous(), None if dlse is None else dlse.contiguous(), q, k, v,
+    dq, dk, dv, dbias = _local_attention_bwd(dout.contiguous(), None if dlse is None else dlse.contiguous(), q, k, v,
                                         out, lse, q_lengths, kv_lengths, centers, rel_bias, *ctx.params)
     return dq, dk, dv, None, None, None, (dbias if rel_bias is not None else None), *([None] * 7)
 
 
-_local_attn_fwd.register_autograd(_fwd_grad, setup_context=_fwd_setup)
+_local_attention_fwd.register_autograd(_fwd_grad, setup_context=_fwd_setup)
 
 
 # ---- public API -------------------------------------------------------------------------------
@@ -269,7 +269,7 @@ def local_attention(
         def prep(t: Tensor) -> Tensor:
             return t.to(cdt).contiguous()
 
-        out, lse = _local_attn_fwd(prep(q), prep(k), prep(v), q_len, kv_len, centers,
+        out, lse = _local_attention_fwd(prep(q), prep(k), prep(v), q_len, kv_len, centers,
                                    None if rel_bias is None else prep(rel_bias), left, right, dilation, causal,
                                    shift, scale, chosen)
         out = out.to(dtype)

@@ -2,12 +2,12 @@
 // Scores and path sums are accumulated in double (acc_t); IoUs are computed in the boxes' type
 // and compared with the threshold rounded to that type, as the Python reference does.
 #pragma once
-#include "pyvrel/box.h"
+#include "pyvrel/boxes.h"
 #include "pyvrel/common.h"
 
 namespace pyvrel {
 
-// Suppression modes (pyvrel/ops/linking.py keeps the same table).
+// Suppression modes (pyvrel/ops/seq_nms.py keeps the same table).
 enum class SeqNmsSuppress : int { Remove = 0, Zero = 1 };
 // Rescoring modes of the selected path's boxes.
 enum class SeqNmsRescore : int { Avg = 0, Max = 1, None = 2 };

@@ -5,7 +5,7 @@
 #pragma once
 #include <math.h>
 
-#include "pyvrel/box.h"
+#include "pyvrel/boxes.h"
 #include "pyvrel/common.h"
 
 namespace pyvrel {

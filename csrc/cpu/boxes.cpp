@@ -1,10 +1,12 @@
-// Frame-level box IoU on the CPU (pairwise and aligned, forward and backward).
+// The box family on the CPU: frame-level box IoU (pairwise and aligned, forward and backward)
+// and greedy frame-level NMS. The visiting order comes from the caller (a stable
+// descending sort by score), so every backend breaks ties the same way.
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "kernels.h"
-#include "pyvrel/box.h"
+#include "pyvrel/boxes.h"
 
 namespace pyvrel::cpu {
 
@@ -108,6 +110,32 @@ void box_iou_aligned_backward(const void* a_, const void* b_, const void* g_, vo
                               int64_t K, int dtype, double pixel_offset, int num_threads) {
   PYVREL_DISPATCH_FLOAT(dtype, "box_iou_aligned_backward", box_iou_aligned_backward_impl, a_, b_,
                         g_, ga_, gb_, K, pixel_offset, num_threads);
+}
+
+template <typename scalar_t>
+void nms_forward_impl(const void* boxes_, const int64_t* order, const int64_t* idxs, uint8_t* keep,
+                      int64_t N, double iou_threshold, double pixel_offset) {
+  const auto* boxes = static_cast<const scalar_t*>(boxes_);
+  const auto off = static_cast<scalar_t>(pixel_offset);
+  const auto thr = static_cast<scalar_t>(iou_threshold);
+  std::vector<uint8_t> suppressed(N, 0);
+  for (int64_t n = 0; n < N; ++n) keep[n] = 0;
+  for (int64_t i = 0; i < N; ++i) {
+    const int64_t bi = order[i];
+    if (suppressed[bi]) continue;
+    keep[bi] = 1;
+    for (int64_t j = i + 1; j < N; ++j) {
+      const int64_t bj = order[j];
+      if (suppressed[bj] || (idxs != nullptr && idxs[bi] != idxs[bj])) continue;
+      if (box_iou(boxes + 4 * bi, boxes + 4 * bj, off) > thr) suppressed[bj] = 1;
+    }
+  }
+}
+
+void nms_forward(const void* boxes_, const int64_t* order, const int64_t* idxs, uint8_t* keep,
+                 int64_t N, int dtype, double iou_threshold, double pixel_offset) {
+  PYVREL_DISPATCH_FLOAT(dtype, "nms", nms_forward_impl, boxes_, order, idxs, keep, N, iou_threshold,
+                        pixel_offset);
 }
 
 }  // namespace pyvrel::cpu

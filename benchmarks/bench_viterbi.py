@@ -1,6 +1,6 @@
-"""Seq-NMS and Viterbi linking: reference vs C++ (vs CUDA where a GPU exists).
+"""Viterbi linking and soft Viterbi: NumPy and reference vs C++ and Triton (vs CUDA where a GPU exists).
 
-Run with ``pytest benchmarks/bench_linking.py --benchmark-only``. Outputs are checked against
+Run with ``pytest benchmarks/bench_viterbi.py --benchmark-only``. Outputs are checked against
 the reference (or an exact NumPy DP) once, outside the timed region.
 """
 
@@ -11,31 +11,12 @@ import pytest
 import torch
 
 import pyvrel.ops as ops
-from shapes import SEQ_NMS_SHAPES, VITERBI_SHAPES
+from shapes import VITERBI_SHAPES
 
 HAS_GPU = torch.cuda.is_available()
 PROVIDERS = ["reference", "cpp", pytest.param("cuda", marks=pytest.mark.skipif(not HAS_GPU, reason="no GPU"))]
 TRITON = pytest.param("triton", marks=pytest.mark.skipif(
     not HAS_GPU, reason="Triton timings need a GPU (the CPU interpreter is no benchmark)"))
-
-
-def synthetic_video(T: int, N: int, objects: int = 30, per_object: int = 8, seed: int = 0):
-    """30 moving objects x 8 jittered detections + clutter in a 480 x 480 frame; uniform scores."""
-    g = torch.Generator().manual_seed(seed)
-    start = torch.rand(objects, 2, generator=g) * 400
-    vel = torch.randn(objects, 2, generator=g) * 3
-    size = torch.rand(objects, 2, generator=g) * 80 + 20
-    t = torch.arange(T, dtype=torch.float32)[:, None, None]
-    k = min(objects * per_object, N)
-    centers = (start[None] + vel[None] * t)[:, :, None].expand(T, objects, per_object, 2).reshape(T, -1, 2)[:, :k]
-    wh = size[None, :, None].expand(T, objects, per_object, 2).reshape(T, -1, 2)[:, :k]
-    centers = centers + torch.randn(T, k, 2, generator=g) * 4
-    wh = wh * (1 + torch.randn(T, k, 2, generator=g) * 0.08)
-    centers = torch.cat([centers, torch.rand(T, N - k, 2, generator=g) * 480], 1)
-    wh = torch.cat([wh, torch.rand(T, N - k, 2, generator=g) * 80 + 10], 1)
-    boxes = torch.cat([centers - wh / 2, centers + wh / 2], -1)
-    perm = torch.argsort(torch.rand(T, N, generator=g), dim=1)
-    return torch.gather(boxes, 1, perm[..., None].expand(T, N, 4)), torch.rand(T, N, generator=g)
 
 
 def proposals(B: int, T: int, N: int, seed: int = 0):
@@ -66,22 +47,6 @@ def numpy_viterbi(boxes: np.ndarray, unary: np.ndarray, frames: np.ndarray):
     for t in range(T - 1, 0, -1):
         path.append(int(back[t][path[-1]]))
     return path[::-1], float(V.max())
-
-
-@pytest.mark.parametrize("provider", PROVIDERS)
-@pytest.mark.parametrize("T,N", SEQ_NMS_SHAPES, ids=[f"{t}x{n}" for t, n in SEQ_NMS_SHAPES])
-def test_seq_nms(benchmark, provider, T, N):
-    benchmark.group = f"seq_nms-{T}x{N}"
-    if provider == "reference" and N > 100:
-        pytest.skip("the plain-Python reference needs minutes at this size (O(K·T·N²) Python loops)")
-    boxes, scores = synthetic_video(T, N)
-    dev = "cuda" if provider == "cuda" else "cpu"
-    boxes, scores = boxes.to(dev), scores.to(dev)
-    out = benchmark(lambda: ops.seq_nms(boxes, scores, backend=provider))
-    if provider != "reference" and N <= 100:  # exact equality with the reference, untimed
-        expected = ops.seq_nms(boxes.cpu(), scores.cpu(), backend="reference")
-        assert torch.equal(out.scores.cpu(), expected.scores)
-        assert torch.equal(out.box_index.cpu(), expected.box_index)
 
 
 @pytest.mark.parametrize("provider", ["numpy", *PROVIDERS, TRITON])

@@ -42,12 +42,12 @@ struct LocalWindow {
 };
 
 // Default centre of query i when no explicit centres are given.
-PYVREL_HD int64_t la_default_center(int64_t i, int64_t Lq, int64_t Lk) {
+PYVREL_HD int64_t local_attention_default_center(int64_t i, int64_t Lq, int64_t Lk) {
   return Lq == Lk ? i : ((2 * i + 1) * Lk) / (2 * Lq);
 }
 
 // Key read by slot 0 of the window centred on key c, with n valid keys.
-PYVREL_HD int64_t la_window_start(const LocalWindow& w, int64_t c, int64_t n) {
+PYVREL_HD int64_t local_attention_window_start(const LocalWindow& w, int64_t c, int64_t n) {
   int64_t start = c - w.dilation * w.left;
   if (w.shift) {
     const int64_t end = start + w.dilation * (w.left + w.right);
@@ -58,8 +58,8 @@ PYVREL_HD int64_t la_window_start(const LocalWindow& w, int64_t c, int64_t n) {
 }
 
 // Valid slots [*lo, *hi] (empty when *lo > *hi) of a window starting at key `start`, n valid keys.
-PYVREL_HD void la_valid_slots(const LocalWindow& w, int64_t start, int64_t n, int64_t* lo,
-                              int64_t* hi) {
+PYVREL_HD void local_attention_valid_slots(const LocalWindow& w, int64_t start, int64_t n,
+                                           int64_t* lo, int64_t* hi) {
   const int64_t d = w.dilation;
   int64_t a = 0, b = w.slots() - 1;
   if (start < 0) a = max_(a, (-start + d - 1) / d);
@@ -74,19 +74,20 @@ PYVREL_HD void la_valid_slots(const LocalWindow& w, int64_t start, int64_t n, in
 
 // Window of query i of batch row `batch`: start key and valid slot range; false when the row has
 // no valid slot or the query is padding (i >= q_len).
-PYVREL_HD bool la_query_window(const LocalWindow& w, int64_t i, int64_t Lq, int64_t Lk,
-                               int64_t q_len, int64_t kv_len, const int64_t* centers_row,
-                               int64_t* start, int64_t* lo, int64_t* hi) {
+PYVREL_HD bool local_attention_query_window(const LocalWindow& w, int64_t i, int64_t Lq, int64_t Lk,
+                                            int64_t q_len, int64_t kv_len,
+                                            const int64_t* centers_row, int64_t* start, int64_t* lo,
+                                            int64_t* hi) {
   if (i >= q_len) return false;
-  const int64_t c = centers_row ? centers_row[i] : la_default_center(i, Lq, Lk);
-  *start = la_window_start(w, c, kv_len);
-  la_valid_slots(w, *start, kv_len, lo, hi);
+  const int64_t c = centers_row ? centers_row[i] : local_attention_default_center(i, Lq, Lk);
+  *start = local_attention_window_start(w, c, kv_len);
+  local_attention_valid_slots(w, *start, kv_len, lo, hi);
   return *lo <= *hi;
 }
 
 // Buffers and sizes of one call (all contiguous; shapes in the comments). Shared by the CPU and
 // CUDA entry points (csrc/cpu/kernels.h, csrc/cuda/kernels.h).
-struct LocalAttnArgs {
+struct LocalAttentionArgs {
   const void* q;          // (B, H, Lq, D)
   const void* k;          // (B, H, Lk, D)
   const void* v;          // (B, H, Lk, Dv)
@@ -103,7 +104,7 @@ struct LocalAttnArgs {
 };
 
 // Gradient buffers of the backward: inputs dout (and optional dlse), outputs overwritten.
-struct LocalAttnGrads {
+struct LocalAttentionGrads {
   const void* dout;  // (B, H, Lq, Dv)
   const void* dlse;  // (B, H, Lq) or null
   void* dq;          // (B, H, Lq, D)
@@ -113,19 +114,19 @@ struct LocalAttnGrads {
 };
 
 template <typename T>
-PYVREL_HD T la_exp(T x) {
+PYVREL_HD T local_attention_exp(T x) {
   using std::exp;
   return exp(x);
 }
 template <typename T>
-PYVREL_HD T la_log(T x) {
+PYVREL_HD T local_attention_log(T x) {
   using std::log;
   return log(x);
 }
 
 // Dot product of two rows of length n, accumulated in Acc.
 template <typename Acc, typename T>
-PYVREL_HD Acc la_dot(const T* a, const T* b, int64_t n) {
+PYVREL_HD Acc local_attention_dot(const T* a, const T* b, int64_t n) {
   Acc s = 0;
   PYVREL_SIMD_SUM(s)
   for (int64_t d = 0; d < n; ++d) s += static_cast<Acc>(a[d]) * static_cast<Acc>(b[d]);
@@ -136,9 +137,9 @@ PYVREL_HD Acc la_dot(const T* a, const T* b, int64_t n) {
 // slot o> (+ bias[o]). Four slots at a time, so four independent accumulations share each load
 // of q (the host compiler vectorises the channel loop).
 template <typename Acc, typename T>
-PYVREL_HD void la_window_scores(const T* q, const T* k, int64_t D, int64_t start, int64_t dil,
-                                int64_t lo, int64_t hi, Acc scale, const T* bias, Acc* r,
-                                int64_t rs) {
+PYVREL_HD void local_attention_window_scores(const T* q, const T* k, int64_t D, int64_t start,
+                                             int64_t dil, int64_t lo, int64_t hi, Acc scale,
+                                             const T* bias, Acc* r, int64_t rs) {
   int64_t o = lo;
   for (; o + 3 <= hi; o += 4) {
     const T* k0 = k + (start + dil * o) * D;
@@ -159,7 +160,8 @@ PYVREL_HD void la_window_scores(const T* q, const T* k, int64_t D, int64_t start
     r[(o + 2) * rs] = scale * s2;
     r[(o + 3) * rs] = scale * s3;
   }
-  for (; o <= hi; ++o) r[o * rs] = scale * la_dot<Acc>(q, k + (start + dil * o) * D, D);
+  for (; o <= hi; ++o)
+    r[o * rs] = scale * local_attention_dot<Acc>(q, k + (start + dil * o) * D, D);
   if (bias)
     for (o = lo; o <= hi; ++o) r[o * rs] += static_cast<Acc>(bias[o]);
 }
@@ -168,8 +170,9 @@ PYVREL_HD void la_window_scores(const T* q, const T* k, int64_t D, int64_t start
 // weighted sum of the window's value (or key) rows that the forward (output) and backward (dq)
 // rows share.
 template <typename T, typename Acc>
-PYVREL_HD void la_window_combine(const Acc* weight, int64_t ws, Acc c, const T* rows, int64_t step,
-                                 int64_t lo, int64_t hi, int64_t n, T* out) {
+PYVREL_HD void local_attention_window_combine(const Acc* weight, int64_t ws, Acc c, const T* rows,
+                                              int64_t step, int64_t lo, int64_t hi, int64_t n,
+                                              T* out) {
 #ifdef __CUDA_ARCH__
   // one thread per row: accumulate each channel in Acc, write once
   for (int64_t d = 0; d < n; ++d) {
@@ -193,21 +196,23 @@ PYVREL_HD void la_window_combine(const Acc* weight, int64_t ws, Acc c, const T* 
 // q (D,), k (Lk, D) and v (Lk, Dv) of this (batch, head); bias (W,) or null.
 // score[o * ss] is scratch for W scores. Writes out (Dv,) and returns the log-sum-exp.
 template <typename T, typename Acc>
-PYVREL_HD Acc la_forward_row(const LocalWindow& w, const T* q, const T* k, const T* v,
-                             const T* bias, int64_t D, int64_t Dv, Acc scale, int64_t start,
-                             int64_t lo, int64_t hi, Acc* score, int64_t ss, T* out) {
+PYVREL_HD Acc local_attention_forward_row(const LocalWindow& w, const T* q, const T* k, const T* v,
+                                          const T* bias, int64_t D, int64_t Dv, Acc scale,
+                                          int64_t start, int64_t lo, int64_t hi, Acc* score,
+                                          int64_t ss, T* out) {
   const int64_t dil = w.dilation;
-  la_window_scores(q, k, D, start, dil, lo, hi, scale, bias, score, ss);
+  local_attention_window_scores(q, k, D, start, dil, lo, hi, scale, bias, score, ss);
   Acc m = -INFINITY;
   for (int64_t o = lo; o <= hi; ++o) m = max_(m, score[o * ss]);
   Acc sum = 0;
   for (int64_t o = lo; o <= hi; ++o) {
-    const Acc p = la_exp(score[o * ss] - m);
+    const Acc p = local_attention_exp(score[o * ss] - m);
     score[o * ss] = p;
     sum += p;
   }
-  la_window_combine(score, ss, Acc(1) / sum, v + start * Dv, dil * Dv, lo, hi, Dv, out);
-  return m + la_log(sum);
+  local_attention_window_combine(score, ss, Acc(1) / sum, v + start * Dv, dil * Dv, lo, hi, Dv,
+                                 out);
+  return m + local_attention_log(sum);
 }
 
 // Backward of one query row over its valid slots [lo, hi] (non-empty), recomputing the
@@ -215,19 +220,21 @@ PYVREL_HD Acc la_forward_row(const LocalWindow& w, const T* q, const T* k, const
 // Writes p[o * ss] (probabilities), ds[o * ss] (score gradients p * (dp - delta), before
 // `scale`) and dq (D,) = scale * sum_o ds_o k_o. The caller scatters dk, dv and dbias.
 template <typename T, typename Acc>
-PYVREL_HD void la_backward_row(const LocalWindow& w, const T* q, const T* k, const T* v,
-                               const T* bias, const T* dout, int64_t D, int64_t Dv, Acc scale,
-                               Acc lse, Acc delta, int64_t start, int64_t lo, int64_t hi, Acc* p,
-                               Acc* ds, int64_t ss, T* dq) {
+PYVREL_HD void local_attention_backward_row(const LocalWindow& w, const T* q, const T* k,
+                                            const T* v, const T* bias, const T* dout, int64_t D,
+                                            int64_t Dv, Acc scale, Acc lse, Acc delta,
+                                            int64_t start, int64_t lo, int64_t hi, Acc* p, Acc* ds,
+                                            int64_t ss, T* dq) {
   const int64_t dil = w.dilation;
-  la_window_scores(q, k, D, start, dil, lo, hi, scale, bias, p, ss);
-  la_window_scores(dout, v, Dv, start, dil, lo, hi, Acc(1), static_cast<const T*>(nullptr), ds, ss);
+  local_attention_window_scores(q, k, D, start, dil, lo, hi, scale, bias, p, ss);
+  local_attention_window_scores(dout, v, Dv, start, dil, lo, hi, Acc(1),
+                                static_cast<const T*>(nullptr), ds, ss);
   for (int64_t o = lo; o <= hi; ++o) {
-    const Acc prob = la_exp(p[o * ss] - lse);
+    const Acc prob = local_attention_exp(p[o * ss] - lse);
     p[o * ss] = prob;
     ds[o * ss] = prob * (ds[o * ss] - delta);
   }
-  la_window_combine(ds, ss, scale, k + start * D, dil * D, lo, hi, D, dq);
+  local_attention_window_combine(ds, ss, scale, k + start * D, dil * D, lo, hi, D, dq);
 }
 
 }  // namespace pyvrel

@@ -3,7 +3,7 @@
 // A tube is `len` consecutive boxes starting at video frame `start`: boxes[4*i .. 4*i+3] is the
 // box at frame start + i. Frame spans are half-open [start, start + len).
 #pragma once
-#include "pyvrel/box.h"
+#include "pyvrel/boxes.h"
 
 namespace pyvrel {
 

@@ -4,7 +4,7 @@ Viterbi: the program runs the forward max-sum DP. Each step loads the boxes of f
 ``prev[p] + λ_t · IoU`` and reduces over p: the maximum, and the lowest p reaching it (the tie rule
 of every backend). Back pointers go to memory; the host walks them back (vectorised over
 problems) and, for k disjoint paths, removes the chosen boxes and runs the DP again. IoUs are
-computed in the boxes' dtype with the operation order of ``csrc/include/pyvrel/box.h``, an IEEE
+computed in the boxes' dtype with the operation order of ``csrc/include/pyvrel/boxes.h``, an IEEE
 float32 division (``div_rn``) and no floating-point contraction (``enable_fp_fusion=False``), so
 values are those of the C++ kernel.
 
@@ -22,7 +22,7 @@ from pyvrel import _ext
 
 
 @triton.jit
-def _viterbi_forward_kernel(
+def _viterbi_link_kernel(
     boxes_ptr, unary_ptr, lam_ptr, lengths_ptr, ok_ptr, back_ptr, last_ptr,
     T, N, off,
     LEGACY: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -78,7 +78,7 @@ def viterbi_link_triton(boxes: torch.Tensor, unary: torch.Tensor, frames: torch.
     options = {} if _ext.triton_interpret() else {"enable_fp_fusion": False}
     rows = torch.arange(B, device=dev)
     for r in range(k):
-        _viterbi_forward_kernel[(B,)](
+        _viterbi_link_kernel[(B,)](
             boxes, unary, lam, lengths, ok, back, last, T, N, float(pixel_offset),
             LEGACY=bool(legacy_vrgv), BLOCK_N=max(16, triton.next_power_of_2(N)), **options)
         best, end = last.max(dim=1)  # the first maximum: the lowest final index
@@ -177,7 +177,7 @@ def _unary_weight(t, L, LEGACY: tl.constexpr):
 @triton.jit
 def _iou_tile(boxes_ptr, first_a, first_b, rows, cols, N, off):
     """IoU (float64) of boxes first_a + rows (one frame) and first_b + cols (the next), computed
-    in the boxes' dtype in box.h's order; zero outside N."""
+    in the boxes' dtype in boxes.h's order; zero outside N."""
     pa = boxes_ptr + 4 * (first_a + rows)
     pb = boxes_ptr + 4 * (first_b + cols)
     am = rows < N

@@ -1,0 +1,272 @@
+"""Seq-NMS: link detections over time into tracklets and rescore/suppress them.
+
+Semantics, options and the quirks of the public implementations this op replaces are in
+``specs/postprocessing.md`` §3 and in ``docs/architecture.md`` ("Seq-NMS and Viterbi"). The reference
+is :func:`pyvrel.ops.reference.seq_nms_ref`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import torch
+from torch import Tensor
+
+from pyvrel import _ext
+from pyvrel.ops import _checks
+from pyvrel.ops.reference import seq_nms as ref
+from pyvrel.ops._backend import choose_backend
+from pyvrel.ops._per_box import finite_where_valid, per_box_inputs
+from pyvrel.ops.types import Tubes
+
+__all__ = ["SeqNMSResult", "seq_nms"]
+
+_SEQ_NMS_BACKENDS = ("cpp", "cuda", "reference")  # the select loop is serial per video: no Triton
+_RESCORE = {"avg": 0, "max": 1, "none": 2}  # csrc/include/pyvrel/seq_nms.h: SeqNmsRescore
+_SUPPRESS = {"remove": 0, "zero": 1}  # SeqNmsSuppress
+
+
+def _code(t: Tensor) -> int:
+    return _ext.DTYPE_CODES[t.dtype]
+
+
+def _compute_dtype(t: Tensor) -> torch.dtype:
+    return t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def _ptr(t: Tensor | None) -> int:
+    return 0 if t is None else t.data_ptr()
+
+
+
+# ---- pyvrel::seq_nms ------------------------------------------------------------------------
+
+
+@torch.library.custom_op("pyvrel::seq_nms", mutates_args=())
+def _seq_nms(boxes: Tensor, scores: Tensor, valid: Tensor, labels: Tensor | None, link_threshold: float,
+             suppress_threshold: float, strict: bool, rescore: int, suppress: int, max_sequences: int,
+             min_score: float, pixel_offset: float, node_cap: int, backend: str
+             ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """boxes (B, T, N, 4), scores (B, T, N), valid (B, T, N) uint8, labels (B, T, N) int64 or None
+    -> scores_out (B, T, N), seq_id (B, T, N), seq_count (B,), seq_start, seq_len (B, K) int64,
+    seq_score (B, K) float64, nodes (B, node_cap) int64, nodes_needed (B,)."""
+    B, T, N = scores.shape
+    K = _sequence_capacity(T, N, max_sequences)
+    dev = boxes.device
+    scores_out = scores.clone()
+    seq_id = torch.empty(B, T, N, dtype=torch.int64, device=dev)
+    seq_count = torch.zeros(B, dtype=torch.int64, device=dev)
+    seq_start = torch.zeros(B, K, dtype=torch.int64, device=dev)
+    seq_len = torch.zeros(B, K, dtype=torch.int64, device=dev)
+    seq_score = torch.zeros(B, K, dtype=torch.float64, device=dev)
+    nodes = torch.zeros(B, node_cap, dtype=torch.int64, device=dev)
+    needed = torch.zeros(B, dtype=torch.int64, device=dev)
+    if scores.numel():
+        args = [boxes.data_ptr(), scores.data_ptr(), valid.data_ptr(), _ptr(labels), B, T, N, link_threshold,
+                suppress_threshold, strict, rescore, suppress, max_sequences, min_score, pixel_offset,
+                scores_out.data_ptr(), seq_id.data_ptr(), seq_count.data_ptr(), seq_start.data_ptr(),
+                seq_len.data_ptr(), seq_score.data_ptr(), K, nodes.data_ptr(), node_cap, needed.data_ptr(),
+                _code(boxes)]
+        if backend == "cuda":
+            workspace = torch.empty(_ext.cuda().seq_nms_workspace_bytes(B, T, N), dtype=torch.uint8, device=dev)
+            args.append(workspace.data_ptr())
+        _ext.launch(backend, "seq_nms_forward", dev, *args)
+    else:
+        seq_id.fill_(-1)
+    return scores_out, seq_id, seq_count, seq_start, seq_len, seq_score, nodes, needed
+
+
+@_seq_nms.register_fake
+def _(boxes, scores, valid, labels, link_threshold, suppress_threshold, strict, rescore, suppress, max_sequences,
+      min_score, pixel_offset, node_cap, backend):
+    B, T, N = scores.shape
+    K = _sequence_capacity(T, N, max_sequences)
+    i64 = dict(dtype=torch.int64, device=boxes.device)
+    return (torch.empty_like(scores), scores.new_empty(B, T, N, **i64), scores.new_empty(B, **i64),
+            scores.new_empty(B, K, **i64), scores.new_empty(B, K, **i64),
+            scores.new_empty(B, K, dtype=torch.float64), scores.new_empty(B, node_cap, **i64),
+            scores.new_empty(B, **i64))
+
+
+def _sequence_capacity(T: int, N: int, max_sequences: int) -> int:
+    """Upper bound of sequences per video: each selects a path of >= 2 boxes that "remove" cuts
+    out of the graph, or ("zero") sets at least one positive score to 0, so at most T * N."""
+    cap = max(T * N, 1)
+    return min(cap, max_sequences) if max_sequences > 0 else cap
+
+
+class SeqNMSResult(NamedTuple):
+    """Output of :func:`seq_nms`.
+
+    scores (Tensor[B, T, N] or [T, N]): rescored scores (entries outside ``valid`` unchanged).
+    sequence_id (Tensor[B, T, N] or [T, N] int64): the first sequence that selected each box
+        (index into the tracklets of its video, in selection order), -1 if none.
+    tracklets (Tubes): the K selected sequences of all videos, video-major in selection order:
+        boxes ``(K, L, 4)``, ``start`` (first frame), ``length``.
+    box_index (Tensor[K, L] int64): the detection index of each tracklet frame, -1 padded.
+    tracklet_score (Tensor[K] float64): sum of the (current) scores along the path when selected.
+    video (Tensor[K] int64): batch index of each tracklet (0 for unbatched input).
+    """
+
+    scores: Tensor
+    sequence_id: Tensor
+    tracklets: Tubes
+    box_index: Tensor
+    tracklet_score: Tensor
+    video: Tensor
+
+
+def _tracklets(boxes: Tensor, video: Tensor, start: Tensor, length: Tensor, box_index: Tensor) -> Tubes:
+    """Gather the tracklet boxes ``boxes[video, start + d, box_index[:, d]]`` (zero padded)."""
+    K, L = box_index.shape
+    d = torch.arange(L, device=boxes.device)
+    inside = d[None, :] < length[:, None]
+    frame = (start[:, None] + d[None, :]).clamp(max=boxes.shape[1] - 1) if boxes.shape[1] else start[:, None]
+    picked = boxes[video[:, None].expand(K, L), frame.expand(K, L), box_index.clamp(min=0)]
+    return Tubes(torch.where(inside[..., None], picked, torch.zeros_like(picked)), start, length)
+
+
+def seq_nms(
+    boxes: Tensor,
+    scores: Tensor,
+    counts: Tensor | None = None,
+    *,
+    valid: Tensor | None = None,
+    labels: Tensor | None = None,
+    num_frames: Tensor | None = None,
+    link_threshold: float = 0.5,
+    suppress_threshold: float = 0.3,
+    rescore: Literal["avg", "max", "none"] | None = None,
+    variant: Literal["seqnms", "vidvrd2"] = "seqnms",
+    max_sequences: int | None = None,
+    min_score: float = 0.0,
+    strict: bool = False,
+    pixel_offset: float = 0,
+    backend: str | None = None,
+) -> SeqNMSResult:
+    """Seq-NMS: link per-frame detections into sequences, rescore and suppress (Han et al. 2016).
+
+    Exactly the reference algorithm of ``specs/postprocessing.md`` §3.2 (lrghust/tmoopenn/
+    MrParosk): box ``i`` of frame ``t`` links to box ``j`` of frame ``t + 1`` when their IoU is
+    ``>= link_threshold`` (and the labels are equal and >= 0, if given). Then, repeatedly: a
+    backward DP gives each box the best score sum of a path starting at it (ties: the lowest
+    successor index); among the boxes with no incoming link, scanned frame by frame and by index,
+    the first with the strictly largest sum above ``min_score`` starts the selected path; the
+    loop stops when there is none or the path is a single box. The path's boxes are rescored
+    (``"avg"``: sum / length, ``"max"``, ``"none"``), and in each of its frames the path box and
+    every box with IoU ``>= suppress_threshold`` with it are suppressed: they lose all their links
+    (labels are not considered here). Sums are accumulated in float64.
+
+    ``variant="vidvrd2"`` is the VidVRD-II tracklet setting (Xie et al. 2020): suppressed boxes
+    keep their links but their score becomes 0 (so later sequences may run through used boxes),
+    no rescoring (``rescore`` must be ``"none"``/None); its tracklet setting uses
+    ``suppress_threshold=0.7``.
+
+    Args:
+        boxes (Tensor[B, T, N, 4] or [T, N, 4]): per-frame detections ``(x1, y1, x2, y2)``, padded
+            to N per frame; a leading batch of videos, all computed in one call.
+        scores (Tensor[B, T, N] or [T, N]): detection scores, same dtype as ``boxes``.
+        counts (Tensor[B, T] or [T] int, optional): valid detections per frame (the first
+            ``counts[b, t]``); default all N. Exclusive with ``valid``.
+        valid (Tensor[B, T, N] or [T, N] bool, optional): validity mask of the detections.
+        labels (Tensor[B, T, N] or [T, N] int, optional): class-aware linking; a label < 0 never
+            links. To run classes independently, put them in the batch dimension.
+        num_frames (Tensor[B] int, optional): frames of each video (default T); later frames are
+            ignored.
+        link_threshold, suppress_threshold: IoU thresholds in [0, 1], compared in the boxes' dtype.
+        rescore: ``"avg"`` (default for ``"seqnms"``), ``"max"`` or ``"none"``.
+        max_sequences: stop after this many sequences per video (None: no limit).
+        min_score: a path is selected only if its score sum is strictly greater (default 0).
+        strict: compare IoUs with ``>`` instead of ``>=`` (both thresholds).
+        pixel_offset: 0 (continuous) or 1 (legacy +1 widths/heights).
+        backend: ``None`` (automatic), ``"cpp"``, ``"cuda"`` or ``"reference"``.
+
+    Returns:
+        :class:`SeqNMSResult` (scores, sequence_id, tracklets, box_index, tracklet_score, video).
+        Identical on every backend (exact, including ties).
+    """
+    op = "seq_nms"
+    batched, shape, boxes, scores, mask, tensors = per_box_inputs(op, boxes, "scores", scores, counts, valid)
+    B, T, N = scores.shape
+    if mask is None:
+        mask = torch.ones(B, T, N, dtype=torch.bool, device=boxes.device)
+    if labels is not None:
+        _checks.tensor(op, "labels", labels, integer=True)
+        if tuple(labels.shape) != shape:
+            raise ValueError(f"{op}: labels must have shape {shape}, got {tuple(labels.shape)}")
+        tensors["labels"] = labels
+        labels = labels.reshape(B, T, N).to(torch.int64).contiguous()
+    if num_frames is not None:
+        _checks.tensor(op, "num_frames", num_frames, ndim=1, integer=True)
+        if not batched or num_frames.shape[0] != B:
+            raise ValueError(f"{op}: num_frames must have shape ({B},) (one per video of batched boxes), "
+                             f"got {tuple(num_frames.shape)}")
+        tensors["num_frames"] = num_frames
+        if B and not _checks._compiling() and bool(((num_frames < 0) | (num_frames > T)).any()):
+            raise ValueError(f"{op}: num_frames must be in [0, T={T}]")
+        mask = mask & (torch.arange(T, device=num_frames.device)[None, :] < num_frames[:, None])[..., None]
+    device = _checks.same_device(op, **tensors)
+    _checks.in_range(op, "link_threshold", float(link_threshold), 0.0, 1.0)
+    _checks.in_range(op, "suppress_threshold", float(suppress_threshold), 0.0, 1.0)
+    off = _checks.pixel_offset(op, pixel_offset)
+    if variant not in ("seqnms", "vidvrd2"):
+        raise ValueError(f"{op}: variant must be 'seqnms' or 'vidvrd2', got {variant!r}")
+    if rescore is None:
+        rescore = "avg" if variant == "seqnms" else "none"
+    if rescore not in _RESCORE:
+        raise ValueError(f"{op}: rescore must be one of {tuple(_RESCORE)}, got {rescore!r}")
+    if variant == "vidvrd2" and rescore != "none":
+        raise ValueError(f"{op}: variant='vidvrd2' does not rescore (rescore must be 'none'), got {rescore!r}")
+    suppress = "remove" if variant == "seqnms" else "zero"
+    if variant == "vidvrd2" and min_score < 0:
+        raise ValueError(f"{op}: variant='vidvrd2' needs min_score >= 0 (zeroed paths would repeat), got {min_score}")
+    if max_sequences is not None and (not isinstance(max_sequences, int) or max_sequences < 1):
+        raise ValueError(f"{op}: max_sequences must be a positive int or None, got {max_sequences!r}")
+    max_seq = max_sequences or 0
+    finite_where_valid(op, "boxes", boxes, "scores", scores, mask, counts is None and valid is None
+                        and num_frames is None)
+    chosen = choose_backend(op, device, backend, _SEQ_NMS_BACKENDS)
+    cdt = _compute_dtype(boxes)
+    boxes_c, scores_c = boxes.to(cdt).contiguous(), scores.to(cdt).contiguous()
+    if chosen == "reference":
+        videos = ref.seq_nms_ref(boxes_c, scores_c, mask, labels, link_threshold=link_threshold,
+                                 suppress_threshold=suppress_threshold, rescore=rescore, suppress=suppress,
+                                 max_sequences=max_seq, min_score=float(min_score), strict=strict,
+                                 pixel_offset=off)
+        out_scores = torch.tensor([v[0] for v in videos], dtype=torch.float64).reshape(B, T, N).to(device)
+        out_scores = torch.where(mask, out_scores.to(cdt), scores_c)
+        seq_id = torch.tensor([v[1] for v in videos], dtype=torch.int64).reshape(B, T, N).to(device)
+        seqs = [(b, start, path, score) for b, v in enumerate(videos) for start, path, score in v[2]]
+        L = max((len(s[2]) for s in seqs), default=0)
+        video = torch.tensor([s[0] for s in seqs], dtype=torch.int64, device=device)
+        start = torch.tensor([s[1] for s in seqs], dtype=torch.int64, device=device)
+        length = torch.tensor([len(s[2]) for s in seqs], dtype=torch.int64, device=device)
+        box_index = torch.tensor([s[2] + [-1] * (L - len(s[2])) for s in seqs], dtype=torch.int64,
+                                 device=device).reshape(len(seqs), L)
+        score = torch.tensor([s[3] for s in seqs], dtype=torch.float64, device=device)
+    else:
+        node_cap = max(T * N, 1)
+        while True:
+            out_scores, seq_id, count, start_all, len_all, score_all, nodes, needed = _seq_nms(
+                boxes_c, scores_c, mask.to(torch.uint8).contiguous(), labels, float(link_threshold),
+                float(suppress_threshold), bool(strict), _RESCORE[rescore], _SUPPRESS[suppress], max_seq,
+                float(min_score), off, node_cap, chosen)
+            most = int(needed.max()) if B else 0
+            if most <= node_cap:
+                break
+            node_cap = most  # "zero" mode: overlapping sequences needed more room; run again
+        K = start_all.shape[1]
+        taken = torch.arange(K, device=device)[None, :] < count[:, None]
+        video = torch.arange(B, device=device)[:, None].expand(B, K)[taken]
+        start, length, score = start_all[taken], len_all[taken], score_all[taken]
+        L = int(length.max()) if length.numel() else 0
+        offset = torch.cumsum(len_all, dim=1) - len_all  # each video's sequences are back to back
+        d = torch.arange(L, device=device)
+        slot = (offset[taken][:, None] + d[None, :]).clamp(max=node_cap - 1)
+        box_index = torch.where(d[None, :] < length[:, None], nodes[video[:, None].expand(-1, L), slot],
+                                torch.full_like(slot, -1))
+    tracklets = _tracklets(boxes, video, start, length, box_index)
+    out_scores = out_scores.to(scores.dtype)
+    if not batched:
+        out_scores, seq_id = out_scores[0], seq_id[0]
+    return SeqNMSResult(out_scores, seq_id, tracklets, box_index, score, video)
