@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kernels.h"
+#include "parallel.h"
 #include "pyvrel/viterbi.h"
 
 namespace pyvrel::cpu {
@@ -30,19 +31,35 @@ int team_size(int num_threads, int64_t B) {
   return static_cast<int>(B < num_threads ? (B > 0 ? B : 1) : num_threads);
 }
 
-// Link weights E[t][q][p] = lambda_t * IoU(box[t, p], box[t+1, q]) of one problem (q-major, so
-// the DP over predecessors p reads contiguously).
+// Link weights E[q][p] = lambda_t * IoU(box[t, p], box[t+1, q]) of link t of one problem
+// (q-major, so the DP over predecessors p reads contiguously).
 template <typename T>
-void link_weights(const T* boxes, const int64_t* frames, int64_t L, int64_t N, acc_t w,
-                  bool gap_scaling, T off, std::vector<acc_t>& E) {
-  E.resize(static_cast<size_t>((L > 1 ? L - 1 : 0) * N * N));
-  for (int64_t t = 0; t + 1 < L; ++t) {
-    const acc_t lambda = viterbi_link_weight(frames, t, w, gap_scaling);
-    for (int64_t q = 0; q < N; ++q)
-      for (int64_t p = 0; p < N; ++p)
-        E[(t * N + q) * N + p] = viterbi_edge(lambda, boxes + 4 * (t * N + p),
-                                              boxes + 4 * ((t + 1) * N + q), off);
-  }
+void link_weights(const T* boxes, const int64_t* frames, int64_t t, int64_t N, acc_t w,
+                  bool gap_scaling, T off, acc_t* E) {
+  const acc_t lambda = viterbi_link_weight(frames, t, w, gap_scaling);
+  for (int64_t q = 0; q < N; ++q)
+    for (int64_t p = 0; p < N; ++p)
+      E[q * N + p] = viterbi_edge(lambda, boxes + 4 * (t * N + p), boxes + 4 * ((t + 1) * N + q), off);
+}
+
+// The soft Viterbi keeps all link weights of a problem when they fit in this many values, else
+// it recomputes each link's weights in the backward pass.
+constexpr int64_t kLinkBudget = int64_t(1) << 23;
+
+acc_t max_of(const acc_t* x, int64_t n) {
+  acc_t m = kNegInf;
+  for (int64_t i = 0; i < n; ++i) m = max_(m, x[i]);
+  return m;
+}
+
+// tau * log(sum_i exp(x[i] / tau)) of n values (scores, not scaled by 1 / tau), without overflow
+// for any tau > 0; -inf when all are -inf (or n == 0).
+acc_t soft_max(const acc_t* x, int64_t n, acc_t tau) {
+  const acc_t m = max_of(x, n);
+  if (m == kNegInf) return m;
+  acc_t sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += std::exp((x[i] - m) / tau);
+  return m + tau * std::log(sum);
 }
 
 template <typename T>
@@ -135,6 +152,10 @@ void viterbi_forward_impl(const void* boxes_, const void* unary_, const int64_t*
   }
 }
 
+// The DP runs on scores (path-score units), with log-sum-exps at temperature tau (soft_max):
+// nothing is multiplied by 1 / tau before a difference is taken, and the marginals (and the link
+// posteriors of the weight gradient) are normalised per frame (per link), where they sum to 1.
+// So tau -> 0 gives the hard path's marginals and score instead of overflow or cancellation.
 template <typename T>
 void soft_viterbi_forward_impl(const void* boxes_, const void* unary_, const int64_t* frames,
                                const int64_t* lengths, const uint8_t* valid,
@@ -145,68 +166,97 @@ void soft_viterbi_forward_impl(const void* boxes_, const void* unary_, const int
   const auto* boxes = static_cast<const T*>(boxes_);
   const auto* unary = static_cast<const T*>(unary_);
   const T off = static_cast<T>(pixel_offset);
-  const acc_t inv_tau = acc_t(1) / tau;
-#pragma omp parallel num_threads(team_size(num_threads, B))
+  const int64_t links = Tn > 1 ? Tn - 1 : 1;
+  const bool keep_links = links * N * N <= kLinkBudget;
+  const int team = team_size(num_threads, B);
+  // Per-thread buffers, allocated before the region: link weights, alpha, beta, node, tmp.
+  const size_t e_size = static_cast<size_t>((keep_links ? links : 1) * N * N);
+  ThreadBuffers<acc_t> buffers(team, e_size + static_cast<size_t>(3 * Tn * N + N * N));
+#pragma omp parallel num_threads(team)
   {
-    std::vector<acc_t> E, alpha(Tn * N), beta(Tn * N), node(Tn * N), tmp(N);
+    acc_t* E = buffers.mine();
+    acc_t* alpha = E + e_size;
+    acc_t* beta = alpha + Tn * N;
+    acc_t* node = beta + Tn * N;
+    acc_t* tmp = node + Tn * N;  // N * N
 #pragma omp for schedule(dynamic)
     for (int64_t b = 0; b < B; ++b) {
       const int64_t L = lengths[b], base = b * Tn * N;
+      const T* bx = boxes + 4 * base;
+      const int64_t* fr = frames + b * Tn;
       for (int64_t i = 0; i < Tn * N; ++i) marginals[base + i] = 0;
       log_partition[b] = kNegInf;
       grad_weight[b] = 0;
       if (L == 0) continue;
-      link_weights(boxes + 4 * base, frames + b * Tn, L, N, pairwise_weight[b], gap_scaling, off,
-                   E);
+      // weights of link t: computed by the forward pass, kept or recomputed by the backward one
+      auto link = [&](int64_t t, bool forward) -> const acc_t* {
+        acc_t* e = keep_links ? E + t * N * N : E;
+        if (forward || !keep_links) link_weights(bx, fr, t, N, pairwise_weight[b], gap_scaling, off, e);
+        return e;
+      };
       for (int64_t t = 0; t < L; ++t)
         for (int64_t q = 0; q < N; ++q)
           node[t * N + q] = valid[base + t * N + q]
                                 ? viterbi_unary_weight(t, L, legacy_vrgv) *
-                                      static_cast<acc_t>(unary[base + t * N + q]) * inv_tau
+                                      static_cast<acc_t>(unary[base + t * N + q])
                                 : kNegInf;
-      // Forward: alpha[t][q] = node[t][q] + lse_p(alpha[t-1][p] + E[t-1][q][p] / tau).
+      // Forward: alpha[t][q] = node[t][q] + soft_max_p(alpha[t-1][p] + E[t-1][q][p]).
       for (int64_t q = 0; q < N; ++q) alpha[q] = node[q];
-      for (int64_t t = 1; t < L; ++t)
+      for (int64_t t = 1; t < L; ++t) {
+        const acc_t* e = link(t - 1, true);
         for (int64_t q = 0; q < N; ++q) {
-          const acc_t* e = E.data() + ((t - 1) * N + q) * N;
           for (int64_t p = 0; p < N; ++p)  // -inf stays -inf (padded boxes never enter)
-            tmp[p] = alpha[(t - 1) * N + p] == kNegInf ? kNegInf
-                                                       : alpha[(t - 1) * N + p] + e[p] * inv_tau;
-          alpha[t * N + q] = node[t * N + q] + log_sum_exp(tmp.data(), N);
+            tmp[p] = alpha[(t - 1) * N + p] == kNegInf ? kNegInf : alpha[(t - 1) * N + p] + e[q * N + p];
+          alpha[t * N + q] = node[t * N + q] + soft_max(tmp, N, tau);
         }
-      const acc_t log_z = log_sum_exp(alpha.data() + (L - 1) * N, N);
+      }
+      const acc_t log_z = soft_max(alpha + (L - 1) * N, N, tau);
       if (log_z == kNegInf) continue;  // no path: some frame has no valid box
-      // Backward: beta[t][p] = lse_q(E[t][q][p] / tau + node[t+1][q] + beta[t+1][q]).
+      // Backward: beta[t][p] = soft_max_q(E[t][q][p] + node[t+1][q] + beta[t+1][q]), and the
+      // weight gradient d log Z / d w = sum_t sum_pq xi_t(p, q) * gamma_t * IoU, where the link
+      // posterior xi_t is the softmax over (p, q) of alpha[t][p] + E[t][q][p] + node/beta[t+1][q].
       for (int64_t p = 0; p < N; ++p) beta[(L - 1) * N + p] = 0;
-      for (int64_t t = L - 2; t >= 0; --t)
+      acc_t gw = 0;
+      for (int64_t t = L - 2; t >= 0; --t) {
+        const acc_t* e = link(t, false);
         for (int64_t p = 0; p < N; ++p) {
           for (int64_t q = 0; q < N; ++q)
             tmp[q] = node[(t + 1) * N + q] == kNegInf
                          ? kNegInf
-                         : E[(t * N + q) * N + p] * inv_tau + node[(t + 1) * N + q] +
-                               beta[(t + 1) * N + q];
-          beta[t * N + p] = log_sum_exp(tmp.data(), N);
+                         : e[q * N + p] + node[(t + 1) * N + q] + beta[(t + 1) * N + q];
+          beta[t * N + p] = soft_max(tmp, N, tau);
         }
-      for (int64_t i = 0; i < L * N; ++i)
-        marginals[base + i] = node[i] == kNegInf ? 0 : std::exp(alpha[i] + beta[i] - log_z);
-      // d log Z / d w = E[sum_t gamma_t IoU_t] = sum_t sum_pq xi_t(p, q) * E_t[q][p] / w, with
-      // E / w computed as gamma_t * IoU (w may be 0).
-      acc_t gw = 0;
-      for (int64_t t = 0; t + 1 < L; ++t) {
-        const acc_t gamma = viterbi_gap_factor(frames + b * Tn, t, gap_scaling);
         for (int64_t q = 0; q < N; ++q) {
           const acc_t right = node[(t + 1) * N + q] + beta[(t + 1) * N + q];
-          if (right == kNegInf) continue;
-          for (int64_t p = 0; p < N; ++p) {
-            if (alpha[t * N + p] == kNegInf) continue;
-            const acc_t e = E[(t * N + q) * N + p];
-            const acc_t xi = std::exp(alpha[t * N + p] + e * inv_tau + right - log_z);
-            gw += xi * viterbi_edge(gamma, boxes + 4 * (base + t * N + p),
-                                    boxes + 4 * (base + (t + 1) * N + q), off);
-          }
+          for (int64_t p = 0; p < N; ++p)
+            tmp[q * N + p] = right == kNegInf || alpha[t * N + p] == kNegInf
+                                 ? kNegInf
+                                 : alpha[t * N + p] + e[q * N + p] + right;
         }
+        const acc_t m = max_of(tmp, N * N);
+        if (m == kNegInf) continue;
+        const acc_t gamma = viterbi_gap_factor(fr, t, gap_scaling);
+        acc_t sum = 0, dot = 0;
+        for (int64_t q = 0; q < N; ++q)
+          for (int64_t p = 0; p < N; ++p) {
+            if (tmp[q * N + p] == kNegInf) continue;
+            const acc_t xi = std::exp((tmp[q * N + p] - m) / tau);
+            sum += xi;
+            dot += xi * viterbi_edge(gamma, bx + 4 * (t * N + p), bx + 4 * ((t + 1) * N + q), off);
+          }
+        gw += dot / sum;
       }
-      log_partition[b] = tau * log_z;
+      // Marginals: per frame, the softmax over its boxes of alpha + beta (they sum to 1).
+      for (int64_t t = 0; t < L; ++t) {
+        for (int64_t q = 0; q < N; ++q)
+          tmp[q] = node[t * N + q] == kNegInf ? kNegInf : alpha[t * N + q] + beta[t * N + q];
+        const acc_t m = max_of(tmp, N);
+        acc_t sum = 0;
+        for (int64_t q = 0; q < N; ++q) sum += tmp[q] == kNegInf ? 0 : std::exp((tmp[q] - m) / tau);
+        for (int64_t q = 0; q < N; ++q)
+          marginals[base + t * N + q] = tmp[q] == kNegInf ? 0 : std::exp((tmp[q] - m) / tau) / sum;
+      }
+      log_partition[b] = log_z;
       grad_weight[b] = gw;
     }
   }
