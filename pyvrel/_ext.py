@@ -135,11 +135,15 @@ def launch(backend: str, name: str, device: torch.device, *args: Any) -> Any:
     """Call kernel ``name`` of the C++ (``backend="cpp"``) or CUDA extension.
 
     ``args`` are the kernel's arguments (buffer addresses, sizes, codes); the CPU call gets the
-    OpenMP team size appended, the CUDA call the current stream of ``device``.
+    OpenMP team size appended, the CUDA call the current stream of ``device``. A kernel that
+    cannot allocate its work buffers raises ``MemoryError`` naming it.
     """
-    if backend == "cpp":
-        return getattr(cpu(), name)(*args, num_threads())
-    if backend == "cuda":
-        with torch.cuda.device(device):
-            return getattr(cuda(), name)(*args, torch.cuda.current_stream(device).cuda_stream)
+    try:
+        if backend == "cpp":
+            return getattr(cpu(), name)(*args, num_threads())
+        if backend == "cuda":
+            with torch.cuda.device(device):
+                return getattr(cuda(), name)(*args, torch.cuda.current_stream(device).cuda_stream)
+    except MemoryError as e:  # std::bad_alloc of a kernel's scratch: say which kernel
+        raise MemoryError(f"{name}: out of host memory for the kernel's work buffers ({e})") from e
     raise ValueError(f"launch: backend must be 'cpp' or 'cuda', got {backend!r}")
