@@ -183,43 +183,20 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _run_training(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from pyvrel.engine import (ConfigError, TrainConfig, Trainer, UnknownModelError, config_from_dict,
-                               config_to_dict, get_task_builder, seed_everything)
+    from pyvrel.engine import ConfigError, UnknownModelError
     from pyvrel.engine import distributed as dist
+    from pyvrel.engine.run import prepare_run
 
     origins: dict[str, str] = {}
     try:
-        builder = get_task_builder(args.model)
-        if args.data != "synthetic" and not Path(args.data).is_dir():
-            raise FileNotFoundError(f"{args.data}: data folder not found (give a folder or 'synthetic')")
         config: dict = {}
         if args.config:
             config = _read_config_file(args.config)
             origins = {f"{s}.{k}": args.config for s, values in config.items() for k in values}
         for item in args.set:
             _apply_set(config, origins, item)
-        train_values = config.get("train", {})
-        config_from_dict(TrainConfig, train_values, prefix="train.")  # fail before building the model
-        seed_everything(train_values.get("seed", TrainConfig.seed))
-        try:
-            task = builder(config.get("model", {}), args.data)
-        except ConfigError as e:  # the builder checks the model section
-            raise ConfigError("model." + e.key, e.message) from None
-        train_cfg = config_from_dict(TrainConfig, {**task.train_defaults, **train_values}, prefix="train.")
-        out = Path(args.out or Path("runs") / args.model.rpartition(":")[2])
-        resume = args.resume
-        if resume == "auto":
-            last = out / "checkpoints" / "last.pt"
-            resume = last if last.is_file() else None
-        meta = {"model": args.model, "model_config": dict(task.model_config), "data": args.data}
-        if dist.env_rank() == 0:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "config.json").write_text(json.dumps({**meta, "train": config_to_dict(train_cfg)}, indent=2) + "\n")
-        trainer = Trainer(task.model, task.train_set, train_cfg, collate_fn=task.collate_fn,
-                          evaluate=task.evaluate, out_dir=out, meta=meta)
-        summary = trainer.fit(resume=resume)
+        run = prepare_run(args.model, args.data, config, args.out)
+        summary = run.fit(resume=args.resume)
     except UnknownModelError as e:
         print(f"pyvrel train: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -243,30 +220,27 @@ def _run_training(args: argparse.Namespace) -> int:
         if summary["eval"]:
             parts.append("eval " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                              for k, v in summary["eval"].items()))
-        print(", ".join(parts) + f"; outputs in {out}")
+        print(", ".join(parts) + f"; outputs in {run.out}")
     return EXIT_OK
 
 
 def _detect(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import torch
-
     from pyvrel.data import write_predictions
-    from pyvrel.engine import load_checkpoint
-    from pyvrel.models.vrdone.task import detect, model_from_checkpoint
+    from pyvrel.data.dataset import check_data, open_dataset
+    from pyvrel.engine import ConfigError, UnknownModelError, load_checkpoint
+    from pyvrel.engine.registry import load_detector
 
     try:
-        if args.data != "synthetic" and not Path(args.data).is_dir():
-            raise FileNotFoundError(f"{args.data}: data folder not found (give a folder or 'synthetic')")
+        check_data(args.data)
         ckpt = load_checkpoint(args.checkpoint)
-        name = ckpt.get("meta", {}).get("model")
-        if name != "vrdone":
-            raise ValueError(f"{args.checkpoint}: a checkpoint of model {name!r}; pyvrel detect runs 'vrdone'")
-        model, cfg, vocab = model_from_checkpoint(ckpt, ema=not args.no_ema)
-        world = ckpt["meta"]["model_config"]["world"]
-        with torch.no_grad():
-            preds = detect(model, cfg, args.data, world, args.split, vocab)
+        try:
+            detector = load_detector(ckpt, ema=not args.no_ema)
+        except (UnknownModelError, ValueError) as e:
+            raise ValueError(f"{args.checkpoint}: {e}") from None
+        dataset = open_dataset(args.data, ckpt["meta"].get("model_config", {}).get("world"))  # its own world
+        preds = detector.detect(dataset, args.split)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         write_predictions(preds, args.out)
     except (FileNotFoundError, ValueError) as e:
@@ -278,9 +252,13 @@ def _detect(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from pyvrel.demo import run_demo
+    from pyvrel.engine import UnknownModelError
 
     try:
-        run_demo(args.out, quick=args.quick, threads=args.threads)
+        run_demo(args.out, quick=args.quick, threads=args.threads, model=args.model)
+    except UnknownModelError as e:
+        print(f"pyvrel demo: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("pyvrel demo: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -352,10 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "when it exists")
     tr.set_defaults(func=_train)
 
-    de = sub.add_parser("detect", help="detect relations with a trained VrdONE checkpoint (official prediction JSON)",
-                        description="Rebuild VrdONE from a 'pyvrel train --model vrdone' checkpoint (its EMA weights), "
-                                    "detect relations from the detected tracklets of the test videos (named with the "
-                                    "checkpoint's vocabulary), and write the "
+    de = sub.add_parser("detect", help="detect relations with a trained checkpoint (official prediction JSON)",
+                        description="Rebuild the model of a 'pyvrel train' checkpoint (any registered model with "
+                                    "a loader, e.g. vrdone; its EMA weights), detect relations in the videos of a "
+                                    "split (named with the checkpoint's vocabulary), and write the "
                                     "official prediction JSON that 'pyvrel eval' reads.",
                         epilog="exit codes: 0 done; 1 missing/invalid checkpoint or data; 2 bad command line")
     de.add_argument("--checkpoint", required=True, metavar="CKPT", help="checkpoint file (e.g. RUN/checkpoints/last.pt)")
@@ -367,12 +345,15 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--no-ema", action="store_true", help="use the trained weights instead of their EMA")
     de.set_defaults(func=_detect)
 
-    dm = sub.add_parser("demo", help="train VrdONE on a small synthetic world on the CPU (about 5 minutes), detect, "
-                                     "evaluate next to the frequency prior, draw pictures",
-                        description="The pyvrel demo: builds a synthetic world, trains VrdONE on the CPU with "
-                                    "pyvrel.engine, detects relations on the held-out videos, prints RelDet/RelTag "
+    dm = sub.add_parser("demo", help="train a model (VrdONE by default) on a small synthetic world on the CPU (under "
+                                     "5 minutes), detect, evaluate next to the frequency prior, draw pictures",
+                        description="The pyvrel demo: builds a synthetic world, trains MODEL on the CPU as 'pyvrel "
+                                    "train' does (its training defaults and the demo settings of its registry "
+                                    "entry), detects relations on the held-out videos, prints RelDet/RelTag "
                                     "next to the frequency prior and writes predictions.json, metrics.json, "
                                     "checkpoints/last.pt, timeline.svg and training_curve.svg to --out.")
+    dm.add_argument("model", nargs="?", default="vrdone", metavar="MODEL",
+                    help="a registered model with demo settings (default vrdone)")
     dm.add_argument("--out", default="pyvrel_demo", metavar="DIR", help="output folder (default pyvrel_demo)")
     dm.add_argument("--quick", action="store_true", help="a tiny world and one short epoch (seconds; for tests)")
     dm.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: on a busy 2-core machine "

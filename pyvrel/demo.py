@@ -1,5 +1,7 @@
-"""``pyvrel demo``: train VrdONE on a small synthetic world on the CPU, detect, evaluate next to the
-frequency prior, and draw a relation timeline and the training curve (SVG, written directly).
+"""``pyvrel demo [MODEL]``: train a registered model (VrdONE by default) on a small synthetic world on
+the CPU through the same entry as ``pyvrel train`` (:func:`pyvrel.engine.run.prepare_run`: the
+model's ``train_defaults`` under the demo settings of its registry entry), detect, evaluate next to
+the frequency prior, and draw a relation timeline and the training curve (SVG, written directly).
 
 Outputs in ``out_dir``: ``checkpoints/last.pt``, ``metrics.jsonl`` (training records),
 ``predictions.json`` (official format), ``metrics.json`` (both models' scores),
@@ -18,20 +20,13 @@ from typing import Any
 import torch
 
 from pyvrel.data import Relation, write_predictions
-from pyvrel.engine import TrainConfig, Trainer, load_checkpoint, seed_everything
+from pyvrel.data.dataset import open_dataset
+from pyvrel.engine import config_to_dict, load_checkpoint
+from pyvrel.engine.registry import get_model, load_detector, model_part
+from pyvrel.engine.run import prepare_run
 from pyvrel.eval import evaluate_relations
-from pyvrel.models.baselines import FrequencyPrior
-from pyvrel.models.vrdone.inference import deduplicate
-from pyvrel.models.vrdone.samples import detected_tracklets
-from pyvrel.models.vrdone.task import DEMO_WORLD, build_task, detect, load_videos, model_from_checkpoint
 
 __all__ = ["run_demo", "timeline_svg", "curve_svg"]
-
-#: Training settings of the full demo (624 steps, about 3.5 minutes of training on one CPU thread).
-FULL_TRAIN = {"epochs": 24, "batch_size": 16, "lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 2.0,
-              "clip_grad_norm": 1.0, "ema_decay": 0.99, "log_every": 5, "device": "cpu", "checkpoint_every": 0}
-QUICK_WORLD = {**DEMO_WORLD, "num_videos": 8, "frames": [60, 100]}
-QUICK_TRAIN = {**FULL_TRAIN, "epochs": 1, "batch_size": 4, "log_every": 1, "warmup_epochs": 0.0}
 
 
 def _bars(rows: Sequence[tuple[str, list[tuple[int, int, str]]]], frames: int, title: str) -> str:
@@ -104,40 +99,41 @@ def _table(results: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def run_demo(out_dir: str | Path = "pyvrel_demo", quick: bool = False, threads: int = 1) -> dict[str, Any]:
-    """Run the demo (see the module docstring); returns ``{"results", "table", "seconds", ...}``."""
+def run_demo(out_dir: str | Path = "pyvrel_demo", quick: bool = False, threads: int = 1,
+             model: str = "vrdone") -> dict[str, Any]:
+    """Run the demo of ``model`` (see the module docstring); returns ``{"results", "table", "seconds", ...}``.
+
+    Raises :class:`~pyvrel.engine.UnknownModelError` when ``model`` has no demo settings or loader.
+    """
+    entry = get_model(model)
+    config = model_part(model, "demo")["quick" if quick else "full"]
+    model_part(model, "load")  # fail before training when it cannot be loaded back
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    world = QUICK_WORLD if quick else DEMO_WORLD
-    train_values = QUICK_TRAIN if quick else FULL_TRAIN
-    train_cfg = TrainConfig(**train_values)
-    seed_everything(train_cfg.seed)
-    task = build_task({"world": world}, "synthetic")
-    print(f"world: {world['num_videos']} synthetic videos, {len(task.train_set)} training pairs; training VrdONE "
-          f"for {train_cfg.epochs} epochs on the CPU", flush=True)
-    (out / "metrics.jsonl").unlink(missing_ok=True)
-    meta = {"model": "vrdone", "model_config": dict(task.model_config), "data": "synthetic"}
-    summary = Trainer(task.model, task.train_set, train_cfg, collate_fn=task.collate_fn, out_dir=out,
-                      meta=meta).fit()
+    run = prepare_run(model, "synthetic", config, out)
+    world = run.meta["model_config"]["world"]
+    print(f"world: {world['num_videos']} synthetic videos, {len(run.task.train_set)} training samples; training "
+          f"{entry.title} for {run.train.epochs} epochs on the CPU", flush=True)
+    summary = run.fit()
     train_s = time.perf_counter() - t0
-    model, cfg, vocab = model_from_checkpoint(load_checkpoint(summary["checkpoint"]))
+    detector = load_detector(load_checkpoint(summary["checkpoint"]))
+    dataset = open_dataset("synthetic", world)
     with torch.no_grad():
-        preds = detect(model, cfg, "synthetic", world, "test", vocab)
+        preds = detector.detect(dataset, "test")
     write_predictions(preds, out / "predictions.json")
-    objects = list(vocab.objects)
-    test = list(load_videos("synthetic", world, "test", len(objects)))
-    train = [a for a, _ in load_videos("synthetic", world, "train", len(objects))]
+    test = list(dataset.videos("test", len(detector.vocabulary.objects)))
     gt = {a.video_id: a.relation_view() for a, _ in test}
-    prior = FrequencyPrior(topk=cfg.topk, min_frames=cfg.proposal_min_frames, n_max=cfg.n_max_pair).fit(train)
-    prior_preds = {a.video_id: prior.predict_video(deduplicate(detected_tracklets(f, objects), cfg.dedup_threshold))
-                   for a, f in test}
-    results = {"VrdONE": evaluate_relations(gt, preds), "frequency prior": evaluate_relations(gt, prior_preds)}
+    results = {entry.title: evaluate_relations(gt, preds)}
+    if hasattr(detector, "baseline"):  # the frequency prior on the tracklets the model sees
+        prior = detector.baseline().fit(dataset.annotations("train").values())
+        prior_preds = {a.video_id: prior.predict_video(detector.tracklets(f)) for a, f in test}
+        results["frequency prior"] = evaluate_relations(gt, prior_preds)
     table = _table(results)
     seconds = time.perf_counter() - t0
-    report = {"results": results, "train_seconds": train_s, "seconds": seconds, "steps": summary["step"],
-              "world": world, "train": train_values, "test_videos": len(test)}
+    report = {"model": model, "results": results, "train_seconds": train_s, "seconds": seconds,
+              "steps": summary["step"], "world": world, "train": config_to_dict(run.train), "test_videos": len(test)}
     (out / "metrics.json").write_text(json.dumps(report, indent=1) + "\n")
     anno = min(test, key=lambda v: (abs(len(v[0].relations) - 8), v[0].video_id))[0]  # a readable picture
     (out / "timeline.svg").write_text(timeline_svg(anno.video_id, anno.frame_count, gt[anno.video_id],
@@ -146,5 +142,6 @@ def run_demo(out_dir: str | Path = "pyvrel_demo", quick: bool = False, threads: 
     (out / "training_curve.svg").write_text(curve_svg(records))
     print(f"\ntrained {summary['step']} steps in {train_s:.0f} s; {len(test)} held-out videos; total {seconds:.0f} s\n")
     print(table)
-    print(f"\noutputs in {out}: predictions.json, metrics.json, checkpoints/last.pt, timeline.svg, training_curve.svg")
+    print(f"\noutputs in {out}: predictions.json, metrics.json, config.json, checkpoints/last.pt, timeline.svg, "
+          "training_curve.svg")
     return {**report, "table": table}

@@ -86,7 +86,7 @@ def world_dir(tmp_path_factory: pytest.TempPathFactory):
     """A tiny dataset folder in the real layout (``pyvrel synth``'s writer): 6 videos of the demo
     world, 60-100 frames (5 train, 1 test; 15 VrdONE training pairs). Read-only: copy to change it."""
     from pyvrel.data.synthetic import SynthConfig, write_world
-    from pyvrel.models.vrdone.task import DEMO_WORLD
+    from pyvrel.data.dataset import DEMO_WORLD
 
     out = tmp_path_factory.mktemp("world")
     write_world(out, SynthConfig(**{**DEMO_WORLD, "num_videos": 6, "frames": (60, 100), "entities": (2, 4)}))

@@ -91,10 +91,11 @@ def test_train_detect_eval_on_a_vidor_layout(world_dir, tmp_path, capsys):
 
 def test_build_task_reads_the_training_annotations_once(world_dir, monkeypatch):
     """The folder vocabulary and the training samples come from one read of annotations/train."""
+    from pyvrel.data import dataset
     from pyvrel.models.vrdone import task
 
-    calls, read = [], task.split_annotations
-    monkeypatch.setattr(task, "split_annotations", lambda root, split: calls.append(split) or read(root, split))
+    calls, read = [], dataset.split_annotations
+    monkeypatch.setattr(dataset, "split_annotations", lambda root, split: calls.append(split) or read(root, split))
     built = task.build_task({"embd_dim": 16, "fpn_dim": 8, "dec_dim": 8, "dec_hidden": 16, "eval_split": None},
                             str(world_dir))
     assert calls == ["train"] and len(built.train_set) > 0

@@ -95,6 +95,47 @@ def test_param_groups_rules():
         param_groups(model, 0.05)
 
 
+def test_modules_declare_their_no_decay_parameters():
+    """pyvrel.nn's (1, C, 1) norm weights and scales get no weight decay although they have 3
+    dimensions; any nested module may declare its own parameters (names relative to it)."""
+    from pyvrel.nn import AffineDropPath, ChannelLayerNorm, MaskedConv1D
+
+    class Table(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.table = nn.Parameter(torch.zeros(4, 4))
+            self.proj = nn.Linear(4, 4)
+
+        def no_weight_decay(self):
+            return {"table"}
+
+    model = nn.Sequential(MaskedConv1D(4, 4, 3, padding=1), ChannelLayerNorm(4), AffineDropPath(4),
+                          nn.ModuleDict({"inner": Table()}))
+    groups = param_groups(model, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    got = {g["name"]: sorted(names[id(p)] for p in g["params"]) for g in groups}
+    assert got["decay"] == ["0.conv.weight", "3.inner.proj.weight"]
+    assert got["no_decay"] == sorted(["0.conv.bias", "1.weight", "1.bias", "2.scale", "3.inner.table",
+                                      "3.inner.proj.bias"])
+    model[3]["inner"].no_weight_decay = lambda: {"tabel"}
+    with pytest.raises(ValueError, match=r"Table '3.inner'.no_weight_decay\(\) names parameters it does not have: "
+                                         r"\['tabel'\]"):
+        param_groups(model, 0.05)
+
+
+def test_vrdone_norm_weights_and_scales_get_no_weight_decay():
+    from pyvrel.models.vrdone.config import VrdONEConfig
+    from pyvrel.models.vrdone.task import VrdONETrainModel
+    from pyvrel.nn import AffineDropPath, ChannelLayerNorm
+
+    model = VrdONETrainModel(VrdONEConfig.synthetic(embd_dim=16, fpn_dim=8, dec_dim=8, dec_hidden=16))
+    decay = {id(p) for p in param_groups(model, 0.05)[0]["params"]}
+    shaped = [p for m in model.modules() if isinstance(m, (ChannelLayerNorm, AffineDropPath)) for p in m.parameters()]
+    assert shaped and all(p.ndim == 3 for p in shaped) and not any(id(p) in decay for p in shaped)
+    assert not any(id(p) in decay for n, p in model.named_parameters() if "query_embed" in n)
+    assert any(p.ndim == 3 for p in model.parameters() if id(p) in decay)  # conv kernels still decay
+
+
 def test_build_optimizer_kinds():
     model = Mixed()
     adamw = build_optimizer(model, TrainConfig(lr=0.1, weight_decay=0.2, betas=(0.8, 0.9)))

@@ -11,16 +11,14 @@ import pytest
 import torch
 
 from pyvrel.data import FrameBox, ObjectInfo, RelationInstance, VideoAnnotation
+from pyvrel.data.tracklets import Tracklet, build_pairs, deduplicate
 from pyvrel.models.baselines import FrequencyPrior
 from pyvrel.models.vrdone import (
     SetCriterion,
     Target,
-    Tracklet,
     VrdONEConfig,
     absolute_position,
-    build_pairs,
     build_vrdone,
-    deduplicate,
     fuzzy_mask,
     hungarian_match,
     mask_spans,
@@ -522,7 +520,8 @@ def test_synthetic_end_to_end_json(tmp_path):
     from pyvrel.data import read_predictions, write_predictions
     from pyvrel.data.synthetic import SynthConfig, World, generate_video
     from pyvrel.eval import evaluate_relations
-    from pyvrel.models.vrdone import oracle_tracklets, entity_features, detected_tracklets
+    from pyvrel.data.tracklets import detected_tracklets, oracle_tracklets
+    from pyvrel.models.vrdone import entity_features
 
     synth = SynthConfig(seed=3, num_videos=1, frames=(70, 90), entities=(3, 3), min_run=10, proposals=2,
                         sampled_frames=4)

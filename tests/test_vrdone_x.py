@@ -11,9 +11,10 @@ from pyvrel.cli import main
 from pyvrel.data import FeatureStore, FormatError, read_predictions
 from pyvrel.data.folder import check_tracklets, split_annotations
 from pyvrel.data.synthetic import SynthConfig, World, generate_video, write_world
+from pyvrel.data.synthetic.streams import ClipStream
 from pyvrel.engine import load_checkpoint
 from pyvrel.models.vrdone import VrdONEConfig, entity_features, pair_samples
-from pyvrel.models.vrdone.task import DEMO_WORLD
+from pyvrel.data.dataset import DEMO_WORLD
 
 DC = 8
 SMALL = ["--set", "model.embd_dim=16", "--set", "model.fpn_dim=8", "--set", "model.dec_dim=8", "--set",
@@ -34,6 +35,7 @@ def test_synthetic_clip_stream_is_category_semantic_and_changes_nothing_else():
     plain, with_clip = SynthConfig(seed=5, num_videos=3), SynthConfig(seed=5, num_videos=3, clip_dim=DC)
     world = World(with_clip)
     cidx = world.vocab.object_index()
+    text = ClipStream(world).text_vectors
     for i in range(3):
         a, b = generate_video(plain, i).features, generate_video(with_clip, i, world)
         assert set(b.features) - set(a) == {"tracklet_clip"}
@@ -45,11 +47,11 @@ def test_synthetic_clip_stream_is_category_semantic_and_changes_nothing_else():
             L = int(length[k])
             assert not clip[k, L:].any()
             if tid[k] >= 0:  # the true category's text vector plus small noise, frame by frame
-                err = np.linalg.norm(clip[k, :L] - world.text_vectors[cidx[cats[tid[k]]]], axis=1)
+                err = np.linalg.norm(clip[k, :L] - text[cidx[cats[tid[k]]]], axis=1)
                 assert err.max() < 0.4 and err.mean() < 0.2
     # no instance identity: two entities of one category share the vector; categories of one
     # locomotion class are closer than others on average (clear in 64 dimensions)
-    t = World(SynthConfig(seed=5, clip_dim=64)).text_vectors
+    t = ClipStream(World(SynthConfig(seed=5, clip_dim=64))).text_vectors
     assert t.shape == (35, 64) and np.allclose(np.linalg.norm(t, axis=1), 1, atol=1e-6)
     legged = [cidx[c] for c in ("dog", "fox", "lion", "tiger", "horse")]
     vehicles = [cidx[c] for c in ("car", "bus", "train", "bicycle", "motorcycle")]

@@ -6,10 +6,13 @@ See :mod:`pyvrel.engine.trainer` for the protocol a model follows, and ``docs/ar
 from pyvrel.engine.checkpoint import checkpoint_weights, load_checkpoint, save_checkpoint, seed_everything
 from pyvrel.engine.config import ConfigError, TrainConfig, config_from_dict, config_to_dict
 from pyvrel.engine.optim import EMA, WarmupCosine, build_optimizer, param_groups, warmup_cosine_factor
-from pyvrel.engine.registry import MODELS, TrainTask, UnknownModelError, get_task_builder, register_model
+from pyvrel.engine.registry import (MODELS, Detector, ModelEntry, TrainTask, UnknownModelError, get_model,
+                                    get_task_builder, load_detector, register_model)
+from pyvrel.engine.run import Run, prepare_run
 from pyvrel.engine.trainer import EvalContext, EvalHook, Trainer, move_to_device
 
-__all__ = ["EMA", "MODELS", "ConfigError", "EvalContext", "EvalHook", "TrainConfig", "TrainTask", "Trainer",
-           "UnknownModelError", "WarmupCosine", "build_optimizer", "checkpoint_weights", "config_from_dict",
-           "config_to_dict", "get_task_builder", "load_checkpoint", "move_to_device", "param_groups",
-           "register_model", "save_checkpoint", "seed_everything", "warmup_cosine_factor"]
+__all__ = ["EMA", "MODELS", "ConfigError", "Detector", "EvalContext", "EvalHook", "ModelEntry", "Run", "TrainConfig",
+           "TrainTask", "Trainer", "UnknownModelError", "WarmupCosine", "build_optimizer", "checkpoint_weights",
+           "config_from_dict", "config_to_dict", "get_model", "get_task_builder", "load_checkpoint", "load_detector",
+           "move_to_device", "param_groups", "prepare_run", "register_model", "save_checkpoint", "seed_everything",
+           "warmup_cosine_factor"]

@@ -17,31 +17,51 @@ NO_DECAY_MODULES: tuple[type[nn.Module], ...] = (
 )
 
 
+def no_decay_parameters(model: nn.Module) -> set[int]:
+    """``id``s of the parameters that modules of ``model`` declare free of weight decay.
+
+    Any module (the model itself included, at any depth) may define ``no_weight_decay()``
+    returning names of its own parameters, as in its ``named_parameters()`` (e.g.
+    :class:`pyvrel.nn.ChannelLayerNorm` returns ``{"weight", "bias"}``; a model may name nested
+    parameters such as a learned position table). A name the module does not have raises
+    ValueError naming the module.
+    """
+    out = set()
+    for prefix, module in model.named_modules():
+        declared = getattr(module, "no_weight_decay", None)
+        if declared is None:
+            continue
+        own = dict(module.named_parameters())
+        names = set(declared())
+        unknown = names - set(own)
+        if unknown:
+            where = f"{type(module).__name__} {prefix!r}" if prefix else "model"
+            raise ValueError(f"{where}.no_weight_decay() names parameters it does not have: {sorted(unknown)}")
+        out.update(id(own[n]) for n in names)
+    return out
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Split the trainable parameters of ``model`` into a decay and a no-decay group.
 
     No weight decay for: parameters with at most one dimension (biases, norm weights, per-channel
     scales), every parameter of a normalisation layer or an embedding (:data:`NO_DECAY_MODULES`),
-    and the names returned by an optional ``model.no_weight_decay()`` (full dotted names, as in
-    ``named_parameters``; e.g. a learned relative position table). Everything else — the weight
-    matrices and kernels of linear, convolution and attention layers — decays. Frozen parameters
-    (``requires_grad=False``) are left out; shared parameters appear once. Groups keep the order
-    of ``named_parameters``; an empty group is dropped. Each group has a ``"name"`` key.
+    and those a module declares with ``no_weight_decay()`` (:func:`no_decay_parameters`; e.g. the
+    ``(1, C, 1)`` weights of :class:`pyvrel.nn.ChannelLayerNorm` and scales of
+    :class:`pyvrel.nn.AffineDropPath`). Everything else — the weight matrices and kernels of linear,
+    convolution and attention layers — decays. Frozen parameters (``requires_grad=False``) are left
+    out; shared parameters appear once. Groups keep the order of ``named_parameters``; an empty
+    group is dropped. Each group has a ``"name"`` key.
     """
-    explicit = set(getattr(model, "no_weight_decay", lambda: ())())
-    owned_by_no_decay = set()
+    no_decay_ids = no_decay_parameters(model)
     for module in model.modules():
         if isinstance(module, NO_DECAY_MODULES):
-            owned_by_no_decay.update(id(p) for p in module.parameters(recurse=False))
-    names = {name for name, _ in model.named_parameters()}
-    unknown = explicit - names
-    if unknown:
-        raise ValueError(f"model.no_weight_decay() names parameters the model does not have: {sorted(unknown)}")
+            no_decay_ids.update(id(p) for p in module.parameters(recurse=False))
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for _, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if p.ndim <= 1 or id(p) in owned_by_no_decay or name in explicit:
+        if p.ndim <= 1 or id(p) in no_decay_ids:
             no_decay.append(p)
         else:
             decay.append(p)

@@ -1,11 +1,20 @@
-"""Models that ``pyvrel train`` knows by name, and how a model hands itself to the trainer.
+"""The models pyvrel knows by name: how each trains, loads from a checkpoint, and shows itself in the demo.
 
-A model is registered as a *task builder*: ``builder(model_config, data) -> TrainTask``, where
-``model_config`` is the ``model:`` section of the run's config (a plain dict, after ``--set``
-overrides) and ``data`` is a dataset folder or ``"synthetic"``. Entries of :data:`MODELS` are
-``"module:function"`` strings, imported only when used, so registering a model costs no import.
-``pyvrel train --model package.module:function`` also accepts such a reference directly, for
-models that live outside pyvrel.
+A model is one package under ``pyvrel/models/`` and one :class:`ModelEntry` in :data:`MODELS`:
+
+* ``train``: a *task builder* ``builder(model_config, data) -> TrainTask``, where ``model_config``
+  is the ``model:`` section of the run's config (a plain dict, after ``--set`` overrides) and
+  ``data`` is a dataset folder or ``"synthetic"`` (open it with :func:`pyvrel.data.dataset.open_dataset`;
+  the synthetic world's settings go in the section's ``world`` key);
+* ``load``: ``load(checkpoint, ema) -> Detector`` rebuilds the trained model from a checkpoint of
+  ``pyvrel train`` (``checkpoint["meta"]["model_config"]`` is the resolved section) for
+  ``pyvrel detect`` and ``pyvrel demo``;
+* ``demo``: ``{"full": config, "quick": config}``, the run configs (``{"model": ..., "train": ...}``
+  on top of the model's ``train_defaults``) of ``pyvrel demo NAME`` and ``pyvrel demo NAME --quick``.
+
+Fields may be ``"module:attr"`` strings, imported only when used, so registering a model costs no
+import. ``pyvrel train --model package.module:function`` also accepts a task builder directly, and
+a plain builder (or its ``"module:function"``) is a valid entry: a model that only trains.
 """
 
 from __future__ import annotations
@@ -13,12 +22,20 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from torch import nn
 from torch.utils.data import Dataset
 
 from pyvrel.engine.trainer import EvalHook
+
+if TYPE_CHECKING:
+    from pyvrel.data import Relation
+    from pyvrel.data import Vocabulary
+    from pyvrel.data.dataset import Dataset as VideoDataset
+
+__all__ = ["MODELS", "Detector", "ModelEntry", "TaskBuilder", "TrainTask", "UnknownModelError", "available_models",
+           "get_model", "get_task_builder", "load_detector", "model_part", "register_model"]
 
 
 @dataclass
@@ -39,48 +56,110 @@ class TrainTask:
     model_config: Mapping[str, Any] = field(default_factory=dict)
 
 
-TaskBuilder = Callable[[Mapping[str, Any], str], TrainTask]
+class Detector(Protocol):
+    """A trained relation detector, as a registry entry's ``load`` returns it.
 
-#: Registered models: name -> "module:function" of the task builder (or the builder itself).
-MODELS: dict[str, str | TaskBuilder] = {"vrdone": "pyvrel.models.vrdone.task:build_task"}
+    ``detect`` returns ``{video_id: [Relation]}`` (ready for :func:`pyvrel.data.write_predictions`)
+    for the ``split`` videos of a dataset, only videos ``rank::n`` with ``shard=(rank, n)``.
+    Optional, for the demo's frequency-prior row on the same tracklets: ``tracklets(arrays)`` (the
+    tracklets the model pairs up in one video's arrays) and ``baseline()`` (an unfitted
+    :class:`~pyvrel.models.baselines.FrequencyPrior` with the model's pairing settings).
+    """
+
+    vocabulary: Vocabulary
+
+    def detect(self, dataset: VideoDataset, split: str = "test",
+               shard: tuple[int, int] = (0, 1)) -> dict[str, list[Relation]]: ...
+
+
+TaskBuilder = Callable[[Mapping[str, Any], str], TrainTask]
+Loader = Callable[[Mapping[str, Any], bool], Detector]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registered model (module docstring); ``title`` names it in tables and pictures."""
+
+    title: str
+    train: str | TaskBuilder
+    load: str | Loader | None = None
+    demo: str | Mapping[str, Mapping[str, Any]] | None = None
+
+
+#: Registered models: name -> :class:`ModelEntry` (or a bare task builder / ``"module:function"``).
+MODELS: dict[str, ModelEntry | str | TaskBuilder] = {
+    "vrdone": ModelEntry("VrdONE", train="pyvrel.models.vrdone.task:build_task",
+                         load="pyvrel.models.vrdone.task:load", demo="pyvrel.models.vrdone.task:DEMO"),
+}
 
 
 class UnknownModelError(LookupError):
-    """``--model`` names no registered model and no importable ``module:function``."""
+    """A model name that is not registered, not importable, or lacks what a command needs."""
 
 
-def register_model(name: str, builder: str | TaskBuilder) -> None:
-    """Make ``pyvrel train --model name`` use ``builder`` (a callable or a ``"module:function"``)."""
+def register_model(name: str, entry: ModelEntry | str | TaskBuilder) -> None:
+    """Register ``entry`` as ``name`` for ``pyvrel train --model name`` (and ``detect``/``demo`` when it
+    has ``load``/``demo``)."""
     if not name or ":" in name:
         raise ValueError(f"name: expected a non-empty name without ':', got {name!r}")
-    MODELS[name] = builder
+    MODELS[name] = entry
 
 
 def available_models() -> list[str]:
     return sorted(MODELS)
 
 
-def _import(reference: str) -> TaskBuilder:
+def _import(reference: str) -> Any:
     module_name, _, attr = reference.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
         raise UnknownModelError(f"cannot import {module_name!r} for model {reference!r}: {e}") from None
     try:
-        builder = getattr(module, attr)
+        return getattr(module, attr)
     except AttributeError:
         raise UnknownModelError(f"module {module_name!r} has no {attr!r} (model {reference!r})") from None
-    if not callable(builder):
-        raise UnknownModelError(f"{reference!r} is not callable")
-    return builder
+
+
+def _resolve(value: Any) -> Any:
+    return _import(value) if isinstance(value, str) else value
+
+
+def get_model(name: str) -> ModelEntry:
+    """The entry of a registered ``name`` or, for a ``"module:function"`` task builder, a
+    training-only entry; raises :class:`UnknownModelError` listing the registered models."""
+    if name in MODELS:
+        entry = MODELS[name]
+        return entry if isinstance(entry, ModelEntry) else ModelEntry(name, train=entry)
+    if ":" in name:
+        return ModelEntry(name.rpartition(":")[2], train=name)
+    available = ", ".join(available_models()) or "none registered yet"
+    raise UnknownModelError(f"unknown model {name!r}; available: {available} (or give module:function)")
 
 
 def get_task_builder(name: str) -> TaskBuilder:
     """The task builder of a registered ``name`` or of a ``"module:function"`` reference."""
-    if name in MODELS:
-        entry = MODELS[name]
-        return _import(entry) if isinstance(entry, str) else entry
-    if ":" in name:
-        return _import(name)
-    available = ", ".join(available_models()) or "none registered yet"
-    raise UnknownModelError(f"unknown model {name!r}; available: {available} (or give module:function)")
+    builder = _resolve(get_model(name).train)
+    if not callable(builder):
+        raise UnknownModelError(f"{name!r}: its task builder {builder!r} is not callable")
+    return builder
+
+
+def model_part(name: str, part: str) -> Any:
+    """The ``load`` or ``demo`` part of model ``name``'s entry, imported; :class:`UnknownModelError`
+    naming the models that have it when this one does not."""
+    value = getattr(get_model(name), part)
+    if value is None:
+        having = [m for m in available_models() if getattr(get_model(m), part) is not None]
+        raise UnknownModelError(f"model {name!r} has no registered {part!r} (models with one: "
+                                f"{', '.join(having) or 'none'})")
+    return _resolve(value)
+
+
+def load_detector(checkpoint: Mapping[str, Any], ema: bool = True) -> Detector:
+    """The trained model of a ``pyvrel train`` checkpoint, through its model's registered ``load``
+    (EMA weights when present and ``ema``)."""
+    name = checkpoint.get("meta", {}).get("model")
+    if not isinstance(name, str):
+        raise ValueError("not a checkpoint of pyvrel train (no meta.model)")
+    return model_part(name, "load")(checkpoint, ema)

@@ -11,8 +11,9 @@ Model protocol
   gradient is that of the global batch. A loss normalised by a batch-dependent count should
   average that count over processes (:func:`pyvrel.engine.distributed.mean_over_ranks`), as
   DETR-style losses do, to be independent of the number of processes.
-* Optional ``model.no_weight_decay()`` returns parameter names to exclude from weight decay
-  beyond the default rules of :func:`pyvrel.engine.param_groups`.
+* Optional ``no_weight_decay()`` on the model or any of its modules returns names of that
+  module's parameters to exclude from weight decay beyond the default rules of
+  :func:`pyvrel.engine.param_groups` (``pyvrel.nn``'s norm layers and scales declare theirs).
 * Optional evaluation hook ``evaluate(model, ctx) -> {name: float} | None`` (see
   :class:`EvalContext`): called on every process with the EMA weights (or the raw model) in eval
   mode under ``torch.no_grad()``; the mapping returned by rank 0 is logged (and sent to every

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from pyvrel.data import Relation, VideoAnnotation
-from pyvrel.models.vrdone.inference import Tracklet, build_pairs
+from pyvrel.data.tracklets import Tracklet, build_pairs
 
 __all__ = ["FrequencyPrior"]
 

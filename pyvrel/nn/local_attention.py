@@ -83,6 +83,10 @@ class ChannelLayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(1, num_channels, 1))
         self.bias = nn.Parameter(torch.zeros(1, num_channels, 1))
 
+    def no_weight_decay(self) -> set[str]:
+        """A normalisation layer: no weight decay (:func:`pyvrel.engine.param_groups`)."""
+        return {"weight", "bias"}
+
     def forward(self, x: Tensor) -> Tensor:
         mu = x.mean(dim=1, keepdim=True)
         res = x - mu
@@ -196,6 +200,10 @@ class AffineDropPath(nn.Module):
         super().__init__()
         self.scale = nn.Parameter(init_scale * torch.ones(1, num_channels, 1))
         self.drop_prob = drop_prob
+
+    def no_weight_decay(self) -> set[str]:
+        """A scale: no weight decay (:func:`pyvrel.engine.param_groups`)."""
+        return {"scale"}
 
     def forward(self, x: Tensor) -> Tensor:
         return drop_path(self.scale * x, self.drop_prob, self.training)

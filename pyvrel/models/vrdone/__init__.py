@@ -7,14 +7,7 @@ The official code is described in ``specs/models.md`` §1; quirks are faithful b
 """
 
 from pyvrel.models.vrdone.config import VrdONEConfig
-from pyvrel.models.vrdone.inference import (
-    Tracklet,
-    build_pairs,
-    deduplicate,
-    mask_spans,
-    oracle_tracklets,
-    predict_video,
-)
+from pyvrel.models.vrdone.inference import mask_spans, predict_video
 from pyvrel.models.vrdone.inputs import (
     absolute_position,
     fuzzy_mask,
@@ -29,7 +22,6 @@ from pyvrel.models.vrdone.loss import SetCriterion, Target, hungarian_match, mat
 from pyvrel.models.vrdone.model import VrdONE, build_vrdone
 from pyvrel.models.vrdone.samples import (
     assign_tracklets,
-    detected_tracklets,
     entity_features,
     object_segments,
     pair_samples,
@@ -38,15 +30,11 @@ from pyvrel.models.vrdone.samples import (
 __all__ = [
     "SetCriterion",
     "Target",
-    "Tracklet",
     "VrdONE",
     "VrdONEConfig",
     "absolute_position",
     "assign_tracklets",
-    "build_pairs",
     "build_vrdone",
-    "deduplicate",
-    "detected_tracklets",
     "entity_features",
     "fuzzy_mask",
     "hungarian_match",
@@ -54,7 +42,6 @@ __all__ = [
     "object_segments",
     "pair_samples",
     "match_costs",
-    "oracle_tracklets",
     "pad_batch",
     "pair_tensor",
     "predict_video",

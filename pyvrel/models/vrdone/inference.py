@@ -8,75 +8,16 @@ mean of the two detection scores and the predicate probability, keep the best ``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import Tensor
 
-from pyvrel.data import Relation, VideoAnnotation
+from pyvrel.data import Relation
+from pyvrel.data.tracklets import Tracklet, build_pairs, deduplicate
 from pyvrel.models.vrdone.config import VrdONEConfig
 from pyvrel.models.vrdone.inputs import pad_batch, pair_tensor
 
-__all__ = ["Tracklet", "deduplicate", "build_pairs", "mask_spans", "predict_video", "oracle_tracklets"]
-
-
-@dataclass
-class Tracklet:
-    """One entity trajectory: ``boxes (L, 4)`` pixels for frames ``[start, start + L)``, visual
-    ``features (L, D)`` (and optional ``clip (L, Dc)``), its category and detection score."""
-
-    category: str
-    score: float
-    start: int
-    boxes: np.ndarray
-    features: np.ndarray
-    clip: np.ndarray | None = None
-    tid: int | None = None
-
-    @property
-    def end(self) -> int:
-        return self.start + len(self.boxes)
-
-
-def _containment(a: Tracklet, b: Tracklet) -> float:
-    """Max over both directions of ``Σ inter / Σ area_ref`` over the common frames (+1 pixel areas)."""
-    lo, hi = max(a.start, b.start), min(a.end, b.end)
-    if hi <= lo:
-        return 0.0
-    ba, bb = a.boxes[lo - a.start: hi - a.start], b.boxes[lo - b.start: hi - b.start]
-    iw = np.clip(np.minimum(ba[:, 2], bb[:, 2]) - np.maximum(ba[:, 0], bb[:, 0]) + 1, 0, None)
-    ih = np.clip(np.minimum(ba[:, 3], bb[:, 3]) - np.maximum(ba[:, 1], bb[:, 1]) + 1, 0, None)
-    inter = (iw * ih).sum()
-    area = lambda x: ((x[:, 2] - x[:, 0] + 1) * (x[:, 3] - x[:, 1] + 1)).sum()  # noqa: E731
-    return float(max(inter / max(area(ba), 1e-9), inter / max(area(bb), 1e-9)))
-
-
-def deduplicate(tracklets: list[Tracklet], threshold: float = 0.9) -> list[Tracklet]:
-    """Drop a tracklet when another of the same category contains it in time and in space
-    (containment vIoU ``> threshold``); returns the kept ones in input order."""
-    drop = set()
-    for i, a in enumerate(tracklets):
-        for j, b in enumerate(tracklets):
-            if i == j or i in drop or j in drop or a.category != b.category:
-                continue
-            contains = b.start <= a.start and a.end <= b.end
-            same_span = (a.start, a.end) == (b.start, b.end)
-            if contains and (not same_span or j < i) and _containment(a, b) > threshold:
-                drop.add(i)
-    return [t for i, t in enumerate(tracklets) if i not in drop]
-
-
-def build_pairs(tracklets: list[Tracklet], min_frames: int, stride: int) -> list[tuple[int, int, int, int]]:
-    """Ordered pairs ``(s, o, begin, end)`` with ``s != o`` sharing ``>= min_frames`` frames and
-    ``>= 2`` steps after striding."""
-    out = []
-    for s, a in enumerate(tracklets):
-        for o, b in enumerate(tracklets):
-            lo, hi = max(a.start, b.start), min(a.end, b.end)
-            if s != o and hi - lo >= max(min_frames, 1) and -(-(hi - lo) // stride) >= 2:
-                out.append((s, o, lo, hi))
-    return out
+__all__ = ["mask_spans", "predict_video"]
 
 
 def mask_spans(mask_logits: Tensor, valid: int, stride: int, offset: int = 0) -> list[tuple[int, int] | None]:
@@ -145,22 +86,3 @@ def predict_video(model: torch.nn.Module, cfg: VrdONEConfig, tracklets: list[Tra
                              to.boxes[start - to.start: end - to.start].astype(np.float64), float(score)))
     model.train(was_training)
     return rels
-
-
-def oracle_tracklets(annotation: VideoAnnotation, features: dict[int, np.ndarray],
-                     clip: dict[int, np.ndarray] | None = None) -> list[Tracklet]:
-    """Ground-truth trajectories and categories as tracklets of score 1 (the oracle setting of the
-    supplementary's Table 1). ``features[tid]`` (and ``clip[tid]``, VrdONE-X's stream) is
-    ``(L, D)`` for the object's frames; objects must be present on one contiguous span."""
-    by_tid = annotation.boxes_by_tid()
-    out = []
-    for obj in annotation.objects:
-        frames = sorted(by_tid[obj.tid])
-        if not frames:
-            continue
-        if frames[-1] - frames[0] + 1 != len(frames):
-            raise ValueError(f"oracle_tracklets: object {obj.tid} of {annotation.video_id} is not contiguous")
-        boxes = np.array([by_tid[obj.tid][f] for f in frames], dtype=np.float64)
-        out.append(Tracklet(obj.category, 1.0, frames[0], boxes, features[obj.tid],
-                            None if clip is None else clip[obj.tid], tid=obj.tid))
-    return out

@@ -1,5 +1,5 @@
-"""Training samples of VrdONE from annotations (§1.8), and a video's feature arrays (detected
-tracklets, :mod:`pyvrel.data.folder`) as VrdONE entities.
+"""Training samples of VrdONE from annotations (§1.8), with each object's features read from the
+detected tracklets (:mod:`pyvrel.data.folder`) that follow it.
 
 A training sample is one ordered ground-truth pair segment with at least one relation: its input
 ``(C, L)`` over the frames both objects share and a :class:`Target` whose masks span
@@ -15,14 +15,12 @@ import torch
 from torch import Tensor
 
 from pyvrel.data import VideoAnnotation
-from pyvrel.data.folder import CLIP_KEY
 from pyvrel.models.vrdone.config import VrdONEConfig
-from pyvrel.models.vrdone.inference import Tracklet
 from pyvrel.models.vrdone.inputs import fuzzy_mask, pair_tensor, segment_mask, segment_to_grid, truncate
 from pyvrel.models.vrdone.loss import Target
 from pyvrel.ops import Tubes, tube_iou
 
-__all__ = ["assign_tracklets", "detected_tracklets", "entity_features", "object_segments", "pair_samples"]
+__all__ = ["assign_tracklets", "entity_features", "object_segments", "pair_samples"]
 
 
 def object_segments(annotation: VideoAnnotation) -> dict[int, list[tuple[int, np.ndarray]]]:
@@ -147,18 +145,4 @@ def entity_features(arrays: Mapping[str, np.ndarray], annotation: VideoAnnotatio
         left = idx[np.clip(np.searchsorted(idx, np.arange(n)) - 1, 0, len(idx) - 1)]
         pick = np.where(np.abs(left - np.arange(n)) <= np.abs(nearest - np.arange(n)), left, nearest)
         out[obj.tid] = feat[pick]
-    return out
-
-
-def detected_tracklets(arrays: Mapping[str, np.ndarray], objects: list[str]) -> list[Tracklet]:
-    """The detected tracklets of a video's feature arrays (:func:`pyvrel.data.folder.check_tracklets`):
-    category = best-scoring object, score = its score; ``clip`` from ``tracklet_clip`` when present."""
-    clip = arrays.get(CLIP_KEY)
-    out = []
-    for k in range(len(arrays["tracklet_start"])):
-        L = int(arrays["tracklet_length"][k])
-        c = int(np.argmax(arrays["tracklet_scores"][k]))
-        out.append(Tracklet(objects[c], float(arrays["tracklet_scores"][k, c]), int(arrays["tracklet_start"][k]),
-                            arrays["tracklet_boxes"][k, :L].astype(np.float64), arrays["tracklet_features"][k, :L],
-                            None if clip is None else clip[k, :L]))
     return out
