@@ -9,10 +9,11 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from pyvrel._ext import build_info
+from pyvrel._validation import get_validation, set_validation
 
 try:
     __version__ = _version("pyvrel")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__", "build_info"]
+__all__ = ["__version__", "build_info", "get_validation", "set_validation"]

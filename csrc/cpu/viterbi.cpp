@@ -46,22 +46,6 @@ void link_weights(const T* boxes, const int64_t* frames, int64_t t, int64_t N, a
 // it recomputes each link's weights in the backward pass.
 constexpr int64_t kLinkBudget = int64_t(1) << 23;
 
-acc_t max_of(const acc_t* x, int64_t n) {
-  acc_t m = kNegInf;
-  for (int64_t i = 0; i < n; ++i) m = max_(m, x[i]);
-  return m;
-}
-
-// tau * log(sum_i exp(x[i] / tau)) of n values (scores, not scaled by 1 / tau), without overflow
-// for any tau > 0; -inf when all are -inf (or n == 0).
-acc_t soft_max(const acc_t* x, int64_t n, acc_t tau) {
-  const acc_t m = max_of(x, n);
-  if (m == kNegInf) return m;
-  acc_t sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += std::exp((x[i] - m) / tau);
-  return m + tau * std::log(sum);
-}
-
 template <typename T>
 void viterbi_forward_impl(const void* boxes_, const void* unary_, const int64_t* frames,
                           const int64_t* lengths, const uint8_t* valid, int64_t B, int64_t Tn,

@@ -2,7 +2,7 @@
 
 Two kinds of checks: metadata (type, shape, dtype, device; always) and values (ranges, NaN/inf,
 order; they read tensor data, which on a CUDA tensor waits for the GPU). Value checks run on CPU
-tensors always and on CUDA tensors only when validation is ``"full"`` (:func:`set_validation`, or
+tensors always and on CUDA tensors only when validation is ``"full"`` (:func:`pyvrel.set_validation`, or
 the environment variable ``PYVREL_VALIDATION=full``); without them the kernels clamp or ignore bad
 values and never read or write out of bounds. :func:`check_values` is the one place that decides.
 """
@@ -10,44 +10,16 @@ values and never read or write out of bounds. :func:`check_values` is the one pl
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 
+from pyvrel import _validation
+
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-ValidationMode = Literal["auto", "full"]
-_VALIDATION_MODES = ("auto", "full")
 # Largest frame index (start + length of a tube, a sampled frame): float64 holds it exactly, and
 # sums of two never overflow int64.
 MAX_FRAME = 2**53
-
-
-def _mode_from_env() -> str:
-    mode = os.environ.get("PYVREL_VALIDATION", "auto")
-    if mode not in _VALIDATION_MODES:
-        raise ValueError(f"PYVREL_VALIDATION must be one of {_VALIDATION_MODES}, got {mode!r}")
-    return mode
-
-
-_validation = _mode_from_env()
-
-
-def set_validation(mode: ValidationMode) -> None:
-    """Set when the ops check tensor *values* (ranges, NaN/inf): ``"auto"`` (default) on CPU
-    tensors only, so that calls on CUDA tensors never wait for the GPU; ``"full"`` on every device
-    (one host synchronisation per check on CUDA). The environment variable ``PYVREL_VALIDATION``
-    sets the initial mode."""
-    global _validation
-    if mode not in _VALIDATION_MODES:
-        raise ValueError(f"set_validation: mode must be one of {_VALIDATION_MODES}, got {mode!r}")
-    _validation = mode
-
-
-def get_validation() -> ValidationMode:
-    """The current validation mode (see :func:`set_validation`)."""
-    return _validation  # type: ignore[return-value]
 
 
 def _compiling() -> bool:
@@ -57,7 +29,7 @@ def _compiling() -> bool:
 def check_values(t: torch.Tensor) -> bool:
     """Whether value checks run for tensors on ``t``'s device: always on CPU tensors, on others
     only with validation ``"full"``; never while torch.compile traces (data-dependent)."""
-    return not _compiling() and (t.device.type == "cpu" or _validation == "full")
+    return not _compiling() and (t.device.type == "cpu" or _validation.get_validation() == "full")
 
 
 def int_range(op: str, name: str, value: torch.Tensor, lo: int, hi: int) -> None:
