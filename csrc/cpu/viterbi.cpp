@@ -55,12 +55,26 @@ void viterbi_forward_impl(const void* boxes_, const void* unary_, const int64_t*
   const auto* boxes = static_cast<const T*>(boxes_);
   const auto* unary = static_cast<const T*>(unary_);
   const T off = static_cast<T>(pixel_offset);
-#pragma omp parallel num_threads(team_size(num_threads, B))
+  const int team = team_size(num_threads, B);
+  // Per-thread buffers, allocated before the region: V (2N), lambda (Tn), cand (N); area (Tn N),
+  // row, x1, y1, x2, y2 (N each); back pointers and available boxes (Tn N each).
+  ThreadBuffers<acc_t> acc_buffers(team, static_cast<size_t>(3 * N + Tn));
+  ThreadBuffers<T> box_buffers(team, static_cast<size_t>(Tn * N + 5 * N));
+  ThreadBuffers<int32_t> back_buffers(team, static_cast<size_t>(Tn * N));
+  ThreadBuffers<uint8_t> ok_buffers(team, static_cast<size_t>(Tn * N));
+#pragma omp parallel num_threads(team)
   {
-    std::vector<acc_t> V(2 * N), lambda(Tn), cand(N);
-    std::vector<T> area(Tn * N), row(N), x1(N), y1(N), x2(N), y2(N);
-    std::vector<int32_t> back(Tn * N);
-    std::vector<uint8_t> ok(Tn * N);
+    acc_t* V = acc_buffers.mine();
+    acc_t* lambda = V + 2 * N;
+    acc_t* cand = lambda + Tn;
+    T* area = box_buffers.mine();
+    T* row = area + Tn * N;
+    T* x1 = row + N;
+    T* y1 = x1 + N;
+    T* x2 = y1 + N;
+    T* y2 = x2 + N;
+    int32_t* back = back_buffers.mine();
+    uint8_t* ok = ok_buffers.mine();
 #pragma omp for schedule(dynamic)
     for (int64_t b = 0; b < B; ++b) {
       for (int64_t i = 0; i < k * Tn; ++i) paths[b * k * Tn + i] = -1;
@@ -77,8 +91,8 @@ void viterbi_forward_impl(const void* boxes_, const void* unary_, const int64_t*
       }
       for (int64_t r = 0; r < k; ++r) {
         // V holds two frames (previous, current); NaN-free: -inf marks "no path ends here".
-        acc_t* prev = V.data();
-        acc_t* cur = V.data() + N;
+        acc_t* prev = V;
+        acc_t* cur = V + N;
         for (int64_t q = 0; q < N; ++q)
           prev[q] = ok[q] ? viterbi_unary_weight(0, L, legacy_vrgv) *
                                 static_cast<acc_t>(unary[base + q])
@@ -92,7 +106,7 @@ void viterbi_forward_impl(const void* boxes_, const void* unary_, const int64_t*
             x2[p] = prev_boxes[4 * p + 2];
             y2[p] = prev_boxes[4 * p + 3];
           }
-          const T* prev_area = area.data() + (t - 1) * N;
+          const T* prev_area = area + (t - 1) * N;
           for (int64_t q = 0; q < N; ++q) {
             int32_t arg = -1;
             acc_t best = 0;

@@ -32,12 +32,13 @@ def check_values(t: torch.Tensor) -> bool:
     return not _compiling() and (t.device.type == "cpu" or _validation.get_validation() == "full")
 
 
-def int_range(op: str, name: str, value: torch.Tensor, lo: int, hi: int) -> None:
-    """Every element of integer tensor ``value`` in ``[lo, hi]`` (a value check)."""
+def int_range(op: str, name: str, value: torch.Tensor, lo: int, hi: int, expected: str | None = None) -> None:
+    """Every element of integer tensor ``value`` in ``[lo, hi]`` (a value check); ``expected``
+    replaces "in [lo, hi]" in the error."""
     if value.numel() == 0 or not check_values(value):
         return
     if not bool(((value >= lo) & (value <= hi)).all()):
-        raise ValueError(f"{op}: {name} must be in [{lo}, {hi}], got values in "
+        raise ValueError(f"{op}: {name} must be {expected or f'in [{lo}, {hi}]'}, got values in "
                          f"[{int(value.min())}, {int(value.max())}]")
 
 
@@ -46,17 +47,19 @@ def number(op: str, name: str, value: object, lo: float | None = None, hi: float
     """A finite Python (or NumPy) number in ``[lo, hi]`` (``(lo, hi]`` when ``lo_open``; an int when
     ``integer``); returns it as float (or int)."""
     kind = "an int" if integer else "a number"
-    if isinstance(value, bool) or isinstance(value, torch.Tensor) or not hasattr(value, "__index__" if integer
-                                                                                 else "__float__"):
+    if isinstance(value, (bool, torch.Tensor)) or not hasattr(value, "__index__" if integer else "__float__"):
         raise TypeError(f"{op}: {name} must be {kind}, got {type(value).__name__} {value!r}")
     x = value.__index__() if integer else float(value)  # type: ignore[union-attr]
     if not math.isfinite(x):
         raise ValueError(f"{op}: {name} must be finite, got {value!r}")
-    below = lo is not None and (x <= lo if lo_open else x < lo)
-    if below or (hi is not None and x > hi):
-        lo_s = "-inf" if lo is None else lo
-        hi_s = "inf" if hi is None else hi
-        raise ValueError(f"{op}: {name} must be in {'(' if lo_open else '['}{lo_s}, {hi_s}], got {value!r}")
+    if (lo is not None and (x <= lo if lo_open else x < lo)) or (hi is not None and x > hi):
+        if integer and lo == 1 and hi is None:
+            expected = "a positive int"
+        elif hi is None:
+            expected = f"{'>' if lo_open else '>='} {lo}"
+        else:
+            expected = f"in {'(' if lo_open else '['}{lo}, {hi}]"
+        raise ValueError(f"{op}: {name} must be {expected}, got {value!r}")
     return x
 
 

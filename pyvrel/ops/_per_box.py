@@ -63,7 +63,7 @@ def _box_mask(op: str, counts: Tensor | None, valid: Tensor | None, shape: tuple
         if tuple(counts.shape) != shape[:-1]:
             raise ValueError(f"{op}: counts must have shape {shape[:-1]}, got {tuple(counts.shape)}")
         tensors["counts"] = counts
-        _checks.int_range(op, "counts", counts, 0, N)
+        _checks.int_range(op, "counts", counts, 0, N, f"in [0, N={N}]")
         return torch.arange(N, device=counts.device) < counts.reshape(B, T)[..., None]
     if valid is not None:
         _checks.tensor(op, "valid", valid, dtypes=(torch.bool,))

@@ -257,7 +257,7 @@ def local_attention(
             raise ValueError(f"{op}: centers must have shape (B, Lq) = {(B, Lq)}, got {tuple(centers.shape)}")
         if centers.device != device:
             raise ValueError(f"{op}: centers is on {centers.device} but q is on {device}")
-        _checks.int_range(op, "centers (key positions in [0, Lk))", centers, 0, Lk - 1)
+        _checks.int_range(op, "centers", centers, 0, Lk - 1, f"key positions in [0, Lk) = [0, {Lk})")
         centers = centers.to(torch.int64).clamp(0, max(Lk - 1, 0)).contiguous()  # unchecked values: clamped
     if rel_bias is not None:
         _checks.tensor(op, "rel_bias", rel_bias, ndim=2, dtypes=_checks.FLOAT_DTYPES)

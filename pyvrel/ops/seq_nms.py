@@ -202,7 +202,7 @@ def seq_nms(
             raise ValueError(f"{op}: num_frames must have shape ({B},) (one per video of batched boxes), "
                              f"got {tuple(num_frames.shape)}")
         tensors["num_frames"] = num_frames
-        _checks.int_range(op, "num_frames", num_frames, 0, T)
+        _checks.int_range(op, "num_frames", num_frames, 0, T, f"in [0, T={T}]")
         mask = mask & (torch.arange(T, device=num_frames.device)[None, :] < num_frames[:, None])[..., None]
     device = _checks.same_device(op, **tensors)
     link_threshold = _checks.number(op, "link_threshold", link_threshold, 0.0, 1.0)

@@ -200,8 +200,8 @@ def _check_tubes(op: str, name: str, tubes: Tubes | tuple[Tensor, Tensor, Tensor
             raise ValueError(f"{op}: {name}.{field} must have shape ({n},) to match {name}.boxes "
                              f"{tuple(boxes.shape)}, got {tuple(value.shape)}")
     _checks.same_device(op, **{f"{name}.boxes": boxes, f"{name}.start": start, f"{name}.length": length})
-    _checks.int_range(op, f"{name}.length", length, 0, t)
-    _checks.int_range(op, f"{name}.start", start, 0, _checks.MAX_FRAME)
+    _checks.int_range(op, f"{name}.length", length, 0, t, f"in [0, T={t}]")
+    _checks.int_range(op, f"{name}.start", start, 0, _checks.MAX_FRAME, ">= 0 and <= 2**53")
     # unchecked values (CUDA, see _checks.check_values) are clamped: no kernel reads past T
     return Tubes(boxes, start.to(torch.int64).clamp(0, _checks.MAX_FRAME).contiguous(),
                  length.to(torch.int64).clamp(0, t).contiguous())
@@ -340,7 +340,7 @@ def interpolate_boxes(
     if counts.shape[0] != n:
         raise ValueError(f"{op}: counts must have shape ({n},), got {tuple(counts.shape)}")
     device = _checks.same_device(op, frames=frames, boxes=boxes, counts=counts)
-    _checks.int_range(op, "counts", counts, 0, k)
+    _checks.int_range(op, "counts", counts, 0, k, f"in [0, K={k}]")
     frames, counts = frames.to(torch.int64).contiguous(), counts.to(torch.int64).clamp(0, k).contiguous()
     valid = torch.arange(k, device=device)[None, :] < counts[:, None]
     _checks.int_range(op, "frames", torch.where(valid, frames, 0), 0, _checks.MAX_FRAME)

@@ -175,7 +175,7 @@ def _viterbi_inputs(op: str, boxes: Tensor, unary: Tensor, frames: Tensor | None
             raise ValueError(f"{op}: lengths must have shape {(B,) if batched else ()}, got {tuple(lengths.shape)}")
         tensors["lengths"] = lengths
         lengths = lengths.reshape(B)
-        _checks.int_range(op, "lengths", lengths, 0, T)
+        _checks.int_range(op, "lengths", lengths, 0, T, f"in [0, T={T}]")
     everything_valid = mask is None and tensors.get("lengths") is None  # the common, fast case
     _checks.same_device(op, **tensors)
     _checks.int_range(op, "frames", frames, 0, _checks.MAX_FRAME)
