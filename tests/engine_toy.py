@@ -75,7 +75,7 @@ def build_task(model_config: dict, data: str) -> TrainTask:
                                      "progress": False, "log_every": 1})
 
 
-def torchrun_pyvrel(args: list[str], cwd: Path, nproc: int = 2, timeout: float = 120) -> subprocess.CompletedProcess:
+def torchrun_pyvrel(args: list[str], cwd: Path, nproc: int = 2, timeout: float = 600) -> subprocess.CompletedProcess:
     """``torchrun --nproc_per_node nproc -m pyvrel ARGS`` on gloo over 127.0.0.1 (one thread each)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
