@@ -250,9 +250,11 @@ void soft_viterbi_forward_impl(const void* boxes_, const void* unary_, const int
           tmp[q] = node[t * N + q] == kNegInf ? kNegInf : alpha[t * N + q] + beta[t * N + q];
         const acc_t m = max_of(tmp, N);
         acc_t sum = 0;
-        for (int64_t q = 0; q < N; ++q) sum += tmp[q] == kNegInf ? 0 : std::exp((tmp[q] - m) / tau);
-        for (int64_t q = 0; q < N; ++q)
-          marginals[base + t * N + q] = tmp[q] == kNegInf ? 0 : std::exp((tmp[q] - m) / tau) / sum;
+        for (int64_t q = 0; q < N; ++q) {
+          tmp[q] = tmp[q] == kNegInf ? 0 : std::exp((tmp[q] - m) / tau);
+          sum += tmp[q];
+        }
+        for (int64_t q = 0; q < N; ++q) marginals[base + t * N + q] = tmp[q] / sum;
       }
       log_partition[b] = log_z;
       grad_weight[b] = gw;

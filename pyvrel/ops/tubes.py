@@ -381,7 +381,7 @@ def pack_tubes(
     for i, t in enumerate(items):
         boxes[i, : t.shape[0]] = t
     start = torch.as_tensor(starts, dtype=torch.int64).reshape(-1)
-    _checks.int_range("pack_tubes", "starts", start, 0, _checks.MAX_FRAME)
+    _checks.int_range("pack_tubes", "starts", start, 0, _checks.MAX_FRAME, ">= 0 and <= 2**53")
     return Tubes(boxes, start, length).to(device) if device is not None else Tubes(boxes, start, length)
 
 
