@@ -15,6 +15,7 @@ import textwrap
 import pytest
 import torch
 
+import pyvrel
 from conftest import KERNEL_BACKENDS, device_of, needs_gpu
 from pyvrel import ops
 
@@ -223,6 +224,21 @@ def test_path_tubes_rejects_malformed_paths(path):
 
 
 # ---- no host synchronisation on CUDA (issue 17) ---------------------------------------------------
+
+
+def test_validation_switch():
+    from pyvrel.ops import _checks
+
+    cpu, other = torch.zeros(1), torch.zeros(1, device="meta")  # meta stands for any non-CPU device
+    assert pyvrel.get_validation() == "auto"
+    assert _checks.check_values(cpu) and not _checks.check_values(other)
+    pyvrel.set_validation("full")
+    try:
+        assert _checks.check_values(cpu) and _checks.check_values(other)
+    finally:
+        pyvrel.set_validation("auto")
+    with pytest.raises(ValueError, match="set_validation: mode must be one of"):
+        pyvrel.set_validation("off")
 
 
 @pytest.mark.gpu
