@@ -9,17 +9,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from shapes import (
-    BOX_IOU,
-    BOX_IOU_ALIGNED,
-    NMS,
-    device_of,
-    make_inputs,
-    provider_params,
-    record,
-    run,
-    shape_params,
-)
+from harness import check, device_of, provider_params, record, run
+from shapes import BOX_IOU, BOX_IOU_ALIGNED, NMS, make_inputs, shape_params
 
 from pyvrel.ops import batched_nms, box_iou, box_iou_aligned, reference
 
@@ -38,7 +29,7 @@ def test_box_iou(benchmark, provider, shape):
     a, b = x["a"].to(dev), x["b"].to(dev)
     record(benchmark, provider, shape, a=list(a.shape), b=list(b.shape))
     out = run(benchmark, lambda: box_iou(a, b, backend=provider), provider)
-    torch.testing.assert_close(out.cpu(), reference.box_iou_ref(x["a"], x["b"]))
+    check(out, reference.box_iou_ref(x["a"], x["b"]))
 
 
 @pytest.mark.parametrize("shape", shape_params("box_iou_aligned", BOX_IOU_ALIGNED))
@@ -58,9 +49,7 @@ def test_box_iou_aligned(benchmark, provider, shape):
     got = run(benchmark, step, provider)
     ra, rb = x["a"].clone().requires_grad_(), x["b"].clone().requires_grad_()
     want = reference.box_iou_aligned_ref(ra, rb)
-    expected = (want.detach(), *torch.autograd.grad(want.sum(), (ra, rb)))
-    for g, e in zip(got, expected):
-        torch.testing.assert_close(g.cpu(), e)
+    check(got, (want.detach(), *torch.autograd.grad(want.sum(), (ra, rb))))
 
 
 @pytest.mark.parametrize("shape", shape_params("nms", NMS))
@@ -87,4 +76,4 @@ def test_nms(benchmark, provider, shape):
     small = shape.ref_shape()
     x = make_inputs(small)
     want = reference.batched_nms_ref(x["boxes"], x["scores"], x["idxs"], small.iou_threshold)
-    torch.testing.assert_close(call(small, dev)().cpu(), want, rtol=0, atol=0)
+    check(call(small, dev)(), want, exact=True)

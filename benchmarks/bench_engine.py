@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from harness import provider_params, record, run
 from shapes import ENGINE_BATCH, ENGINE_SAMPLES, ENGINE_WIDTH, SEED
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -51,13 +52,13 @@ def trainer_epoch(model: nn.Module, dataset: TensorDataset) -> float:
     return Trainer(model, dataset, config).fit()["train"]["loss"]
 
 
-@pytest.mark.parametrize("provider", ["bare-loop", "trainer"])
+@pytest.mark.parametrize("provider", provider_params("bare-loop", "trainer"))
 def test_engine_mlp_epoch(benchmark, provider):
     dataset = data()
     fn = bare_epoch if provider == "bare-loop" else trainer_epoch
     benchmark.group = f"engine-mlp{ENGINE_WIDTH}-b{ENGINE_BATCH}x{ENGINE_SAMPLES // ENGINE_BATCH}steps"
-    benchmark.extra_info.update(steps=ENGINE_SAMPLES // ENGINE_BATCH, threads=torch.get_num_threads())
+    record(benchmark, provider, steps=ENGINE_SAMPLES // ENGINE_BATCH)
     torch.manual_seed(SEED)
     model = MLP()
-    loss = benchmark.pedantic(fn, args=(model, dataset), rounds=5, warmup_rounds=1)
+    loss = run(benchmark, lambda: fn(model, dataset), provider)
     assert math.isfinite(loss)

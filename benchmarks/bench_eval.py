@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
+from harness import provider_params, record, run
 from shapes import EVAL_GT_PER_VIDEO, EVAL_PRED_PER_VIDEO, EVAL_SEED, EVAL_VIDEOS
+
 from pyvrel.data import (Relation, RelationTable, load_groundtruth, read_prediction_table, read_predictions,
                          write_annotations, write_predictions)
 from pyvrel.data.synthetic import SynthConfig, World, generate_video
@@ -85,15 +86,14 @@ def eval_data(tmp_path_factory):
 
 
 @pytest.mark.benchmark(group="eval-score")
-@pytest.mark.parametrize("provider", ["reference", "pyvrel", "pyvrel-records"])
+@pytest.mark.parametrize("provider", provider_params("reference", "pyvrel", "pyvrel-records"))
 def test_score(benchmark, eval_data, provider):
-    benchmark.extra_info.update(eval_data["sizes"])
-    benchmark.extra_info["result"] = eval_data["result"]["RelDet"]
+    record(benchmark, provider, **eval_data["sizes"], result=eval_data["result"]["RelDet"])
     if provider == "reference":
-        benchmark.pedantic(evaluate_reference, args=eval_data["ref"], rounds=2, iterations=1)
+        run(benchmark, lambda: evaluate_reference(*eval_data["ref"]), provider, min_rounds=2)
     else:
         args = eval_data["ours" if provider == "pyvrel" else "records"]
-        benchmark.pedantic(evaluate_relations, args=args, rounds=5, iterations=1, warmup_rounds=1)
+        run(benchmark, lambda: evaluate_relations(*args), provider)
 
 
 def _end2end_reference(gt_dir, pred_path):
@@ -105,8 +105,8 @@ def _end2end_pyvrel(gt_dir, pred_path):
 
 
 @pytest.mark.benchmark(group="eval-end2end")
-@pytest.mark.parametrize("provider", ["reference", "pyvrel"])
+@pytest.mark.parametrize("provider", provider_params("reference", "pyvrel"))
 def test_end2end(benchmark, eval_data, provider):
-    benchmark.extra_info.update(eval_data["sizes"])
+    record(benchmark, provider, **eval_data["sizes"])
     fn = _end2end_reference if provider == "reference" else _end2end_pyvrel
-    benchmark.pedantic(fn, args=eval_data["paths"], rounds=2 if provider == "reference" else 3, iterations=1)
+    run(benchmark, lambda: fn(*eval_data["paths"]), provider, min_rounds=2)

@@ -2,7 +2,7 @@
 
 Providers:
   ``reference``  dense ``F.scaled_dot_product_attention`` with a boolean band + key-padding mask
-                 (the baseline of the issue and of specs/local_attention.md §3);
+                 (the baseline the kernels are measured against);
   ``unfold``     explicit gather: pad, ``unfold`` the keys/values into (B, H, L, W, D) windows;
   ``cpp``        pyvrel's fused C++ kernel; ``triton`` and ``cuda`` only with a CUDA device.
 All use truncated windows, padded keys dropped and padded query rows zeroed; every provider is
@@ -27,6 +27,7 @@ import time
 import pytest
 import torch
 import torch.nn.functional as F
+from harness import check, device_of, provider_params, record, run, skip_reason
 from shapes import LOCAL_ATTENTION, LocalAttentionShape
 
 from pyvrel.ops import local_attention, window_extents
@@ -82,16 +83,6 @@ def provider_fn(provider: str):
                                                             kv_lengths=lengths, backend=provider)
 
 
-def device_of(provider: str) -> str:
-    return "cuda" if provider in ("triton", "cuda") else "cpu"
-
-
-def skip_reason(provider: str) -> str:
-    if provider in ("triton", "cuda") and not torch.cuda.is_available():
-        return f"{provider} needs a CUDA device"
-    return ""
-
-
 def make_step(provider: str, shape: LocalAttentionShape, mode: str):
     """A no-argument callable running one timed step, and the tensors it returns."""
     q, k, v, lengths = make_inputs(shape, device_of(provider))
@@ -121,23 +112,12 @@ def _sync(provider: str) -> None:
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("shape", LOCAL_ATTENTION, ids=lambda s: s.name)
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("provider", provider_params(*PROVIDERS))
 def test_local_attention(benchmark, provider, shape, mode):
-    reason = skip_reason(provider)
-    if reason:
-        pytest.skip(reason)
-    step = make_step(provider, shape, mode)
-    got = step()
+    record(benchmark, provider, shape, mode=mode)
+    got = run(benchmark, make_step(provider, shape, mode), provider)
     if provider != "cpp":
-        for a, b in zip(got, make_step("cpp", shape, mode)()):
-            torch.testing.assert_close(a.cpu(), b, atol=1e-4, rtol=1e-4)
-    benchmark.extra_info.update(provider=provider, shape=shape.name, mode=mode, threads=torch.get_num_threads())
-
-    def timed():
-        step()
-        _sync(provider)
-
-    benchmark.pedantic(timed, rounds=5, warmup_rounds=1)
+        check(got, make_step("cpp", shape, mode)(), atol=1e-4, rtol=1e-4)
 
 
 # ---- side-by-side table (each case in its own process) -------------------------------------

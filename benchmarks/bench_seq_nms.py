@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-import pyvrel.ops as ops
+from harness import check, device_of, provider_params, record, run
 from shapes import SEQ_NMS_SHAPES
 
-HAS_GPU = torch.cuda.is_available()
-PROVIDERS = ["reference", "cpp", pytest.param("cuda", marks=pytest.mark.skipif(not HAS_GPU, reason="no GPU"))]
+import pyvrel.ops as ops
+
+PROVIDERS = provider_params("reference", "cpp", "cuda")  # Seq-NMS has no Triton backend
 
 
 def synthetic_video(T: int, N: int, objects: int = 30, per_object: int = 8, seed: int = 0):
@@ -42,10 +42,10 @@ def test_seq_nms(benchmark, provider, T, N):
     if provider == "reference" and N > 100:
         pytest.skip("the plain-Python reference needs minutes at this size (O(K·T·N²) Python loops)")
     boxes, scores = synthetic_video(T, N)
-    dev = "cuda" if provider == "cuda" else "cpu"
+    dev = device_of(provider)
     boxes, scores = boxes.to(dev), scores.to(dev)
-    out = benchmark(lambda: ops.seq_nms(boxes, scores, backend=provider))
+    record(benchmark, provider, frames=T, boxes_per_frame=N)
+    out = run(benchmark, lambda: ops.seq_nms(boxes, scores, backend=provider), provider)
     if provider != "reference" and N <= 100:  # exact equality with the reference, untimed
         expected = ops.seq_nms(boxes.cpu(), scores.cpu(), backend="reference")
-        assert torch.equal(out.scores.cpu(), expected.scores)
-        assert torch.equal(out.box_index.cpu(), expected.box_index)
+        check((out.scores, out.box_index), (expected.scores, expected.box_index), exact=True)

@@ -17,19 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from shapes import (
-    INTERPOLATE,
-    TUBE_IOU,
-    TUBE_IOU_ALIGNED,
-    device_of,
-    head,
-    make_inputs,
-    median_s,
-    provider_params,
-    record,
-    run,
-    shape_params,
-)
+from harness import check, device_of, median_s, provider_params, record, run
+from shapes import INTERPOLATE, TUBE_IOU, TUBE_IOU_ALIGNED, head, make_inputs, shape_params
 
 from pyvrel import _ext
 from pyvrel.ops import Tubes, interpolate_boxes, reference, tube_iou, tube_iou_aligned
@@ -90,13 +79,13 @@ def test_tube_iou(benchmark, provider, shape):
 
     benchmark.extra_info["nonzero_fraction"] = float((out > 0).double().mean())
     if provider == "numpy-outer" and _ext.has_cpu_ext():  # vs the C++ kernel on every pair
-        torch.testing.assert_close(out, tube_iou(x["a"], x["b"], off, backend="cpp"), rtol=0, atol=1e-6)
+        check(out, tube_iou(x["a"], x["b"], off, backend="cpp"), rtol=0, atol=1e-6)
     elif provider == "official-loop" and _ext.has_cpu_ext():  # vs the C++ kernel on the subset
-        torch.testing.assert_close(out, tube_iou(a, b, off, backend="cpp"), rtol=0, atol=1e-6)
+        check(out, tube_iou(a, b, off, backend="cpp"), rtol=0, atol=1e-6)
     else:  # vs the reference on check_n x check_n tubes
         k = shape.check_n
         want = reference.tube_iou_ref(head(x["a"], k), head(x["b"], k), off)
-        torch.testing.assert_close(out[:k, :k], want, rtol=0, atol=1e-6)
+        check(out[:k, :k], want, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("shape", shape_params("tube_iou_aligned", TUBE_IOU_ALIGNED))
@@ -124,9 +113,7 @@ def test_tube_iou_aligned(benchmark, provider, shape):
     ra, rb = head(x["a"], k), head(x["b"], k)
     rga, rgb = ra.boxes.clone().requires_grad_(), rb.boxes.clone().requires_grad_()
     want = reference.tube_iou_aligned_ref(ra._replace(boxes=rga), rb._replace(boxes=rgb), shape.pixel_offset)
-    expected = (want.detach(), *torch.autograd.grad(want.sum(), (rga, rgb)))
-    for g, e in zip(got, expected):
-        torch.testing.assert_close(g[:k].cpu(), e, rtol=1e-4, atol=1e-5)
+    check([g[:k] for g in got], (want.detach(), *torch.autograd.grad(want.sum(), (rga, rgb))), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("shape", shape_params("interpolate_boxes", INTERPOLATE))
@@ -145,6 +132,5 @@ def test_interpolate_boxes(benchmark, provider, shape):
     k = shape.ref_tracks
     want = reference.interpolate_boxes_ref(x["frames"][:k], x["boxes"][:k], x["counts"][:k])
     length = want.boxes.shape[1]
-    torch.testing.assert_close(got.start[:k].cpu(), want.start, rtol=0, atol=0)
-    torch.testing.assert_close(got.length[:k].cpu(), want.length, rtol=0, atol=0)
-    torch.testing.assert_close(got.boxes[:k, :length].cpu(), want.boxes)
+    check((got.start[:k], got.length[:k]), (want.start, want.length), exact=True)
+    check(got.boxes[:k, :length], want.boxes)

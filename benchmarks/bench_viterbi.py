@@ -9,14 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-import pyvrel.ops as ops
+from harness import check, device_of, provider_params, record, run
 from shapes import VITERBI_SHAPES
 
-HAS_GPU = torch.cuda.is_available()
-PROVIDERS = ["reference", "cpp", pytest.param("cuda", marks=pytest.mark.skipif(not HAS_GPU, reason="no GPU"))]
-TRITON = pytest.param("triton", marks=pytest.mark.skipif(
-    not HAS_GPU, reason="Triton timings need a GPU (the CPU interpreter is no benchmark)"))
+import pyvrel.ops as ops
+
+PROVIDERS = provider_params("reference", "cpp", "cuda", "triton")
 
 
 def proposals(B: int, T: int, N: int, seed: int = 0):
@@ -49,35 +47,40 @@ def numpy_viterbi(boxes: np.ndarray, unary: np.ndarray, frames: np.ndarray):
     return path[::-1], float(V.max())
 
 
-@pytest.mark.parametrize("provider", ["numpy", *PROVIDERS, TRITON])
+@pytest.mark.parametrize("provider", provider_params("numpy", "reference", "cpp", "cuda", "triton"))
 @pytest.mark.parametrize("B,T,N", VITERBI_SHAPES, ids=[f"{b}x{t}x{n}" for b, t, n in VITERBI_SHAPES])
 def test_viterbi_link(benchmark, provider, B, T, N):
     benchmark.group = f"viterbi_link-{B}x{T}x{N}"
     boxes, unary, frames = proposals(B, T, N)
     if provider in ("numpy", "reference") and B > 1:
         pytest.skip("per-problem Python baselines are timed on single problems only")
+    record(benchmark, provider, problems=B, frames=T, proposals=N)
     if provider == "numpy":
         b, u, f = boxes[0].numpy(), unary[0].numpy(), frames[0].numpy()
-        path, _ = benchmark(lambda: numpy_viterbi(b, u, f))
-        assert path == ops.viterbi_link(boxes[0], unary[0], frames[0], backend="cpp").paths[0].tolist()
+        path, _ = run(benchmark, lambda: numpy_viterbi(b, u, f), provider)
+        check(torch.tensor(path), ops.viterbi_link(boxes[0], unary[0], frames[0], backend="reference").paths[0],
+              exact=True)
         return
-    dev = "cuda" if provider in ("cuda", "triton") else "cpu"
+    dev = device_of(provider)
     args = (boxes.to(dev), unary.to(dev), frames.to(dev))
-    out = benchmark(lambda: ops.viterbi_link(*args, backend=provider))
+    out = run(benchmark, lambda: ops.viterbi_link(*args, backend=provider), provider)
     if provider != "reference":
         expected = ops.viterbi_link(boxes[:4], unary[:4], frames[:4], backend="reference")
-        assert torch.equal(out.paths[:4].cpu(), expected.paths)
+        check(out.paths[:4], expected.paths, exact=True)
 
 
-@pytest.mark.parametrize("provider", [*PROVIDERS, TRITON])
+@pytest.mark.parametrize("provider", PROVIDERS)
 def test_soft_viterbi(benchmark, provider):
-    benchmark.group = "soft_viterbi-1x120x40"
-    dev = "cuda" if provider in ("cuda", "triton") else "cpu"
-    boxes, unary, frames = (x.to(dev) for x in proposals(1, 120, 40))
-    unary.requires_grad_()
+    B, T, N = VITERBI_SHAPES[0]
+    benchmark.group = f"soft_viterbi-{B}x{T}x{N}"
+    dev = device_of(provider)
+    boxes, unary, frames = (x.to(dev) for x in proposals(B, T, N))
 
-    def step():
-        z = ops.soft_viterbi(boxes, unary, frames, backend=provider).log_partition.sum()
-        return torch.autograd.grad(z, unary)
+    def step(backend, b, u, f):
+        u = u.detach().requires_grad_()
+        z = ops.soft_viterbi(b, u, f, backend=backend).log_partition.sum()
+        return (z.detach(), *torch.autograd.grad(z, u))
 
-    benchmark(step)
+    record(benchmark, provider, problems=B, frames=T, proposals=N, mode="forward+backward")
+    got = run(benchmark, lambda: step(provider, boxes, unary, frames), provider)
+    check(got, step("reference", *(x.cpu() for x in (boxes, unary, frames))))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from harness import provider_params, record, run
 from shapes import VRDONE, VrdONEShape
 
 from pyvrel.models.vrdone import SetCriterion, Target, VrdONEConfig, build_vrdone, segment_mask
@@ -30,21 +31,28 @@ def make(shape: VrdONEShape):
     return cfg, model, x, mask, targets
 
 
+PROVIDERS = provider_params("cpp")  # the model's ops on the CPU, automatic backend
+
+
 @pytest.mark.parametrize("shape", VRDONE, ids=lambda s: s.name)
-def test_forward(benchmark, shape):
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_forward(benchmark, provider, shape):
     cfg, model, x, mask, _ = make(shape)
     model.eval()
     benchmark.group = "vrdone-forward"
+    record(benchmark, provider, shape)
     with torch.no_grad():
-        out = benchmark.pedantic(model, args=(x, mask), rounds=3, warmup_rounds=1)
+        out = run(benchmark, lambda: model(x, mask), provider)
     assert out["pred_masks"].shape == (shape.batch, cfg.num_queries, cfg.max_seq_len)
 
 
 @pytest.mark.parametrize("shape", VRDONE, ids=lambda s: s.name)
-def test_train_step(benchmark, shape):
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_train_step(benchmark, provider, shape):
     cfg, model, x, mask, targets = make(shape)
     crit = SetCriterion(cfg)
     benchmark.group = "vrdone-train-step"
+    record(benchmark, provider, shape)
 
     def step():
         model.zero_grad()
@@ -52,5 +60,5 @@ def test_train_step(benchmark, shape):
         loss.backward()
         return loss
 
-    loss = benchmark.pedantic(step, rounds=3, warmup_rounds=1)
+    loss = run(benchmark, step, provider)
     assert torch.isfinite(loss)

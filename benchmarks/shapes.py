@@ -1,9 +1,10 @@
-"""Named benchmark shapes, deterministic inputs and the provider list, shared by ``bench_*.py``.
+"""Named benchmark shapes and deterministic inputs, shared by ``bench_*.py`` (the providers,
+timing and checks are in ``harness.py``).
 
 Every dimension used by a benchmark lives here (no numbers inside the bench files). Sizes follow
 the papers: per-frame detections (300 boxes, 120-frame clips), NMS over 1000 / 5000 detector
 boxes, VidVRD-style tube IoU (1000 x 1000 tubes of 100-300 frames in a 600-frame video, half of B
-jittered re-cropped copies of A: /work/shared/specs/postprocessing.md §2.4), aligned tube IoU for
+jittered re-cropped copies of A, as in VidVRD's evaluation), aligned tube IoU for
 training losses and vRGV-style track interpolation.
 
 ``make_inputs(shape, seed)`` builds the inputs of any shape below from a seed, on the CPU.
@@ -12,19 +13,15 @@ training losses and vRGV-style track interpolation.
 from __future__ import annotations
 
 import functools
-import time
 from dataclasses import dataclass, replace
 
 import pytest
 import torch
 
-from pyvrel import _ext
 from pyvrel.ops import Tubes
 
 SEED = 0
 FRAME_W, FRAME_H = 1280.0, 720.0  # pixel coordinate range of the synthetic boxes
-ROUND_BUDGET_S = 1.0  # each case runs about this long (between MIN_ROUNDS and MAX_ROUNDS rounds)
-MIN_ROUNDS, MAX_ROUNDS = 3, 50
 
 
 # ---- shape configs --------------------------------------------------------------------------
@@ -282,75 +279,6 @@ def head(tubes: Tubes, n: int) -> Tubes:
     return Tubes(tubes.boxes[:n], tubes.start[:n], tubes.length[:n])
 
 
-# ---- providers ------------------------------------------------------------------------------
-
-
-def _skip_reason(provider: str) -> str:
-    """Empty if ``provider`` can be benchmarked here, else why not."""
-    if provider in ("reference", "cpp"):
-        return "" if provider == "reference" or _ext.has_cpu_ext() else "pyvrel._C is not built"
-    if not torch.cuda.is_available():
-        extra = "; the Triton CPU interpreter is far too slow to benchmark" if provider == "triton" else ""
-        return f"needs a CUDA device (none present{extra})"
-    if provider == "cuda":
-        return "" if _ext.has_cuda_ext() else "pyvrel._cuda is not built"
-    ok, why = _ext.triton_can_run(torch.device("cuda"))
-    return "" if ok else why
-
-
-def provider_params(*providers: str, missing: dict[str, str] | None = None) -> list:
-    """``pytest.param`` per provider. Kernel providers that cannot run here (cuda and triton
-    without a GPU) and those in ``missing`` (provider -> why the op lacks it) skip with a visible
-    reason; other names (baselines) always run."""
-    params = []
-    for p in providers:
-        reason = (missing or {}).get(p) or (_skip_reason(p) if p in ("reference", "cpp", "cuda", "triton") else "")
-        marks = [pytest.mark.skipif(bool(reason), reason=f"{p}: {reason}")]
-        if p in ("cuda", "triton"):
-            marks.append(getattr(pytest.mark, "gpu" if p == "cuda" else "triton"))
-        params.append(pytest.param(p, id=p, marks=marks))
-    return params
-
-
-def device_of(provider: str) -> str:
-    return "cuda" if provider in ("cuda", "triton") else "cpu"
-
-
-def run(benchmark, fn, provider: str):
-    """Time ``fn`` with ``benchmark.pedantic``, ~ROUND_BUDGET_S of rounds (one untimed warm-up
-    call sizes them); GPU providers synchronize inside the timed call. Returns fn's result."""
-    gpu = device_of(provider) == "cuda"
-
-    def call():
-        out = fn()
-        if gpu:
-            torch.cuda.synchronize()
-        return out
-
-    if getattr(benchmark, "disabled", False):  # --benchmark-disable: a single plain call
-        return benchmark.pedantic(call, rounds=1, iterations=1)
-    t0 = time.perf_counter()
-    call()
-    elapsed = time.perf_counter() - t0
-    rounds = max(MIN_ROUNDS, min(MAX_ROUNDS, int(ROUND_BUDGET_S / max(elapsed, 1e-9))))
-    return benchmark.pedantic(call, rounds=rounds, iterations=1, warmup_rounds=0)
-
-
-def median_s(benchmark) -> float | None:
-    """Median time of the finished benchmark in seconds (None with --benchmark-disable)."""
-    stats = getattr(benchmark, "stats", None)
-    return None if stats is None else stats.stats.median
-
-
-def record(benchmark, provider: str, shape, **extra) -> None:
-    """Fill ``benchmark.extra_info``: shape config, dtype, device, CPU threads, and ``extra``."""
-    benchmark.extra_info.update(
-        shape=repr(shape), dtype=str(shape.dtype), device=device_of(provider),
-        threads=torch.get_num_threads(), **extra,
-    )
-
-
-
 # ---- evaluation (benchmarks/bench_eval.py) ----------------------------------------------------
 # The issue's size: 200 videos x ~30 ground-truth relations x ~200 predictions each (the official
 # code needs ~1.5 s to score and 9-16 s to load its JSON at this size).
@@ -377,7 +305,7 @@ class LocalAttentionShape:
     lengths: tuple[int, ...] | None = None
 
 
-_VARLEN = (512, 480, 400, 300, 256, 200, 128, 64)  # issue 3 / specs/local_attention.md §3
+_VARLEN = (512, 480, 400, 300, 256, 200, 128, 64)  # valid lengths of a VidOR-like padded batch
 LOCAL_ATTENTION = [
     LocalAttentionShape("vidor_d32", 8, 8, 512, 32, 9, _VARLEN),
     LocalAttentionShape("vidor_d64", 8, 8, 512, 64, 9, _VARLEN),
@@ -388,7 +316,7 @@ LOCAL_ATTENTION = [
 ]
 
 
-# ---- seq_nms, viterbi (bench_seq_nms.py, bench_viterbi.py): specs/postprocessing.md §3.4, §4.1
+# ---- seq_nms, viterbi (bench_seq_nms.py, bench_viterbi.py) ------------------------------------
 # Seq-NMS: (frames, boxes per frame) of one video; 30 moving objects x 8 jittered detections
 # plus clutter, uniform random scores.
 SEQ_NMS_SHAPES = [(120, 100), (120, 300)]

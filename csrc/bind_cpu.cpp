@@ -6,6 +6,9 @@
 #include <string>
 
 #include "cpu/kernels.h"
+#include "cpu/prediction_json.h"
+#include "cpu/relation_viou.h"
+#include "pyvrel/codes.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -54,6 +57,8 @@ PYBIND11_MODULE(_C, m) {
       nogil,
       R"pbdoc(Greedy NMS: boxes (N, 4) visited in order (N,); idxs (N,) or 0 for none -> keep (N,) uint8.
 Suppresses IoU > threshold.)pbdoc");
+  // Not op kernels: the evaluation's pair vIoU (pyvrel/eval/_viou_pairs.py) and the prediction
+  // reader's cut (pyvrel/data/_json.py), each called from that one module.
   m.def(
       "relation_viou_pairs",
       [](ptr a_boxes, ptr a_sub, ptr a_obj, ptr a_start, ptr a_len, ptr ia, ptr b_boxes, ptr b_sub,

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cuda/kernels.h"
+#include "pyvrel/codes.h"
 
 namespace py = pybind11;
 using ptr = std::uintptr_t;

@@ -13,18 +13,14 @@ accumulated by one program per (batch, head) walking its queries in order (no at
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
+from .boxes import _device_guard
+
 __all__ = ["local_attention_fwd_triton", "local_attention_bwd_triton"]
-
-
-def _device_guard(t: Tensor):
-    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:

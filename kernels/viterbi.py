@@ -6,7 +6,7 @@ of every backend). Back pointers go to memory; the host walks them back (vectori
 problems) and, for k disjoint paths, removes the chosen boxes and runs the DP again. IoUs are
 computed in the boxes' dtype with the operation order of ``csrc/include/pyvrel/boxes.h``, an IEEE
 float32 division (``div_rn``) and no floating-point contraction (``enable_fp_fusion=False``), so
-values are those of the C++ kernel.
+values are those of the C++ kernel (the IoU is :mod:`pyvrel.kernels.boxes`' ``_box_iou``).
 
 Soft Viterbi: log-sum-exp forward (alpha kept in memory) and backward in the same program, which
 also produces the marginals and d log Z / d pairwise weight; float64 throughout, on scores (never
@@ -20,6 +20,8 @@ import triton
 import triton.language as tl
 
 from pyvrel import _ext
+
+from .boxes import _box_iou, _load_box
 
 
 @triton.jit
@@ -194,29 +196,10 @@ def _unary_weight(t, L, LEGACY: tl.constexpr):
 @triton.jit
 def _iou_tile(boxes_ptr, first_a, first_b, rows, cols, N, off):
     """IoU (float64) of boxes first_a + rows (one frame) and first_b + cols (the next), computed
-    in the boxes' dtype in boxes.h's order; zero outside N."""
-    pa = boxes_ptr + 4 * (first_a + rows)
-    pb = boxes_ptr + 4 * (first_b + cols)
-    am = rows < N
-    bm = cols < N
-    ax1 = tl.load(pa + 0, mask=am, other=0.0)
-    ay1 = tl.load(pa + 1, mask=am, other=0.0)
-    ax2 = tl.load(pa + 2, mask=am, other=0.0)
-    ay2 = tl.load(pa + 3, mask=am, other=0.0)
-    bx1 = tl.load(pb + 0, mask=bm, other=0.0)
-    by1 = tl.load(pb + 1, mask=bm, other=0.0)
-    bx2 = tl.load(pb + 2, mask=bm, other=0.0)
-    by2 = tl.load(pb + 3, mask=bm, other=0.0)
-    w = tl.maximum(tl.minimum(ax2, bx2) - tl.maximum(ax1, bx1) + off, 0.0)
-    h = tl.maximum(tl.minimum(ay2, by2) - tl.maximum(ay1, by1) + off, 0.0)
-    inter = w * h
-    uni = (ax2 - ax1 + off) * (ay2 - ay1 + off) + (bx2 - bx1 + off) * (by2 - by1 + off) - inter
-    den = tl.where(uni > 0, uni, 1.0)
-    if inter.dtype == tl.float32:
-        ratio = tl.math.div_rn(inter, den)  # IEEE division: `/` is approximate for fp32 on GPUs
-    else:
-        ratio = inter / den
-    return tl.where(uni > 0, ratio, 0.0).to(tl.float64)
+    in the boxes' dtype by the box kernels' ``_box_iou``; zero outside N."""
+    ax1, ay1, ax2, ay2 = _load_box(boxes_ptr, first_a + rows, rows < N)
+    bx1, by1, bx2, by2 = _load_box(boxes_ptr, first_b + cols, cols < N)
+    return _box_iou(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2, off).to(tl.float64)
 
 
 def soft_viterbi_triton(boxes: torch.Tensor, unary: torch.Tensor, frames: torch.Tensor, lengths: torch.Tensor,

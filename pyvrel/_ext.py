@@ -17,10 +17,6 @@ from typing import Any
 
 import torch
 
-# Scalar type codes shared with csrc/include/pyvrel/common.h (enum class DType).
-DTYPE_CODES: dict[torch.dtype, int] = {torch.float32: 0, torch.float64: 1}
-
-
 class ExtensionUnavailableError(RuntimeError):
     """A compiled pyvrel extension (or Triton) is needed but not available."""
 
@@ -131,19 +127,37 @@ def build_info() -> dict[str, Any]:
     return info
 
 
-def launch(backend: str, name: str, device: torch.device, *args: Any) -> Any:
+def launch(backend: str, name: str, *args: Any, threads: bool = True) -> Any:
     """Call kernel ``name`` of the C++ (``backend="cpp"``) or CUDA extension.
 
-    ``args`` are the kernel's arguments (buffer addresses, sizes, codes); the CPU call gets the
-    OpenMP team size appended, the CUDA call the current stream of ``device``. A kernel that
-    cannot allocate its work buffers raises ``MemoryError`` naming it.
+    ``args`` are the kernel's arguments: tensors (passed as the address of their first element;
+    all on one device, CPU for ``"cpp"``, CUDA for ``"cuda"``), ``None`` for an absent optional
+    buffer (address 0), and sizes, flags and codes. The CPU call gets the OpenMP team size
+    appended (unless ``threads=False``: a serial kernel), the CUDA call the current stream of the
+    tensors' device. A kernel that cannot allocate its work buffers raises ``MemoryError`` naming
+    it.
     """
+    if backend not in ("cpp", "cuda"):
+        raise ValueError(f"launch: backend must be 'cpp' or 'cuda', got {backend!r}")
+    want = "cpu" if backend == "cpp" else "cuda"
+    device = None
+    values = []
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            if a.device.type != want:
+                raise RuntimeError(f"{name}: the {backend!r} kernel takes {want} tensors, got one on {a.device}")
+            if device is not None and a.device != device:
+                raise RuntimeError(f"{name}: tensors on {device} and {a.device}; all must be on one device")
+            device = a.device
+            values.append(a.data_ptr())
+        else:
+            values.append(0 if a is None else a)
+    if device is None:
+        raise RuntimeError(f"{name}: launched without tensor arguments")
     try:
         if backend == "cpp":
-            return getattr(cpu(), name)(*args, num_threads())
-        if backend == "cuda":
-            with torch.cuda.device(device):
-                return getattr(cuda(), name)(*args, torch.cuda.current_stream(device).cuda_stream)
+            return getattr(cpu(), name)(*values, *((num_threads(),) if threads else ()))
+        with torch.cuda.device(device):
+            return getattr(cuda(), name)(*values, torch.cuda.current_stream(device).cuda_stream)
     except MemoryError as e:  # std::bad_alloc of a kernel's scratch: say which kernel
         raise MemoryError(f"{name}: out of host memory for the kernel's work buffers ({e})") from e
-    raise ValueError(f"launch: backend must be 'cpp' or 'cuda', got {backend!r}")

@@ -2,8 +2,11 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+import torch
+
 import pyvrel
-from pyvrel import _ext
+from pyvrel import _codes, _ext
 
 
 def test_cpu_extension_is_built():
@@ -33,3 +36,19 @@ def test_interpreter_detection(monkeypatch):
     assert _ext.triton_interpret()
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     assert not _ext.triton_interpret()
+
+
+def test_launch_checks_the_tensors_device():
+    a = torch.zeros(1, 1, 4)
+    with pytest.raises(RuntimeError, match="box_iou_forward: the 'cuda' kernel takes cuda tensors, got one on cpu"):
+        _ext.launch("cuda", "box_iou_forward", a, a, a, 1, 1, 1, 0, 0.0)
+    meta = torch.zeros(1, 1, 4, device="meta")
+    with pytest.raises(RuntimeError, match="box_iou_forward: the 'cpp' kernel takes cpu tensors, got one on meta"):
+        _ext.launch("cpp", "box_iou_forward", a, meta, a, 1, 1, 1, 0, 0.0)
+
+
+def test_codes_agree_with_the_extensions():
+    assert _codes.TABLES["DType"] == {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}
+    assert _ext.cpu().codes() == _codes.TABLES
+    if _ext.has_cuda_ext():
+        assert _ext.cuda().codes() == _codes.TABLES

@@ -1,4 +1,4 @@
-"""Official-parity relation evaluation: one golden test per quirk of specs/evaluation.md, the
+"""Official-parity relation evaluation: one golden test per quirk of the official code, the
 variants, the crash cases, agreement with the transcribed official loop, zero-shot and splits."""
 
 import warnings

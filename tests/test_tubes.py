@@ -12,7 +12,7 @@ TOL = {torch.float32: dict(atol=1e-5, rtol=1e-5), torch.float64: dict(atol=1e-12
 
 
 def official_viou(traj_1, duration_1, traj_2, duration_2):
-    """VidVRD-helper's evaluation/common.py viou, transcribed from specs/evaluation.md §3.1."""
+    """VidVRD-helper's evaluation/common.py viou, transcribed from its public code."""
     if duration_1[0] >= duration_2[1] or duration_1[1] <= duration_2[0]:
         return 0.0
     elif duration_1[0] <= duration_2[0]:

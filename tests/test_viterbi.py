@@ -93,7 +93,7 @@ def test_viterbi_ties_and_last_link(backend):
     boxes = torch.tensor([[[0.0, 0, 10, 10]] * 2] * 3, device=dev)
     out = ops.viterbi_link(boxes, torch.full((3, 2), 0.5, device=dev), k=2, backend=backend)
     assert out.paths.tolist() == [[0, 0, 0], [1, 1, 1]]
-    # vRGV's quirk 1 (specs §4.1): continuity into the last frame must win over a higher but
+    # vRGV's quirk 1: continuity into the last frame must win over a higher but
     # far-away last box, because the last link counts.
     near, far = [0.0, 0, 10, 10], [100.0, 100, 110, 110]
     boxes = torch.tensor([[near, far]] * 4, device=dev)

@@ -56,31 +56,13 @@ void interpolate_boxes_backward(const int64_t* frames, const int64_t* counts, in
                                 const void* grad_out, int64_t L, void* grad_boxes, int dtype,
                                 int num_threads);
 
-// Relation pairs of the evaluation: out[k] = min(vIoU(sub), vIoU(obj)) of relation ia[k] of a and
-// relation ib[k] of b (float64, volumetric, as tube_iou_aligned). A relation's subject boxes are
-// rows a_sub[i] .. a_sub[i] + a_len[i] of a_boxes (4 numbers per row), its object boxes start at
-// row a_obj[i], its first frame is a_start[i]; the same for b.
-void relation_viou_pairs(const double* a_boxes, const int64_t* a_sub, const int64_t* a_obj,
-                         const int64_t* a_start, const int64_t* a_len, const int64_t* ia,
-                         const double* b_boxes, const int64_t* b_sub, const int64_t* b_obj,
-                         const int64_t* b_start, const int64_t* b_len, const int64_t* ib, int64_t P,
-                         double pixel_offset, double* out, int num_threads);
-
-// Cut every "sub_traj"/"obj_traj" value that is a plain list of [a, b, c, d] number lists out of
-// JSON text: the skeleton gets the string "\u0000pv<k>" instead of trajectory k, whose boxes go to
-// numbers (4 per box, in order), its box count to box_counts[k] and whether any number had a
-// fraction or exponent to is_float[k]. Other values are copied unchanged. Returns the number of
-// trajectories cut, or -1 when the skeleton capacity is too small.
-int64_t cut_trajectories(const char* text, int64_t length, char* skeleton, int64_t skeleton_capacity,
-                         int64_t* skeleton_length, double* numbers, int64_t numbers_capacity,
-                         int64_t* box_counts, uint8_t* is_float, int64_t max_trajectories);
 // Windowed local attention (pyvrel/local_attention.h has the conventions and LocalAttentionArgs).
 // Forward writes args.out and args.lse; backward reads them and writes the gradient buffers (dk, dv
 // are built per (batch, head) in query order: deterministic). dtype: float32 or float64.
 void local_attention_forward(const LocalAttentionArgs& args, int dtype, int num_threads);
 void local_attention_backward(const LocalAttentionArgs& args, const LocalAttentionGrads& grads,
                               int dtype, int num_threads);
-// Seq-NMS (specs/postprocessing.md §3.2) of B videos: boxes (B, T, N, 4), scores (B, T, N),
+// Seq-NMS of B videos: boxes (B, T, N, 4), scores (B, T, N),
 // valid (B, T, N) uint8, labels (B, T, N) int64 or null. `rescore` is a SeqNmsRescore code,
 // `suppress` a SeqNmsSuppress code (pyvrel/seq_nms.h). Writes scores_out (B, T, N) at valid
 // entries, seq_id (B, T, N) (-1: none), seq_count (B,), per sequence seq_start/seq_len/seq_score

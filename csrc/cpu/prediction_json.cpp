@@ -6,7 +6,7 @@
 #include <cstring>
 #include <system_error>
 
-#include "kernels.h"
+#include "prediction_json.h"
 
 namespace pyvrel::cpu {
 

@@ -202,20 +202,22 @@ void backward_impl(const LocalAttentionArgs& a, const LocalAttentionGrads& gr, v
   }
 }
 
-size_t acc_size(int dtype) { return dtype == 1 ? sizeof(double) : sizeof(float); }
+size_t acc_size(int dtype) {
+  return static_cast<DType>(dtype) == DType::Float64 ? sizeof(double) : sizeof(float);
+}
 
 }  // namespace
 
-// dtype codes: 0 float32, 1 float64, 2 float16, 3 bfloat16 (pyvrel/ops/local_attention.py).
+// All four DType codes (pyvrel/codes.h); the other kernels take Float32/Float64 only.
 #define PYVREL_LOCAL_ATTENTION_DISPATCH(dtype, NAME, FN, ...)                      \
-  switch (dtype) {                                                                 \
-    case 0:                                                                        \
+  switch (static_cast<DType>(dtype)) {                                             \
+    case DType::Float32:                                                           \
       return FN<float>(__VA_ARGS__);                                               \
-    case 1:                                                                        \
+    case DType::Float64:                                                           \
       return FN<double>(__VA_ARGS__);                                              \
-    case 2:                                                                        \
+    case DType::Float16:                                                           \
       return FN<__half>(__VA_ARGS__);                                              \
-    case 3:                                                                        \
+    case DType::BFloat16:                                                          \
       return FN<__nv_bfloat16>(__VA_ARGS__);                                       \
     default:                                                                       \
       throw std::invalid_argument(std::string(NAME) + ": unsupported dtype code"); \

@@ -1,5 +1,8 @@
 """JSON reading and writing: orjson when installed (``pip install orjson``), else the standard
-library; ``.xz`` files are (de)compressed with :mod:`lzma` (VRU challenge submissions)."""
+library; ``.xz`` files are (de)compressed with :mod:`lzma` (VRU challenge submissions).
+
+The one module of :mod:`pyvrel.data` that calls the C++ extension: the prediction reader's pass
+over the text (``pyvrel._C.cut_trajectories``, csrc/cpu/prediction_json.cpp)."""
 
 from __future__ import annotations
 

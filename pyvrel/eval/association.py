@@ -1,5 +1,5 @@
-"""Greedy relation association: segment-level relation predictions -> video-level relations
-(``specs/evaluation.md`` §4), as the MM'17 VidVRD baseline and VidVRD-II do it.
+"""Greedy relation association: segment-level relation predictions -> video-level relations, as
+the MM'17 VidVRD baseline and VidVRD-II do it.
 
 Videos are cut into short overlapping segments (:func:`segment_spans`: 30 frames, stride 15); a
 model predicts relations per segment; association links a segment's prediction to a relation of

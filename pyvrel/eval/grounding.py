@@ -1,4 +1,4 @@
-"""Relation grounding accuracy (vRGV, Xiao et al. ECCV 2020; ``specs/models.md`` §2.4 step 6).
+"""Relation grounding accuracy (vRGV, Xiao et al. ECCV 2020, as its evaluation code computes it).
 
 A query is a relation triplet of a video's ground truth; the grounder returns one subject and
 one object trajectory for it. Against a ground-truth instance of the same triplet, a trajectory

@@ -1,4 +1,4 @@
-"""The official evaluation loop transcribed in plain Python from ``specs/evaluation.md`` §3:
+"""The official evaluation loop (VidVRD-helper's evaluation code) transcribed in plain Python:
 the executable spec that :func:`pyvrel.eval.evaluate_relations` is tested and benchmarked
 against. It works on the official JSON values (dicts with ``triplet``, ``score``, ``duration``,
 ``sub_traj``, ``obj_traj``), computes every vIoU with :func:`~pyvrel.eval.viou_official` for

@@ -275,24 +275,20 @@ def _pair_overlaps(a: RelationTable, ia: np.ndarray, b: RelationTable, ib: np.nd
     """``min(vIoU_sub, vIoU_obj)`` of the relation pairs ``(a[ia[k]], b[ib[k]])``, float64 ``(P,)``.
 
     With the C++ extension (``use_ext=None``: when built) one call scores every pair straight from
-    the tables' box arrays (``pyvrel._C.relation_viou_pairs``, the arithmetic of
+    the tables' box arrays (:mod:`pyvrel.eval._viou_pairs`, the arithmetic of
     :func:`pyvrel.ops.tube_iou_aligned`). Otherwise the pairs are sorted by length and scored by
     :func:`pyvrel.ops.tube_iou_aligned` in batches of at most ``budget`` padded boxes. A pair with
     an over-long trajectory (more boxes than frames, which the official volume counts) is
     recomputed with :func:`viou_official`.
     """
-    from pyvrel import _ext
+    from pyvrel.eval import _viou_pairs
     from pyvrel.ops import tube_iou_aligned
 
     la = a.duration[ia, 1] - a.duration[ia, 0]
     lb = b.duration[ib, 1] - b.duration[ib, 0]
     ov = np.zeros(len(ia))
-    if (_ext.has_cpu_ext() if use_ext is None else use_ext) and len(ia):
-        ca, cb = _columns(a), _columns(b)
-        ia, ib = (np.ascontiguousarray(x, dtype=np.int64) for x in (ia, ib))
-        _ext.cpu().relation_viou_pairs(*(x.ctypes.data for x in ca), ia.ctypes.data, *(x.ctypes.data for x in cb),
-                                       ib.ctypes.data, len(ia), float(pixel_offset), ov.ctypes.data,
-                                       _ext.num_threads())
+    if (_viou_pairs.available() if use_ext is None else use_ext) and len(ia):
+        _viou_pairs.relation_viou_pairs(_columns(a), ia, _columns(b), ib, pixel_offset, ov)
     else:
         frames = np.maximum(la, lb)
         order = np.argsort(frames, kind="stable")

@@ -23,6 +23,7 @@ __all__ = [
     "MaskedConv1D",
     "TransformerBlock",
     "drop_path",
+    "mask_lengths",
 ]
 
 
@@ -120,7 +121,8 @@ class MaskedConv1D(nn.Module):
         return self.conv(x) * out_mask.to(x.dtype), out_mask
 
 
-def _lengths(mask: Tensor) -> Tensor:
+def mask_lengths(mask: Tensor) -> Tensor:
+    """Lengths (B,) int64 of the valid prefixes marked by a ``(B, 1, T)`` bool mask."""
     return mask.reshape(mask.shape[0], -1).sum(dim=1)
 
 
@@ -179,8 +181,8 @@ class LocalMaskedMHCA(nn.Module):
         Tq = q.shape[-1]
         # (B, C, T) -> (B, H, T, hd)
         q, k, v = (t.view(B, H, hd, t.shape[-1]).transpose(2, 3) for t in (q, k, v))
-        out = local_attention(q, k, v, self.window_size, q_lengths=_lengths(qx_mask), kv_lengths=_lengths(kv_mask),
-                              rel_bias=self.rel_pe, backend=self.backend)
+        out = local_attention(q, k, v, self.window_size, q_lengths=mask_lengths(qx_mask),
+                              kv_lengths=mask_lengths(kv_mask), rel_bias=self.rel_pe, backend=self.backend)
         out = out.transpose(2, 3).reshape(B, C, Tq)
         return self.proj_drop(self.proj(out)) * qx_mask.to(out.dtype), qx_mask
 

@@ -22,6 +22,11 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 MAX_FRAME = 2**53
 
 
+def compute_dtype(t: torch.Tensor) -> torch.dtype:
+    """The dtype the box/tube/linking kernels compute ``t`` in: float16/bfloat16 in float32."""
+    return t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float32
+
+
 def _compiling() -> bool:
     return torch.compiler.is_compiling()
 

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from pyvrel import _ext
+from pyvrel import _codes, _ext
 from pyvrel.ops import _checks, reference
 from pyvrel.ops._backend import choose_backend
 
@@ -15,14 +15,6 @@ __all__ = ["box_iou", "box_iou_aligned", "nms", "batched_nms"]
 
 _IOU_BACKENDS = ("cpp", "cuda", "triton", "reference")
 _NMS_BACKENDS = ("cpp", "cuda", "reference")  # greedy NMS is serial: no Triton kernel (README)
-
-
-def _ptr(t: Tensor | None) -> int:
-    return 0 if t is None else t.data_ptr()
-
-
-def _code(t: Tensor) -> int:
-    return _ext.DTYPE_CODES[t.dtype]
 
 
 # ---- pyvrel::box_iou ------------------------------------------------------------------------
@@ -38,8 +30,7 @@ def _box_iou(a: Tensor, b: Tensor, pixel_offset: float, backend: str) -> Tensor:
         return box_iou_triton(a, b, pixel_offset)
     out = a.new_empty(B, N, M)
     if out.numel():
-        _ext.launch(backend, "box_iou_forward", a.device, a.data_ptr(), b.data_ptr(), out.data_ptr(),
-                    B, N, M, _code(a), pixel_offset)
+        _ext.launch(backend, "box_iou_forward", a, b, out, B, N, M, _codes.dtype_code(a), pixel_offset)
     return out
 
 
@@ -56,8 +47,8 @@ def _box_iou_backward(a: Tensor, b: Tensor, grad: Tensor, pixel_offset: float, b
         return box_iou_backward_triton(a, b, grad, pixel_offset)
     ga, gb = torch.zeros_like(a), torch.zeros_like(b)
     if grad.numel():
-        _ext.launch(backend, "box_iou_backward", a.device, a.data_ptr(), b.data_ptr(), grad.data_ptr(),
-                    ga.data_ptr(), gb.data_ptr(), a.shape[0], a.shape[1], b.shape[1], _code(a), pixel_offset)
+        _ext.launch(backend, "box_iou_backward", a, b, grad, ga, gb, a.shape[0], a.shape[1], b.shape[1],
+                    _codes.dtype_code(a), pixel_offset)
     return ga, gb
 
 
@@ -93,8 +84,7 @@ def _box_iou_aligned(a: Tensor, b: Tensor, pixel_offset: float, backend: str) ->
         return box_iou_aligned_triton(a, b, pixel_offset)
     out = a.new_empty(a.shape[0])
     if out.numel():
-        _ext.launch(backend, "box_iou_aligned_forward", a.device, a.data_ptr(), b.data_ptr(), out.data_ptr(),
-                    a.shape[0], _code(a), pixel_offset)
+        _ext.launch(backend, "box_iou_aligned_forward", a, b, out, a.shape[0], _codes.dtype_code(a), pixel_offset)
     return out
 
 
@@ -111,8 +101,8 @@ def _box_iou_aligned_backward(a: Tensor, b: Tensor, grad: Tensor, pixel_offset: 
         return box_iou_aligned_backward_triton(a, b, grad, pixel_offset)
     ga, gb = torch.zeros_like(a), torch.zeros_like(b)
     if grad.numel():
-        _ext.launch(backend, "box_iou_aligned_backward", a.device, a.data_ptr(), b.data_ptr(), grad.data_ptr(),
-                    ga.data_ptr(), gb.data_ptr(), a.shape[0], _code(a), pixel_offset)
+        _ext.launch(backend, "box_iou_aligned_backward", a, b, grad, ga, gb, a.shape[0], _codes.dtype_code(a),
+                    pixel_offset)
     return ga, gb
 
 
@@ -140,14 +130,10 @@ def _nms_keep(boxes: Tensor, order: Tensor, idxs: Tensor | None, iou_threshold: 
     n = boxes.shape[0]
     keep = torch.zeros(n, dtype=torch.uint8, device=boxes.device)
     if n:
-        args = [boxes.data_ptr(), order.data_ptr(), _ptr(idxs), keep.data_ptr(), n, _code(boxes),
-                iou_threshold, pixel_offset]
+        args = [boxes, order, idxs, keep, n, _codes.dtype_code(boxes), iou_threshold, pixel_offset]
         if backend == "cuda":
-            workspace = torch.empty(_ext.cuda().nms_workspace_bytes(n), dtype=torch.uint8, device=boxes.device)
-            args.append(workspace.data_ptr())
-            _ext.launch(backend, "nms_forward", boxes.device, *args)
-        else:  # the CPU kernel is serial: no thread count
-            _ext.cpu().nms_forward(*args)
+            args.append(torch.empty(_ext.cuda().nms_workspace_bytes(n), dtype=torch.uint8, device=boxes.device))
+        _ext.launch(backend, "nms_forward", *args, threads=False)  # the CPU kernel is serial
     return keep.bool()
 
 
@@ -157,11 +143,6 @@ def _(boxes, order, idxs, iou_threshold, pixel_offset, backend):
 
 
 # ---- public API -----------------------------------------------------------------------------
-
-
-def _compute_dtype(t: Tensor) -> torch.dtype:
-    """float16/bfloat16 are computed in float32."""
-    return t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float32
 
 
 def box_iou(a: Tensor, b: Tensor, pixel_offset: float = 0, *, backend: str | None = None) -> Tensor:
@@ -194,7 +175,7 @@ def box_iou(a: Tensor, b: Tensor, pixel_offset: float = 0, *, backend: str | Non
     chosen = choose_backend(op, device, backend, _IOU_BACKENDS)
     if chosen == "reference":
         return reference.box_iou_ref(a, b, off)
-    n, m, cdt = a.shape[-2], b.shape[-2], _compute_dtype(a)
+    n, m, cdt = a.shape[-2], b.shape[-2], _checks.compute_dtype(a)
     flat = math.prod(batch)
     a3 = a.expand(*batch, n, 4).reshape(flat, n, 4).to(cdt).contiguous()
     b3 = b.expand(*batch, m, 4).reshape(flat, m, 4).to(cdt).contiguous()
@@ -222,7 +203,7 @@ def box_iou_aligned(a: Tensor, b: Tensor, pixel_offset: float = 0, *, backend: s
     chosen = choose_backend(op, device, backend, _IOU_BACKENDS)
     if chosen == "reference":
         return reference.box_iou_aligned_ref(a, b, off)
-    cdt = _compute_dtype(a)
+    cdt = _checks.compute_dtype(a)
     out = _box_iou_aligned(a.reshape(-1, 4).to(cdt).contiguous(), b.reshape(-1, 4).to(cdt).contiguous(), off, chosen)
     return out.reshape(a.shape[:-1]).to(a.dtype)
 
@@ -275,7 +256,7 @@ def batched_nms(
         return reference.batched_nms_ref(boxes, scores, idxs, float(iou_threshold), off)
     order = torch.sort(scores, descending=True, stable=True).indices
     group = None if idxs is None else idxs.to(torch.int64).contiguous()
-    keep = _nms_keep(boxes.to(_compute_dtype(boxes)).contiguous(), order, group, float(iou_threshold), off, chosen)
+    keep = _nms_keep(boxes.to(_checks.compute_dtype(boxes)).contiguous(), order, group, float(iou_threshold), off, chosen)
     return order[keep[order]]
 
 

@@ -7,23 +7,17 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from pyvrel import _ext
+from pyvrel import _codes, _ext
 from pyvrel.ops import _checks, reference
 from pyvrel.ops._backend import choose_backend
 
 __all__ = ["local_attention", "window_extents"]
 
 _BACKENDS = ("cpp", "cuda", "triton", "reference")
-# dtype codes of the local attention kernels (CPU: the first two; CUDA: all four).
-_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
 
 
 def _lse_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def _ptr(t: Tensor | None) -> int:
-    return 0 if t is None else t.data_ptr()
 
 
 # ---- pyvrel::local_attention_fwd / pyvrel::local_attention_bwd -----------------------------------
@@ -46,10 +40,9 @@ def _local_attention_fwd(
     out = q.new_empty(B, H, Lq, v.shape[-1])
     lse = q.new_empty(B, H, Lq, dtype=_lse_dtype(q.dtype))
     if out.numel() or lse.numel():
-        _ext.launch(backend, "local_attention_forward", q.device, q.data_ptr(), k.data_ptr(), v.data_ptr(),
-                    _ptr(rel_bias), q_lengths.data_ptr(), kv_lengths.data_ptr(), _ptr(centers), out.data_ptr(),
-                    lse.data_ptr(), B, H, Lq, k.shape[2], q.shape[3], v.shape[3], left, right, dilation, shift,
-                    causal, scale, _CODES[q.dtype])
+        _ext.launch(backend, "local_attention_forward", q, k, v, rel_bias, q_lengths, kv_lengths, centers, out,
+                    lse, B, H, Lq, k.shape[2], q.shape[3], v.shape[3], left, right, dilation, shift, causal, scale,
+                    _codes.dtype_code(q))
     return out, lse
 
 
@@ -75,15 +68,15 @@ def _local_attention_bwd(
     Lk, Dv = k.shape[2], v.shape[3]
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     dbias = torch.empty_like(rel_bias) if rel_bias is not None else q.new_empty(0)
-    args = [q.data_ptr(), k.data_ptr(), v.data_ptr(), _ptr(rel_bias), q_lengths.data_ptr(), kv_lengths.data_ptr(),
-            _ptr(centers), out.data_ptr(), lse.data_ptr(), dout.data_ptr(), _ptr(dlse), dq.data_ptr(),
-            dk.data_ptr(), dv.data_ptr(), 0 if rel_bias is None else dbias.data_ptr(), B, H, Lq, Lk, D, Dv,
-            left, right, dilation, shift, causal, scale, _CODES[q.dtype]]
+    args = [q, k, v, rel_bias, q_lengths, kv_lengths, centers, out, lse, dout, dlse, dq, dk, dv,
+            None if rel_bias is None else dbias, B, H, Lq, Lk, D, Dv, left, right, dilation, shift, causal, scale,
+            _codes.dtype_code(q)]
     if backend == "cuda":
-        nbytes = _ext.cuda().local_attention_workspace_bytes(B, H, Lq, Lk, D, Dv, left + right + 1, _CODES[q.dtype])
+        nbytes = _ext.cuda().local_attention_workspace_bytes(B, H, Lq, Lk, D, Dv, left + right + 1,
+                                                             _codes.dtype_code(q))
         ws = torch.empty(nbytes, dtype=torch.uint8, device=q.device)
-        args.insert(-1, ws.data_ptr())
-    _ext.launch(backend, "local_attention_backward", q.device, *args)
+        args.insert(-1, ws)
+    _ext.launch(backend, "local_attention_backward", *args)
     return dq, dk, dv, dbias
 
 

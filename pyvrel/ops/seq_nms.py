@@ -1,8 +1,8 @@
 """Seq-NMS: link detections over time into tracklets and rescore/suppress them.
 
 Semantics, options and the quirks of the public implementations this op replaces are in
-``specs/postprocessing.md`` §3 and in ``docs/architecture.md`` ("Seq-NMS and Viterbi"). The reference
-is :func:`pyvrel.ops.reference.seq_nms_ref`.
+``docs/architecture.md`` ("Seq-NMS and Viterbi"). The reference is
+:func:`pyvrel.ops.reference.seq_nms_ref`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from pyvrel import _ext
+from pyvrel import _codes, _ext
 from pyvrel.ops import _checks
 from pyvrel.ops.reference import seq_nms as ref
 from pyvrel.ops._backend import choose_backend
@@ -22,21 +22,6 @@ from pyvrel.ops.types import Tubes
 __all__ = ["SeqNMSResult", "seq_nms"]
 
 _SEQ_NMS_BACKENDS = ("cpp", "cuda", "reference")  # the select loop is serial per video: no Triton
-_RESCORE = {"avg": 0, "max": 1, "none": 2}  # csrc/include/pyvrel/seq_nms.h: SeqNmsRescore
-_SUPPRESS = {"remove": 0, "zero": 1}  # SeqNmsSuppress
-
-
-def _code(t: Tensor) -> int:
-    return _ext.DTYPE_CODES[t.dtype]
-
-
-def _compute_dtype(t: Tensor) -> torch.dtype:
-    return t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float32
-
-
-def _ptr(t: Tensor | None) -> int:
-    return 0 if t is None else t.data_ptr()
-
 
 
 # ---- pyvrel::seq_nms ------------------------------------------------------------------------
@@ -62,15 +47,13 @@ def _seq_nms(boxes: Tensor, scores: Tensor, valid: Tensor, labels: Tensor | None
     nodes = torch.zeros(B, node_cap, dtype=torch.int64, device=dev)
     needed = torch.zeros(B, dtype=torch.int64, device=dev)
     if scores.numel():
-        args = [boxes.data_ptr(), scores.data_ptr(), valid.data_ptr(), _ptr(labels), B, T, N, link_threshold,
-                suppress_threshold, strict, rescore, suppress, max_sequences, min_score, pixel_offset,
-                scores_out.data_ptr(), seq_id.data_ptr(), seq_count.data_ptr(), seq_start.data_ptr(),
-                seq_len.data_ptr(), seq_score.data_ptr(), K, nodes.data_ptr(), node_cap, needed.data_ptr(),
-                _code(boxes)]
+        args = [boxes, scores, valid, labels, B, T, N, link_threshold, suppress_threshold, strict, rescore, suppress,
+                max_sequences, min_score, pixel_offset, scores_out, seq_id, seq_count, seq_start, seq_len, seq_score,
+                K, nodes, node_cap, needed, _codes.dtype_code(boxes)]
         if backend == "cuda":
             workspace = torch.empty(_ext.cuda().seq_nms_workspace_bytes(B, T, N), dtype=torch.uint8, device=dev)
-            args.append(workspace.data_ptr())
-        _ext.launch(backend, "seq_nms_forward", dev, *args)
+            args.append(workspace)
+        _ext.launch(backend, "seq_nms_forward", *args)
     else:
         seq_id.fill_(-1)
     return scores_out, seq_id, seq_count, seq_start, seq_len, seq_score, nodes, needed
@@ -146,8 +129,7 @@ def seq_nms(
 ) -> SeqNMSResult:
     """Seq-NMS: link per-frame detections into sequences, rescore and suppress (Han et al. 2016).
 
-    Exactly the reference algorithm of ``specs/postprocessing.md`` §3.2 (lrghust/tmoopenn/
-    MrParosk): box ``i`` of frame ``t`` links to box ``j`` of frame ``t + 1`` when their IoU is
+    Exactly the algorithm of the public implementations (lrghust/tmoopenn/MrParosk): box ``i`` of frame ``t`` links to box ``j`` of frame ``t + 1`` when their IoU is
     ``>= link_threshold`` (and the labels are equal and >= 0, if given). Then, repeatedly: a
     backward DP gives each box the best score sum of a path starting at it (ties: the lowest
     successor index); among the boxes with no incoming link, scanned frame by frame and by index,
@@ -213,8 +195,8 @@ def seq_nms(
         raise ValueError(f"{op}: variant must be 'seqnms' or 'vidvrd2', got {variant!r}")
     if rescore is None:
         rescore = "avg" if variant == "seqnms" else "none"
-    if rescore not in _RESCORE:
-        raise ValueError(f"{op}: rescore must be one of {tuple(_RESCORE)}, got {rescore!r}")
+    if rescore not in _codes.SEQ_NMS_RESCORE:
+        raise ValueError(f"{op}: rescore must be one of {tuple(_codes.SEQ_NMS_RESCORE)}, got {rescore!r}")
     if variant == "vidvrd2" and rescore != "none":
         raise ValueError(f"{op}: variant='vidvrd2' does not rescore (rescore must be 'none'), got {rescore!r}")
     suppress = "remove" if variant == "seqnms" else "zero"
@@ -224,7 +206,7 @@ def seq_nms(
     finite_where_valid(op, "boxes", boxes, "scores", scores, mask, counts is None and valid is None
                         and num_frames is None)
     chosen = choose_backend(op, device, backend, _SEQ_NMS_BACKENDS)
-    cdt = _compute_dtype(boxes)
+    cdt = _checks.compute_dtype(boxes)
     boxes_c, scores_c = boxes.to(cdt).contiguous(), scores.to(cdt).contiguous()
     if chosen == "reference":
         videos = ref.seq_nms_ref(boxes_c, scores_c, mask, labels, link_threshold=link_threshold,
@@ -247,8 +229,8 @@ def seq_nms(
         while True:
             out_scores, seq_id, count, start_all, len_all, score_all, nodes, needed = _seq_nms(
                 boxes_c, scores_c, mask.to(torch.uint8).contiguous(), labels, float(link_threshold),
-                float(suppress_threshold), bool(strict), _RESCORE[rescore], _SUPPRESS[suppress], max_seq,
-                float(min_score), off, node_cap, chosen)
+                float(suppress_threshold), bool(strict), _codes.SEQ_NMS_RESCORE[rescore],
+                _codes.SEQ_NMS_SUPPRESS[suppress], max_seq, float(min_score), off, node_cap, chosen)
             most = int(needed.max()) if B else 0
             if most <= node_cap:
                 break

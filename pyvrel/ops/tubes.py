@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from pyvrel import _ext
+from pyvrel import _codes, _ext
 from pyvrel.ops import _checks, reference
 from pyvrel.ops._backend import choose_backend
 from pyvrel.ops.types import Tubes
@@ -29,16 +29,7 @@ __all__ = [
 ]
 
 TubeIoUMode = Literal["volume", "iou3dt"]
-_MODES = {"volume": 0, "iou3dt": 1}  # csrc/include/pyvrel/common.h: TubeIoUMode
 _BACKENDS = ("cpp", "cuda", "triton", "reference")
-
-
-def _code(t: Tensor) -> int:
-    return _ext.DTYPE_CODES[t.dtype]
-
-
-def _compute_dtype(t: Tensor) -> torch.dtype:
-    return t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float32
 
 
 # ---- pyvrel::tube_iou -----------------------------------------------------------------------
@@ -55,9 +46,8 @@ def _tube_iou(a: Tensor, a_start: Tensor, a_length: Tensor, b: Tensor, b_start: 
     N, M = a.shape[0], b.shape[0]
     out = a.new_zeros(N, M)
     if out.numel():
-        _ext.launch(backend, "tube_iou_forward", a.device, a.data_ptr(), a_start.data_ptr(), a_length.data_ptr(),
-                    N, a.shape[1], b.data_ptr(), b_start.data_ptr(), b_length.data_ptr(), M, b.shape[1],
-                    out.data_ptr(), _code(a), mode, pixel_offset)
+        _ext.launch(backend, "tube_iou_forward", a, a_start, a_length, N, a.shape[1], b, b_start, b_length, M,
+                    b.shape[1], out, _codes.dtype_code(a), mode, pixel_offset)
     return out
 
 
@@ -79,9 +69,8 @@ def _tube_iou_aligned(a: Tensor, a_start: Tensor, a_length: Tensor, b: Tensor, b
         return tube_iou_aligned_triton(a, a_start, a_length, b, b_start, b_length, pixel_offset, mode)
     out = a.new_zeros(a.shape[0])
     if out.numel():
-        _ext.launch(backend, "tube_iou_aligned_forward", a.device, a.data_ptr(), a_start.data_ptr(),
-                    a_length.data_ptr(), a.shape[1], b.data_ptr(), b_start.data_ptr(), b_length.data_ptr(),
-                    b.shape[1], a.shape[0], out.data_ptr(), _code(a), mode, pixel_offset)
+        _ext.launch(backend, "tube_iou_aligned_forward", a, a_start, a_length, a.shape[1], b, b_start, b_length,
+                    b.shape[1], a.shape[0], out, _codes.dtype_code(a), mode, pixel_offset)
     return out
 
 
@@ -100,10 +89,8 @@ def _tube_iou_aligned_backward(a: Tensor, a_start: Tensor, a_length: Tensor, b: 
         return tube_iou_aligned_backward_triton(a, a_start, a_length, b, b_start, b_length, grad, pixel_offset, mode)
     ga, gb = torch.zeros_like(a), torch.zeros_like(b)
     if grad.numel():
-        _ext.launch(backend, "tube_iou_aligned_backward", a.device, a.data_ptr(), a_start.data_ptr(),
-                    a_length.data_ptr(), a.shape[1], b.data_ptr(), b_start.data_ptr(), b_length.data_ptr(),
-                    b.shape[1], a.shape[0], grad.data_ptr(), ga.data_ptr(), gb.data_ptr(), _code(a), mode,
-                    pixel_offset)
+        _ext.launch(backend, "tube_iou_aligned_backward", a, a_start, a_length, a.shape[1], b, b_start, b_length,
+                    b.shape[1], a.shape[0], grad, ga, gb, _codes.dtype_code(a), mode, pixel_offset)
     return ga, gb
 
 
@@ -140,8 +127,8 @@ def _interpolate_boxes(frames: Tensor, boxes: Tensor, counts: Tensor, length: in
     N, K = frames.shape
     out = boxes.new_zeros(N, length, 4)
     if out.numel():
-        _ext.launch(backend, "interpolate_boxes_forward", boxes.device, frames.data_ptr(), boxes.data_ptr(),
-                    counts.data_ptr(), N, K, out.data_ptr(), length, _code(boxes))
+        _ext.launch(backend, "interpolate_boxes_forward", frames, boxes, counts, N, K, out, length,
+                    _codes.dtype_code(boxes))
     return out
 
 
@@ -160,8 +147,8 @@ def _interpolate_boxes_backward(frames: Tensor, counts: Tensor, grad: Tensor, ba
     N, K = frames.shape
     gb = grad.new_zeros(N, K, 4)
     if gb.numel() and grad.numel():
-        _ext.launch(backend, "interpolate_boxes_backward", grad.device, frames.data_ptr(), counts.data_ptr(), N, K,
-                    grad.data_ptr(), grad.shape[1], gb.data_ptr(), _code(grad))
+        _ext.launch(backend, "interpolate_boxes_backward", frames, counts, N, K, grad, grad.shape[1], gb,
+                    _codes.dtype_code(grad))
     return gb
 
 
@@ -214,14 +201,14 @@ def _pair_setup(op: str, a: Tubes, b: Tubes, pixel_offset: float, mode: str,
     _checks.same_dtype(op, **{"a.boxes": a.boxes, "b.boxes": b.boxes})
     device = _checks.same_device(op, **{"a.boxes": a.boxes, "b.boxes": b.boxes})
     off = _checks.pixel_offset(op, pixel_offset)
-    if mode not in _MODES:
-        raise ValueError(f"{op}: mode must be one of {tuple(_MODES)}, got {mode!r}")
-    return off, _MODES[mode], choose_backend(op, device, backend, _BACKENDS)
+    if mode not in _codes.TUBE_IOU_MODE:
+        raise ValueError(f"{op}: mode must be one of {tuple(_codes.TUBE_IOU_MODE)}, got {mode!r}")
+    return off, _codes.TUBE_IOU_MODE[mode], choose_backend(op, device, backend, _BACKENDS)
 
 
 def _kernel_args(a: Tubes, b: Tubes) -> tuple[Tensor, ...]:
     """The tube tensors of a and b as the custom ops take them (contiguous float32/float64)."""
-    cdt = _compute_dtype(a.boxes)
+    cdt = _checks.compute_dtype(a.boxes)
     return (a.boxes.to(cdt).contiguous(), a.start, a.length, b.boxes.to(cdt).contiguous(), b.start, b.length)
 
 
@@ -357,7 +344,7 @@ def interpolate_boxes(
     length = torch.where(counts > 0, last - frames[:, 0] + 1, torch.zeros_like(counts))
     start = torch.where(counts > 0, frames[:, 0], torch.zeros_like(counts))
     max_len = int(length.max()) if n else 0
-    out = _interpolate_boxes(frames, boxes.to(_compute_dtype(boxes)).contiguous(), counts, max_len, chosen)
+    out = _interpolate_boxes(frames, boxes.to(_checks.compute_dtype(boxes)).contiguous(), counts, max_len, chosen)
     return Tubes(out.to(boxes.dtype), start, length)
 
 

@@ -1,8 +1,8 @@
 """Viterbi linking of detections over time, its smoothed (soft) version, and the paths' tubes.
 
 Semantics, options and the quirks of the public implementations these ops replace are in
-``specs/postprocessing.md`` §4 and in ``docs/architecture.md`` ("Seq-NMS and Viterbi"). References
-live in :mod:`pyvrel.ops.reference.viterbi`.
+``docs/architecture.md`` ("Seq-NMS and Viterbi"). References live in
+:mod:`pyvrel.ops.reference.viterbi`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from pyvrel import _ext
+from pyvrel import _codes, _ext
 from pyvrel.ops import _checks
 from pyvrel.ops.reference import viterbi as ref
 from pyvrel.ops._backend import choose_backend
@@ -20,15 +20,6 @@ from pyvrel.ops._per_box import finite_where_valid, per_box_inputs
 from pyvrel.ops.types import Tubes
 
 __all__ = ["SoftViterbiResult", "ViterbiResult", "path_tubes", "soft_viterbi", "viterbi_link"]
-
-
-def _code(t: Tensor) -> int:
-    return _ext.DTYPE_CODES[t.dtype]
-
-
-def _compute_dtype(t: Tensor) -> torch.dtype:
-    return t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float32
-
 
 _VITERBI_BACKENDS = ("cpp", "cuda", "triton", "reference")
 _SOFT_BACKENDS = ("cpp", "cuda", "triton", "reference")
@@ -81,14 +72,13 @@ def _viterbi_link(boxes: Tensor, unary: Tensor, frames: Tensor, lengths: Tensor,
     paths = torch.full((B, k, T), -1, dtype=torch.int64, device=unary.device)
     scores = torch.full((B, k), float("-inf"), dtype=torch.float64, device=unary.device)
     if B and T and N:
-        args = [boxes.data_ptr(), unary.data_ptr(), frames.data_ptr(), lengths.data_ptr(), valid.data_ptr(), B, T,
-                N, k, pairwise_weight, gap_scaling, legacy_vrgv, pixel_offset, paths.data_ptr(), scores.data_ptr(),
-                _code(unary)]
+        args = [boxes, unary, frames, lengths, valid, B, T, N, k, pairwise_weight, gap_scaling, legacy_vrgv,
+                pixel_offset, paths, scores, _codes.dtype_code(unary)]
         if backend == "cuda":
             workspace = torch.empty(_ext.cuda().viterbi_workspace_bytes(B, T, N), dtype=torch.uint8,
                                     device=unary.device)
-            args.append(workspace.data_ptr())
-        _ext.launch(backend, "viterbi_forward", unary.device, *args)
+            args.append(workspace)
+        _ext.launch(backend, "viterbi_forward", *args)
     return paths, scores
 
 
@@ -114,14 +104,13 @@ def _soft_viterbi(boxes: Tensor, unary: Tensor, frames: Tensor, lengths: Tensor,
     log_z = torch.full((B,), float("-inf"), dtype=torch.float64, device=unary.device)
     grad_w = torch.zeros(B, dtype=torch.float64, device=unary.device)
     if B and T and N:
-        args = [boxes.data_ptr(), unary.data_ptr(), frames.data_ptr(), lengths.data_ptr(), valid.data_ptr(),
-                pairwise_weight.data_ptr(), B, T, N, tau, gap_scaling, legacy_vrgv, pixel_offset,
-                marginals.data_ptr(), log_z.data_ptr(), grad_w.data_ptr(), _code(unary)]
+        args = [boxes, unary, frames, lengths, valid, pairwise_weight, B, T, N, tau, gap_scaling, legacy_vrgv,
+                pixel_offset, marginals, log_z, grad_w, _codes.dtype_code(unary)]
         if backend == "cuda":
             workspace = torch.empty(_ext.cuda().soft_viterbi_workspace_bytes(B, T, N), dtype=torch.uint8,
                                     device=unary.device)
-            args.append(workspace.data_ptr())
-        _ext.launch(backend, "soft_viterbi_forward", unary.device, *args)
+            args.append(workspace)
+        _ext.launch(backend, "soft_viterbi_forward", *args)
     return marginals, log_z, grad_w
 
 
@@ -189,7 +178,7 @@ def _viterbi_inputs(op: str, boxes: Tensor, unary: Tensor, frames: Tensor | None
                          "(λ = 1 / frame gap); pass gap_scaling=False for a constant λ")
     off = _checks.pixel_offset(op, pixel_offset)
     finite_where_valid(op, "boxes", boxes, "unary", unary, mask, everything_valid)
-    cdt = _compute_dtype(boxes)
+    cdt = _checks.compute_dtype(boxes)
     if not everything_valid:  # (no test of mask.all(): a host sync on CUDA)
         boxes = torch.where(mask[..., None], boxes, torch.zeros((), dtype=boxes.dtype, device=dev))
     boxes = boxes.to(cdt).contiguous()

@@ -2,6 +2,8 @@
 #pragma once
 #include <cstdint>
 
+#include "pyvrel/codes.h"
+
 #if defined(__CUDACC__)
 #define PYVREL_HD __host__ __device__ __forceinline__
 #else
@@ -19,12 +21,6 @@
 #endif
 
 namespace pyvrel {
-
-// Scalar type codes passed from Python (pyvrel/_ext.py keeps the same table).
-enum class DType : int { Float32 = 0, Float64 = 1 };
-
-// Modes of tube IoU (pyvrel/ops/tubes.py keeps the same table).
-enum class TubeIoUMode : int { Volume = 0, Iou3dt = 1 };
 
 template <typename T>
 PYVREL_HD T min_(T a, T b) {

@@ -1,4 +1,4 @@
-// Per-element math of Seq-NMS shared by the CPU and CUDA kernels (specs/postprocessing.md §3.2).
+// Per-element math of Seq-NMS shared by the CPU and CUDA kernels (docs/architecture.md).
 // Scores and path sums are accumulated in double (acc_t); IoUs are computed in the boxes' type
 // and compared with the threshold rounded to that type, as the Python reference does.
 #pragma once
@@ -6,11 +6,6 @@
 #include "pyvrel/common.h"
 
 namespace pyvrel {
-
-// Suppression modes (pyvrel/ops/seq_nms.py keeps the same table).
-enum class SeqNmsSuppress : int { Remove = 0, Zero = 1 };
-// Rescoring modes of the selected path's boxes.
-enum class SeqNmsRescore : int { Avg = 0, Max = 1, None = 2 };
 
 // IoU threshold test: iou >= thr, or iou > thr when `strict`.
 template <typename T>

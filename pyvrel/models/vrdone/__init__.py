@@ -2,8 +2,7 @@
 
 ``build_vrdone(VrdONEConfig.vidor())`` builds the model; :mod:`.inputs` makes its inputs and
 targets, :mod:`.loss` the matching and losses, :mod:`.inference` the official prediction JSON.
-The official code is described in ``specs/models.md`` §1; quirks are faithful by default
-(:class:`VrdONEConfig`).
+Quirks of the official code are reproduced by default (:class:`VrdONEConfig`).
 """
 
 from pyvrel.models.vrdone.config import VrdONEConfig

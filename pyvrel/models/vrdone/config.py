@@ -1,12 +1,12 @@
 """VrdONE configuration: one dataclass, presets for VidOR, ImageNet-VidVRD and the synthetic world.
 
-Values follow the official configs (``configs/vidor.yaml``, ``configs/vidvrd.yaml``; see
-``specs/models.md`` §1.3). Two quirks of the public code are reproduced by default and can be
+Values follow the official configs (``configs/vidor.yaml``, ``configs/vidvrd.yaml`` of the public
+VrdONE code). Two quirks of the public code are reproduced by default and can be
 corrected:
 
-* ``sos_double_residual`` (§1.5): the SOS layer returns ``tgt + Δ`` and the backbone adds ``s``
+* ``sos_double_residual``: the SOS layer returns ``tgt + Δ`` and the backbone adds ``s``
   again, so ``s_new = 2·s + Δ``. ``False`` gives ``s_new = s + Δ``.
-* ``mask_focal_over_padding`` (§1.9): the mask focal loss is averaged over all ``T`` positions,
+* ``mask_focal_over_padding``: the mask focal loss is averaged over all ``T`` positions,
   padding included. ``False`` averages over the valid positions only.
 """
 

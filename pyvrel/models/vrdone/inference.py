@@ -1,4 +1,4 @@
-"""VrdONE inference to the official prediction JSON (``MaskVRD.forward_test``, §1.11).
+"""VrdONE inference to the official prediction JSON (the official ``MaskVRD.forward_test``).
 
 Per video: de-duplicate tracklets, build every ordered pair that overlaps in time, run the model in
 batches (short pairs padded to ``max_seq_len``, longer ones to a multiple of the division factor),

@@ -2,7 +2,7 @@
 
 One ordered subject–object pair is one sequence over the frames both tracklets share, sampled
 with ``x[offset::stride]``. Its tensor is ``cat([s_vis, o_vis, (s_clip, o_clip), θ_r, θ_a(s),
-θ_a(o)], -1).T`` of shape ``(C, L)`` (``specs/models.md`` §1.2).
+θ_a(o)], -1).T`` of shape ``(C, L)``, as in the official code.
 """
 
 from __future__ import annotations

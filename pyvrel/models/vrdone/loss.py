@@ -1,4 +1,4 @@
-"""VrdONE training objective: Hungarian matching and the CE / mask focal / dice losses (§1.8–§1.9).
+"""VrdONE training objective: Hungarian matching and the CE / mask focal / dice losses.
 
 Each pair sample is matched independently (DETR style). A target is ``(labels (G,) int64 in
 [1, C], masks (G, T) float in [0, 1])``; ``G`` may be 0. Valid positions come from the input mask.

@@ -1,7 +1,7 @@
 """VrdONE network: BSA + SOS stem, multiscale local-attention encoder, FPN fuse, query decoder.
 
 Layout: every feature map is channels-first ``(B, C, T)`` with a ``(B, 1, T)`` bool prefix mask,
-as in ActionFormer/VrdONE. Shapes quoted for the VidOR preset (``specs/models.md`` §1.5–§1.7).
+as in ActionFormer/VrdONE. Shapes quoted for the VidOR preset.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pyvrel.models.vrdone.config import VrdONEConfig
-from pyvrel.nn import AffineDropPath, ChannelLayerNorm, MaskedConv1D, TransformerBlock
+from pyvrel.nn import AffineDropPath, ChannelLayerNorm, MaskedConv1D, TransformerBlock, mask_lengths
 from pyvrel.ops import local_attention
 
 __all__ = ["ConvMLP", "ConvQKVAttention", "SOSLayer", "VrdONEBackbone", "FPNFuse", "VrdONEDecoder", "VrdONE",
@@ -37,10 +37,6 @@ class ConvMLP(nn.Module):
             if i < len(self.layers) - 1:
                 x = F.gelu(x)
         return x
-
-
-def _lengths(mask: Tensor) -> Tensor:
-    return mask.reshape(mask.shape[0], -1).sum(dim=1)
 
 
 class ConvQKVAttention(nn.Module):
@@ -86,13 +82,13 @@ class ConvQKVAttention(nn.Module):
             attn = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # rows without a valid key -> 0
             out = attn @ v
         else:
-            kv_len = _lengths(kv_mask)
+            kv_len = mask_lengths(kv_mask)
             centers = None
             if Tq != Tk:
                 i = torch.arange(Tq, device=q.device, dtype=torch.float64)
                 centers = torch.floor((i[None] + 0.5) * kv_len[:, None].double() / Tq).long()
                 centers = centers.clamp(max=Tk - 1)
-            out = local_attention(q, k, v, self.window, q_lengths=_lengths(q_mask), kv_lengths=kv_len, centers=centers)
+            out = local_attention(q, k, v, self.window, q_lengths=mask_lengths(q_mask), kv_lengths=kv_len, centers=centers)
         out = out.transpose(2, 3).reshape(B, C, Tq)
         return self.proj(out) * q_mask.to(out.dtype)
 

@@ -1,4 +1,4 @@
-"""Training samples of VrdONE from annotations (§1.8), with each object's features read from the
+"""Training samples of VrdONE from annotations, with each object's features read from the
 detected tracklets (:mod:`pyvrel.data.folder`) that follow it.
 
 A training sample is one ordered ground-truth pair segment with at least one relation: its input

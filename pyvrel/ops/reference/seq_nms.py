@@ -1,7 +1,7 @@
 """Plain Python reference of Seq-NMS.
 
-The executable specification of :mod:`pyvrel.ops.seq_nms`, written from ``specs/postprocessing.md``
-§3. Loops mirror the algorithm; all sums are Python floats (float64); IoUs are computed in the
+The executable specification of :mod:`pyvrel.ops.seq_nms`, written from the Seq-NMS paper (Han et
+al. 2016) and its public implementations. Loops mirror the algorithm; all sums are Python floats (float64); IoUs are computed in the
 boxes' dtype by :func:`pyvrel.ops.reference.box_iou_ref` and thresholds are rounded to that dtype
 before the comparison, so the kernels (same formula, same order of operations) agree bit for bit.
 """
@@ -132,7 +132,7 @@ def seq_nms_ref(
     strict: bool = False,
     pixel_offset: float = 0.0,
 ) -> list[SeqNMSRefVideo]:
-    """Seq-NMS (``specs/postprocessing.md`` §3.2) of each video of a batch.
+    """Seq-NMS of each video of a batch.
 
     Args:
         boxes (Tensor[B, T, N, 4]), scores (Tensor[B, T, N]), valid (Tensor[B, T, N] bool):
@@ -140,10 +140,10 @@ def seq_nms_ref(
         labels (Tensor[B, T, N] int, optional): links join boxes of equal labels >= 0 only.
         link_threshold, suppress_threshold: IoU thresholds (``>=``, or ``>`` when ``strict``).
         rescore: ``"avg"`` (path sum / length), ``"max"`` or ``"none"``.
-        suppress: ``"remove"`` (suppressed boxes lose all their links, §3.2) or ``"zero"``
+        suppress: ``"remove"`` (suppressed boxes lose all their links) or ``"zero"``
             (VidVRD-II: their score becomes 0 and their links stay).
         max_sequences: stop after this many sequences (0: no limit).
-        min_score: a root is selected only if its path sum is strictly greater (§3.2: 0).
+        min_score: a root is selected only if its path sum is strictly greater (default 0).
 
     Per iteration: backward DP over the live links (ties: first successor index), best root by
     a frame-major scan with strict ``>`` starting from ``min_score``; stop when there is none or

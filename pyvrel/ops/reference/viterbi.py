@@ -1,7 +1,7 @@
 """Plain Python references of Viterbi linking and soft Viterbi.
 
-The executable specification of :mod:`pyvrel.ops.viterbi`, written from ``specs/postprocessing.md``
-§4 (and vRGV eq. 12–13). Loops mirror the algorithms; all sums are Python floats (float64); IoUs
+The executable specification of :mod:`pyvrel.ops.viterbi`, written from vRGV (Xiao et al. ECCV
+2020, eq. 12–13) and its public code. Loops mirror the algorithms; all sums are Python floats (float64); IoUs
 are computed in the boxes' dtype by :func:`pyvrel.ops.reference.box_iou_ref`, so the kernels
 (same formula, same order of operations) agree bit for bit.
 """
