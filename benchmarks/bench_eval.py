@@ -4,8 +4,9 @@
 Groups: ``eval-score`` (scoring only, inputs already in memory: pyvrel's columnar
 ``RelationTable``s, and for comparison ``pyvrel-records``, dicts of ``Relation`` records that are
 converted to tables first) and ``eval-end2end`` (load the ground-truth folder and the prediction
-file, then score; pyvrel reads the predictions with ``read_prediction_table``, as ``pyvrel eval``
-does). The results are checked to agree (1e-6) once, outside the timed region.
+file, then score; pyvrel reads them with ``read_groundtruth_table`` and ``read_prediction_table``, as
+``pyvrel eval`` does). ``python benchmarks/bench_eval.py DIR`` writes the data set to ``DIR`` for
+timing whole commands (``pyvrel eval`` against ``benchmarks/official_eval.py``, see README.md). The results are checked to agree (1e-6) once, outside the timed region.
 
     pytest benchmarks/bench_eval.py --benchmark-only
 """
@@ -17,8 +18,8 @@ import pytest
 from harness import provider_params, record, run
 from shapes import EVAL_GT_PER_VIDEO, EVAL_PRED_PER_VIDEO, EVAL_SEED, EVAL_VIDEOS
 
-from pyvrel.data import (Relation, RelationTable, load_groundtruth, read_prediction_table, read_predictions,
-                         write_annotations, write_predictions)
+from pyvrel.data import (Relation, RelationTable, load_groundtruth, read_groundtruth_table, read_prediction_table,
+                         read_predictions, write_annotations, write_predictions)
 from pyvrel.data.synthetic import SynthConfig, World, generate_video
 from pyvrel.eval import evaluate_relations
 from pyvrel.eval.reference import evaluate_reference, load_reference
@@ -101,7 +102,7 @@ def _end2end_reference(gt_dir, pred_path):
 
 
 def _end2end_pyvrel(gt_dir, pred_path):
-    return evaluate_relations(load_groundtruth(gt_dir), read_prediction_table(pred_path))
+    return evaluate_relations(read_groundtruth_table(gt_dir), read_prediction_table(pred_path))
 
 
 @pytest.mark.benchmark(group="eval-end2end")
@@ -110,3 +111,10 @@ def test_end2end(benchmark, eval_data, provider):
     record(benchmark, provider, **eval_data["sizes"])
     fn = _end2end_reference if provider == "reference" else _end2end_pyvrel
     run(benchmark, lambda: fn(*eval_data["paths"]), provider, min_rounds=2)
+
+
+if __name__ == "__main__":  # write the data set for timing whole commands: python benchmarks/bench_eval.py DIR
+    import sys
+    from pathlib import Path
+
+    print(*make_eval_data(Path(sys.argv[1])))

@@ -3,7 +3,8 @@
 ``cpu()`` and ``cuda()`` return the ``pyvrel._C`` / ``pyvrel._cuda`` modules or raise an
 :class:`ExtensionUnavailableError` that says how to get them; nothing here is imported when
 ``pyvrel`` itself is imported. This module is also the one place that detects Triton's
-interpreter mode (``TRITON_INTERPRET=1``).
+interpreter mode (``TRITON_INTERPRET=1``). It imports torch only where a function needs it (``pyvrel._C``
+does not link torch), so ``pyvrel eval`` runs without loading torch.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import functools
 import importlib
 import os
 import shutil
+import sys
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 class ExtensionUnavailableError(RuntimeError):
     """A compiled pyvrel extension (or Triton) is needed but not available."""
@@ -88,8 +91,15 @@ def triton_can_run(device: torch.device) -> tuple[bool, str]:
 
 
 def num_threads() -> int:
-    """OpenMP team size used by the CPU kernels: torch's intra-op thread count."""
-    return max(1, torch.get_num_threads())
+    """OpenMP team size used by the CPU kernels: torch's intra-op thread count; where torch is not
+    loaded (the evaluation path), ``OMP_NUM_THREADS`` or else the CPUs this process may use."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return max(1, torch.get_num_threads())
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit():
+        return max(1, int(env))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def build_info() -> dict[str, Any]:
@@ -100,6 +110,8 @@ def build_info() -> dict[str, Any]:
     ``triton`` (version or None), ``triton_interpret``, ``torch`` and ``torch_cuda_available``.
     """
     from importlib.metadata import PackageNotFoundError, version
+
+    import torch
 
     info: dict[str, Any] = {}
     try:
@@ -137,6 +149,8 @@ def launch(backend: str, name: str, *args: Any, threads: bool = True) -> Any:
     tensors' device. A kernel that cannot allocate its work buffers raises ``MemoryError`` naming
     it.
     """
+    import torch
+
     if backend not in ("cpp", "cuda"):
         raise ValueError(f"launch: backend must be 'cpp' or 'cuda', got {backend!r}")
     want = "cpu" if backend == "cpp" else "cuda"

@@ -6,6 +6,10 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyvrel.data import RelationTable
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -30,41 +34,90 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _normalized_groundtruth(path: str) -> dict:
-    """Ground truth divided by each video's width/height, for VidVRD-II's normalised outputs."""
-    from pyvrel.data import read_annotations
+def _groundtruth_table(spec: str, normalize: bool) -> RelationTable:
+    """The ground truth ``GT`` names: an annotation folder or file, or ``"synthetic"`` (the test
+    videos of the world ``pyvrel train/detect --data synthetic`` use); divided by each video's
+    width/height when ``normalize``."""
+    from pyvrel.data import RelationTable, read_groundtruth_table
 
-    out = {}
-    for vid, anno in read_annotations(path).items():
-        scale = [anno.width, anno.height, anno.width, anno.height]
-        rels = anno.relation_view()
-        for r in rels:
-            r.sub_traj, r.obj_traj = r.sub_traj / scale, r.obj_traj / scale
-        out[vid] = rels
-    return out
+    if spec != "synthetic":
+        return read_groundtruth_table(spec, normalize=normalize)
+    from dataclasses import replace
+
+    from pyvrel.data.dataset import open_dataset
+
+    rels = {}
+    for vid, a in open_dataset("synthetic").annotations("test").items():
+        scale = [a.width, a.height, a.width, a.height] if normalize else 1
+        rels[vid] = [replace(r, sub_traj=r.sub_traj / scale, obj_traj=r.obj_traj / scale) for r in a.relation_view()]
+    return RelationTable.from_relations(rels, scores=False)
+
+
+def _swapped_hint(gt: str, pred: str) -> str:
+    """A hint when GT and PRED look given the other way round (PRED a folder or an annotation,
+    GT a prediction file), else ``""``."""
+    from pathlib import Path
+
+    def head(path: str) -> bytes:
+        try:
+            with open(path, "rb") as f:
+                return f.read(4096)
+        except OSError:
+            return b""
+
+    gt_is_pred = Path(gt).is_file() and b'"results"' in head(gt)
+    pred_is_gt = Path(pred).is_dir() or b'"relation_instances"' in head(pred) or b'"video_id"' in head(pred)
+    if gt_is_pred or pred_is_gt:
+        return f" (hint: GT comes first, then PRED: pyvrel eval {pred} {gt}?)"
+    return ""
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from pyvrel.data import FormatError, load_groundtruth, read_prediction_table
-    from pyvrel.eval import evaluate_relations, evaluate_zero_shot
+    import warnings
+    from pathlib import Path
+
+    from pyvrel.data import FormatError, read_prediction_table
+    from pyvrel.eval import evaluate_relations, evaluate_zero_shot, input_warnings
+    from pyvrel.eval.checks import normalized
+
+    def fail(message: str) -> int:
+        print(f"pyvrel eval: error: {message}", file=sys.stderr)
+        return EXIT_FAILED
 
     try:
+        def check(path: str, what: str) -> str:  # every missing input reads the same
+            if path != "synthetic" and not Path(path).exists():
+                raise FileNotFoundError(f"{path}: no such file or folder ({what})")
+            return path
+
+        if Path(check(args.pred, "PRED")).is_dir():
+            raise FileNotFoundError(f"{args.pred}: is a folder; PRED is one prediction file (.json or .json.xz)")
         pred = read_prediction_table(args.pred)  # columnar: no Relation object per prediction
-        if pred.version is not None and pred.version >= "VERSION 2.1":  # VidVRD-II: coordinates in [0, 1]
-            gt = _normalized_groundtruth(args.gt)
-        else:
-            gt = load_groundtruth(args.gt)
+        gt = _groundtruth_table(check(args.gt, "GT"), normalized(pred.version))  # VidVRD-II: coordinates in [0, 1]
+        train = _groundtruth_table(check(args.train_gt, "--train-gt"), False) if args.train_gt else None
     except (FormatError, FileNotFoundError, ValueError) as e:  # bad input files: say which and why
-        print(f"pyvrel eval: error: {e}", file=sys.stderr)
-        return 1
+        return fail(f"{e}{_swapped_hint(args.gt, args.pred)}")
+    found = input_warnings(gt, pred)
+    if args.strict and found:
+        for w in found:
+            fail(f"{w} (--strict)")
+        return EXIT_FAILED
     kw = dict(viou_threshold=args.viou_threshold, mean_recall=args.mean_recall, per_video=args.per_video)
-    result = evaluate_relations(gt, pred, args.variant, **kw)
-    if args.train_gt:
-        train = load_groundtruth(args.train_gt)
-        kw["per_video"] = False
-        result["zero_shot"] = evaluate_zero_shot(gt, pred, train, args.variant, **kw)
-        result["generalized_zero_shot"] = evaluate_zero_shot(gt, pred, train, args.variant, generalized=True,
-                                                             **kw)
+    try:
+        with warnings.catch_warnings(record=True) as caught:  # the evaluation's own warnings join the list
+            warnings.simplefilter("always")
+            result = evaluate_relations(gt, pred, args.variant, **kw)
+            if train is not None:
+                kw["per_video"] = False
+                result["zero_shot"] = evaluate_zero_shot(gt, pred, train, args.variant, **kw)
+                result["generalized_zero_shot"] = evaluate_zero_shot(gt, pred, train, args.variant, generalized=True,
+                                                                     **kw)
+    except ValueError as e:  # e.g. no ground-truth relation at all
+        return fail(f"{e}{_swapped_hint(args.gt, args.pred)}")
+    found += [str(w.message) for w in caught]
+    for w in found:
+        print(f"pyvrel eval: warning: {w}", file=sys.stderr)
+    result["warnings"] = found
     if args.json:
         print(json.dumps(result))
         return 0
@@ -265,11 +318,19 @@ def _demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from pyvrel import __version__
+class _VersionAction(argparse.Action):
+    """``--version``: the package metadata is read only when asked (it costs ~60 ms per command)."""
 
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from pyvrel import __version__
+
+        print(f"pyvrel {__version__}")
+        parser.exit()
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyvrel", description="Video visual relation detection and grounding.")
-    parser.add_argument("--version", action="version", version=f"pyvrel {__version__}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     info = sub.add_parser("info", help="show what this installation was built with (pyvrel.build_info())")
     info.add_argument("--json", action="store_true", help="print the full build info as JSON")
@@ -278,8 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="score relation detection/tagging as the official VidVRD/VidOR evaluation does",
                         description="Score predictions (official prediction JSON, .json.xz too) against ground truth "
                                     "(an annotation folder, a per-video file, a JSON mapping video id -> annotation, "
-                                    "or the evaluator's relation view).")
-    ev.add_argument("gt", metavar="GT", help="ground truth: annotation folder or JSON file")
+                                    "or the evaluator's relation view). Warns (stderr, and 'warnings' in --json) when "
+                                    "the two do not look like they belong together.",
+                        epilog="exit codes: 0 scored; 1 missing/invalid input files, or a warning under --strict; "
+                               "2 bad command line")
+    ev.add_argument("gt", metavar="GT", help="ground truth: annotation folder or JSON file, or 'synthetic' (the test "
+                                             "videos of the world 'pyvrel train/detect --data synthetic' use)")
     ev.add_argument("pred", metavar="PRED", help="prediction file (.json or .json.xz)")
     ev.add_argument("--variant", choices=("official", "vru", "vidvrd2"), default="official",
                     help="official: VidVRD-helper; vru: VRU'20 server (top 200, 4 decimals); vidvrd2: VidVRD-II "
@@ -289,7 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--viou-threshold", type=float, default=0.5, help="vIoU a detection needs (default 0.5)")
     ev.add_argument("--mean-recall", action="store_true", help="add per-predicate mR@K and Mean")
     ev.add_argument("--per-video", action="store_true", help="add a per-video breakdown")
-    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--json", action="store_true", help="print one JSON object (with the warnings under 'warnings')")
+    ev.add_argument("--strict", action="store_true", help="fail (exit 1) instead of warning when the predictions "
+                                                         "name videos the ground truth lacks, cover fewer than half "
+                                                         "of its videos, or hold coordinates outside the range their "
+                                                         "version declares")
     ev.set_defaults(func=_eval)
 
     sy = sub.add_parser("synth", help="write the synthetic video-relation world (official formats)",
@@ -349,9 +418,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      "5 minutes), detect, evaluate next to the frequency prior, draw pictures",
                         description="The pyvrel demo: builds a synthetic world, trains MODEL on the CPU as 'pyvrel "
                                     "train' does (its training defaults and the demo settings of its registry "
-                                    "entry), detects relations on the held-out videos, prints RelDet/RelTag "
-                                    "next to the frequency prior and writes predictions.json, metrics.json, "
-                                    "checkpoints/last.pt, timeline.svg and training_curve.svg to --out.")
+                                    "entry), detects relations on the held-out videos, prints RelDet/RelTag (%) "
+                                    "next to the frequency prior and writes to --out: groundtruth.json, "
+                                    "predictions.json and prior_predictions.json ('pyvrel eval' reproduces the "
+                                    "table from them), metrics.json, metrics.jsonl, checkpoints/, timeline.svg and "
+                                    "training_curve.svg (it lists every file it wrote).")
     dm.add_argument("model", nargs="?", default="vrdone", metavar="MODEL",
                     help="a registered model with demo settings (default vrdone)")
     dm.add_argument("--out", default="pyvrel_demo", metavar="DIR", help="output folder (default pyvrel_demo)")

@@ -75,15 +75,26 @@ def test_demo_quick_writes_everything(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--threads", "1"]) == 0
     printed = capsys.readouterr().out
-    assert "| VrdONE |" in printed and "| frequency prior |" in printed
-    for name in ("predictions.json", "metrics.json", "checkpoints/last.pt", "timeline.svg", "training_curve.svg"):
+    rows = {line.split("  ")[0].strip(): line for line in printed.splitlines()}
+    assert "RelDet (%)" in printed and "VrdONE" in rows and "frequency prior" in rows
+    assert "frequency prior: a baseline" in printed
+    for name in ("predictions.json", "prior_predictions.json", "groundtruth.json", "metrics.json", "metrics.jsonl",
+                 "checkpoints/last.pt", "timeline.svg", "training_curve.svg"):
         assert (out / name).is_file(), name
+        assert name in printed.split("written to")[1], name  # every file written is listed
+    # `pyvrel eval` on what the demo wrote reproduces its table
     metrics = json.loads((out / "metrics.json").read_text())
+    capsys.readouterr()
+    assert main(["eval", str(out / "groundtruth.json"), str(out / "predictions.json"), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["RelDet"] == metrics["results"]["VrdONE"]["RelDet"]
+    assert again["RelTag"] == metrics["results"]["VrdONE"]["RelTag"]
     assert set(metrics["results"]) == {"VrdONE", "frequency prior"} and metrics["steps"] > 0
     assert 0 <= metrics["results"]["VrdONE"]["RelDet"]["mAP"] <= 1
     timeline = (out / "timeline.svg").read_text()
-    assert timeline.startswith("<svg") and "GT " in timeline and "<rect" in timeline
-    assert "<polyline" in (out / "training_curve.svg").read_text()
+    assert timeline.startswith("<svg") and ">GT</text>" in timeline and "<rect" in timeline and "frame (of " in timeline
+    curve = (out / "training_curve.svg").read_text()
+    assert "<polyline" in curve and ">training step</text>" in curve
 
 
 def test_torchrun_vrdone_two_processes_match_one_process(world_dir, tmp_path):

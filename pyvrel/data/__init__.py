@@ -25,7 +25,7 @@ from pyvrel.data.relations import (
     relations_to_tubes,
     write_predictions,
 )
-from pyvrel.data.table import RelationTable, read_prediction_table
+from pyvrel.data.table import RelationTable, read_groundtruth_table, read_prediction_table
 from pyvrel.data.vocab import Vocabulary, load_vocabulary
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "parse_predictions",
     "read_annotation",
     "read_annotations",
+    "read_groundtruth_table",
     "read_prediction_table",
     "read_predictions",
     "relations_to_tubes",

@@ -10,6 +10,7 @@ import contextlib
 import gc
 import json
 import lzma
+import mmap
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,18 +46,38 @@ def fast_parser() -> str:
     return "orjson" if orjson is not None else "json"
 
 
-def _read_bytes(path: Path) -> bytes:
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes, decompressed when it ends in ``.xz``."""
     if path.suffix == ".xz":
         with lzma.open(path, "rb") as f:
             return f.read()
     return path.read_bytes()
 
 
+@contextlib.contextmanager
+def mapped(path: Path) -> Iterator[bytes | mmap.mmap]:
+    """The file's bytes without copying them: a read-only memory map (pages read ahead where the
+    system can), closed on exit; ``.xz`` and empty files are read instead. Views of it (e.g.
+    ``np.frombuffer``) must be gone before the block ends."""
+    if path.suffix == ".xz" or path.stat().st_size == 0:
+        yield read_bytes(path)
+        return
+    with open(path, "rb") as f:
+        if hasattr(mmap, "MAP_POPULATE"):
+            mm = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE, prot=mmap.PROT_READ)
+        else:
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        yield mm
+    finally:
+        mm.close()
+
+
 def load(path: PathLike) -> Any:
     """Parse a JSON (or ``.json.xz``) file; a parse error names the file. NaN and Infinity are
     accepted, as Python's json (and the official tools) accept them."""
     path = Path(path)
-    return _loads(_read_bytes(path), path)
+    return _loads(read_bytes(path), path)
 
 
 def dumps(obj: Any) -> bytes:
@@ -155,12 +176,79 @@ def load_cut(path: PathLike) -> tuple[Any, CutTrajectories | None]:
     from pyvrel import _ext
 
     path = Path(path)
+    data = read_bytes(path)
     if not _ext.has_cpu_ext():
-        return load(path), None
-    out = _cut(_read_bytes(path))
+        return _loads(data, path, unique_keys=True), None
+    out = _cut(data)
     if out is None:
-        return load(path), None
-    return _loads(out[0], path), out[1]
+        return _loads(data, path, unique_keys=True), None
+    _check_unique_keys(out[0], path)
+    return _loads_skeleton(out[0], data, path), out[1]
+
+
+@dataclass(frozen=True)
+class CutFrameBoxes:
+    """Annotation ``trajectories`` cut out of a JSON text by the C++ pass: value ``k`` (the marker
+    string ``"\\u0000pv<k>"``) has ``frames[k]`` frames and the boxes ``first[k]:first[k] + count[k]``
+    of the columns: ``boxes`` ``(B, 4)`` float64 ``(xmin, ymin, xmax, ymax)``, ``tid`` ``(B,)`` and
+    ``frame`` ``(B,)`` int64 (in file order)."""
+
+    boxes: np.ndarray
+    tid: np.ndarray
+    frame: np.ndarray
+    first: np.ndarray
+    count: np.ndarray
+    frames: np.ndarray
+
+
+def load_frame_boxes(path: PathLike) -> tuple[Any, CutFrameBoxes | None]:
+    """Parse an annotation file with every ``trajectories`` value that is a plain list of frames of
+    ``{"tid", "bbox": {"xmin", "ymin", "xmax", "ymax"}}`` boxes (no other keys) cut out by the C++
+    pass (``pyvrel._C.cut_frame_boxes``) into columns and replaced by a marker string
+    (:func:`marker`); other values stay as the JSON parser reads them. Without the C++ extension
+    (or where the system refuses the buffers): ``(load(path), None)``."""
+    from pyvrel import _ext
+
+    path = Path(path)
+    data = read_bytes(path)
+    if not _ext.has_cpu_ext():
+        return _loads(data, path), None
+    n_max, box_max = len(data) // 16 + 1, len(data) // 40 + 1  # '"trajectories":[]' 17 bytes, a box >= 50
+    try:
+        skeleton = np.empty(len(data) + 24 * n_max + 1, dtype=np.uint8)
+        boxes, tid, frame = np.empty((box_max, 4)), np.empty(box_max, np.int64), np.empty(box_max, np.int64)
+        frames, count = np.empty(n_max, np.int64), np.empty(n_max, np.int64)
+    except MemoryError:
+        return _loads(data, path), None
+    skel_len = np.zeros(1, dtype=np.int64)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    n = _ext.cpu().cut_frame_boxes(buf.ctypes.data, len(data), skeleton.ctypes.data, len(skeleton),
+                                   skel_len.ctypes.data, boxes.ctypes.data, tid.ctypes.data, frame.ctypes.data,
+                                   box_max, frames.ctypes.data, count.ctypes.data, n_max)
+    if n < 0:
+        return _loads(data, path), None
+    count = count[:n].copy()
+    used = int(count.sum())
+    cut = CutFrameBoxes(boxes[:used], tid[:used], frame[:used], np.cumsum(count) - count, count, frames[:n].copy())
+    return _loads_skeleton(skeleton[: int(skel_len[0])].tobytes(), data, path), cut
+
+
+def _check_unique_keys(data: bytes, path: Path) -> None:
+    """``ValueError`` naming the file and the key when some JSON object of ``data`` repeats a key
+    (a JSON parser silently keeps only the last value: a video id given twice loses its first
+    entry). The C++ scan; without the extension the check happens while parsing."""
+    from pyvrel import _ext
+
+    pos = np.zeros(2, dtype=np.int64)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    if _ext.cpu().first_duplicate_key(buf.ctypes.data, len(data), pos.ctypes.data, pos[1:].ctypes.data):
+        key = data[int(pos[0]): int(pos[0] + pos[1])].decode(errors="replace")
+        raise ValueError(_duplicate_message(path, key))
+
+
+def _duplicate_message(path: Path, key: str) -> str:
+    return (f"{path}: key {key!r} appears twice in one JSON object (a video id given twice, or a repeated "
+            "field); a JSON parser would silently keep only the last one")
 
 
 def load_with_trajectories(path: PathLike) -> Any:
@@ -185,13 +273,38 @@ def load_with_trajectories(path: PathLike) -> Any:
     return obj if restored == len(cut.count) else load(path)  # a trajectory key outside the relations: read plainly
 
 
-def _loads(data: bytes, path: Path) -> Any:
-    if orjson is not None:
+def _loads_skeleton(skeleton: bytes, data: bytes, path: Path) -> Any:
+    """Parse the text left by a C++ cut; where it is not valid JSON, the error is the one of the
+    original text (its line and column)."""
+    try:
+        return _loads(skeleton, path)
+    except ValueError:
+        _loads(data, path)
+        raise
+
+
+def _loads(data: bytes, path: Path, unique_keys: bool = False) -> Any:
+    """Parse ``data``; ``unique_keys`` (for the parser of the standard library) refuses repeated keys."""
+    if orjson is not None and not unique_keys:
         try:
             return orjson.loads(data)
         except ValueError:
             pass
     try:
-        return json.loads(data)
+        return json.loads(data, object_pairs_hook=_unique_pairs if unique_keys else None)
+    except _DuplicateKey as e:
+        raise ValueError(_duplicate_message(path, e.args[0])) from None
     except ValueError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return out

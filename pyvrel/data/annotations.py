@@ -24,15 +24,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from pyvrel.data import _json
 from pyvrel.data.errors import FormatError
 from pyvrel.data.relations import Relation, Triplet
-from pyvrel.ops.types import Tubes
+
+if TYPE_CHECKING:  # torch is imported only where tubes are built
+    import torch
+
+    from pyvrel.ops.types import Tubes
 
 __all__ = [
     "ObjectInfo",
@@ -267,21 +270,23 @@ class VideoAnnotation:
                 out[b.tid][f] = b.bbox
         return out
 
-    def object_tubes(self, *, fill_gaps: bool = True, dtype: torch.dtype = torch.float64) -> tuple[list[int], Tubes]:
+    def object_tubes(self, *, fill_gaps: bool = True, dtype: torch.dtype | None = None) -> tuple[list[int], Tubes]:
         """Each object's trajectory as pyvrel's tube layout.
 
         Returns:
             ``(tids, tubes)``: tube ``i`` is object ``tids[i]`` (in ``subject/objects`` order), from
             its first to its last annotated frame. Frames where it is absent inside that span are
             linearly interpolated (``fill_gaps=True``) or raise ``ValueError``. Objects without any
-            box get ``length 0``.
+            box get ``length 0``. Boxes are ``dtype`` (float64 when ``None``).
         """
+        import torch
+
         from pyvrel.ops.tubes import tubes_from_frame_boxes
 
         by_tid = self.boxes_by_tid()
         tids = [o.tid for o in self.objects]
         try:
-            tubes = tubes_from_frame_boxes([by_tid[t] for t in tids], fill_gaps=fill_gaps, dtype=dtype)
+            tubes = tubes_from_frame_boxes([by_tid[t] for t in tids], fill_gaps=fill_gaps, dtype=dtype or torch.float64)
         except ValueError as e:
             raise FormatError(str(e), file=self.source, video=self.video_id, field="trajectories") from None
         return tids, tubes

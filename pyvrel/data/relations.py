@@ -20,14 +20,17 @@ import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from pyvrel.data import _json
 from pyvrel.data.errors import FormatError
-from pyvrel.ops.types import Tubes
+
+if TYPE_CHECKING:  # torch is imported only where tubes are built
+    import torch
+
+    from pyvrel.ops.types import Tubes
 
 __all__ = [
     "Relation",
@@ -272,12 +275,17 @@ def write_predictions(
 
 
 def relations_to_tubes(relations: Iterable[Relation], which: str = "sub", *,
-                       dtype: torch.dtype = torch.float64) -> Tubes:
+                       dtype: torch.dtype | None = None) -> Tubes:
     """Pack the subject (``which="sub"``) or object trajectories of relations into :class:`Tubes`.
 
     Tube ``i`` starts at ``duration[0]`` and has ``duration[1] - duration[0]`` frames; boxes past
-    the duration (see :attr:`Relation.overlong`) are not included.
+    the duration (see :attr:`Relation.overlong`) are not included. ``dtype`` of the boxes: float64
+    when ``None``.
     """
+    import torch
+
+    from pyvrel.ops.types import Tubes
+
     if which not in ("sub", "obj"):
         raise ValueError(f"relations_to_tubes: which must be 'sub' or 'obj', got {which!r}")
     rels = list(relations)
@@ -286,4 +294,4 @@ def relations_to_tubes(relations: Iterable[Relation], which: str = "sub", *,
     for i, (r, n) in enumerate(zip(rels, lengths)):
         out[i, :n] = (r.sub_traj if which == "sub" else r.obj_traj)[:n]
     start = torch.tensor([r.duration[0] for r in rels], dtype=torch.int64)
-    return Tubes(torch.from_numpy(out).to(dtype), start, torch.tensor(lengths, dtype=torch.int64))
+    return Tubes(torch.from_numpy(out).to(dtype or torch.float64), start, torch.tensor(lengths, dtype=torch.int64))

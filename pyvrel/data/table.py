@@ -1,5 +1,6 @@
 """Columnar relations (:class:`RelationTable`): the evaluator's input without one Python object per
-relation, read straight from a prediction file by :func:`read_prediction_table`.
+relation, read straight from a prediction file by :func:`read_prediction_table` and from ground truth by
+:func:`read_groundtruth_table`.
 
 A table holds the relations of many videos in flat arrays: video ``v`` owns rows
 ``offsets[v]:offsets[v + 1]`` (in file order), row ``i`` has triplet ``triplets[triplet_id[i]]``
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +21,7 @@ import numpy as np
 from pyvrel.data import _json
 from pyvrel.data.relations import Relation, Triplet, results_of, video_relations
 
-__all__ = ["RelationTable", "read_prediction_table"]
+__all__ = ["RelationTable", "read_groundtruth_table", "read_prediction_table"]
 
 
 @dataclass(eq=False)
@@ -189,15 +191,77 @@ class _Builder:
 
 def read_prediction_table(path: _json.PathLike) -> RelationTable:
     """Read an official prediction file (as :func:`pyvrel.data.read_predictions` does, with the same
-    validation and errors) straight into a :class:`RelationTable`: the boxes stay in the array the
-    C++ JSON pass parsed them into, and no :class:`~pyvrel.data.Relation` is built for a relation
-    whose fields all have the exact expected types."""
+    validation and errors) straight into a :class:`RelationTable`.
+
+    A file of the plain form (see ``parse_prediction_file`` in ``csrc/cpu/kernels.h``: the keys
+    VidVRD-helper writes, ASCII strings) is parsed into the columns by one C++ pass, with no Python
+    object per relation. Any other file is parsed by the JSON parser with the trajectories cut out
+    by the C++ pass (:func:`pyvrel.data._json.load_cut`), and no :class:`~pyvrel.data.Relation` is
+    built for a relation whose fields all have the exact expected types. Either way a video id
+    that appears twice is an error."""
+    table = _plain_prediction_table(Path(path))
+    if table is not None:
+        return table
     with _json.paused_gc():
         obj, cut = _json.load_cut(path)
         table = _table_from_json(obj, cut, str(path))
         if table is None:  # a trajectory key outside the relations: read plainly
             table = _table_from_json(_json.load(path), None, str(path))
         return table
+
+
+def _plain_prediction_table(path: Path) -> RelationTable | None:
+    """The table of a prediction file of the plain form, parsed by ``pyvrel._C.parse_prediction_file``;
+    ``None`` for any other file or without the C++ extension. Capacities are bounds (a relation
+    takes >= 64 bytes of text, a box >= 9), allocated but never touched beyond what is used."""
+    from pyvrel import _ext
+
+    if not _ext.has_cpu_ext():
+        return None
+    with _json.mapped(path) as data:
+        columns = _parse_plain(data)
+        if columns is None:
+            return None
+        status, sizes, arrays = columns
+        n_videos, n, n_boxes, n_triplets, n_strings, v_at, v_len, d_at, d_len = sizes.tolist()
+        if status == 2:
+            from pyvrel.data.errors import FormatError
+
+            raise FormatError("appears twice in results (a JSON parser would silently keep only its last list)",
+                              file=str(path), video=bytes(data[d_at: d_at + d_len]).decode())
+        if status != 0:
+            return None
+        text = lambda at, length: bytes(data[at: at + length]).decode()  # noqa: E731
+        video_span, video_count, triplet_id, score, duration, traj, boxes, triplet_strings, string_span = arrays
+        strings = [text(a, b) for a, b in string_span[:n_strings].tolist()]
+        videos = [text(a, b) for a, b in video_span[:n_videos].tolist()]
+        version = text(v_at, v_len) if v_at >= 0 else None
+    triplets = [(strings[a], strings[b], strings[c]) for a, b, c in triplet_strings[:n_triplets].tolist()]
+    boxes.resize((n_boxes, 4), refcheck=False)  # gives back the unused capacity without copying
+    traj = traj[:n]
+    return RelationTable(videos, np.concatenate([[0], np.cumsum(video_count[:n_videos])]).astype(np.int64), triplets,
+                         triplet_id[:n].copy(), duration[:n].copy(), score[:n].copy(), boxes,
+                         traj[:, :2].copy(), traj[:, 2:].copy(), version)
+
+
+def _parse_plain(data: bytes | Any) -> tuple[int, np.ndarray, tuple[np.ndarray, ...]] | None:
+    """``(status, sizes, column buffers)`` of ``pyvrel._C.parse_prediction_file`` over ``data``;
+    ``None`` where the system refuses the buffers."""
+    from pyvrel import _ext
+
+    n_rel, n_box = len(data) // 64 + 1, len(data) // 9 + 1
+    sizes = np.array([len(data) // 4 + 1, n_rel, n_box, n_rel, 3 * n_rel] + [0] * 4, dtype=np.int64)
+    try:
+        arrays = (np.empty((sizes[0], 2), np.int64), np.empty(sizes[0], np.int64), np.empty(n_rel, np.int64),
+                  np.empty(n_rel), np.empty((n_rel, 2), np.int64), np.empty((n_rel, 4), np.int64),
+                  np.empty((n_box, 4)), np.empty((n_rel, 3), np.int64), np.empty((3 * n_rel, 2), np.int64))
+    except MemoryError:
+        return None
+    buf = np.frombuffer(data, dtype=np.uint8)
+    status = _ext.cpu().parse_prediction_file(buf.ctypes.data, len(data), *(a.ctypes.data for a in arrays),
+                                              sizes.ctypes.data)
+    del buf  # no view of a memory map may outlive it
+    return status, sizes, arrays
 
 
 def _table_from_json(obj: Any, cut: _json.CutTrajectories | None, file: str) -> RelationTable | None:
@@ -254,3 +318,171 @@ def _fast_row(r: Any, count: list[int]) -> tuple | None:
     if count[sub] < end - begin or count[obj] < end - begin:
         return None
     return (s0, s1, s2), begin, end, score, sub, obj
+
+
+# ---- ground truth ---------------------------------------------------------------------------------
+
+
+def read_groundtruth_table(path: _json.PathLike, *, normalize: bool = False) -> RelationTable:
+    """Ground truth as :func:`pyvrel.data.load_groundtruth` reads it (an annotation folder, a
+    per-video file, a JSON mapping video id -> annotation, or the relation view), with the same
+    validation and errors, straight into a :class:`RelationTable` (``score`` is ``None``).
+
+    Each annotation file goes through one C++ pass (:func:`pyvrel.data._json.load_frame_boxes`)
+    that parses its per-frame boxes into columns; the checks (known tids, one box per tid and
+    frame, every frame of a relation's span present) are then array operations, and a relation's
+    boxes are a slice of its video's boxes sorted by (object, frame). A video that is not of the
+    plain form (extra box keys, a check failing) is read by :class:`~pyvrel.data.VideoAnnotation`
+    instead, which raises the exact error. ``normalize`` divides each video's coordinates by its
+    width/height (VidVRD-II's normalised predictions).
+    """
+    from pyvrel.data.annotations import iter_annotation_files, load_groundtruth
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    folder = p.is_dir()
+    with _json.paused_gc():
+        b = _GroundTruthBuilder(normalize)
+        for file in (iter_annotation_files(p) if folder else [p]):
+            obj, cut = _json.load_frame_boxes(file)
+            if folder or (isinstance(obj, Mapping) and "video_id" in obj and "trajectories" in obj):
+                b.add(obj, cut, file, None, folder)
+            elif isinstance(obj, Mapping) and all(isinstance(v, Mapping) for v in obj.values()):
+                for vid, value in obj.items():  # a mapping video id -> annotation
+                    b.add(value, cut, file, vid, folder)
+            else:  # the relation view (or not ground truth): the record reader reads it, or says what is wrong
+                if normalize:
+                    raise ValueError(f"{path}: normalised coordinates need each video's width and height, which "
+                                     "the relation view does not hold; give the annotation files")
+                return RelationTable.from_relations(load_groundtruth(p), scores=False)
+        return b.finish()
+
+
+_ANNOTATION_KEYS = ("video_id", "frame_count", "fps", "width", "height", "subject/objects", "trajectories",
+                    "relation_instances")
+_NUMBER = (int, float)
+
+
+class _GroundTruthBuilder:
+    """Appends annotated videos as columns (see :func:`read_groundtruth_table`)."""
+
+    def __init__(self, normalize: bool) -> None:
+        self.normalize = normalize
+        self.ids: dict[Triplet, int] = {}
+        self.videos: list[str] = []
+        self.sources: dict[str, str] = {}
+        self.counts: list[int] = []
+        self.tid: list[np.ndarray] = []
+        self.duration: list[np.ndarray] = []
+        self.sub: list[np.ndarray] = []
+        self.obj: list[np.ndarray] = []
+        self.boxes: list[np.ndarray] = []
+        self.n_boxes = 0
+
+    def add(self, obj: Any, cut: _json.CutFrameBoxes | None, file: Path, key: str | None, folder: bool) -> None:
+        """Add the annotation ``obj`` of ``file`` (mapped under ``key`` in a mapping file; one per file
+        in a ``folder``)."""
+        fast = _plain_video(obj, cut) if cut is not None else None
+        if fast is None or (key is not None and fast[0] != key):
+            fast = self._checked(file, key, folder)
+        vid, triplets, duration, sub, obj_rows, boxes, scale = fast
+        if vid in self.sources:
+            from pyvrel.data.errors import FormatError
+
+            raise FormatError(f"duplicate video id (also in {self.sources[vid]})", file=str(file), video=vid,
+                              field="video_id")
+        self.sources[vid] = str(file)
+        ids = self.ids
+        self.tid.append(np.array([ids.setdefault(t, len(ids)) for t in triplets], dtype=np.int64))
+        self.videos.append(vid)
+        self.counts.append(len(triplets))
+        self.duration.append(duration)
+        self.sub.append(sub + self.n_boxes)
+        self.obj.append(obj_rows + self.n_boxes)
+        self.boxes.append(boxes / scale if self.normalize else boxes)
+        self.n_boxes += len(boxes)
+
+    @staticmethod
+    def _checked(file: Path, key: str | None, folder: bool) -> tuple:
+        """The video through :class:`VideoAnnotation` (full validation, exact errors)."""
+        from pyvrel.data.annotations import _annotations_from_obj, read_annotation
+
+        if folder:
+            anno = read_annotation(file)
+        else:
+            annos = _annotations_from_obj(_json.load(file), str(file))
+            anno = annos[key] if key is not None else next(iter(annos.values()))
+        rels = anno.relation_view()
+        n = np.array([len(r.sub_traj) for r in rels] + [len(r.obj_traj) for r in rels], dtype=np.int64)
+        first = np.cumsum(n) - n
+        boxes = np.concatenate([r.sub_traj for r in rels] + [r.obj_traj for r in rels]) if rels else np.zeros((0, 4))
+        duration = np.array([r.duration for r in rels], dtype=np.int64).reshape(-1, 2)
+        scale = np.array([anno.width, anno.height, anno.width, anno.height], dtype=np.float64)
+        return (anno.video_id, [tuple(r.triplet) for r in rels], duration, first[: len(rels)], first[len(rels):],
+                boxes, scale)
+
+    def finish(self) -> RelationTable:
+        cat = lambda parts, shape: np.concatenate(parts) if parts else np.zeros(shape, dtype=np.int64)  # noqa: E731
+        duration = cat(self.duration, (0, 2))
+        length = duration[:, 1] - duration[:, 0]
+        sub, obj = cat(self.sub, (0,)), cat(self.obj, (0,))
+        boxes = np.concatenate(self.boxes) if self.boxes else np.zeros((0, 4))
+        return RelationTable(self.videos, np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64),
+                             list(self.ids), cat(self.tid, (0,)), duration, None, boxes.astype(np.float64, copy=False),
+                             np.stack([sub, length], axis=1), np.stack([obj, length], axis=1))
+
+
+def _plain_video(obj: Any, cut: _json.CutFrameBoxes) -> tuple | None:
+    """``(video id, triplets, duration (n, 2), subject rows (n,), object rows (n,), boxes (B, 4),
+    (w, h, w, h))`` of an annotation whose boxes the C++ pass cut and that passes every check of
+    :meth:`VideoAnnotation.from_json`; ``None`` for anything else (the caller then reads it with
+    full validation). Rows index ``boxes``, sorted by (object, frame)."""
+    if type(obj) is not dict or any(k not in obj for k in _ANNOTATION_KEYS):
+        return None
+    vid, fc, objects, rels, k = (obj["video_id"], obj["frame_count"], obj["subject/objects"],
+                                 obj["relation_instances"], _json.marker(obj["trajectories"]))
+    w, h = obj["width"], obj["height"]
+    if (k is None or type(vid) is not str or type(fc) is not int or fc < 0 or type(obj["fps"]) not in _NUMBER
+            or type(w) not in _NUMBER or type(h) not in _NUMBER or type(objects) is not list
+            or type(rels) is not list or int(cut.frames[k]) > fc):
+        return None
+    category: dict[int, str] = {}
+    for o in objects:
+        if type(o) is not dict or type(o.get("tid")) is not int or type(o.get("category")) is not str:
+            return None
+        category[o["tid"]] = o["category"]
+    if len(category) != len(objects):  # a tid twice
+        return None
+    first, n = int(cut.first[k]), int(cut.count[k])
+    tid, frame = cut.tid[first: first + n], cut.frame[first: first + n]
+    tids = np.array(sorted(category), dtype=np.int64)
+    obj_of = np.searchsorted(tids, tid)
+    if n and (not len(tids) or (obj_of >= len(tids)).any() or (tids[np.minimum(obj_of, len(tids) - 1)] != tid).any()):
+        return None  # an unknown tid
+    stride = fc + 1  # frames and span ends are <= frame_count
+    key = obj_of * stride + frame
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    if (key[1:] == key[:-1]).any():  # a tid with two boxes in one frame
+        return None
+    triplets, spans, roles = [], [], []
+    for r in rels:
+        if type(r) is not dict:
+            return None
+        get = r.get
+        s, o, pred, begin, end = get("subject_tid"), get("object_tid"), get("predicate"), get("begin_fid"), get("end_fid")
+        if (type(s) is not int or type(o) is not int or type(pred) is not str or type(begin) is not int
+                or type(end) is not int or not 0 <= begin < end <= fc or s not in category or o not in category):
+            return None
+        triplets.append((category[s], pred, category[o]))
+        spans.append((begin, end))
+        roles.append((s, o))
+    duration = np.array(spans, dtype=np.int64).reshape(-1, 2)
+    objs = np.searchsorted(tids, np.array(roles, dtype=np.int64).reshape(-1, 2))  # (n, 2) object indices
+    lo = np.searchsorted(key, objs * stride + duration[:, :1])
+    hi = np.searchsorted(key, objs * stride + duration[:, 1:])
+    if ((hi - lo) != (duration[:, 1:] - duration[:, :1])).any():  # a frame of a span without a box
+        return None
+    scale = np.array([w, h, w, h], dtype=np.float64)
+    return vid, triplets, duration, lo[:, 0], lo[:, 1], cut.boxes[first: first + n][order], scale

@@ -1,9 +1,10 @@
 """Metrics matching the official VidVRD/VidOR evaluation (:mod:`pyvrel.eval.relation`), relation
 grounding accuracy (:mod:`pyvrel.eval.grounding`), trajectory classification recall
-(:mod:`pyvrel.eval.trajectory`) and greedy relation association
-(:mod:`pyvrel.eval.association`)."""
+(:mod:`pyvrel.eval.trajectory`), greedy relation association (:mod:`pyvrel.eval.association`) and
+checks that predictions and ground truth belong together (:mod:`pyvrel.eval.checks`)."""
 
 from pyvrel.eval.association import SegmentRelation, Track, associate, cubic_iou, segment_spans
+from pyvrel.eval.checks import input_warnings
 from pyvrel.eval.grounding import frame_tiou, grounding_accuracy
 from pyvrel.eval.relation import (
     VARIANTS,
@@ -34,6 +35,7 @@ __all__ = [
     "filter_groundtruth",
     "filter_predictions",
     "frame_tiou",
+    "input_warnings",
     "grounding_accuracy",
     "match_video",
     "viou_official",

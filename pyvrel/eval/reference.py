@@ -15,11 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from pyvrel.eval.relation import _VARIANT, viou_official, voc_ap
+from pyvrel.eval._official import EPS32, SETTINGS, viou_official, voc_ap
 
 __all__ = ["evaluate_reference", "load_reference"]
-
-_EPS32 = np.finfo(np.float32).eps
 
 
 def _detection(gt: Sequence[Mapping[str, Any]], preds: Sequence[Mapping[str, Any]], thr: float,
@@ -41,8 +39,8 @@ def _detection(gt: Sequence[Mapping[str, Any]], preds: Sequence[Mapping[str, Any
     tp = np.isfinite(hit)
     cum_tp = np.cumsum(tp).astype(np.float32)
     cum_fp = np.cumsum(~tp).astype(np.float32)
-    rec = cum_tp / np.float32(max(float(len(gt)), _EPS32))
-    prec = cum_tp / np.maximum(cum_tp + cum_fp, np.float32(_EPS32))
+    rec = cum_tp / np.float32(max(float(len(gt)), EPS32))
+    prec = cum_tp / np.maximum(cum_tp + cum_fp, np.float32(EPS32))
     return preds, tp, np.array([voc_ap(rec, prec)])
 
 
@@ -51,7 +49,7 @@ def evaluate_reference(groundtruth: Mapping[str, Sequence[Mapping[str, Any]]],
                        viou_threshold: float = 0.5, det_nreturns: Sequence[int] = (50, 100),
                        tag_nreturns: Sequence[int] = (1, 5, 10)) -> dict[str, dict[str, float]]:
     """``{"RelDet": {"mAP", "R@K"...}, "RelTag": {"P@k"...}}`` the way the official loop computes them."""
-    cfg = _VARIANT[variant]
+    cfg = SETTINGS[variant]
     aps, tags = [], {k: [] for k in tag_nreturns}
     pooled_tp: dict[int, list[np.ndarray]] = {k: [] for k in det_nreturns}
     pooled_scores: dict[int, list[np.ndarray]] = {k: [] for k in det_nreturns}

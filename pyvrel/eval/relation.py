@@ -36,12 +36,11 @@ from itertools import repeat
 from typing import Any
 
 import numpy as np
-import torch
 
 from pyvrel.data._json import paused_gc
 from pyvrel.data.relations import Relation, Triplet
 from pyvrel.data.table import RelationTable
-from pyvrel.ops.types import Tubes
+from pyvrel.eval._official import EPS32, VARIANTS, Variant, settings, viou_official, voc_ap
 
 __all__ = [
     "VARIANTS",
@@ -56,71 +55,6 @@ __all__ = [
     "evaluate_zero_shot",
     "evaluate_predicate_split",
 ]
-
-VARIANTS = ("official", "vru", "vidvrd2")
-_EPS32 = np.finfo(np.float32).eps
-
-
-@dataclass(frozen=True)
-class _Variant:
-    pixel_offset: float
-    top: int | None
-    tag_over_k: bool
-    decimals: int | None
-    warn_on_empty: bool
-
-
-_VARIANT = {
-    "official": _Variant(1.0, None, False, None, True),
-    "vru": _Variant(1.0, 200, False, 4, False),
-    "vidvrd2": _Variant(0.0, None, True, None, False),
-}
-
-
-def _variant(name: str) -> _Variant:
-    if name not in _VARIANT:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {name!r}")
-    return _VARIANT[name]
-
-
-# ---- the official arithmetic, transcribed -------------------------------------------------------
-
-
-def viou_official(traj_1: Sequence[Sequence[float]], duration_1: Sequence[int], traj_2: Sequence[Sequence[float]],
-                  duration_2: Sequence[int], pixel_offset: float = 1) -> float:
-    """The official vIoU in plain Python (``specs/evaluation.md`` §3.1): the executable spec.
-
-    ``traj_k[i]`` is the box at frame ``duration_k[0] + i``. Intersections run over the frames
-    both durations cover; each volume sums ``(x2 - x1 + off) * (y2 - y1 + off)`` over *all* boxes of
-    its list (unclamped). Disjoint or touching durations give 0. Unlike the official code, a
-    union that is not positive gives 0 instead of dividing by it (VidVRD-II divides by
-    ``max(union, 1e-8)``; the two agree whenever any box has positive area).
-    """
-    s1, e1 = duration_1
-    s2, e2 = duration_2
-    if s1 >= e2 or e1 <= s2:
-        return 0.0
-    inter = 0.0
-    for t in range(max(s1, s2), min(e1, e2)):
-        a, b = traj_1[t - s1], traj_2[t - s2]
-        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]) + pixel_offset)
-        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]) + pixel_offset)
-        inter += w * h
-    v1 = sum((a[2] - a[0] + pixel_offset) * (a[3] - a[1] + pixel_offset) for a in traj_1)
-    v2 = sum((b[2] - b[0] + pixel_offset) * (b[3] - b[1] + pixel_offset) for b in traj_2)
-    union = v1 + v2 - inter
-    return float(inter) / union if union > 0 else 0.0
-
-
-def voc_ap(rec: np.ndarray, prec: np.ndarray) -> float:
-    """All-point (area) VOC AP of a precision/recall curve, as the official ``voc_ap`` with
-    ``use_07_metric=False``: pad with (0, 0) and (1, 0), take the running maximum of precision
-    from the right, and sum precision times the recall steps."""
-    mrec = np.concatenate(([0.0], rec, [1.0]))
-    mpre = np.concatenate(([0.0], prec, [0.0]))
-    mpre = np.maximum.accumulate(mpre[::-1])[::-1]
-    i = np.where(mrec[1:] != mrec[:-1])[0]
-    return float(np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1]))
 
 
 # ---- one video ----------------------------------------------------------------------------------
@@ -146,8 +80,8 @@ class VideoMatch:
         """All-point AP from float32 precision/recall."""
         cum_tp = np.cumsum(self.tp).astype(np.float32)
         cum_fp = np.cumsum(~self.tp).astype(np.float32)
-        rec = cum_tp / np.float32(max(float(self.n_gt), _EPS32))
-        prec = cum_tp / np.maximum(cum_tp + cum_fp, np.float32(_EPS32))
+        rec = cum_tp / np.float32(max(float(self.n_gt), EPS32))
+        prec = cum_tp / np.maximum(cum_tp + cum_fp, np.float32(EPS32))
         return voc_ap(rec, prec)
 
 
@@ -282,7 +216,6 @@ def _pair_overlaps(a: RelationTable, ia: np.ndarray, b: RelationTable, ib: np.nd
     recomputed with :func:`viou_official`.
     """
     from pyvrel.eval import _viou_pairs
-    from pyvrel.ops import tube_iou_aligned
 
     la = a.duration[ia, 1] - a.duration[ia, 0]
     lb = b.duration[ib, 1] - b.duration[ib, 0]
@@ -290,6 +223,10 @@ def _pair_overlaps(a: RelationTable, ia: np.ndarray, b: RelationTable, ib: np.nd
     if (_viou_pairs.available() if use_ext is None else use_ext) and len(ia):
         _viou_pairs.relation_viou_pairs(_columns(a), ia, _columns(b), ib, pixel_offset, ov)
     else:
+        import torch
+
+        from pyvrel.ops import Tubes, tube_iou_aligned
+
         frames = np.maximum(la, lb)
         order = np.argsort(frames, kind="stable")
         lo = 0
@@ -417,14 +354,14 @@ def evaluate_relations(
     Raises:
         ValueError: no ground-truth video has a relation (the official code raises ValueError too).
     """
-    cfg = _variant(variant)
+    cfg = settings(variant)
     with paused_gc():
         return _evaluate(groundtruth, prediction, cfg, variant, viou_threshold, det_nreturns, tag_nreturns,
                          mean_recall, per_video)
 
 
 def _evaluate(groundtruth: Mapping[str, Sequence[Relation]] | RelationTable,
-              prediction: Mapping[str, Sequence[Relation]] | RelationTable, cfg: _Variant, variant: str,
+              prediction: Mapping[str, Sequence[Relation]] | RelationTable, cfg: Variant, variant: str,
               viou_threshold: float, det_nreturns: Sequence[int], tag_nreturns: Sequence[int], mean_recall: bool,
               per_video: bool) -> dict[str, Any]:
     gt, pred = _as_table(groundtruth, False), _as_table(prediction, True)

@@ -10,12 +10,14 @@ videos: recalled trajectories / ground-truth trajectories.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pyvrel.data.annotations import VideoAnnotation
-from pyvrel.ops.types import Tubes
+
+if TYPE_CHECKING:
+    from pyvrel.ops import Tubes
 
 __all__ = ["trajectory_recall"]
 
@@ -39,7 +41,7 @@ def trajectory_recall(
     Returns:
         ``{"R@5": ..., "R@10": ..., "trajectories": n}``.
     """
-    from pyvrel.ops import tube_iou
+    from pyvrel.ops import Tubes, tube_iou
 
     col = {c: i for i, c in enumerate(categories)}
     hits = {k: 0 for k in ks}
