@@ -347,3 +347,22 @@ VRDONE = [
     VrdONEShape("vidvrd_b6", "vidvrd", 6, (96, 80, 64, 48, 30, 12)),
     VrdONEShape("synthetic_b16", "synthetic", 16, (64, 50, 40, 30, 20, 10), 64),
 ]
+
+
+# ---- GPU side by side (benchmarks/bench_gpu_anchors.py, issue 17) --------------------------------
+# (shape, dtypes) of local attention against dense SDPA and compiled FlexAttention; the last is a
+# long-sequence shape (8.7 GFLOP forward inside the windows, 134 MB of q/k/v/out in float16).
+GPU_LOCAL_ATTENTION = [
+    (LOCAL_ATTENTION[0], (torch.float32, torch.float16)),
+    (LOCAL_ATTENTION[1], (torch.float16,)),
+    (LocalAttentionShape("long_l8192_w129", 4, 8, 8192, 64, 129), (torch.float16, torch.bfloat16)),
+]
+GPU_NMS = [NMSShape("1000", n=1000, classes=0), NMSShape("5000", n=5000, classes=0),
+           NMSShape("20000", n=20000, classes=0), NMSShape("5000-30cls", n=5000, classes=30),
+           NMSShape("20000-30cls", n=20000, classes=30)]
+GPU_BOX_IOU = [BoxIoUShape("1000x1000", frames=0, n=1000, m=1000), BoxIoUShape("5000x5000", frames=0, n=5000, m=5000),
+               BOX_IOU[1]]
+# --smoke: tiny versions that also run on the CPU (Triton interpreter), to check the script itself
+GPU_SMOKE_LOCAL_ATTENTION = [(LocalAttentionShape("smoke_l40", 2, 2, 40, 16, 5, (40, 23)), (torch.float32,))]
+GPU_SMOKE_NMS = [NMSShape("200", n=200, classes=0), NMSShape("200-5cls", n=200, classes=5)]
+GPU_SMOKE_BOX_IOU = [BoxIoUShape("50x60", frames=0, n=50, m=60)]

@@ -50,7 +50,7 @@ def test_tube_iou_matches_reference(backend, dtype, mode, n, m, t, gen):
         assert out.shape == (n, m) and out.dtype == dtype
         torch.testing.assert_close(out.cpu(), expected, **TOL[dtype])
         if n and m and int(a.length[0]):
-            assert out[0, 0] == pytest.approx(1.0)
+            assert out[0, 0].item() == pytest.approx(1.0)
 
 
 def test_tube_iou_reproduces_official_evaluation_bit_for_bit(gen):

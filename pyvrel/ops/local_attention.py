@@ -9,7 +9,7 @@ from torch import Tensor
 
 from pyvrel import _codes, _ext
 from pyvrel.ops import _checks, reference
-from pyvrel.ops._backend import choose_backend
+from pyvrel.ops._backend import choose_backend, why_not
 
 __all__ = ["local_attention", "window_extents"]
 
@@ -206,7 +206,8 @@ def local_attention(
         return_lse: also return the log-sum-exp of each row's scores, ``(B, H, Lq)`` (float32 for
             half-precision inputs), differentiable too.
         layout: ``"bhld"`` (default) or ``"blhd"``.
-        backend: ``None`` (automatic), ``"cpp"``, ``"cuda"``, ``"triton"`` or ``"reference"``.
+        backend: ``None`` (automatic: on CUDA tensors the tiled Triton kernels, else the per-row
+            CUDA kernels; on CPU tensors C++), ``"cpp"``, ``"cuda"``, ``"triton"`` or ``"reference"``.
 
     Returns:
         ``out`` (Tensor[B, H, Lq, Dv], the input dtype), or ``(out, lse)`` when ``return_lse``.
@@ -269,6 +270,8 @@ def local_attention(
     if rel_bias is not None:
         rel_bias = rel_bias[:, first:first + left + right + 1]
 
+    if backend is None and device.type == "cuda" and not why_not("triton", device):
+        backend = "triton"  # the tiled tensor-core kernels: the fast path on CUDA (benchmarks/README.md)
     chosen = choose_backend(op, device, backend, _BACKENDS)
     if chosen == "reference":
         out, lse = reference.local_attention_ref(q, k, v, left, right, dilation=dilation, causal=causal,
