@@ -103,15 +103,7 @@ def test_seq_nms_out_of_memory_is_a_memory_error():
 # ---- no NaN or inf from valid input -------------------------------------------------------------
 
 
-# The Triton local-attention kernels are being rewritten (issue 17); the old ones give NaN
-# gradients for such rows.
-_MASKED_ROW_BACKENDS = [
-    pytest.param(p.values[0], id=p.id, marks=[*p.marks, pytest.mark.xfail(
-        strict=True, reason="old Triton local-attention backward: NaN gradients of fully masked rows")])
-    if p.id == "triton" else p for p in ALL_BACKENDS]
-
-
-@pytest.mark.parametrize("backend", _MASKED_ROW_BACKENDS)
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
 def test_local_attention_fully_masked_rows(backend):
     dev = device_of(backend) if backend != "reference" else "cpu"
     g = torch.Generator().manual_seed(0)
