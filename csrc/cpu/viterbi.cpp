@@ -165,6 +165,7 @@ void soft_viterbi_forward_impl(const void* boxes_, const void* unary_, const int
   const auto* unary = static_cast<const T*>(unary_);
   const T off = static_cast<T>(pixel_offset);
   const int64_t links = Tn > 1 ? Tn - 1 : 1;
+  const acc_t inv_tau = soft_max_scale(tau);
   const bool keep_links = links * N * N <= kLinkBudget;
   const int team = team_size(num_threads, B);
   // Per-thread buffers, allocated before the region: link weights, alpha, beta, node, tmp.
@@ -238,7 +239,7 @@ void soft_viterbi_forward_impl(const void* boxes_, const void* unary_, const int
         for (int64_t q = 0; q < N; ++q)
           for (int64_t p = 0; p < N; ++p) {
             if (tmp[q * N + p] == kNegInf) continue;
-            const acc_t xi = std::exp((tmp[q * N + p] - m) / tau);
+            const acc_t xi = std::exp((tmp[q * N + p] - m) * inv_tau);
             sum += xi;
             dot += xi * viterbi_edge(gamma, bx + 4 * (t * N + p), bx + 4 * ((t + 1) * N + q), off);
           }
@@ -251,7 +252,7 @@ void soft_viterbi_forward_impl(const void* boxes_, const void* unary_, const int
         const acc_t m = max_of(tmp, N);
         acc_t sum = 0;
         for (int64_t q = 0; q < N; ++q) {
-          tmp[q] = tmp[q] == kNegInf ? 0 : std::exp((tmp[q] - m) / tau);
+          tmp[q] = tmp[q] == kNegInf ? 0 : std::exp((tmp[q] - m) * inv_tau);
           sum += tmp[q];
         }
         for (int64_t q = 0; q < N; ++q) marginals[base + t * N + q] = tmp[q] / sum;
