@@ -347,6 +347,22 @@ VRDONE = [
     VrdONEShape("vidvrd_b6", "vidvrd", 6, (96, 80, 64, 48, 30, 12)),
     VrdONEShape("synthetic_b16", "synthetic", 16, (64, 50, 40, 30, 20, 10), 64),
 ]
+# ---- vRGV (benchmarks/bench_vrgv.py) ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VRGVShape:
+    """One vRGV batch: ``preset`` of :class:`pyvrel.models.vrgv.VRGVConfig` (``"vidvrd"``: the code's
+    120 frames x 40 proposals x 2048-d; ``"synthetic"``: 24 x 16 x 32-d), ``batch`` video-relation
+    samples per training step, ``frame_count`` of the grounded video."""
+
+    name: str
+    preset: str
+    batch: int
+    frame_count: int = 600
+
+
+VRGV = [VRGVShape("vidvrd_b8", "vidvrd", 8), VRGVShape("synthetic_b32", "synthetic", 32)]
 
 
 # ---- GPU side by side (benchmarks/bench_gpu_anchors.py, issue 17) --------------------------------

@@ -72,6 +72,28 @@ def _swapped_hint(gt: str, pred: str) -> str:
     return ""
 
 
+def _eval_grounding(args: argparse.Namespace) -> int:
+    """AccS / AccO / AccR of grounded queries (one relation per triplet and video) at the paper's three
+    spatial thresholds and over all three (the code's tIoU)."""
+    from pyvrel.data import FormatError, load_groundtruth, read_predictions
+    from pyvrel.models.vrgv.task import evaluate_grounding
+
+    try:
+        result = evaluate_grounding(load_groundtruth(args.gt), read_predictions(args.pred).results)
+    except (FormatError, FileNotFoundError, ValueError) as e:
+        print(f"pyvrel eval: error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    avg = result["avg"]
+    print(f"pyvrel eval --grounding: {args.pred} against {args.gt} ({avg['videos']} videos, {avg['queries']} queries)")
+    print(f"{'sIoU':>6}" + "".join(f"{k:>9}" for k in ("AccS", "AccO", "AccR")))
+    for name, res in result.items():
+        print(f"{name:>6}" + "".join(f"{100 * res[k]:>8.2f}%" for k in ("AccS", "AccO", "AccR")))
+    return 0
+
+
 def _eval(args: argparse.Namespace) -> int:
     import warnings
     from pathlib import Path
@@ -84,6 +106,8 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"pyvrel eval: error: {message}", file=sys.stderr)
         return EXIT_FAILED
 
+    if args.grounding:
+        return _eval_grounding(args)
     try:
         def check(path: str, what: str) -> str:  # every missing input reads the same
             if path != "synthetic" and not Path(path).exists():
@@ -140,9 +164,22 @@ def _synth(args: argparse.Namespace) -> int:
     import time
 
     from pyvrel.data.synthetic import SynthConfig, write_world
+    from pyvrel.engine import ConfigError
+    from pyvrel.engine.rundir import OutputFolderError, check_out_dir, clear_dir
 
-    config = SynthConfig(seed=args.seed, num_videos=args.videos, tail=args.tail, feature_dim=args.feature_dim,
-                         features=not args.no_features, clip_dim=args.clip_dim)
+    try:
+        config = SynthConfig(seed=args.seed, num_videos=args.videos, tail=args.tail, feature_dim=args.feature_dim,
+                             features=not args.no_features, clip_dim=args.clip_dim, grounding=args.grounding,
+                             proposals=args.proposals, sampled_frames=args.sampled_frames)
+        clear = check_out_dir(args.out_dir, "OUT_DIR", overwrite=args.overwrite)
+    except ConfigError as e:  # named by its option
+        print(f"pyvrel synth: error: --{e.key.replace('num_', '').replace('_', '-')}: {e.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except OutputFolderError as e:
+        print(f"pyvrel synth: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if clear:  # no mixture of two worlds
+        clear_dir(args.out_dir)
     t0 = time.perf_counter()
     meta = write_world(args.out_dir, config)
     seconds = time.perf_counter() - t0
@@ -238,18 +275,21 @@ def _train(args: argparse.Namespace) -> int:
 def _run_training(args: argparse.Namespace) -> int:
     from pyvrel.engine import ConfigError, UnknownModelError
     from pyvrel.engine import distributed as dist
-    from pyvrel.engine.run import prepare_run
+    from pyvrel.engine.run import default_out, prepare_run
+    from pyvrel.engine.rundir import OutputFolderError, check_run_dir
 
     origins: dict[str, str] = {}
     try:
+        out = args.out or default_out(args.model)  # refused before anything is built or written
+        clear = dist.env_rank() == 0 and check_run_dir(out, args.resume, args.overwrite)
         config: dict = {}
         if args.config:
             config = _read_config_file(args.config)
             origins = {f"{s}.{k}": args.config for s, values in config.items() for k in values}
         for item in args.set:
             _apply_set(config, origins, item)
-        run = prepare_run(args.model, args.data, config, args.out)
-        summary = run.fit(resume=args.resume)
+        run = prepare_run(args.model, args.data, config, out)
+        summary = run.fit(resume=args.resume, clear=clear)
     except UnknownModelError as e:
         print(f"pyvrel train: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -257,10 +297,10 @@ def _run_training(args: argparse.Namespace) -> int:
         source = e.source or origins.get(".".join(e.key.split(".")[:2]).split("[")[0], "defaults")
         print(f"pyvrel train: error: {source}: {e.key}: {e.message}", file=sys.stderr)
         return EXIT_USAGE
-    except _UsageError as e:
+    except (_UsageError, OutputFolderError) as e:
         print(f"pyvrel train: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except (FileNotFoundError, ValueError, FloatingPointError) as e:  # bad input files, diverged training
+    except (OSError, ValueError, FloatingPointError) as e:  # bad input files, diverged training
         print(f"pyvrel train: error: {e}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -284,8 +324,10 @@ def _detect(args: argparse.Namespace) -> int:
     from pyvrel.data.dataset import check_data, open_dataset
     from pyvrel.engine import ConfigError, UnknownModelError, load_checkpoint
     from pyvrel.engine.registry import load_detector
+    from pyvrel.engine.rundir import OutputFolderError, check_out_file
 
     try:
+        check_out_file(args.out, "--out")  # before the detection, not after it
         check_data(args.data)
         ckpt = load_checkpoint(args.checkpoint)
         try:
@@ -296,10 +338,40 @@ def _detect(args: argparse.Namespace) -> int:
         preds = detector.detect(dataset, args.split)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         write_predictions(preds, args.out)
+    except OutputFolderError as e:
+        print(f"pyvrel detect: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     except (FileNotFoundError, ValueError) as e:
         print(f"pyvrel detect: error: {e}", file=sys.stderr)
         return EXIT_FAILED
     print(f"detected {sum(map(len, preds.values()))} relations in {len(preds)} {args.split} videos; wrote {args.out}")
+    return EXIT_OK
+
+
+def _ground(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pyvrel.data import write_predictions
+    from pyvrel.data.dataset import check_data, open_dataset
+    from pyvrel.engine import load_checkpoint
+    from pyvrel.models.vrgv.task import ground, model_from_checkpoint, read_queries
+
+    try:
+        check_data(args.data)
+        ckpt = load_checkpoint(args.checkpoint)
+        name = ckpt.get("meta", {}).get("model")
+        if name != "vrgv":
+            raise ValueError(f"{args.checkpoint}: a checkpoint of model {name!r}; pyvrel ground runs 'vrgv'")
+        model, cfg, resolved = model_from_checkpoint(ckpt, ema=not args.no_ema)
+        queries = read_queries(args.queries) if args.queries else None
+        preds = ground(model, cfg, resolved["objects"], open_dataset(args.data, resolved["world"]), args.split,
+                       queries, legacy=args.legacy, pairwise_weight=0.0 if args.greedy else None)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        write_predictions(preds, args.out)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"pyvrel ground: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"grounded {sum(map(len, preds.values()))} queries in {len(preds)} {args.split} videos; wrote {args.out}")
     return EXIT_OK
 
 
@@ -359,11 +431,16 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "name videos the ground truth lacks, cover fewer than half "
                                                          "of its videos, or hold coordinates outside the range their "
                                                          "version declares")
+    ev.add_argument("--grounding", action="store_true",
+                    help="score relation grounding (pyvrel ground's output) with vRGV's AccS/AccO/AccR at spatial "
+                         "IoU 0.3, 0.5, 0.7 and averaged over the three")
     ev.set_defaults(func=_eval)
 
     sy = sub.add_parser("synth", help="write the synthetic video-relation world (official formats)",
                         description="Generate the deterministic synthetic world (pyvrel.data.synthetic): "
-                                    "annotations/{train,test}/<vid>.json, features/<vid>.npz, world.json.")
+                                    "annotations/{train,test}/<vid>.json, features/<vid>.npz, world.json.",
+                        epilog="exit codes: 0 done; 2 a bad option, or OUT_DIR is a file or a non-empty folder "
+                               "(without --overwrite)")
     sy.add_argument("out_dir", metavar="OUT_DIR")
     sy.add_argument("--videos", type=int, default=200, help="number of videos (default 200)")
     sy.add_argument("--seed", type=int, default=0)
@@ -371,7 +448,17 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--feature-dim", type=int, default=32, help="appearance feature dimension")
     sy.add_argument("--clip-dim", type=int, default=0,
                     help="also write VrdONE-X's per-entity stream tracklet_clip of this width (default 0: none)")
+    sy.add_argument("--grounding", action="store_true",
+                    help="write vRGV's grounding stream: proposal_* arrays with distractors, jitter and shuffled "
+                         "slots (pyvrel.data.synthetic.streams.grounding) in place of the plain proposals")
+    sy.add_argument("--proposals", type=int, default=10,
+                    help="region proposals per sampled frame (default 10; 'pyvrel train --model vrgv' on the "
+                         "synthetic preset reads 16)")
+    sy.add_argument("--sampled-frames", type=int, default=120,
+                    help="frames sampled for the proposals (default 120, vRGV's; the vrgv synthetic preset reads 24)")
     sy.add_argument("--no-features", action="store_true", help="annotations only")
+    sy.add_argument("--overwrite", action="store_true", help="write into a non-empty OUT_DIR, deleting its content "
+                                                             "first (without it such a folder is refused)")
     sy.add_argument("--json", action="store_true", help="print a JSON summary")
     sy.set_defaults(func=_synth)
 
@@ -381,8 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "from --config and then overridden by --set. Under torchrun the same command "
                                     "trains with DDP: torchrun --nproc_per_node N -m pyvrel train ...",
                         epilog="exit codes: 0 done; 1 missing/invalid input files or the run failed (e.g. a "
-                               "non-finite loss); 2 bad command line or config (unknown model, key or value); "
-                               "130 interrupted")
+                               "non-finite loss); 2 bad command line or config (unknown model, key or value; "
+                               "--out a file, or a non-empty folder that --resume does not continue, without "
+                               "--overwrite); 130 interrupted")
     tr.add_argument("--model", required=True, help="a registered model name, or module:function of a task builder")
     tr.add_argument("--data", required=True, metavar="DIR|synthetic",
                     help="dataset folder (annotations/{train,test}/ official JSON, features/<video_id>.npz "
@@ -397,6 +485,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "(default runs/<model>)")
     tr.add_argument("--resume", metavar="CKPT|auto", help="continue from a checkpoint; 'auto': OUT/checkpoints/last.pt "
                                                           "when it exists")
+    tr.add_argument("--overwrite", action="store_true",
+                    help="start afresh in a non-empty --out, deleting its content first (without it such a "
+                         "folder is refused unless --resume continues the run kept there)")
     tr.set_defaults(func=_train)
 
     de = sub.add_parser("detect", help="detect relations with a trained checkpoint (official prediction JSON)",
@@ -413,6 +504,27 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--split", default="test", choices=("train", "test"), help="videos to detect on (default test)")
     de.add_argument("--no-ema", action="store_true", help="use the trained weights instead of their EMA")
     de.set_defaults(func=_detect)
+
+    gr = sub.add_parser("ground", help="ground relation queries with a trained vRGV checkpoint (subject and object "
+                                       "trajectories, official prediction JSON)",
+                        description="Rebuild vRGV from a 'pyvrel train --model vrgv' stage-2 checkpoint, ground each "
+                                    "query 'subject-predicate-object' in its video (temporal attention threshold, "
+                                    "Viterbi linking of the attended proposals, interpolation to every frame) and "
+                                    "write one relation per query in the official prediction format; "
+                                    "'pyvrel eval --grounding' scores it.",
+                        epilog="exit codes: 0 done; 1 missing/invalid checkpoint, data or queries; 2 bad command line")
+    gr.add_argument("--checkpoint", required=True, metavar="CKPT", help="checkpoint file (e.g. RUN/checkpoints/last.pt)")
+    gr.add_argument("--data", required=True, metavar="DIR|synthetic",
+                    help="dataset folder (annotations/, features/<video_id>.npz with proposal_frames, "
+                         "proposal_boxes, proposal_features), or 'synthetic' (the checkpoint's own world)")
+    gr.add_argument("--queries", metavar="FILE", help='JSON {video_id: ["subject-predicate-object", ...]} '
+                                                      "(default: every ground-truth triplet of the split's videos)")
+    gr.add_argument("--out", required=True, metavar="OUT.json", help="prediction file to write (.json or .json.xz)")
+    gr.add_argument("--split", default="test", choices=("train", "test"), help="videos to ground in (default test)")
+    gr.add_argument("--legacy", action="store_true", help="the public code's linking score (last link dropped)")
+    gr.add_argument("--greedy", action="store_true", help="vRGV*: greedy linking (lambda = 0)")
+    gr.add_argument("--no-ema", action="store_true", help="use the trained weights instead of their EMA")
+    gr.set_defaults(func=_ground)
 
     dm = sub.add_parser("demo", help="train a model (VrdONE by default) on a small synthetic world on the CPU (under "
                                      "5 minutes), detect, evaluate next to the frequency prior, draw pictures",

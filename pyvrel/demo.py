@@ -24,6 +24,7 @@ from pyvrel.data.dataset import open_dataset
 from pyvrel.engine import config_to_dict, load_checkpoint
 from pyvrel.engine.registry import get_model, load_detector, model_part
 from pyvrel.engine.run import prepare_run
+from pyvrel.engine.rundir import read_metrics
 from pyvrel.eval import evaluate_relations
 from pyvrel.report import curve_svg, metrics_table, timeline_svg
 
@@ -77,7 +78,7 @@ def run_demo(out_dir: str | Path = "pyvrel_demo", quick: bool = False, threads: 
     anno = min(test, key=lambda v: (abs(len(v[0].relations) - 8), v[0].video_id))[0]  # a readable picture
     (out / "timeline.svg").write_text(timeline_svg(anno.video_id, anno.frame_count, gt[anno.video_id],
                                                    preds[anno.video_id]))
-    records = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines() if ln]
+    records = read_metrics(out / "metrics.jsonl")
     (out / "training_curve.svg").write_text(curve_svg(records))
     print(f"\ntrained {summary['step']} steps in {train_s:.0f} s; {len(test)} held-out videos; total {seconds:.0f} s\n")
     print(table)

@@ -29,6 +29,7 @@ class ToyConfig:
     dropout: float = 0.0
     fail_at_step: int | None = None    # forward call (1-based) that raises RuntimeError: a crash
     nan_at_step: int | None = None     # forward call (1-based) whose loss is NaN: divergence
+    raise_in_eval: bool = False        # the evaluation raises ValueError
 
 
 class ToyRegression(nn.Module):
@@ -59,6 +60,8 @@ def regression_data(samples: int, in_dim: int, seed: int = 0) -> TensorDataset:
 
 
 def evaluate(model: nn.Module, ctx: EvalContext) -> dict[str, float] | None:
+    if model.config.raise_in_eval:
+        raise ValueError("simulated evaluation failure")
     if not ctx.is_main:
         return None
     x, y = regression_data(32, model.config.in_dim, seed=1).tensors
@@ -70,7 +73,7 @@ def build_task(model_config: dict, data: str) -> TrainTask:
         raise ValueError(f"{data}: the toy task only trains on 'synthetic'")
     config = config_from_dict(ToyConfig, model_config)
     return TrainTask(model=ToyRegression(config), train_set=regression_data(config.samples, config.in_dim),
-                     evaluate=evaluate, model_config=asdict(config),
+                     evaluate=evaluate, model_config=asdict(config), eval_metrics=("mse",),
                      train_defaults={"lr": 0.02, "epochs": 2, "batch_size": 8, "weight_decay": 0.01,
                                      "progress": False, "log_every": 1})
 

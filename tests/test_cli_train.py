@@ -41,7 +41,7 @@ def test_train_runs_and_resumes(tmp_path, capsys, monkeypatch):
     steps = [r["step"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
              if r["type"] == "train"]
     assert steps == list(range(1, 13))
-    assert main(args) == 0  # a fresh run in the same folder starts a new metrics file
+    assert main(args + ["--overwrite"]) == 0  # a fresh run in the same folder starts a new metrics file
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 6 + 1  # 6 steps, 1 evaluation
 
 

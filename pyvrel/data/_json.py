@@ -47,10 +47,16 @@ def fast_parser() -> str:
 
 
 def read_bytes(path: Path) -> bytes:
-    """The file's bytes, decompressed when it ends in ``.xz``."""
+    """The file's bytes, decompressed when it ends in ``.xz``; a folder or a damaged ``.xz`` file
+    raises ``ValueError`` naming it."""
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, expected a JSON file")
     if path.suffix == ".xz":
-        with lzma.open(path, "rb") as f:
-            return f.read()
+        try:
+            with lzma.open(path, "rb") as f:
+                return f.read()
+        except (lzma.LZMAError, EOFError) as e:  # not xz, or cut short
+            raise ValueError(f"{path}: not a readable .xz file ({e})") from None
     return path.read_bytes()
 
 
@@ -129,8 +135,10 @@ class CutTrajectories:
 
 
 def marker(value: Any) -> int | None:
-    """The trajectory number of a marker string left by :func:`load_cut`, else ``None``."""
-    if type(value) is str and value.startswith(MARK):
+    """The trajectory number of a marker string left by :func:`load_cut`, else ``None`` (a string of
+    the file that merely looks like one may give a number: callers check it is below the count of
+    cut trajectories, and that every cut trajectory is found once)."""
+    if type(value) is str and value.startswith(MARK) and value[len(MARK):].isdigit():
         return int(value[len(MARK):])
     return None
 
@@ -267,7 +275,7 @@ def load_with_trajectories(path: PathLike) -> Any:
                     continue
                 for key in ("sub_traj", "obj_traj"):
                     k = marker(r.get(key))
-                    if k is not None:
+                    if k is not None and k < len(cut.count):
                         r[key] = cut.array(k)
                         restored += 1
     return obj if restored == len(cut.count) else load(path)  # a trajectory key outside the relations: read plainly

@@ -349,7 +349,10 @@ def read_annotations(path: _json.PathLike) -> dict[str, VideoAnnotation]:
 def _read_annotations(path: Path) -> dict[str, VideoAnnotation]:
     out: dict[str, VideoAnnotation] = {}
     if path.is_dir():
-        for p in iter_annotation_files(path):
+        files = iter_annotation_files(path)
+        if not files:
+            raise FileNotFoundError(f"{path}: no annotation files (*.json) in this folder")
+        for p in files:
             anno = read_annotation(p)
             if anno.video_id in out:
                 raise FormatError(f"duplicate video id (also in {out[anno.video_id].source})", file=str(p),

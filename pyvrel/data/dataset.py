@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,8 @@ import numpy as np
 from pyvrel.data.annotations import VideoAnnotation
 from pyvrel.data.errors import FormatError
 from pyvrel.data.features import FeatureStore
-from pyvrel.data.folder import CLIP_KEY, check_tracklets, folder_vocabulary, has_split, split_annotations
+from pyvrel.data.folder import (CLIP_KEY, check_tracklets, feature_path, folder_vocabulary, has_split,
+                                split_annotations)
 from pyvrel.data.synthetic import SynthConfig, World, generate, generate_video
 from pyvrel.data.synthetic.world import video_split
 from pyvrel.data.vocab import Vocabulary, load_vocabulary
@@ -88,31 +89,38 @@ class Dataset:
         (:func:`pyvrel.data.folder.check_tracklets`: scores over ``num_objects`` categories,
         ``tracklet_clip`` of width ``clip_dim`` when it is > 0, else not read); errors name the
         file and key. ``annotations``: the folder's ``split`` annotations when already read."""
+        def wanted(key: str) -> bool:
+            return key.startswith("tracklet_") and (clip_dim > 0 or key != CLIP_KEY)  # unused: not read
+
+        for anno, arrays, file in self.arrays(split, wanted, shard, annotations):
+            yield anno, check_tracklets(arrays, num_objects, file=file, video=anno.video_id,
+                                        frame_count=anno.frame_count, clip_dim=clip_dim)
+
+    def arrays(self, split: str, wanted: Callable[[str], bool], shard: tuple[int, int] = (0, 1),
+               annotations: Mapping[str, VideoAnnotation] | None = None
+               ) -> Iterator[tuple[VideoAnnotation, dict[str, np.ndarray], str]]:
+        """``(annotation, arrays, file)`` of the ``split`` videos as :meth:`videos` walks them, unchecked:
+        the arrays whose key ``wanted(key)`` accepts (only those are read from a folder's ``.npz``) and
+        the file they came from (``"synthetic world"`` for the built-in world), for the model to check."""
         rank, n = shard
         if self._synth is not None:
             synth, world = self._synth, World(self._synth)
             for i in [i for i in range(synth.num_videos) if video_split(synth, i) == split][rank::n]:
                 v = generate_video(synth, i, world)
-                anno = v.annotation
-                yield anno, check_tracklets(v.features, num_objects, file="synthetic world", video=anno.video_id,
-                                            frame_count=anno.frame_count, clip_dim=clip_dim)
+                yield v.annotation, {k: a for k, a in v.features.items() if wanted(k)}, "synthetic world"
             return
         store = FeatureStore(Path(self.name) / "features")
         if annotations is None:
             annotations = self.annotations(split)
         for vid, anno in list(annotations.items())[rank::n]:
-            path = store.path(vid)
-            if vid not in store:
-                raise FileNotFoundError(f"{path}: feature file of video {vid!r} not found (expected "
-                                        "DIR/features/<video_id>.npz)")
+            path = feature_path(self.name, vid)
+            archive = store[vid]  # FormatError naming the file when it is not a readable .npz
             try:
-                with store[vid] as archive:
-                    arrays = {k: archive[k] for k in archive.files
-                              if k.startswith("tracklet_") and (clip_dim > 0 or k != CLIP_KEY)}  # unused: not read
-            except (OSError, ValueError, zipfile.BadZipFile) as e:
+                with archive:
+                    arrays = {k: archive[k] for k in archive.files if wanted(k)}
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # a damaged array in the archive
                 raise FormatError(f"not a readable .npz file ({e})", file=str(path)) from None
-            yield anno, check_tracklets(arrays, num_objects, file=str(path), video=vid, frame_count=anno.frame_count,
-                                        clip_dim=clip_dim)
+            yield anno, arrays, str(path)
 
 
 def check_data(data: str | os.PathLike) -> None:

@@ -18,20 +18,24 @@ key                    shape, dtype           meaning
 ``det_boxes``          (K, 4) float32         per-frame detections: box
 ``det_scores``         (K,) float32           per-frame detections: best category score
 ``det_labels``         (K,) int64             per-frame detections: category index
-``proposal_frames``    (S,) int64             frames sampled for grounding (vRGV style)
-``proposal_boxes``     (S, M, 4) float32      M region proposals per sampled frame
+``proposal_frames``    (S,) int64             frames sampled for grounding (vRGV style; non-decreasing)
+``proposal_boxes``     (S, M, 4) float32      M region proposals per sampled frame (pixels)
 ``proposal_features``  (S, M, D) float32      their appearance features
+``proposal_tid``       (S, M) int64           synthetic only: the entity of an entity box, else -1
 =====================  =====================  ================================================
 
 A store may hold any other keys; :meth:`FeatureStore.load` names the file and key when one is
 missing. The ``tracklet_*`` keys are what a dataset folder must provide for ``pyvrel train`` /
 ``pyvrel detect`` (``tracklet_tid`` optional, ``tracklet_clip`` when the model's ``clip_dim > 0``;
-checks in :func:`pyvrel.data.folder.check_tracklets`).
+checks in :func:`pyvrel.data.folder.check_tracklets`); the ``proposal_*`` keys are what vRGV
+reads (``pyvrel train --model vrgv``, ``pyvrel ground``; checks in
+:func:`pyvrel.models.vrgv.task.check_regions`).
 """
 
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -45,7 +49,8 @@ __all__ = ["FeatureStore"]
 class FeatureStore(Mapping[str, Mapping[str, np.ndarray]]):
     """Read and write ``<root>/<video_id>.npz`` feature files.
 
-    ``store[vid]`` returns the lazily loaded archive (a mapping key -> array);
+    ``store[vid]`` returns the lazily loaded archive (a mapping key -> array; a file that is not a
+    readable ``.npz`` raises :class:`FormatError` naming it);
     ``store.load(vid, keys)`` returns the named arrays as a dict.
     """
 
@@ -59,7 +64,10 @@ class FeatureStore(Mapping[str, Mapping[str, np.ndarray]]):
         p = self.path(video_id)
         if not p.is_file():
             raise KeyError(f"{p}: no feature file for video {video_id!r}")
-        return np.load(p, allow_pickle=False)
+        try:
+            return np.load(p, allow_pickle=False)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # empty, truncated, not an archive
+            raise FormatError(f"not a readable .npz file ({e or type(e).__name__})", file=str(p)) from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(p.stem for p in self.root.glob("*.npz")))

@@ -30,10 +30,11 @@ import numpy as np
 
 from pyvrel.data.annotations import VideoAnnotation, read_annotations
 from pyvrel.data.errors import FormatError
+from pyvrel.data.features import FeatureStore
 from pyvrel.data.vocab import SHIPPED, Vocabulary, load_vocabulary
 
-__all__ = ["CLIP_KEY", "SPLIT_NAMES", "TRACKLET_KEYS", "check_tracklets", "folder_vocabulary", "has_split",
-           "split_annotations", "split_path"]
+__all__ = ["CLIP_KEY", "SPLIT_NAMES", "TRACKLET_KEYS", "check_feature_files", "check_tracklets", "feature_path",
+           "folder_vocabulary", "has_split", "split_annotations", "split_path"]
 
 #: Folder (or ``.json`` file) names accepted under ``annotations/`` for each split, in search order.
 SPLIT_NAMES: dict[str, tuple[str, ...]] = {"train": ("train", "training"), "test": ("test", "validation")}
@@ -70,6 +71,29 @@ def split_annotations(root: str | os.PathLike, split: str) -> dict[str, VideoAnn
     if not annos:
         raise FileNotFoundError(f"{path}: no annotation files in it")
     return dict(sorted(annos.items()))
+
+
+def feature_path(root: str | os.PathLike, video_id: str) -> Path:
+    """``root/features/<video_id>.npz``; FileNotFoundError naming it when it does not exist."""
+    path = FeatureStore(Path(root) / "features").path(video_id)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: feature file of video {video_id!r} not found (expected "
+                                "DIR/features/<video_id>.npz)")
+    return path
+
+
+def check_feature_files(root: str | os.PathLike, video_ids: Iterable[str]) -> None:
+    """Open the feature file of every video (its archive index, not its arrays), so that a missing,
+    empty or truncated file, or one without the :data:`TRACKLET_KEYS`, is found before training
+    rather than at the first evaluation. Errors name the file."""
+    store = FeatureStore(Path(root) / "features")
+    for vid in video_ids:
+        path = feature_path(root, vid)
+        with store[vid] as archive:
+            missing = [k for k in TRACKLET_KEYS if k not in archive.files]
+        if missing:
+            raise FormatError(f"missing (has {', '.join(sorted(archive.files))})", file=str(path), video=vid,
+                              field=missing[0])
 
 
 def folder_vocabulary(root: str | os.PathLike, annotations: Iterable[VideoAnnotation]) -> Vocabulary:
@@ -111,7 +135,8 @@ def check_tracklets(arrays: Mapping[str, np.ndarray], num_objects: int, *, file:
     ``tracklet_scores (N, C)`` category scores in the vocabulary's object order (a detector with
     one label per tracklet writes its score in that column, 0 elsewhere), ``tracklet_features (N,
     T, D)`` per-frame appearance, optional ``tracklet_tid (N,)`` the ground-truth object each
-    tracklet follows (-1: none). ``clip_dim > 0``: ``tracklet_clip (N, T, clip_dim)`` (:data:`CLIP_KEY`,
+    tracklet follows (-1: none); boxes, scores and features hold finite numbers (padding too).
+    ``clip_dim > 0``: ``tracklet_clip (N, T, clip_dim)`` (:data:`CLIP_KEY`,
     the extra per-frame stream of VrdONE-X) is required; ``clip_dim == 0``: it is ignored.
     Raises :class:`FormatError` naming ``file``, ``video`` and the key.
     """
@@ -142,6 +167,15 @@ def check_tracklets(arrays: Mapping[str, np.ndarray], num_objects: int, *, file:
     for key in ("tracklet_start", "tracklet_length", "tracklet_tid"):
         if key in out and not np.issubdtype(out[key].dtype, np.integer):
             raise fail(key, f"expected integers, got {out[key].dtype}")
+    for key in ("tracklet_boxes", "tracklet_scores", "tracklet_features", CLIP_KEY):
+        if key not in out:
+            continue
+        if out[key].dtype == bool or not np.issubdtype(out[key].dtype, np.number):
+            raise fail(key, f"expected numbers, got {out[key].dtype}")
+        bad = np.argwhere(~np.isfinite(out[key]))
+        if len(bad):
+            frame = f", frame {bad[0][1]}" if bad.shape[1] > 2 else ""
+            raise fail(key, f"holds NaN or infinity (tracklet {bad[0][0]}{frame}); expected finite values")
     if N == 0:
         raise fail("tracklet_boxes", "no tracklets")
     if (length < 1).any() or (length > T).any() or (start < 0).any():

@@ -230,7 +230,10 @@ def results_of(obj: Any, file: str | None) -> tuple[Mapping[str, Any], str | Non
                           field="results")
     if bare:
         return results, None, {}, True
-    return results, obj.get("version"), {k: v for k, v in obj.items() if k not in ("version", "results")}, False
+    version = obj.get("version")
+    if version is not None and not isinstance(version, str):
+        raise FormatError(f"must be a string like 'VERSION 1.0', got {version!r}", file=file, field="version")
+    return results, version, {k: v for k, v in obj.items() if k not in ("version", "results")}, False
 
 
 def video_relations(results: Mapping[str, Any], file: str | None) -> Iterator[tuple[str, list[Any]]]:

@@ -279,7 +279,8 @@ def _table_from_json(obj: Any, cut: _json.CutTrajectories | None, file: str) -> 
                 found += 2
                 continue
             if cut is not None and type(r) is dict:  # markers back to arrays for the full validation
-                traj = {k: cut.array(m) for k, v in r.items() if (m := _json.marker(v)) is not None}
+                traj = {k: cut.array(m) for k, v in r.items()
+                        if (m := _json.marker(v)) is not None and m < len(count)}
                 found += len(traj)
                 r = {**r, **traj}
             b.add_relation(Relation.from_json(r, file=file, video=vid, index=i))
@@ -314,8 +315,11 @@ def _fast_row(r: Any, count: list[int]) -> tuple | None:
         s_tid, o_tid = get("subject_tid"), get("object_tid")
         if (s_tid is not None and type(s_tid) is not int) or (o_tid is not None and type(o_tid) is not int):
             return None
-    sub, obj = int(sub[_MARK_LEN:]), int(obj[_MARK_LEN:])
-    if count[sub] < end - begin or count[obj] < end - begin:
+    sub, obj = sub[_MARK_LEN:], obj[_MARK_LEN:]
+    if not (sub.isdigit() and obj.isdigit()):  # a string of the file, not a marker
+        return None
+    sub, obj = int(sub), int(obj)
+    if sub >= len(count) or obj >= len(count) or count[sub] < end - begin or count[obj] < end - begin:
         return None
     return (s0, s1, s2), begin, end, score, sub, obj
 

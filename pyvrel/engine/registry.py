@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from torch import nn
 from torch.utils.data import Dataset
 
+from pyvrel.engine.config import ConfigError, TrainConfig
 from pyvrel.engine.trainer import EvalHook
 
 if TYPE_CHECKING:
@@ -45,7 +46,9 @@ class TrainTask:
     ``train_defaults`` are the model's own training settings (e.g. its paper's learning rate and
     schedule) as :class:`~pyvrel.engine.TrainConfig` keys; the run's ``train:`` section and
     ``--set train.*`` override them. ``model_config`` is the resolved model config (JSON-ready);
-    it is stored in every checkpoint so that inference can rebuild the model.
+    it is stored in every checkpoint so that inference can rebuild the model. ``eval_metrics``: the
+    names of the metrics ``evaluate`` returns, when known before it runs (:meth:`check` then
+    finds a wrong ``best_metric`` at start-up rather than at the first evaluation).
     """
 
     model: nn.Module
@@ -54,6 +57,16 @@ class TrainTask:
     evaluate: EvalHook | None = None
     train_defaults: Mapping[str, Any] = field(default_factory=dict)
     model_config: Mapping[str, Any] = field(default_factory=dict)
+    eval_metrics: tuple[str, ...] | None = None
+
+    def check(self, config: TrainConfig) -> None:
+        """Raise :class:`ConfigError` (key ``best_metric``) when ``config.best_metric`` is not one of
+        ``eval_metrics`` of an evaluation that runs."""
+        key = config.best_metric
+        if (key is not None and self.evaluate is not None and config.eval_every and self.eval_metrics is not None
+                and key not in self.eval_metrics):
+            raise ConfigError("best_metric", f"{key!r} is not a metric of this model's evaluation (it reports "
+                                             f"{', '.join(self.eval_metrics)})")
 
 
 class Detector(Protocol):
@@ -90,6 +103,7 @@ class ModelEntry:
 MODELS: dict[str, ModelEntry | str | TaskBuilder] = {
     "vrdone": ModelEntry("VrdONE", train="pyvrel.models.vrdone.task:build_task",
                          load="pyvrel.models.vrdone.task:load", demo="pyvrel.models.vrdone.task:DEMO"),
+    "vrgv": ModelEntry("vRGV", train="pyvrel.models.vrgv.task:build_task"),  # grounds (pyvrel ground), detects nothing
 }
 
 

@@ -46,6 +46,7 @@ from pyvrel.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint
 from pyvrel.engine.config import ConfigError, TrainConfig, config_to_dict
 from pyvrel.engine.optim import EMA, WarmupCosine, build_optimizer
 from pyvrel.engine.progress import ProgressBar
+from pyvrel.engine.rundir import read_metrics
 
 log = logging.getLogger("pyvrel.engine")
 
@@ -142,9 +143,12 @@ class Trainer:
     ``metrics.jsonl`` (one JSON object per line: ``{"type": "train", "epoch", "step", "lr",
     "loss", <terms>, "grad_norm", "samples_per_s", "time"}`` every ``log_every`` steps and
     ``{"type": "eval", "epoch", "step", <metrics>}`` after each evaluation),
-    ``checkpoints/epoch_NNNN.pt`` plus ``checkpoints/last.pt`` (see :mod:`pyvrel.engine.checkpoint`)
-    and, with ``config.best_metric``, ``checkpoints/best.pt`` of the evaluation with its best value
-    (highest, or lowest with ``best_mode="min"``).
+    ``checkpoints/epoch_NNNN.pt`` plus ``checkpoints/last.pt`` (see :mod:`pyvrel.engine.checkpoint`;
+    written before that epoch's evaluation, so a failing evaluation keeps them) and, with
+    ``config.best_metric``, ``checkpoints/best.pt`` of the evaluation with its best value (highest,
+    or lowest with ``best_mode="min"``). Nothing is written before the settings are checked and the
+    ``resume`` checkpoint is loaded; ``metrics.jsonl`` then loses its records after the resumed step
+    (all of them on a fresh run) and a cut-short last line.
 
     Args:
         model: follows the model protocol of this module; moved to the training device.
@@ -154,16 +158,21 @@ class Trainer:
         evaluate: optional evaluation hook.
         out_dir: output folder.
         meta: JSON-ready dict stored in every checkpoint (model name and config, data).
+        on_start: called on rank 0 once the settings are checked and the ``resume`` checkpoint is
+            loaded, before anything is written to ``out_dir`` (e.g. to prepare the folder and
+            write the run's config there).
     """
 
     def __init__(self, model: nn.Module, train_set: Dataset, config: TrainConfig | None = None, *,
                  collate_fn: Callable[[list], Any] | None = None, evaluate: EvalHook | None = None,
-                 out_dir: str | Path | None = None, meta: Mapping[str, Any] | None = None) -> None:
+                 out_dir: str | Path | None = None, meta: Mapping[str, Any] | None = None,
+                 on_start: Callable[[], None] | None = None) -> None:
         self.model, self.train_set = model, train_set
         self.config = config or TrainConfig()
         self.collate_fn, self.evaluate = collate_fn, evaluate
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.meta = dict(meta or {})
+        self.on_start = on_start
         self.step = 0
         self.best: float | None = None  # best value of config.best_metric so far
 
@@ -240,12 +249,18 @@ class Trainer:
         if ckpt["steps_per_epoch"] != self.steps_per_epoch:
             raise ValueError(f"{path}: the checkpoint has {ckpt['steps_per_epoch']} steps per epoch, this run "
                              f"{self.steps_per_epoch} (dataset size or batch_size changed)")
-        self.model.load_state_dict(ckpt["model"])
-        if self.ema is not None:
-            if ckpt["ema"] is None:
-                raise ValueError(f"{path}: the checkpoint has no EMA weights but ema_decay is set")
-            self.ema.load_state_dict(ckpt["ema"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.ema is not None and ckpt["ema"] is None:
+            raise ValueError(f"{path}: the checkpoint has no EMA weights but ema_decay is set")
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            if self.ema is not None:
+                self.ema.load_state_dict(ckpt["ema"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:  # torch lists every mismatch on its own line
+            problems = [ln.strip().rstrip(".") for ln in str(e).splitlines()[1:] if ln.strip()] or [str(e)]
+            more = f" (and {len(problems) - 2} more)" if len(problems) > 2 else ""
+            raise ValueError(f"{path}: the checkpoint does not fit this run's model (other model settings?): "
+                             f"{'; '.join(problems[:2])}{more}") from None
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if self.scaler is not None and ckpt["scaler"] is not None:
             self.scaler.load_state_dict(ckpt["scaler"])
@@ -267,13 +282,18 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
 
     def _truncate_metrics(self, step: int) -> None:
-        """Drop the records of earlier runs in ``out_dir`` written after ``step`` (about to be redone)."""
+        """Drop the records of earlier runs in ``out_dir`` written after ``step`` (about to be redone)
+        and a cut-short last line (:func:`~pyvrel.engine.rundir.read_metrics`)."""
         path = self.out_dir / "metrics.jsonl"
         if path.is_file():
-            lines = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
-            path.write_text("".join(ln + "\n" for ln in lines))
+            kept = [r for r in read_metrics(path) if r["step"] <= step]
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            os.replace(tmp, path)
 
-    def _run_eval(self, epoch: int) -> dict[str, float] | None:
+    def _run_eval(self, epoch: int, link_last: bool) -> dict[str, float] | None:
+        """Evaluate, log, keep ``best.pt`` (also as ``last.pt`` when ``link_last``: the checkpoint of
+        this step, written before evaluating, then holds the best value so far)."""
         use_ema = self.ema is not None and self.config.eval_ema
         model = self.ema.module if use_ema else self.model
         was_training = model.training
@@ -296,7 +316,7 @@ class Trainer:
             value, best = metrics[key], self.best
             if best is None or (value > best if self.config.best_mode == "max" else value < best):
                 self.best = value
-                if self.save("best.pt", link_last=False):
+                if self.save("best.pt", link_last=link_last):
                     log.info("best %s so far (%.4g): wrote checkpoints/best.pt", key, self.best)
         return metrics
 
@@ -355,6 +375,8 @@ class Trainer:
         if resume is not None:
             self._resume(resume)
         if self.out_dir is not None and dist.is_main():
+            if self.on_start is not None:
+                self.on_start()
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._truncate_metrics(self.step)  # a fresh run starts a new file
         train_record: dict[str, Any] = {}
@@ -395,11 +417,12 @@ class Trainer:
                     checkpoint = self.save("last.pt") or checkpoint
             bar.close()
             done, last = epoch + 1, epoch + 1 == cfg.epochs
-            if self.evaluate is not None and cfg.eval_every and (last or done % cfg.eval_every == 0):
-                eval_metrics = self._run_eval(done)
-            if last or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
+            saved = last or bool(cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
+            if saved:  # before evaluating: an evaluation that fails keeps this epoch's checkpoint
                 self.save(f"epoch_{done:04d}.pt")
                 if self.out_dir is not None and dist.is_main():
                     checkpoint = self.out_dir / "checkpoints" / "last.pt"
+            if self.evaluate is not None and cfg.eval_every and (last or done % cfg.eval_every == 0):
+                eval_metrics = self._run_eval(done, link_last=saved)
         return {"step": self.step, "epoch": self.step // self.steps_per_epoch, "train": train_record,
                 "eval": eval_metrics, "checkpoint": checkpoint}

@@ -15,8 +15,9 @@ module                 what
                        :func:`generate_video`, :func:`generate`
 :mod:`.detector`       the detector-like arrays of a feature file: appearance features,
                        noisy tracklets, per-frame detections, region proposals
-:mod:`.streams`        extra streams a config switches on, one module each (today
-                       :mod:`.streams.clip`: VrdONE-X's ``tracklet_clip``)
+:mod:`.streams`        extra streams a config switches on, one module each:
+                       :mod:`.streams.clip` (VrdONE-X's ``tracklet_clip``),
+                       :mod:`.streams.grounding` (vRGV's proposals with distractors)
 :mod:`.writer`         :func:`write_world`: ``annotations/{train,test}/``, ``features/``,
                        ``world.json``
 =====================  ======================================================================

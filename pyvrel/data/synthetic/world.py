@@ -37,11 +37,13 @@ class SynthConfig:
         feature_dim: appearance feature dimension.
         features: write feature files (tracklets, detections, proposals).
         proposals: region proposals per sampled frame (vRGV uses 40), sampled_frames: frames
-            sampled for proposals (vRGV: 120, or every frame of shorter videos).
+            sampled for proposals (vRGV: 120; with ``grounding``, shorter videos repeat frames).
         confusion: probability that a detected tracklet's top category is a wrong one.
         false_tracks: mean number of false tracklets per video.
         clip_dim: width of the extra per-entity stream ``tracklet_clip``
             (:mod:`pyvrel.data.synthetic.streams.clip`); 0 = not written.
+        grounding: replace the plain proposals by vRGV's grounding stream
+            (:mod:`pyvrel.data.synthetic.streams.grounding`: distractors, jitter, shuffled slots).
     """
 
     seed: int = 0
@@ -59,6 +61,17 @@ class SynthConfig:
     confusion: float = 0.1
     false_tracks: float = 1.0
     clip_dim: int = 0
+    grounding: bool = False
+
+    def __post_init__(self) -> None:
+        from pyvrel.engine.config import ConfigError  # only here: the world needs no training code
+
+        for key in ("frames", "entities"):
+            low, high = getattr(self, key)
+            if not 1 <= low <= high:
+                raise ConfigError(key, f"expected [low, high] with 1 <= low <= high, got [{low}, {high}]")
+        if self.num_videos < 1:
+            raise ConfigError("num_videos", f"must be >= 1, got {self.num_videos}")
 
 
 class World:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from pyvrel.engine.config import ConfigError
+
 __all__ = ["VrdONEConfig"]
 
 
@@ -88,8 +90,12 @@ class VrdONEConfig:
     dedup_threshold: float = 0.9
 
     def __post_init__(self) -> None:
-        if self.embd_dim % self.n_head or self.dec_dim % self.dec_heads:
-            raise ValueError("VrdONEConfig: embd_dim must be divisible by n_head and dec_dim by dec_heads")
+        for heads, dim in (("n_head", "embd_dim"), ("dec_heads", "dec_dim")):
+            if getattr(self, heads) < 1 or getattr(self, dim) < 1:
+                raise ConfigError(heads if getattr(self, heads) < 1 else dim, "must be >= 1")
+            if getattr(self, dim) % getattr(self, heads):
+                raise ConfigError(heads, f"{dim}={getattr(self, dim)} must be divisible by {heads}="
+                                         f"{getattr(self, heads)}")
         if self.max_seq_len % self.max_div_factor:
             raise ValueError(f"VrdONEConfig: max_seq_len {self.max_seq_len} must be a multiple of the pyramid's "
                              f"division factor {self.max_div_factor}")

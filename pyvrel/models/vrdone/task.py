@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from pyvrel.data import Relation, VideoAnnotation
 from pyvrel.data.dataset import Dataset, open_dataset, synthetic_world
-from pyvrel.data.folder import CLIP_KEY
+from pyvrel.data.folder import CLIP_KEY, check_feature_files
 from pyvrel.data.tracklets import Tracklet, deduplicate, detected_tracklets
 from pyvrel.data.vocab import Vocabulary
 from pyvrel.engine import distributed as dist
@@ -200,11 +200,13 @@ class VrdONEDetector:
         return out
 
 
-def _evaluator(dataset: Dataset, split: str, vocab: Vocabulary) -> EvalHook:
-    """The evaluation hook: detection on the ``split`` videos, sharded over the processes, scored on rank 0."""
+def _evaluator(dataset: Dataset, split: str, vocab: Vocabulary,
+               groundtruth: dict[str, list[Relation]] | None = None) -> EvalHook:
+    """The evaluation hook: detection on the ``split`` videos, sharded over the processes, scored on rank 0
+    against ``groundtruth`` (by default the ``split`` annotations, read at the first evaluation)."""
     from pyvrel.eval import evaluate_relations
 
-    groundtruth: dict[str, list[Relation]] = {}
+    groundtruth = {} if groundtruth is None else groundtruth
 
     def evaluate(model: nn.Module, ctx: EvalContext) -> dict[str, float] | None:
         preds = VrdONEDetector(model.vrdone, model.cfg, vocab).detect(dataset, split, (ctx.rank, ctx.world_size))
@@ -261,12 +263,18 @@ def build_task(model_config: Mapping[str, Any], data: str) -> TrainTask:
     evaluate = None
     split = resolved["eval_split"]
     if split is not None and dataset.has_split(split):
-        evaluate = _evaluator(dataset, split, vocab)
+        groundtruth = None
+        if not dataset.synthetic:  # a bad file of the split is found now, not at the first evaluation
+            annotations = train_annotations if split == "train" else dataset.annotations(split)
+            check_feature_files(dataset.name, annotations)
+            groundtruth = {v: a.relation_view() for v, a in annotations.items()}
+        evaluate = _evaluator(dataset, split, vocab, groundtruth)
     elif split is not None and dist.env_rank() == 0:
         log.warning("%s: no %s annotations, so no evaluation during training (set model.eval_split)", data, split)
     model = VrdONETrainModel(cfg).to(_DTYPES[resolved["dtype"]])
     return TrainTask(model, _Samples(items), _collate(cfg.max_seq_len, cfg.max_div_factor), evaluate=evaluate,
-                     train_defaults=TRAIN_DEFAULTS, model_config=resolved)
+                     train_defaults=TRAIN_DEFAULTS, model_config=resolved,
+                     eval_metrics=tuple(name for name, _, _ in _METRICS))
 
 
 def load(checkpoint: Mapping[str, Any], ema: bool = True) -> VrdONEDetector:

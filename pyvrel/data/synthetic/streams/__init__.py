@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 import numpy as np
 
 from pyvrel.data.synthetic.streams.clip import ClipStream
+from pyvrel.data.synthetic.streams.grounding import GroundingStream
 
 if TYPE_CHECKING:
     from pyvrel.data.annotations import VideoAnnotation
     from pyvrel.data.synthetic.world import World
 
-__all__ = ["STREAMS", "ClipStream", "Stream"]
+__all__ = ["STREAMS", "ClipStream", "GroundingStream", "Stream"]
 
 
 class Stream(Protocol):
@@ -42,4 +43,4 @@ class Stream(Protocol):
 
 
 #: Every extra stream, in the order they run (a new stream: one module here and one entry).
-STREAMS: tuple[type[Stream], ...] = (ClipStream,)
+STREAMS: tuple[type[Stream], ...] = (ClipStream, GroundingStream)

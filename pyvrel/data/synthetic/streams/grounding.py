@@ -1,0 +1,113 @@
+"""vRGV's grounding stream (``SynthConfig.grounding``): region proposals on sampled frames.
+
+What a weakly supervised grounder (vRGV, ``specs/models.md`` §2.1) reads, made from a video's
+generated annotation (its ground-truth boxes and categories) and the world's category prototypes:
+
+* sampled frames: ``round(linspace(0, frame_count - 1, S))`` with ``S = SynthConfig.sampled_frames``,
+  so a video shorter than S frames repeats frames, as vRGV's sampler does;
+* ``M = SynthConfig.proposals`` proposals per sampled frame, in a random slot order:
+  each visible entity's box with detector-like jitter (N(0, 0.05) of its size per coordinate) and
+  its appearance (category prototype + a per-entity instance vector + per-frame noise, as the
+  tracklets); up to two *distractors* per entity — the entity's box shifted by N(0, 0.3) of its
+  size (partial boxes, duplicates) whose feature is half the entity's appearance plus noise; a few
+  *confusers* with another category's prototype; the rest background boxes with noise features;
+* the video-level relation labels are the annotation's triplets (the only supervision vRGV uses).
+
+It replaces the plain ``proposal_*`` arrays of the detector outputs (whose entity boxes sit in the
+first slots, noise-free). It draws from a generator of its own (``default_rng([seed, index, 2])``),
+so the other arrays of a video do not depend on it, and worlds written without it are unchanged. Keys (one ``.npz`` per video, :mod:`pyvrel.data.features`):
+``proposal_frames (S,) int64`` (non-decreasing), ``proposal_boxes (S, M, 4) float32`` (pixels),
+``proposal_features (S, M, D) float32``, ``proposal_tid (S, M) int64`` (the entity of each
+entity box, -1 for distractors, confusers and background; for diagnostics, never for training).
+Real data provide the same keys from a detector (vRGV: 120 frames, 40 RoIs, 2048-d features).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pyvrel.data.annotations import VideoAnnotation
+
+if TYPE_CHECKING:
+    from pyvrel.data.synthetic.world import World
+
+__all__ = ["GroundingStream", "sampled_frames"]
+
+DISTRACTORS = 2      # shifted copies per visible entity (kept while slots last)
+CONFUSERS = 2        # boxes with another category's appearance per frame
+
+
+def sampled_frames(frame_count: int, samples: int) -> np.ndarray:
+    """vRGV's frame sampler: ``round(linspace(0, frame_count - 1, samples))`` as int64 (repeats allowed)."""
+    return np.round(np.linspace(0, frame_count - 1, samples)).astype(np.int64)
+
+
+class GroundingStream:
+    """The grounding stream of a world (:class:`~pyvrel.data.synthetic.streams.Stream`)."""
+
+    option = "grounding"
+    tag = 2
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def arrays(self, rng: np.random.Generator, annotation: VideoAnnotation, categories: list[str],
+               arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The ``proposal_*`` arrays of one video (module docstring) from its annotation and its
+        entities' categories (by tid)."""
+        return _regions(rng, self.world, annotation, categories)
+
+
+def _regions(rng: np.random.Generator, world: World, annotation: VideoAnnotation, cats: list[str]
+             ) -> dict[str, np.ndarray]:
+    cfg = world.config
+    D, M, C = cfg.feature_dim, cfg.proposals, len(world.vocab.objects)
+    cidx = world.vocab.object_index()
+    frames = sampled_frames(annotation.frame_count, cfg.sampled_frames)
+    unique, inverse = np.unique(frames, return_inverse=True)
+    inst = [rng.normal(0, 0.5 / math.sqrt(D), D) for _ in cats]
+    W, H = annotation.width, annotation.height
+    noise = 1 / math.sqrt(D)
+
+    def random_boxes(n: int) -> np.ndarray:
+        wh = rng.uniform(20, 200, (n, 2))
+        xy = rng.uniform(0, 1, (n, 2)) * (np.array([W, H]) - wh)
+        return np.concatenate([xy, xy + wh], 1)
+
+    ub = np.zeros((len(unique), M, 4), np.float32)
+    uf = np.zeros((len(unique), M, D), np.float32)
+    ut = np.full((len(unique), M), -1, np.int64)
+    for si, frame in enumerate(unique.tolist()):
+        visible = annotation.trajectories[frame][:M]
+        boxes, feats, tids = [], [], []
+        extra_b, extra_f = [], []
+        for fb in visible:
+            b = np.asarray(fb.bbox, np.float64)
+            size = np.array([b[2] - b[0], b[3] - b[1]] * 2)
+            appear = world.prototypes[cidx[cats[fb.tid]]] + inst[fb.tid] + rng.normal(0, 0.3 * noise, D)
+            boxes.append(b + rng.normal(0, 0.05, 4) * size)
+            feats.append(appear)
+            tids.append(fb.tid)
+            for _ in range(DISTRACTORS):
+                extra_b.append(b + rng.normal(0, 0.3, 4) * size)
+                extra_f.append(0.5 * appear + rng.normal(0, noise, D))
+        for _ in range(CONFUSERS):
+            extra_b.append(random_boxes(1)[0])
+            extra_f.append(world.prototypes[int(rng.integers(C))] + rng.normal(0, 0.5 * noise, D))
+        k = min(len(extra_b), M - len(boxes))
+        boxes += extra_b[:k]
+        feats += extra_f[:k]
+        rest = M - len(boxes)
+        b_all = np.concatenate([np.array(boxes).reshape(-1, 4), random_boxes(rest)])
+        f_all = np.concatenate([np.array(feats).reshape(-1, D), rng.normal(0, noise, (rest, D))])
+        t_all = np.array(tids + [-1] * (M - len(tids)), np.int64)
+        x1, x2 = np.sort(np.clip(b_all[:, [0, 2]], 0, W - 1), 1).T  # detector boxes lie inside the image
+        y1, y2 = np.sort(np.clip(b_all[:, [1, 3]], 0, H - 1), 1).T
+        order = rng.permutation(M)
+        ub[si] = np.stack([x1, y1, np.maximum(x2, x1 + 1), np.maximum(y2, y1 + 1)], 1)[order]
+        uf[si], ut[si] = f_all[order], t_all[order]
+    return {"proposal_frames": frames, "proposal_boxes": ub[inverse], "proposal_features": uf[inverse],
+            "proposal_tid": ut[inverse]}

@@ -1,0 +1,28 @@
+"""vRGV (Xiao et al., ECCV 2020): weakly supervised relation grounding in videos.
+
+Given a video and a query ``subject-predicate-object``, return the subject and object trajectories,
+trained only on video-level relation labels (the query is reconstructed from attended regions).
+:mod:`.config` holds :class:`VRGVConfig` and the caption vocabulary, :mod:`.model` the networks
+(SAU, attention shifting, hierarchical LSTMs, decoder), :mod:`.grounding` the linking of §2.4 on
+:func:`pyvrel.ops.viterbi_link`, :mod:`.task` training with :mod:`pyvrel.engine`, grounding of
+whole datasets and the AccS/AccO/AccR evaluation. The public code is described in
+``specs/models.md`` §2.
+"""
+
+from pyvrel.models.vrgv.config import CaptionVocabulary, VRGVConfig, parse_query
+from pyvrel.models.vrgv.grounding import GroundedPair, ground_pair, link_segments, temporal_segments
+from pyvrel.models.vrgv.model import (
+    SAU,
+    VRGV,
+    BasicGrounder,
+    CaptionDecoder,
+    GroundingOutput,
+    TemporalHierarchy,
+    VRGVTrainModel,
+    box_term,
+    caption_loss,
+)
+
+__all__ = ["SAU", "VRGV", "BasicGrounder", "CaptionDecoder", "CaptionVocabulary", "GroundedPair", "GroundingOutput",
+           "TemporalHierarchy", "VRGVConfig", "VRGVTrainModel", "box_term", "caption_loss", "ground_pair",
+           "link_segments", "parse_query", "temporal_segments"]
