@@ -9,7 +9,8 @@ float32 division (``div_rn``) and no floating-point contraction (``enable_fp_fus
 values are those of the C++ kernel (the IoU is :mod:`pyvrel.kernels.boxes`' ``_box_iou``).
 
 Soft Viterbi: log-sum-exp forward (alpha kept in memory) and backward in the same program, which
-also produces the marginals and d log Z / d pairwise weight; float64 throughout.
+also produces the marginals and d log Z / d pairwise weight; float64 throughout, on scores (never
+scaled by 1 / tau) with per-frame normalised marginals, as the C++ kernel.
 """
 
 from __future__ import annotations
@@ -97,16 +98,42 @@ def viterbi_link_triton(boxes: torch.Tensor, unary: torch.Tensor, frames: torch.
 
 
 @triton.jit
+def _soft_max(x, m, tau, axis: tl.constexpr):
+    """tau * log(sum exp(x / tau)) along ``axis`` given its maximum ``m`` (scores, not scaled by
+    1 / tau; -inf where every entry is -inf)."""
+    neg_inf = float("-inf")
+    m_safe = tl.where(m == neg_inf, 0.0, m)
+    if axis == 0:
+        total = tl.sum(tl.exp((x - m_safe[None, :]) / tau), axis=0)
+    else:
+        total = tl.sum(tl.exp((x - m_safe[:, None]) / tau), axis=1)
+    return tl.where(m == neg_inf, neg_inf, m_safe + tau * tl.log(tl.where(m == neg_inf, 1.0, total)))
+
+
+@triton.jit
+def _normalised(x, keep, tau):
+    """exp((x - max) / tau) / sum over the entries where ``keep`` (a block, 1-D or 2-D): a softmax
+    whose largest entry is exact whatever tau; 0 where not ``keep`` or nothing is kept."""
+    neg_inf = float("-inf")
+    x = tl.where(keep, x, neg_inf)
+    m = tl.max(tl.reshape(x, (x.numel,)), axis=0)
+    w = tl.where(keep, tl.exp((x - tl.where(m == neg_inf, 0.0, m)) / tau), 0.0)
+    total = tl.sum(tl.reshape(w, (w.numel,)), axis=0)
+    return w / tl.where(total > 0, total, 1.0)
+
+
+@triton.jit
 def _soft_viterbi_kernel(
     boxes_ptr, unary_ptr, lam_ptr, gamma_ptr, tau_ptr, lengths_ptr, ok_ptr, alpha_ptr, marg_ptr, logz_ptr, gw_ptr,
     T, N, off,
     LEGACY: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    """Log-sum-exp forward (alpha to memory), then backward with the marginals and the
-    derivative of log Z w.r.t. the pairwise weight; one program per problem, float64."""
+    """Forward (alpha to memory), then backward with the marginals and the derivative of log Z
+    w.r.t. the pairwise weight; one program per problem, float64. As the C++ kernel, the DP runs
+    on scores with log-sum-exps at temperature tau, and the marginals (link posteriors) are
+    normalised per frame (per link), so tau -> 0 gives the hard path."""
     b = tl.program_id(0).to(tl.int64)
     tau = tl.load(tau_ptr)  # float64 (a Python float argument would be float32)
-    inv_tau = tl.load(tau_ptr + 1)
     L = tl.load(lengths_ptr + b)
     idx = tl.arange(0, BLOCK_N)
     inside = idx < N
@@ -116,33 +143,27 @@ def _soft_viterbi_kernel(
     neg_inf = float("-inf")
     ok0 = tl.load(ok_ptr + base + idx, mask=inside, other=0) != 0
     u0 = tl.load(unary_ptr + base + idx, mask=inside, other=0.0).to(tl.float64)
-    prev = tl.where(ok0, u0 * inv_tau, neg_inf)  # c_0 = 1
+    prev = tl.where(ok0, u0, neg_inf)  # c_0 = 1
     tl.store(alpha_ptr + base + idx, prev, mask=inside)
     for t in range(1, L):
         iou = _iou_tile(boxes_ptr, base + (t - 1) * N, base + t * N, rows, cols, N, off)
-        x = prev[:, None] + tl.load(lam_ptr + b * T + t - 1) * iou * inv_tau
+        x = prev[:, None] + tl.load(lam_ptr + b * T + t - 1) * iou
         x = tl.where((prev[:, None] != neg_inf) & (rows < N), x, neg_inf)
-        m = tl.max(x, axis=0)
-        m_safe = tl.where(m == neg_inf, 0.0, m)
-        total = tl.sum(tl.exp(x - m_safe[None, :]), axis=0)
-        lse = tl.where(m == neg_inf, neg_inf, m_safe + tl.log(tl.where(m == neg_inf, 1.0, total)))
+        lse = _soft_max(x, tl.max(x, axis=0), tau, 0)
         c = _unary_weight(t, L, LEGACY)
         okt = tl.load(ok_ptr + base + t * N + idx, mask=inside, other=0) != 0
         ut = tl.load(unary_ptr + base + t * N + idx, mask=inside, other=0.0).to(tl.float64)
-        prev = tl.where(okt & (lse != neg_inf), c * ut * inv_tau + lse, neg_inf)
+        prev = tl.where(okt & (lse != neg_inf), c * ut + lse, neg_inf)
         tl.store(alpha_ptr + base + t * N + idx, prev, mask=inside)
-    z_max = tl.max(tl.where(inside, prev, neg_inf), axis=0)
-    z_safe = tl.where(z_max == neg_inf, 0.0, z_max)
-    z_sum = tl.sum(tl.where(inside, tl.exp(prev - z_safe), 0.0), axis=0)
-    log_z = tl.where(z_max == neg_inf, neg_inf, z_safe + tl.log(tl.where(z_max == neg_inf, 1.0, z_sum)))
+    last_alpha = tl.where(inside, prev, neg_inf)
+    log_z = _soft_max(last_alpha[None, :], tl.max(last_alpha[None, :], axis=1), tau, 1)
+    log_z = tl.sum(log_z, axis=0)  # the one row
     # No path (L == 0 or a frame without boxes): log Z = -inf; everything below is then masked,
     # so the backward needs no branch around it.
-    log_z_safe = tl.where(log_z != neg_inf, log_z, 0.0)
     has_path = (tl.zeros((BLOCK_N,), dtype=tl.float64) + log_z) != neg_inf  # as a block
     beta = tl.zeros((BLOCK_N,), dtype=tl.float64)  # frame L - 1
     last = tl.maximum(L - 1, 0)  # with L == 0 there is no path and this writes zeros
-    tl.store(marg_ptr + base + last * N + idx,
-             tl.where(has_path & (prev != neg_inf), tl.exp(prev - log_z_safe), 0.0), mask=inside)
+    tl.store(marg_ptr + base + last * N + idx, _normalised(prev, has_path & (prev != neg_inf), tau), mask=inside)
     gw = tl.sum(tl.zeros((BLOCK_N,), dtype=tl.float64), axis=0)
     for step in range(0, L - 1):
         t = L - 2 - step
@@ -152,20 +173,16 @@ def _soft_viterbi_kernel(
         c = _unary_weight(t + 1, L, LEGACY)
         ok1 = tl.load(ok_ptr + base + (t + 1) * N + idx, mask=inside, other=0) != 0
         u1 = tl.load(unary_ptr + base + (t + 1) * N + idx, mask=inside, other=0.0).to(tl.float64)
-        right = tl.where(ok1 & (beta != neg_inf), c * u1 * inv_tau + beta, neg_inf)
-        y = tl.load(lam_ptr + b * T + t) * iou * inv_tau + right[None, :]
+        right = tl.where(ok1 & (beta != neg_inf), c * u1 + beta, neg_inf)
+        y = tl.load(lam_ptr + b * T + t) * iou + right[None, :]
         y = tl.where(right[None, :] != neg_inf, y, neg_inf)
-        row_max = tl.max(y, axis=1)
-        row_safe = tl.where(row_max == neg_inf, 0.0, row_max)
-        row_sum = tl.sum(tl.exp(y - row_safe[:, None]), axis=1)
-        beta = tl.where(row_max == neg_inf, neg_inf, row_safe + tl.log(tl.where(row_max == neg_inf, 1.0, row_sum)))
+        beta = _soft_max(y, tl.max(y, axis=1), tau, 1)
         keep = has_path & (alpha_t != neg_inf)
-        xi = tl.where(keep[:, None], tl.exp(alpha_t[:, None] + y - log_z_safe), 0.0)
+        xi = _normalised(alpha_t[:, None] + y, keep[:, None] & (right[None, :] != neg_inf), tau)
         gw += tl.sum(tl.sum(xi * (tl.load(gamma_ptr + b * T + t) * iou), axis=1), axis=0)
-        tl.store(marg_ptr + base + t * N + idx, tl.where(keep, tl.exp(alpha_t + beta - log_z_safe), 0.0),
-                 mask=inside)
+        tl.store(marg_ptr + base + t * N + idx, _normalised(alpha_t + beta, keep, tau), mask=inside)
     tl.store(gw_ptr + b, gw)
-    tl.store(logz_ptr + b, tau * log_z)
+    tl.store(logz_ptr + b, log_z)
 
 
 @triton.jit
@@ -207,7 +224,7 @@ def soft_viterbi_triton(boxes: torch.Tensor, unary: torch.Tensor, frames: torch.
     alpha = torch.empty(B, T, N, dtype=torch.float64, device=dev)
     options = {} if _ext.triton_interpret() else {"enable_fp_fusion": False}
     _soft_viterbi_kernel[(B,)](
-        boxes, unary, lam, gamma, torch.tensor([tau, 1.0 / tau], dtype=torch.float64, device=dev), lengths, ok,
+        boxes, unary, lam, gamma, torch.tensor([tau], dtype=torch.float64, device=dev), lengths, ok,
         alpha, marginals, log_z, grad_w, T, N, float(pixel_offset), LEGACY=bool(legacy_vrgv),
         BLOCK_N=max(16, triton.next_power_of_2(N)), **options)
     return marginals, log_z, grad_w

@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from pyvrel._ext import build_info
+from pyvrel._validation import get_validation, set_validation
 
-__all__ = ["__version__", "build_info"]
+__all__ = ["__version__", "build_info", "get_validation", "set_validation"]
 
 
 def __getattr__(name: str) -> Any:

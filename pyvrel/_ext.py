@@ -146,7 +146,8 @@ def launch(backend: str, name: str, *args: Any, threads: bool = True) -> Any:
     all on one device, CPU for ``"cpp"``, CUDA for ``"cuda"``), ``None`` for an absent optional
     buffer (address 0), and sizes, flags and codes. The CPU call gets the OpenMP team size
     appended (unless ``threads=False``: a serial kernel), the CUDA call the current stream of the
-    tensors' device.
+    tensors' device. A kernel that cannot allocate its work buffers raises ``MemoryError`` naming
+    it.
     """
     import torch
 
@@ -167,7 +168,10 @@ def launch(backend: str, name: str, *args: Any, threads: bool = True) -> Any:
             values.append(0 if a is None else a)
     if device is None:
         raise RuntimeError(f"{name}: launched without tensor arguments")
-    if backend == "cpp":
-        return getattr(cpu(), name)(*values, *((num_threads(),) if threads else ()))
-    with torch.cuda.device(device):
-        return getattr(cuda(), name)(*values, torch.cuda.current_stream(device).cuda_stream)
+    try:
+        if backend == "cpp":
+            return getattr(cpu(), name)(*values, *((num_threads(),) if threads else ()))
+        with torch.cuda.device(device):
+            return getattr(cuda(), name)(*values, torch.cuda.current_stream(device).cuda_stream)
+    except MemoryError as e:  # std::bad_alloc of a kernel's scratch: say which kernel
+        raise MemoryError(f"{name}: out of host memory for the kernel's work buffers ({e})") from e

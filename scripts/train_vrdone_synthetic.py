@@ -2,15 +2,15 @@
 split with pyvrel's official-parity metrics, next to the frequency prior, on detected and on
 oracle tracklets.
 
-    python scripts/train_vrdone_synthetic.py --epochs 24 --out /tmp/vrdone_synth
-    python scripts/train_vrdone_synthetic.py --epochs 24 --clip-dim 16 --out /tmp/vrdone_x   # VrdONE-X
+    python scripts/train_vrdone_synthetic.py --epochs 32 --out /tmp/vrdone_synth
+    python scripts/train_vrdone_synthetic.py --epochs 32 --clip-dim 16 --out /tmp/vrdone_x   # VrdONE-X
 
 Training is ``pyvrel train --model vrdone --data synthetic`` (:func:`pyvrel.engine.run.prepare_run`:
 VrdONE's training defaults, the engine's schedule, parameter groups and EMA) with the settings
 printed at the start; ``--clip-dim N`` trains VrdONE-X (the world also writes its ``tracklet_clip``
 stream of width N). The same run from the command line, without the oracle rows:
 
-    pyvrel train --model vrdone --data synthetic --out RUN --set train.epochs=24 \\
+    pyvrel train --model vrdone --data synthetic --out RUN --set train.epochs=32 \\
         --set train.ema_decay=0.99 --set train.eval_every=0 --set train.device=cpu
     pyvrel detect --checkpoint RUN/checkpoints/last.pt --data synthetic --out RUN/pred.json
 
@@ -39,7 +39,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--videos", type=int, default=150, help="videos in the world (80%% train)")
     ap.add_argument("--seed", type=int, default=0, help="world and training seed")
-    ap.add_argument("--epochs", type=int, default=24)
+    ap.add_argument("--epochs", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--clip-dim", type=int, default=0, help="VrdONE-X: width of the extra stream (0: plain VrdONE)")
     ap.add_argument("--out", type=Path, default=Path("runs/vrdone_synthetic"), help="run folder; metrics.json too")

@@ -5,7 +5,7 @@ every ground-truth triplet of the held-out videos, and report AccS / AccO / AccR
     python scripts/train_vrgv_synthetic.py --videos 20 --epochs 1 1         # seconds: a smoke run
 
 Each model is trained through ``pyvrel.engine.run.prepare_run``, as ``pyvrel train --model vrgv`` does, in the two stages of
-the public code (``specs/models.md`` §2.3): stage 1 (no relation attention) then stage 2 (vRGV),
+the public code: stage 1 (no relation attention) then stage 2 (vRGV),
 which starts from the stage-1 decoder only. The co-occurrence baseline (paper Table 2, "Co-occur")
 is the same model whose captions leave the predicate out. Grounding variants: exact linking (every
 link used), ``legacy`` (the public code's scoring: last link dropped), and ``*`` (greedy linking,

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from pyvrel.cli import main
@@ -102,3 +103,37 @@ def test_register_model_and_interrupt(tmp_path, capsys, monkeypatch):
     assert "pyvrel train: interrupted" in capsys.readouterr().err
     with pytest.raises(ValueError, match="without ':'"):
         register_model("a:b", interrupted)
+
+
+def test_detect_and_demo_use_the_registry_entry(tmp_path, capsys, monkeypatch):
+    """`pyvrel detect` loads any registered model through its entry's loader; a model without a
+    loader or demo settings gets an error naming the models that have one."""
+    from pyvrel.data import Relation, read_predictions
+    from pyvrel.engine import ModelEntry
+
+    class Fixed:  # a detector that finds one relation in every video of the split
+        vocabulary = None
+
+        def __init__(self, checkpoint, ema):
+            self.step, self.ema = checkpoint["step"], ema
+
+        def detect(self, dataset, split="test", shard=(0, 1)):
+            box = np.array([[0.0, 0.0, 9.0, 9.0]])
+            return {vid: [Relation(("dog", "left", "cat"), (0, 1), box, box, 0.5)]
+                    for vid in dataset.annotations(split)}
+
+    monkeypatch.setitem(MODELS, "toy", "engine_toy:build_task")
+    out = tmp_path / "run"
+    assert main(["train", "--model", "toy", "--data", "synthetic", "--out", str(out), "--set", "train.epochs=1",
+                 "--set", "train.progress=false"]) == 0
+    ckpt, pred = str(out / "checkpoints" / "last.pt"), str(tmp_path / "pred.json")
+    assert main(["detect", "--checkpoint", ckpt, "--data", "synthetic", "--out", pred]) == 1
+    assert f"{ckpt}: model 'toy' has no registered 'load' (models with one: vrdone)" in capsys.readouterr().err
+    assert main(["demo", "toy", "--quick", "--out", str(tmp_path / "demo")]) == 2
+    assert "model 'toy' has no registered 'demo' (models with one: vrdone)" in capsys.readouterr().err
+    assert main(["demo", "nope", "--quick", "--out", str(tmp_path / "demo")]) == 2
+    assert "unknown model 'nope'; available: toy, vrdone" in capsys.readouterr().err
+    monkeypatch.setitem(MODELS, "toy", ModelEntry("Toy", train="engine_toy:build_task", load=Fixed))
+    assert main(["detect", "--checkpoint", ckpt, "--data", "synthetic", "--out", pred]) == 0
+    results = read_predictions(pred).results
+    assert len(results) == 30 and all(r[0].triplet == ("dog", "left", "cat") for r in results.values())

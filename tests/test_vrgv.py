@@ -191,7 +191,7 @@ def test_link_segments_skips_repeated_frames_and_pads_paths():
 
 
 def _code_find_max_path(alpha: np.ndarray, boxes: np.ndarray, frames: list[int]):
-    """The public code's DP (tube.py::find_max_path as specs/postprocessing.md §4.1 describes it):
+    """The public code's DP (its tube.py::find_max_path):
     V_0 = α_0; V_k[q] = max_p V_{k-1}[p] + α_{k-1}[p] + α_k[q] + IoU_{+1}/gap over the first L-1 frames
     (the last link is never used); the last box is argmax α; score = V*/L."""
     from pyvrel.ops.reference import box_iou_ref

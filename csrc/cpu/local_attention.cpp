@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels.h"
+#include "parallel.h"
 #include "pyvrel/local_attention.h"
 
 namespace pyvrel::cpu {
@@ -26,9 +27,10 @@ void forward_impl(const LocalAttentionArgs& a, int num_threads) {
   const LocalWindow w{a.left, a.right, a.dilation, a.shift, a.causal};
   const int64_t W = w.slots(), tiles = (a.Lq + kQueryTile - 1) / kQueryTile;
   const auto scale = static_cast<scalar_t>(a.scale);
+  ThreadBuffers<scalar_t> scores(num_threads, static_cast<size_t>(W));
 #pragma omp parallel num_threads(num_threads)
   {
-    std::vector<scalar_t> score(static_cast<size_t>(W));
+    scalar_t* score = scores.mine();
 #pragma omp for schedule(dynamic, 4)
     for (int64_t item = 0; item < a.B * a.H * tiles; ++item) {
       const int64_t bh = item / tiles, tile = item % tiles, b = bh / a.H, h = bh % a.H;
@@ -47,7 +49,7 @@ void forward_impl(const LocalAttentionArgs& a, int num_threads) {
           continue;
         }
         lse[row] = local_attention_forward_row<scalar_t, scalar_t>(
-            w, q + row * a.D, kb, vb, bias_h, a.D, a.Dv, scale, start, lo, hi, score.data(), 1,
+            w, q + row * a.D, kb, vb, bias_h, a.D, a.Dv, scale, start, lo, hi, score, 1,
             out + row * a.Dv);
       }
     }
@@ -74,9 +76,11 @@ void backward_impl(const LocalAttentionArgs& a, const LocalAttentionGrads& g, in
   const int64_t W = w.slots(), BH = a.B * a.H;
   const auto scale = static_cast<scalar_t>(a.scale);
   std::vector<scalar_t> dbias_part(dbias ? static_cast<size_t>(BH * W) : 0, scalar_t(0));
+  ThreadBuffers<scalar_t> scratch(num_threads, 2 * static_cast<size_t>(W));
 #pragma omp parallel num_threads(num_threads)
   {
-    std::vector<scalar_t> p(static_cast<size_t>(W)), ds(static_cast<size_t>(W));
+    scalar_t* p = scratch.mine();
+    scalar_t* ds = p + W;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t bh = 0; bh < BH; ++bh) {
       const int64_t b = bh / a.H, h = bh % a.H;
@@ -103,7 +107,7 @@ void backward_impl(const LocalAttentionArgs& a, const LocalAttentionGrads& g, in
         if (dlse) delta -= dlse[row];
         local_attention_backward_row<scalar_t, scalar_t>(w, qi, kb, vb, bias_h, doi, a.D, a.Dv,
                                                          scale, lse[row], delta, start, lo, hi,
-                                                         p.data(), ds.data(), 1, dqi);
+                                                         p, ds, 1, dqi);
         for (int64_t o = lo; o <= hi; ++o) {
           const int64_t j = start + a.dilation * o;
           const scalar_t gk = scale * ds[o], gv = p[o];

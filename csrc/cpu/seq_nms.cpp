@@ -12,15 +12,17 @@
 #include <vector>
 
 #include "kernels.h"
+#include "parallel.h"
 #include "pyvrel/seq_nms.h"
 
 namespace pyvrel::cpu {
 
 namespace {
 
-// Successors of the boxes of one frame: box i links to adj[off[i] .. off[i + 1]).
+// Successors of the boxes of one frame: box i links to adj[off[i] .. off[i + 1]). Offsets are
+// 64-bit: N^2 links of a frame pair exceed 2^31 from N = 46 341 boxes.
 struct FrameLinks {
-  std::vector<int32_t> off;
+  std::vector<int64_t> off;
   std::vector<int32_t> adj;
 };
 
@@ -67,7 +69,7 @@ void build_links(const T* boxes, const uint8_t* valid, const int64_t* labels, in
         if (x_overlap_possible(next[4 * *it + 2], x1, off) && link(i, *it)) out.adj.push_back(*it);
     }
     std::sort(out.adj.begin() + first, out.adj.end());  // ascending j: the DP's tie rule
-    out.off[i + 1] = static_cast<int32_t>(out.adj.size());
+    out.off[i + 1] = static_cast<int64_t>(out.adj.size());
   }
 }
 
@@ -96,16 +98,17 @@ void seq_nms_video(const T* boxes, const T* scores, const uint8_t* valid, const 
     out.seq_id[k] = -1;
   }
   // Predecessors: box j of frame t + 1 is linked from pred_adj[pred_off[(t+1)*N + j] ...).
-  std::vector<int32_t> pred_off(TN + 1, 0), pred_adj;
+  std::vector<int64_t> pred_off(TN + 1, 0);
+  std::vector<int32_t> pred_adj;
   for (int64_t t = 0; t + 1 < Tn; ++t)
-    for (int32_t e = 0; e < links[t].off[N]; ++e) ++in_cnt[(t + 1) * N + links[t].adj[e]];
+    for (int64_t e = 0; e < links[t].off[N]; ++e) ++in_cnt[(t + 1) * N + links[t].adj[e]];
   for (int64_t k = 0; k < TN; ++k) pred_off[k + 1] = pred_off[k] + in_cnt[k];
   pred_adj.resize(pred_off[TN]);
   {
-    std::vector<int32_t> fill(pred_off.begin(), pred_off.end() - 1);
+    std::vector<int64_t> fill(pred_off.begin(), pred_off.end() - 1);
     for (int64_t t = 0; t + 1 < Tn; ++t)
       for (int64_t i = 0; i < N; ++i)
-        for (int32_t e = links[t].off[i]; e < links[t].off[i + 1]; ++e)
+        for (int64_t e = links[t].off[i]; e < links[t].off[i + 1]; ++e)
           pred_adj[fill[(t + 1) * N + links[t].adj[e]]++] = static_cast<int32_t>(i);
   }
 
@@ -116,7 +119,7 @@ void seq_nms_video(const T* boxes, const T* scores, const uint8_t* valid, const 
     int32_t arg = -1;
     if (t + 1 < Tn && !cut[k]) {
       const FrameLinks& fl = links[t];
-      for (int32_t e = fl.off[i]; e < fl.off[i + 1]; ++e) {
+      for (int64_t e = fl.off[i]; e < fl.off[i + 1]; ++e) {
         const int64_t j = (t + 1) * N + fl.adj[e];
         if (!cut[j] && dp_improves(g[j], best, arg >= 0)) {
           best = g[j];
@@ -137,7 +140,7 @@ void seq_nms_video(const T* boxes, const T* scores, const uint8_t* valid, const 
     }
   };
   auto mark_preds = [&](int64_t t, int64_t i) {  // the predecessors (frame t - 1) of box (t, i)
-    for (int32_t e = pred_off[t * N + i]; e < pred_off[t * N + i + 1]; ++e) mark(t - 1, pred_adj[e]);
+    for (int64_t e = pred_off[t * N + i]; e < pred_off[t * N + i + 1]; ++e) mark(t - 1, pred_adj[e]);
   };
   for (int64_t t = Tn - 1; t >= 0; --t)
     for (int64_t i = 0; i < N; ++i)
@@ -188,7 +191,7 @@ void seq_nms_video(const T* boxes, const T* scores, const uint8_t* valid, const 
           if (t > 0) mark_preds(t, q);  // they lose a successor
           if (t + 1 < Tn) {
             const FrameLinks& fl = links[t];
-            for (int32_t e = fl.off[q]; e < fl.off[q + 1]; ++e) --in_cnt[(t + 1) * N + fl.adj[e]];
+            for (int64_t e = fl.off[q]; e < fl.off[q + 1]; ++e) --in_cnt[(t + 1) * N + fl.adj[e]];
           }
         }
       }
@@ -231,6 +234,9 @@ void seq_nms_forward_impl(const void* boxes_, const void* scores_, const uint8_t
   // members left idle after a parallel link phase spin-wait, which slows the one working thread
   // on a busy machine far more than the parallel links gain (measured on 2 cores).
   const int team = static_cast<int>(B < num_threads ? (B > 0 ? B : 1) : num_threads);
+  // Links and the per-video state grow with the data: their allocations may fail inside the
+  // regions, where ParallelErrors catches them (rethrown below, as MemoryError in Python).
+  ParallelErrors errors;
 #pragma omp parallel num_threads(team)
   {
     std::vector<int32_t> order;
@@ -238,14 +244,17 @@ void seq_nms_forward_impl(const void* boxes_, const void* scores_, const uint8_t
     for (int64_t bt = 0; bt < B * pairs; ++bt) {
       const int64_t b = bt / pairs, t = bt % pairs;
       const int64_t frame = (b * Tn + t) * N;
-      build_links(boxes + 4 * frame, valid + frame, labels != nullptr ? labels + frame : nullptr, N,
-                  off, link_thr, strict, order, links[b * pairs + t]);
+      errors.run([&] {
+        build_links(boxes + 4 * frame, valid + frame, labels != nullptr ? labels + frame : nullptr,
+                    N, off, link_thr, strict, order, links[b * pairs + t]);
+      });
     }
   }
+  errors.rethrow();
 #pragma omp parallel num_threads(team)
   {
 #pragma omp for schedule(dynamic)
-    for (int64_t b = 0; b < B; ++b) {
+    for (int64_t b = 0; b < B; ++b) errors.run([&] {
       const int64_t v = b * Tn * N;
       const VideoOut out{seq_id + v,        seq_count + b,       seq_start + b * Kcap,
                          seq_len + b * Kcap, seq_score + b * Kcap, nodes + b * node_cap,
@@ -253,8 +262,9 @@ void seq_nms_forward_impl(const void* boxes_, const void* scores_, const uint8_t
       seq_nms_video(boxes + 4 * v, scores + v, valid + v, links.data() + b * pairs, Tn, N, off,
                     supp_thr, strict, rescore, suppress, max_sequences, min_score, scores_out + v,
                     Kcap, node_cap, out);
-    }
+    });
   }
+  errors.rethrow();
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels.h"
+#include "parallel.h"
 #include "pyvrel/tubes.h"
 
 namespace pyvrel::cpu {
@@ -45,12 +46,12 @@ std::vector<int64_t> order_by_start(const int64_t* start, int64_t n) {
 template <typename T>
 constexpr T kFar = std::numeric_limits<T>::infinity();
 
-// Sums over frames [lo, hi) of row tube a (first frame sa) against the kLanes lanes of a block
-// whose structure-of-arrays boxes soa[((t - t0) * 4 + coord) * kLanes + lane] start at frame t0.
+// Adds the sums over frames [lo, hi) of row tube a (first frame sa) against the kLanes lanes of a
+// block whose structure-of-arrays boxes soa[((t - t0) * 4 + coord) * kLanes + lane] start at
+// frame t0.
 template <bool IOU, typename T>
 PYVREL_CPU_CLONES void lane_sums(const T* ta, int64_t sa, int64_t lo, int64_t hi, const T* soa, int64_t t0, T off,
                acc_t* sums) {
-  for (int j = 0; j < kLanes; ++j) sums[j] = 0;
   for (int64_t t = lo; t < hi; ++t) {
     const T* x = ta + 4 * (t - sa);
     const T ax1 = x[0], ay1 = x[1], ax2 = x[2], ay2 = x[3];
@@ -62,6 +63,36 @@ PYVREL_CPU_CLONES void lane_sums(const T* ta, int64_t sa, int64_t lo, int64_t hi
                                         : box_inter(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2, off));
     }
   }
+}
+
+// Frames covered by the non-empty lanes of a block: disjoint segments [t0, t1) in increasing
+// order, stored from frame `at` of the block's structure-of-arrays buffer. The buffer holds the
+// covered frames only, so it is sized by the tubes' lengths, never by the gaps between starts.
+struct Segment {
+  int64_t t0, t1, at;
+};
+
+// Segments of the lanes[0 .. width) into segs (at most kLanes); returns their number and the
+// covered frame count in *covered.
+inline int block_segments(const int64_t* lanes, int width, const int64_t* b_start,
+                          const int64_t* b_len, Segment* segs, int64_t* covered) {
+  Segment spans[kLanes];
+  int n = 0, count = 0;
+  for (int j = 0; j < width; ++j)
+    if (b_len[lanes[j]] > 0) spans[n++] = {b_start[lanes[j]], b_start[lanes[j]] + b_len[lanes[j]], 0};
+  std::sort(spans, spans + n, [](const Segment& x, const Segment& y) { return x.t0 < y.t0; });
+  *covered = 0;
+  for (int i = 0; i < n; ++i) {
+    if (count && spans[i].t0 <= segs[count - 1].t1) {
+      const int64_t t1 = std::max(segs[count - 1].t1, spans[i].t1);
+      *covered += t1 - segs[count - 1].t1;
+      segs[count - 1].t1 = t1;
+    } else {
+      segs[count++] = {spans[i].t0, spans[i].t1, *covered};
+      *covered += spans[i].t1 - spans[i].t0;
+    }
+  }
+  return count;
 }
 
 }  // namespace
@@ -89,36 +120,43 @@ void tube_iou_forward_impl(const void* a_, const int64_t* a_start, const int64_t
   std::vector<int64_t> a_sorted_start(N);
   for (int64_t r = 0; r < N; ++r) a_sorted_start[r] = a_start[a_order[r]];
   const int64_t blocks = (M + kLanes - 1) / kLanes;
+  // Per-thread buffers sized by the largest block's covered frames, allocated before the region.
+  int64_t most = 0;
+  for (int64_t c0 = 0; c0 < M; c0 += kLanes) {
+    Segment segs[kLanes];
+    int64_t covered = 0;
+    block_segments(b_order.data() + c0, static_cast<int>(std::min<int64_t>(kLanes, M - c0)),
+                   b_start, b_len, segs, &covered);
+    most = std::max(most, covered);
+  }
+  ThreadBuffers<scalar_t> soa_buffers(num_threads, static_cast<std::size_t>(most * 4 * kLanes));
 #pragma omp parallel num_threads(num_threads)
   {
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n) std::fill(out + n * M, out + (n + 1) * M, scalar_t(0));
-    std::vector<scalar_t> soa;
+    scalar_t* soa = soa_buffers.mine();
 #pragma omp for schedule(dynamic, 1)
     for (int64_t blk = 0; blk < blocks; ++blk) {
-      int64_t lanes[kLanes];
       const int64_t c0 = blk * kLanes;
+      const int64_t* lanes = b_order.data() + c0;
       const int width = static_cast<int>(std::min<int64_t>(kLanes, M - c0));
-      int64_t t0 = INT64_MAX, t1 = INT64_MIN;
-      for (int j = 0; j < width; ++j) {
-        const int64_t m = lanes[j] = b_order[c0 + j];
-        if (b_len[m] <= 0) continue;
-        t0 = std::min(t0, b_start[m]);
-        t1 = std::max(t1, b_start[m] + b_len[m]);
-      }
-      if (t1 <= t0) continue;  // only empty tubes
-      soa.assign(static_cast<std::size_t>((t1 - t0) * 4 * kLanes), scalar_t(0));
-      for (int64_t f = 0; f < t1 - t0; ++f) {
-        scalar_t* y = soa.data() + f * 4 * kLanes;
-        for (int j = 0; j < kLanes; ++j) {
-          const int64_t m = lanes[j];
-          const int64_t i = t0 + f - (j < width ? b_start[m] : 0);
-          const bool exists = j < width && i >= 0 && i < b_len[m];
-          for (int c = 0; c < 4; ++c)
-            y[c * kLanes + j] =
-                exists ? b[4 * (m * Tb + i) + c] : (c < 2 ? kFar<scalar_t> : -kFar<scalar_t>);
+      Segment segs[kLanes];
+      int64_t covered = 0;
+      const int n_segs = block_segments(lanes, width, b_start, b_len, segs, &covered);
+      if (n_segs == 0) continue;  // only empty tubes
+      const int64_t t0 = segs[0].t0, t1 = segs[n_segs - 1].t1;
+      for (int sg = 0; sg < n_segs; ++sg)
+        for (int64_t t = segs[sg].t0; t < segs[sg].t1; ++t) {
+          scalar_t* y = soa + (segs[sg].at + t - segs[sg].t0) * 4 * kLanes;
+          for (int j = 0; j < kLanes; ++j) {
+            const int64_t m = j < width ? lanes[j] : 0;
+            const int64_t i = t - (j < width ? b_start[m] : 0);
+            const bool exists = j < width && i >= 0 && i < b_len[m];
+            for (int c = 0; c < 4; ++c)
+              y[c * kLanes + j] =
+                  exists ? b[4 * (m * Tb + i) + c] : (c < 2 ? kFar<scalar_t> : -kFar<scalar_t>);
+          }
         }
-      }
       const int64_t stop = std::lower_bound(a_sorted_start.begin(), a_sorted_start.end(), t1) -
                            a_sorted_start.begin();
       acc_t sums[kLanes];
@@ -127,10 +165,17 @@ void tube_iou_forward_impl(const void* a_, const int64_t* a_start, const int64_t
         const int64_t sa = a_start[n], la = a_len[n];
         const int64_t lo = std::max(sa, t0), hi = std::min(sa + la, t1);
         if (hi <= lo) continue;
-        if (volume)
-          lane_sums<false>(a + 4 * n * Ta, sa, lo, hi, soa.data(), t0, off, sums);
-        else
-          lane_sums<true>(a + 4 * n * Ta, sa, lo, hi, soa.data(), t0, off, sums);
+        // frames of no lane add exact zeros, so skipping the gaps between segments changes no bit
+        for (int j = 0; j < kLanes; ++j) sums[j] = 0;
+        for (int sg = 0; sg < n_segs; ++sg) {
+          const int64_t s0 = std::max(lo, segs[sg].t0), s1 = std::min(hi, segs[sg].t1);
+          if (s1 <= s0) continue;
+          const scalar_t* y = soa + segs[sg].at * 4 * kLanes;
+          if (volume)
+            lane_sums<false>(a + 4 * n * Ta, sa, s0, s1, y, segs[sg].t0, off, sums);
+          else
+            lane_sums<true>(a + 4 * n * Ta, sa, s0, s1, y, segs[sg].t0, off, sums);
+        }
         for (int j = 0; j < width; ++j) {
           const int64_t m = lanes[j];
           const int64_t sb = b_start[m], lb = b_len[m];

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kernels.h"
+#include "parallel.h"
 #include "pyvrel/viterbi.h"
 
 namespace pyvrel::cpu {
@@ -30,20 +31,20 @@ int team_size(int num_threads, int64_t B) {
   return static_cast<int>(B < num_threads ? (B > 0 ? B : 1) : num_threads);
 }
 
-// Link weights E[t][q][p] = lambda_t * IoU(box[t, p], box[t+1, q]) of one problem (q-major, so
-// the DP over predecessors p reads contiguously).
+// Link weights E[q][p] = lambda_t * IoU(box[t, p], box[t+1, q]) of link t of one problem
+// (q-major, so the DP over predecessors p reads contiguously).
 template <typename T>
-void link_weights(const T* boxes, const int64_t* frames, int64_t L, int64_t N, acc_t w,
-                  bool gap_scaling, T off, std::vector<acc_t>& E) {
-  E.resize(static_cast<size_t>((L > 1 ? L - 1 : 0) * N * N));
-  for (int64_t t = 0; t + 1 < L; ++t) {
-    const acc_t lambda = viterbi_link_weight(frames, t, w, gap_scaling);
-    for (int64_t q = 0; q < N; ++q)
-      for (int64_t p = 0; p < N; ++p)
-        E[(t * N + q) * N + p] = viterbi_edge(lambda, boxes + 4 * (t * N + p),
-                                              boxes + 4 * ((t + 1) * N + q), off);
-  }
+void link_weights(const T* boxes, const int64_t* frames, int64_t t, int64_t N, acc_t w,
+                  bool gap_scaling, T off, acc_t* E) {
+  const acc_t lambda = viterbi_link_weight(frames, t, w, gap_scaling);
+  for (int64_t q = 0; q < N; ++q)
+    for (int64_t p = 0; p < N; ++p)
+      E[q * N + p] = viterbi_edge(lambda, boxes + 4 * (t * N + p), boxes + 4 * ((t + 1) * N + q), off);
 }
+
+// The soft Viterbi keeps all link weights of a problem when they fit in this many values, else
+// it recomputes each link's weights in the backward pass.
+constexpr int64_t kLinkBudget = int64_t(1) << 23;
 
 template <typename T>
 void viterbi_forward_impl(const void* boxes_, const void* unary_, const int64_t* frames,
@@ -54,12 +55,26 @@ void viterbi_forward_impl(const void* boxes_, const void* unary_, const int64_t*
   const auto* boxes = static_cast<const T*>(boxes_);
   const auto* unary = static_cast<const T*>(unary_);
   const T off = static_cast<T>(pixel_offset);
-#pragma omp parallel num_threads(team_size(num_threads, B))
+  const int team = team_size(num_threads, B);
+  // Per-thread buffers, allocated before the region: V (2N), lambda (Tn), cand (N); area (Tn N),
+  // row, x1, y1, x2, y2 (N each); back pointers and available boxes (Tn N each).
+  ThreadBuffers<acc_t> acc_buffers(team, static_cast<size_t>(3 * N + Tn));
+  ThreadBuffers<T> box_buffers(team, static_cast<size_t>(Tn * N + 5 * N));
+  ThreadBuffers<int32_t> back_buffers(team, static_cast<size_t>(Tn * N));
+  ThreadBuffers<uint8_t> ok_buffers(team, static_cast<size_t>(Tn * N));
+#pragma omp parallel num_threads(team)
   {
-    std::vector<acc_t> V(2 * N), lambda(Tn), cand(N);
-    std::vector<T> area(Tn * N), row(N), x1(N), y1(N), x2(N), y2(N);
-    std::vector<int32_t> back(Tn * N);
-    std::vector<uint8_t> ok(Tn * N);
+    acc_t* V = acc_buffers.mine();
+    acc_t* lambda = V + 2 * N;
+    acc_t* cand = lambda + Tn;
+    T* area = box_buffers.mine();
+    T* row = area + Tn * N;
+    T* x1 = row + N;
+    T* y1 = x1 + N;
+    T* x2 = y1 + N;
+    T* y2 = x2 + N;
+    int32_t* back = back_buffers.mine();
+    uint8_t* ok = ok_buffers.mine();
 #pragma omp for schedule(dynamic)
     for (int64_t b = 0; b < B; ++b) {
       for (int64_t i = 0; i < k * Tn; ++i) paths[b * k * Tn + i] = -1;
@@ -76,8 +91,8 @@ void viterbi_forward_impl(const void* boxes_, const void* unary_, const int64_t*
       }
       for (int64_t r = 0; r < k; ++r) {
         // V holds two frames (previous, current); NaN-free: -inf marks "no path ends here".
-        acc_t* prev = V.data();
-        acc_t* cur = V.data() + N;
+        acc_t* prev = V;
+        acc_t* cur = V + N;
         for (int64_t q = 0; q < N; ++q)
           prev[q] = ok[q] ? viterbi_unary_weight(0, L, legacy_vrgv) *
                                 static_cast<acc_t>(unary[base + q])
@@ -91,7 +106,7 @@ void viterbi_forward_impl(const void* boxes_, const void* unary_, const int64_t*
             x2[p] = prev_boxes[4 * p + 2];
             y2[p] = prev_boxes[4 * p + 3];
           }
-          const T* prev_area = area.data() + (t - 1) * N;
+          const T* prev_area = area + (t - 1) * N;
           for (int64_t q = 0; q < N; ++q) {
             int32_t arg = -1;
             acc_t best = 0;
@@ -135,6 +150,10 @@ void viterbi_forward_impl(const void* boxes_, const void* unary_, const int64_t*
   }
 }
 
+// The DP runs on scores (path-score units), with log-sum-exps at temperature tau (soft_max):
+// nothing is multiplied by 1 / tau before a difference is taken, and the marginals (and the link
+// posteriors of the weight gradient) are normalised per frame (per link), where they sum to 1.
+// So tau -> 0 gives the hard path's marginals and score instead of overflow or cancellation.
 template <typename T>
 void soft_viterbi_forward_impl(const void* boxes_, const void* unary_, const int64_t* frames,
                                const int64_t* lengths, const uint8_t* valid,
@@ -145,68 +164,100 @@ void soft_viterbi_forward_impl(const void* boxes_, const void* unary_, const int
   const auto* boxes = static_cast<const T*>(boxes_);
   const auto* unary = static_cast<const T*>(unary_);
   const T off = static_cast<T>(pixel_offset);
-  const acc_t inv_tau = acc_t(1) / tau;
-#pragma omp parallel num_threads(team_size(num_threads, B))
+  const int64_t links = Tn > 1 ? Tn - 1 : 1;
+  const acc_t inv_tau = soft_max_scale(tau);
+  const bool keep_links = links * N * N <= kLinkBudget;
+  const int team = team_size(num_threads, B);
+  // Per-thread buffers, allocated before the region: link weights, alpha, beta, node, tmp.
+  const size_t e_size = static_cast<size_t>((keep_links ? links : 1) * N * N);
+  ThreadBuffers<acc_t> buffers(team, e_size + static_cast<size_t>(3 * Tn * N + N * N));
+#pragma omp parallel num_threads(team)
   {
-    std::vector<acc_t> E, alpha(Tn * N), beta(Tn * N), node(Tn * N), tmp(N);
+    acc_t* E = buffers.mine();
+    acc_t* alpha = E + e_size;
+    acc_t* beta = alpha + Tn * N;
+    acc_t* node = beta + Tn * N;
+    acc_t* tmp = node + Tn * N;  // N * N
 #pragma omp for schedule(dynamic)
     for (int64_t b = 0; b < B; ++b) {
       const int64_t L = lengths[b], base = b * Tn * N;
+      const T* bx = boxes + 4 * base;
+      const int64_t* fr = frames + b * Tn;
       for (int64_t i = 0; i < Tn * N; ++i) marginals[base + i] = 0;
       log_partition[b] = kNegInf;
       grad_weight[b] = 0;
       if (L == 0) continue;
-      link_weights(boxes + 4 * base, frames + b * Tn, L, N, pairwise_weight[b], gap_scaling, off,
-                   E);
+      // weights of link t: computed by the forward pass, kept or recomputed by the backward one
+      auto link = [&](int64_t t, bool forward) -> const acc_t* {
+        acc_t* e = keep_links ? E + t * N * N : E;
+        if (forward || !keep_links) link_weights(bx, fr, t, N, pairwise_weight[b], gap_scaling, off, e);
+        return e;
+      };
       for (int64_t t = 0; t < L; ++t)
         for (int64_t q = 0; q < N; ++q)
           node[t * N + q] = valid[base + t * N + q]
                                 ? viterbi_unary_weight(t, L, legacy_vrgv) *
-                                      static_cast<acc_t>(unary[base + t * N + q]) * inv_tau
+                                      static_cast<acc_t>(unary[base + t * N + q])
                                 : kNegInf;
-      // Forward: alpha[t][q] = node[t][q] + lse_p(alpha[t-1][p] + E[t-1][q][p] / tau).
+      // Forward: alpha[t][q] = node[t][q] + soft_max_p(alpha[t-1][p] + E[t-1][q][p]).
       for (int64_t q = 0; q < N; ++q) alpha[q] = node[q];
-      for (int64_t t = 1; t < L; ++t)
+      for (int64_t t = 1; t < L; ++t) {
+        const acc_t* e = link(t - 1, true);
         for (int64_t q = 0; q < N; ++q) {
-          const acc_t* e = E.data() + ((t - 1) * N + q) * N;
           for (int64_t p = 0; p < N; ++p)  // -inf stays -inf (padded boxes never enter)
-            tmp[p] = alpha[(t - 1) * N + p] == kNegInf ? kNegInf
-                                                       : alpha[(t - 1) * N + p] + e[p] * inv_tau;
-          alpha[t * N + q] = node[t * N + q] + log_sum_exp(tmp.data(), N);
+            tmp[p] = alpha[(t - 1) * N + p] == kNegInf ? kNegInf : alpha[(t - 1) * N + p] + e[q * N + p];
+          alpha[t * N + q] = node[t * N + q] + soft_max(tmp, N, tau);
         }
-      const acc_t log_z = log_sum_exp(alpha.data() + (L - 1) * N, N);
+      }
+      const acc_t log_z = soft_max(alpha + (L - 1) * N, N, tau);
       if (log_z == kNegInf) continue;  // no path: some frame has no valid box
-      // Backward: beta[t][p] = lse_q(E[t][q][p] / tau + node[t+1][q] + beta[t+1][q]).
+      // Backward: beta[t][p] = soft_max_q(E[t][q][p] + node[t+1][q] + beta[t+1][q]), and the
+      // weight gradient d log Z / d w = sum_t sum_pq xi_t(p, q) * gamma_t * IoU, where the link
+      // posterior xi_t is the softmax over (p, q) of alpha[t][p] + E[t][q][p] + node/beta[t+1][q].
       for (int64_t p = 0; p < N; ++p) beta[(L - 1) * N + p] = 0;
-      for (int64_t t = L - 2; t >= 0; --t)
+      acc_t gw = 0;
+      for (int64_t t = L - 2; t >= 0; --t) {
+        const acc_t* e = link(t, false);
         for (int64_t p = 0; p < N; ++p) {
           for (int64_t q = 0; q < N; ++q)
             tmp[q] = node[(t + 1) * N + q] == kNegInf
                          ? kNegInf
-                         : E[(t * N + q) * N + p] * inv_tau + node[(t + 1) * N + q] +
-                               beta[(t + 1) * N + q];
-          beta[t * N + p] = log_sum_exp(tmp.data(), N);
+                         : e[q * N + p] + node[(t + 1) * N + q] + beta[(t + 1) * N + q];
+          beta[t * N + p] = soft_max(tmp, N, tau);
         }
-      for (int64_t i = 0; i < L * N; ++i)
-        marginals[base + i] = node[i] == kNegInf ? 0 : std::exp(alpha[i] + beta[i] - log_z);
-      // d log Z / d w = E[sum_t gamma_t IoU_t] = sum_t sum_pq xi_t(p, q) * E_t[q][p] / w, with
-      // E / w computed as gamma_t * IoU (w may be 0).
-      acc_t gw = 0;
-      for (int64_t t = 0; t + 1 < L; ++t) {
-        const acc_t gamma = viterbi_gap_factor(frames + b * Tn, t, gap_scaling);
         for (int64_t q = 0; q < N; ++q) {
           const acc_t right = node[(t + 1) * N + q] + beta[(t + 1) * N + q];
-          if (right == kNegInf) continue;
-          for (int64_t p = 0; p < N; ++p) {
-            if (alpha[t * N + p] == kNegInf) continue;
-            const acc_t e = E[(t * N + q) * N + p];
-            const acc_t xi = std::exp(alpha[t * N + p] + e * inv_tau + right - log_z);
-            gw += xi * viterbi_edge(gamma, boxes + 4 * (base + t * N + p),
-                                    boxes + 4 * (base + (t + 1) * N + q), off);
-          }
+          for (int64_t p = 0; p < N; ++p)
+            tmp[q * N + p] = right == kNegInf || alpha[t * N + p] == kNegInf
+                                 ? kNegInf
+                                 : alpha[t * N + p] + e[q * N + p] + right;
         }
+        const acc_t m = max_of(tmp, N * N);
+        if (m == kNegInf) continue;
+        const acc_t gamma = viterbi_gap_factor(fr, t, gap_scaling);
+        acc_t sum = 0, dot = 0;
+        for (int64_t q = 0; q < N; ++q)
+          for (int64_t p = 0; p < N; ++p) {
+            if (tmp[q * N + p] == kNegInf) continue;
+            const acc_t xi = std::exp((tmp[q * N + p] - m) * inv_tau);
+            sum += xi;
+            dot += xi * viterbi_edge(gamma, bx + 4 * (t * N + p), bx + 4 * ((t + 1) * N + q), off);
+          }
+        gw += dot / sum;
       }
-      log_partition[b] = tau * log_z;
+      // Marginals: per frame, the softmax over its boxes of alpha + beta (they sum to 1).
+      for (int64_t t = 0; t < L; ++t) {
+        for (int64_t q = 0; q < N; ++q)
+          tmp[q] = node[t * N + q] == kNegInf ? kNegInf : alpha[t * N + q] + beta[t * N + q];
+        const acc_t m = max_of(tmp, N);
+        acc_t sum = 0;
+        for (int64_t q = 0; q < N; ++q) {
+          tmp[q] = tmp[q] == kNegInf ? 0 : std::exp((tmp[q] - m) * inv_tau);
+          sum += tmp[q];
+        }
+        for (int64_t q = 0; q < N; ++q) marginals[base + t * N + q] = tmp[q] / sum;
+      }
+      log_partition[b] = log_z;
       grad_weight[b] = gw;
     }
   }

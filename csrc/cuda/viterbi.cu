@@ -106,10 +106,27 @@ void viterbi_forward_impl(const void* boxes, const void* unary, const int64_t* f
   check_launch("viterbi_forward");
 }
 
+// Block-wide maximum (MAX) or sum of one value per thread, returned to every thread (blockDim.x
+// is a power of two).
+template <bool MAX>
+__device__ acc_t block_reduce(acc_t v, acc_t* red) {
+  const int tid = threadIdx.x;
+  __syncthreads();  // every thread has read the previous result
+  red[tid] = v;
+  __syncthreads();
+  for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
+    if (tid < stride) red[tid] = MAX ? max_(red[tid], red[tid + stride]) : red[tid] + red[tid + stride];
+    __syncthreads();
+  }
+  return red[0];
+}
+
 // Smoothed Viterbi: one block per problem; threads over the boxes of a frame for the forward
-// (alpha) and backward (beta) log-sum-exp recursions, then the marginals and d log Z / d w (a
-// deterministic block reduction). Same formulas as the CPU kernel; exp/log may differ from the
-// host's in the last bits, so results agree to rounding, not bitwise. Workspace: alpha, beta.
+// (alpha) and backward (beta) recursions, then, frame by frame, the marginals and the link
+// posteriors of d log Z / d w (deterministic block reductions). Same formulas as the CPU kernel:
+// scores are never scaled by 1 / tau (soft_max), marginals are normalised per frame and link
+// posteriors per link, so tau -> 0 gives the hard path. exp/log may differ from the host's in the
+// last bits, so results agree to rounding, not bitwise. Workspace: alpha, beta.
 template <typename T>
 __global__ void __launch_bounds__(kViterbiThreads)
     soft_viterbi_kernel(const T* boxes_all, const T* unary_all, const int64_t* frames_all,
@@ -124,23 +141,21 @@ __global__ void __launch_bounds__(kViterbiThreads)
   double* beta = alpha + TN;
   double* marginals = marginals_all + b * TN;
   const int64_t L = lengths[b];
-  const acc_t inv_tau = acc_t(1) / tau, w = pairwise_weight[b];
+  const acc_t w = pairwise_weight[b], neg_inf = -CUDART_INF;
   __shared__ acc_t red[kViterbiThreads];
-  __shared__ acc_t log_z;
   auto node = [&](int64_t t, int64_t q) -> acc_t {
     return valid_all[b * TN + t * N + q]
                ? viterbi_unary_weight(t, L, legacy_vrgv) *
-                     static_cast<acc_t>(unary_all[b * TN + t * N + q]) * inv_tau
-               : -CUDART_INF;
+                     static_cast<acc_t>(unary_all[b * TN + t * N + q])
+               : neg_inf;
   };
-  auto edge = [&](int64_t t, int64_t p, int64_t q) -> acc_t {  // lambda_t IoU / tau, t -> t+1
+  auto edge = [&](int64_t t, int64_t p, int64_t q) -> acc_t {  // lambda_t IoU, t -> t+1
     return viterbi_edge(viterbi_link_weight(frames, t, w, gap_scaling), boxes + 4 * (t * N + p),
-                        boxes + 4 * ((t + 1) * N + q), off) *
-           inv_tau;
+                        boxes + 4 * ((t + 1) * N + q), off);
   };
   for (int64_t i = tid; i < TN; i += nt) marginals[i] = 0;
   if (tid == 0) {
-    log_partition[b] = -CUDART_INF;
+    log_partition[b] = neg_inf;
     grad_weight[b] = 0;
   }
   if (L == 0) return;
@@ -148,63 +163,83 @@ __global__ void __launch_bounds__(kViterbiThreads)
   __syncthreads();
   for (int64_t t = 1; t < L; ++t) {
     for (int64_t q = tid; q < N; q += nt) {
-      acc_t m = -CUDART_INF, sum = 0;
+      acc_t m = neg_inf, sum = 0;
       for (int64_t p = 0; p < N; ++p)
-        if (alpha[(t - 1) * N + p] != -CUDART_INF)
+        if (alpha[(t - 1) * N + p] != neg_inf)
           m = max_(m, alpha[(t - 1) * N + p] + edge(t - 1, p, q));
-      if (m != -CUDART_INF)
+      if (m != neg_inf)
         for (int64_t p = 0; p < N; ++p)
-          if (alpha[(t - 1) * N + p] != -CUDART_INF)
-            sum += exp(alpha[(t - 1) * N + p] + edge(t - 1, p, q) - m);
-      alpha[t * N + q] = m == -CUDART_INF ? m : node(t, q) + m + log(sum);
+          if (alpha[(t - 1) * N + p] != neg_inf)
+            sum += exp((alpha[(t - 1) * N + p] + edge(t - 1, p, q) - m) / tau);
+      alpha[t * N + q] = m == neg_inf ? m : node(t, q) + m + tau * log(sum);
     }
     __syncthreads();
   }
-  if (tid == 0) log_z = log_sum_exp(alpha + (L - 1) * N, N);
-  __syncthreads();
-  if (log_z == -CUDART_INF) return;  // no path
+  acc_t top = neg_inf;
+  for (int64_t q = tid; q < N; q += nt) top = max_(top, alpha[(L - 1) * N + q]);
+  top = block_reduce<true>(top, red);
+  if (top == neg_inf) return;  // no path (the same for every thread)
+  acc_t total = 0;
+  for (int64_t q = tid; q < N; q += nt) total += exp((alpha[(L - 1) * N + q] - top) / tau);
+  const acc_t log_z = top + tau * log(block_reduce<false>(total, red));
   for (int64_t p = tid; p < N; p += nt) beta[(L - 1) * N + p] = 0;
   __syncthreads();
   for (int64_t t = L - 2; t >= 0; --t) {
     for (int64_t p = tid; p < N; p += nt) {
-      acc_t m = -CUDART_INF, sum = 0;
+      acc_t m = neg_inf, sum = 0;
       for (int64_t q = 0; q < N; ++q) {
         const acc_t right = node(t + 1, q);
-        if (right != -CUDART_INF) m = max_(m, edge(t, p, q) + right + beta[(t + 1) * N + q]);
+        if (right != neg_inf) m = max_(m, edge(t, p, q) + right + beta[(t + 1) * N + q]);
       }
-      if (m != -CUDART_INF)
+      if (m != neg_inf)
         for (int64_t q = 0; q < N; ++q) {
           const acc_t right = node(t + 1, q);
-          if (right != -CUDART_INF) sum += exp(edge(t, p, q) + right + beta[(t + 1) * N + q] - m);
+          if (right != neg_inf) sum += exp((edge(t, p, q) + right + beta[(t + 1) * N + q] - m) / tau);
         }
-      beta[t * N + p] = m == -CUDART_INF ? m : m + log(sum);
+      beta[t * N + p] = m == neg_inf ? m : m + tau * log(sum);
     }
     __syncthreads();
   }
+  auto box_x = [&](int64_t t, int64_t q) -> acc_t {  // alpha + beta of a valid box
+    return node(t, q) == neg_inf ? neg_inf : alpha[t * N + q] + beta[t * N + q];
+  };
+  auto link_x = [&](int64_t t, int64_t q, int64_t r) -> acc_t {  // link (t, q) -> (t + 1, r)
+    const acc_t right = node(t + 1, r);
+    if (alpha[t * N + q] == neg_inf || right == neg_inf) return neg_inf;
+    return alpha[t * N + q] + edge(t, q, r) + right + beta[(t + 1) * N + r];
+  };
   acc_t gw = 0;
-  for (int64_t i = tid; i < L * N; i += nt) {
-    const int64_t t = i / N, q = i % N;
-    const acc_t nd = node(t, q);
-    if (nd == -CUDART_INF) continue;
-    marginals[i] = exp(alpha[i] + beta[i] - log_z);
+  for (int64_t t = 0; t < L; ++t) {
+    acc_t m = neg_inf;
+    for (int64_t q = tid; q < N; q += nt) m = max_(m, box_x(t, q));
+    m = block_reduce<true>(m, red);
+    acc_t sum = 0;
+    for (int64_t q = tid; q < N; q += nt)
+      if (box_x(t, q) != neg_inf) sum += exp((box_x(t, q) - m) / tau);
+    sum = block_reduce<false>(sum, red);
+    for (int64_t q = tid; q < N; q += nt)
+      marginals[t * N + q] = box_x(t, q) == neg_inf ? 0 : exp((box_x(t, q) - m) / tau) / sum;
     if (t + 1 >= L) continue;
     const acc_t gamma = viterbi_gap_factor(frames, t, gap_scaling);
-    for (int64_t r = 0; r < N; ++r) {  // links (t, q) -> (t + 1, r)
-      const acc_t right = node(t + 1, r);
-      if (right == -CUDART_INF) continue;
-      const acc_t xi = exp(alpha[i] + edge(t, q, r) + right + beta[(t + 1) * N + r] - log_z);
-      gw += xi * viterbi_edge(gamma, boxes + 4 * (t * N + q), boxes + 4 * ((t + 1) * N + r), off);
+    acc_t lm = neg_inf;
+    for (int64_t i = tid; i < N * N; i += nt) lm = max_(lm, link_x(t, i / N, i % N));
+    lm = block_reduce<true>(lm, red);
+    if (lm == neg_inf) continue;
+    acc_t xs = 0, dot = 0;
+    for (int64_t i = tid; i < N * N; i += nt) {
+      const int64_t q = i / N, r = i % N;
+      const acc_t x = link_x(t, q, r);
+      if (x == neg_inf) continue;
+      const acc_t xi = exp((x - lm) / tau);
+      xs += xi;
+      dot += xi * viterbi_edge(gamma, boxes + 4 * (t * N + q), boxes + 4 * ((t + 1) * N + r), off);
     }
-  }
-  red[tid] = gw;
-  __syncthreads();
-  for (int stride = nt / 2; stride > 0; stride /= 2) {
-    if (tid < stride) red[tid] += red[tid + stride];
-    __syncthreads();
+    xs = block_reduce<false>(xs, red);
+    gw += block_reduce<false>(dot, red) / xs;
   }
   if (tid == 0) {
-    log_partition[b] = tau * log_z;
-    grad_weight[b] = red[0];
+    log_partition[b] = log_z;
+    grad_weight[b] = gw;
   }
 }
 

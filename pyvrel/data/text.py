@@ -1,4 +1,4 @@
-"""Word vectors of category names, for models that read text queries (vRGV's SAU, ``specs/models.md`` §2.1).
+"""Word vectors of category names, for models that read text queries (vRGV's SAU).
 
 One interface, :func:`word_vectors`, with two sources:
 

@@ -44,7 +44,7 @@ def settings(name: str) -> Variant:
 
 def viou_official(traj_1: Sequence[Sequence[float]], duration_1: Sequence[int], traj_2: Sequence[Sequence[float]],
                   duration_2: Sequence[int], pixel_offset: float = 1) -> float:
-    """The official vIoU in plain Python (``specs/evaluation.md`` §3.1): the executable spec.
+    """The official vIoU in plain Python (as the official evaluation computes it): the executable spec.
 
     ``traj_k[i]`` is the box at frame ``duration_k[0] + i``. Intersections run over the frames
     both durations cover; each volume sums ``(x2 - x1 + off) * (y2 - y1 + off)`` over *all* boxes of

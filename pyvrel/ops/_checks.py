@@ -1,12 +1,25 @@
-"""Input validation shared by the public ops: errors name the argument and what was expected."""
+"""Input validation shared by the public ops: errors name the argument and what was expected.
+
+Two kinds of checks: metadata (type, shape, dtype, device; always) and values (ranges, NaN/inf,
+order; they read tensor data, which on a CUDA tensor waits for the GPU). Value checks run on CPU
+tensors always and on CUDA tensors only when validation is ``"full"`` (:func:`pyvrel.set_validation`, or
+the environment variable ``PYVREL_VALIDATION=full``); without them the kernels clamp or ignore bad
+values and never read or write out of bounds. :func:`check_values` is the one place that decides.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 
+from pyvrel import _validation
+
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# Largest frame index (start + length of a tube, a sampled frame): float64 holds it exactly, and
+# sums of two never overflow int64.
+MAX_FRAME = 2**53
 
 
 def compute_dtype(t: torch.Tensor) -> torch.dtype:
@@ -16,6 +29,43 @@ def compute_dtype(t: torch.Tensor) -> torch.dtype:
 
 def _compiling() -> bool:
     return torch.compiler.is_compiling()
+
+
+def check_values(t: torch.Tensor) -> bool:
+    """Whether value checks run for tensors on ``t``'s device: always on CPU tensors, on others
+    only with validation ``"full"``; never while torch.compile traces (data-dependent)."""
+    return not _compiling() and (t.device.type == "cpu" or _validation.get_validation() == "full")
+
+
+def int_range(op: str, name: str, value: torch.Tensor, lo: int, hi: int, expected: str | None = None) -> None:
+    """Every element of integer tensor ``value`` in ``[lo, hi]`` (a value check); ``expected``
+    replaces "in [lo, hi]" in the error."""
+    if value.numel() == 0 or not check_values(value):
+        return
+    if not bool(((value >= lo) & (value <= hi)).all()):
+        raise ValueError(f"{op}: {name} must be {expected or f'in [{lo}, {hi}]'}, got values in "
+                         f"[{int(value.min())}, {int(value.max())}]")
+
+
+def number(op: str, name: str, value: object, lo: float | None = None, hi: float | None = None, *,
+           lo_open: bool = False, integer: bool = False) -> float:
+    """A finite Python (or NumPy) number in ``[lo, hi]`` (``(lo, hi]`` when ``lo_open``; an int when
+    ``integer``); returns it as float (or int)."""
+    kind = "an int" if integer else "a number"
+    if isinstance(value, (bool, torch.Tensor)) or not hasattr(value, "__index__" if integer else "__float__"):
+        raise TypeError(f"{op}: {name} must be {kind}, got {type(value).__name__} {value!r}")
+    x = value.__index__() if integer else float(value)  # type: ignore[union-attr]
+    if not math.isfinite(x):
+        raise ValueError(f"{op}: {name} must be finite, got {value!r}")
+    if (lo is not None and (x <= lo if lo_open else x < lo)) or (hi is not None and x > hi):
+        if integer and lo == 1 and hi is None:
+            expected = "a positive int"
+        elif hi is None:
+            expected = f"{'>' if lo_open else '>='} {lo}"
+        else:
+            expected = f"in {'(' if lo_open else '['}{lo}, {hi}]"
+        raise ValueError(f"{op}: {name} must be {expected}, got {value!r}")
+    return x
 
 
 def tensor(
@@ -75,16 +125,11 @@ def same_dtype(op: str, **tensors: torch.Tensor) -> torch.dtype:
 
 
 def finite(op: str, name: str, value: torch.Tensor) -> None:
-    """No NaN or infinity (a data-dependent check, skipped while torch.compile traces)."""
-    if _compiling() or value.numel() == 0:
+    """No NaN or infinity (a value check)."""
+    if value.numel() == 0 or not check_values(value):
         return
     if not bool(torch.isfinite(value).all()):
         raise ValueError(f"{op}: {name} contains NaN or infinite values")
-
-
-def in_range(op: str, name: str, value: float, lo: float, hi: float) -> None:
-    if not (lo <= value <= hi):
-        raise ValueError(f"{op}: {name} must be in [{lo}, {hi}], got {value}")
 
 
 def pixel_offset(op: str, value: float) -> float:

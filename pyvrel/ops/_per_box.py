@@ -15,8 +15,8 @@ def finite_where_valid(op: str, boxes_name: str, boxes: Tensor, values_name: str
 
     One fused test first (a sum of finite values is finite unless it overflows); the precise,
     per-argument tests, without copying the valid entries, only when it fails or entries are
-    masked. Skipped while torch.compile traces (data-dependent)."""
-    if _checks._compiling() or values.numel() == 0:
+    masked. A value check (see :func:`pyvrel.ops._checks.check_values`)."""
+    if values.numel() == 0 or not _checks.check_values(values):
         return
     if everything_valid and bool(torch.isfinite(boxes.sum(-1) + values).all()):
         return
@@ -63,8 +63,7 @@ def _box_mask(op: str, counts: Tensor | None, valid: Tensor | None, shape: tuple
         if tuple(counts.shape) != shape[:-1]:
             raise ValueError(f"{op}: counts must have shape {shape[:-1]}, got {tuple(counts.shape)}")
         tensors["counts"] = counts
-        if counts.numel() and not _checks._compiling() and bool(((counts < 0) | (counts > N)).any()):
-            raise ValueError(f"{op}: counts must be in [0, N={N}]")
+        _checks.int_range(op, "counts", counts, 0, N, f"in [0, N={N}]")
         return torch.arange(N, device=counts.device) < counts.reshape(B, T)[..., None]
     if valid is not None:
         _checks.tensor(op, "valid", valid, dtypes=(torch.bool,))

@@ -247,7 +247,7 @@ def batched_nms(
             raise ValueError(f"{op}: idxs must have shape ({boxes.shape[0]},) to match boxes, got {tuple(idxs.shape)}")
         tensors["idxs"] = idxs
     device = _checks.same_device(op, **tensors)
-    _checks.in_range(op, "iou_threshold", float(iou_threshold), 0.0, 1.0)
+    iou_threshold = _checks.number(op, "iou_threshold", iou_threshold, 0.0, 1.0)
     off = _checks.pixel_offset(op, pixel_offset)
     _checks.finite(op, "boxes", boxes)
     _checks.finite(op, "scores", scores)

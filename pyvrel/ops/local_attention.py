@@ -135,9 +135,24 @@ def _lengths(op: str, name: str, value: Tensor | None, B: int, L: int, device: t
         raise ValueError(f"{op}: {name} must have shape ({B},) (one length per batch row), got {tuple(value.shape)}")
     if value.device != device:
         raise ValueError(f"{op}: {name} is on {value.device} but q is on {device}")
-    if not _checks._compiling() and B and not bool(((value >= 0) & (value <= L)).all()):
-        raise ValueError(f"{op}: {name} must be in [0, {L}], got {value.tolist()}")
-    return value.to(torch.int64).contiguous()
+    _checks.int_range(op, name, value, 0, L)
+    return value.to(torch.int64).clamp(0, L).contiguous()  # unchecked values (CUDA): clamped
+
+
+def _clip_window(left: int, right: int, dilation: int, causal: bool, shift: bool, Lk: int) -> tuple[int, int, int]:
+    """Extents ``(left, right)`` of at most ``2 * Lk + 3`` slots that attend exactly as the given
+    ones, and the slot of the given window that is slot 0 of the clipped one (for ``rel_bias``).
+
+    No key is more than ``M = (Lk - 1) // dilation`` slots from a centre in ``[0, Lk)``, so extents
+    beyond ``M`` only add slots that are never valid. With the non-causal ``"shift"`` boundary, an
+    extent beyond ``M`` makes every window start at ``centre % dilation`` (slot numbering from
+    there), which extents of ``M + 1`` do as well."""
+    M = max(Lk - 1, 0) // dilation
+    if shift and not causal:
+        if left <= M and right <= M:
+            return left, right, 0
+        return min(left, M + 1), min(right, M + 1), 0
+    return min(left, M), min(right, M), left - min(left, M)
 
 
 def local_attention(
@@ -223,8 +238,7 @@ def local_attention(
     if v.shape[2] != Lk:
         raise ValueError(f"{op}: k and v must have the same length, got {Lk} and {v.shape[2]}")
     left, right = window_extents(window, causal)
-    if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation < 1:
-        raise ValueError(f"{op}: dilation must be an int >= 1, got {dilation!r}")
+    dilation = _checks.number(op, "dilation", dilation, 1, integer=True)
     if boundary not in ("truncate", "shift"):
         raise ValueError(f"{op}: boundary must be 'truncate' or 'shift', got {boundary!r}")
     shift = boundary == "shift"
@@ -237,10 +251,8 @@ def local_attention(
             raise ValueError(f"{op}: centers must have shape (B, Lq) = {(B, Lq)}, got {tuple(centers.shape)}")
         if centers.device != device:
             raise ValueError(f"{op}: centers is on {centers.device} but q is on {device}")
-        if not _checks._compiling() and centers.numel() and not bool(((centers >= 0) & (centers < Lk)).all()):
-            raise ValueError(f"{op}: centers must be key positions in [0, Lk) = [0, {Lk}), got values in "
-                             f"[{int(centers.min())}, {int(centers.max())}]")
-        centers = centers.to(torch.int64).contiguous()
+        _checks.int_range(op, "centers", centers, 0, Lk - 1, f"key positions in [0, Lk) = [0, {Lk})")
+        centers = centers.to(torch.int64).clamp(0, max(Lk - 1, 0)).contiguous()  # unchecked values: clamped
     if rel_bias is not None:
         _checks.tensor(op, "rel_bias", rel_bias, ndim=2, dtypes=_checks.FLOAT_DTYPES)
         if tuple(rel_bias.shape) != (H, W):
@@ -248,7 +260,15 @@ def local_attention(
                              f"got {tuple(rel_bias.shape)}")
         _checks.same_dtype(op, q=q, rel_bias=rel_bias)
         _checks.same_device(op, q=q, rel_bias=rel_bias)
-    scale = float(D ** -0.5 if scale is None else scale)
+    if scale is None:
+        scale = float(D ** -0.5) if D else 1.0  # D = 0: every score is 0 whatever the scale
+    else:
+        scale = _checks.number(op, "scale", scale)
+    # Extents beyond the keys are clipped (same result): the kernels' work and scratch stay
+    # O(Lk) per query, and left + right + 1 never overflows.
+    left, right, first = _clip_window(left, right, dilation, causal, shift, Lk)
+    if rel_bias is not None:
+        rel_bias = rel_bias[:, first:first + left + right + 1]
 
     if backend is None and device.type == "cuda" and not why_not("triton", device):
         backend = "triton"  # the tiled tensor-core kernels: the fast path on CUDA (benchmarks/README.md)

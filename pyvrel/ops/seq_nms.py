@@ -184,12 +184,12 @@ def seq_nms(
             raise ValueError(f"{op}: num_frames must have shape ({B},) (one per video of batched boxes), "
                              f"got {tuple(num_frames.shape)}")
         tensors["num_frames"] = num_frames
-        if B and not _checks._compiling() and bool(((num_frames < 0) | (num_frames > T)).any()):
-            raise ValueError(f"{op}: num_frames must be in [0, T={T}]")
+        _checks.int_range(op, "num_frames", num_frames, 0, T, f"in [0, T={T}]")
         mask = mask & (torch.arange(T, device=num_frames.device)[None, :] < num_frames[:, None])[..., None]
     device = _checks.same_device(op, **tensors)
-    _checks.in_range(op, "link_threshold", float(link_threshold), 0.0, 1.0)
-    _checks.in_range(op, "suppress_threshold", float(suppress_threshold), 0.0, 1.0)
+    link_threshold = _checks.number(op, "link_threshold", link_threshold, 0.0, 1.0)
+    suppress_threshold = _checks.number(op, "suppress_threshold", suppress_threshold, 0.0, 1.0)
+    min_score = _checks.number(op, "min_score", min_score)
     off = _checks.pixel_offset(op, pixel_offset)
     if variant not in ("seqnms", "vidvrd2"):
         raise ValueError(f"{op}: variant must be 'seqnms' or 'vidvrd2', got {variant!r}")
@@ -202,9 +202,7 @@ def seq_nms(
     suppress = "remove" if variant == "seqnms" else "zero"
     if variant == "vidvrd2" and min_score < 0:
         raise ValueError(f"{op}: variant='vidvrd2' needs min_score >= 0 (zeroed paths would repeat), got {min_score}")
-    if max_sequences is not None and (not isinstance(max_sequences, int) or max_sequences < 1):
-        raise ValueError(f"{op}: max_sequences must be a positive int or None, got {max_sequences!r}")
-    max_seq = max_sequences or 0
+    max_seq = 0 if max_sequences is None else _checks.number(op, "max_sequences", max_sequences, 1, integer=True)
     finite_where_valid(op, "boxes", boxes, "scores", scores, mask, counts is None and valid is None
                         and num_frames is None)
     chosen = choose_backend(op, device, backend, _SEQ_NMS_BACKENDS)

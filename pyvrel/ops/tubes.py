@@ -187,13 +187,11 @@ def _check_tubes(op: str, name: str, tubes: Tubes | tuple[Tensor, Tensor, Tensor
             raise ValueError(f"{op}: {name}.{field} must have shape ({n},) to match {name}.boxes "
                              f"{tuple(boxes.shape)}, got {tuple(value.shape)}")
     _checks.same_device(op, **{f"{name}.boxes": boxes, f"{name}.start": start, f"{name}.length": length})
-    if not _checks._compiling() and n:
-        if bool((length < 0).any()) or bool((length > t).any()):
-            raise ValueError(f"{op}: {name}.length must be in [0, T={t}], got values in "
-                             f"[{int(length.min())}, {int(length.max())}]")
-        if bool((start < 0).any()):
-            raise ValueError(f"{op}: {name}.start must be >= 0, got minimum {int(start.min())}")
-    return Tubes(boxes, start.to(torch.int64).contiguous(), length.to(torch.int64).contiguous())
+    _checks.int_range(op, f"{name}.length", length, 0, t, f"in [0, T={t}]")
+    _checks.int_range(op, f"{name}.start", start, 0, _checks.MAX_FRAME, ">= 0 and <= 2**53")
+    # unchecked values (CUDA, see _checks.check_values) are clamped: no kernel reads past T
+    return Tubes(boxes, start.to(torch.int64).clamp(0, _checks.MAX_FRAME).contiguous(),
+                 length.to(torch.int64).clamp(0, t).contiguous())
 
 
 def _pair_setup(op: str, a: Tubes, b: Tubes, pixel_offset: float, mode: str,
@@ -306,7 +304,8 @@ def interpolate_boxes(
     ``(F_{k+1} - f) / (F_{k+1} - F_k) * B_k + (f - F_k) / (F_{k+1} - F_k) * B_{k+1}``.
 
     Args:
-        frames (Tensor[N, K] int): strictly increasing sampled frame indices of each track.
+        frames (Tensor[N, K] int): strictly increasing sampled frame indices of each track, in
+            ``[0, 2**53]``.
         boxes (Tensor[N, K, 4]): box of each sample.
         counts (Tensor[N] int, optional): number of valid samples per track (default: all ``K``).
         backend: as in :func:`tube_iou`.
@@ -328,14 +327,17 @@ def interpolate_boxes(
     if counts.shape[0] != n:
         raise ValueError(f"{op}: counts must have shape ({n},), got {tuple(counts.shape)}")
     device = _checks.same_device(op, frames=frames, boxes=boxes, counts=counts)
-    frames, counts = frames.to(torch.int64).contiguous(), counts.to(torch.int64).contiguous()
+    _checks.int_range(op, "counts", counts, 0, k, f"in [0, K={k}]")
+    frames, counts = frames.to(torch.int64).contiguous(), counts.to(torch.int64).clamp(0, k).contiguous()
     valid = torch.arange(k, device=device)[None, :] < counts[:, None]
-    if n and (bool((counts < 0).any()) or bool((counts > k).any())):
-        raise ValueError(f"{op}: counts must be in [0, K={k}], got values in [{int(counts.min())}, {int(counts.max())}]")
-    if k > 1 and bool(((frames[:, 1:] <= frames[:, :-1]) & valid[:, 1:]).any()):
+    _checks.int_range(op, "frames", torch.where(valid, frames, 0), 0, _checks.MAX_FRAME)
+    if k > 1 and _checks.check_values(frames) and bool(((frames[:, 1:] <= frames[:, :-1]) & valid[:, 1:]).any()):
         raise ValueError(f"{op}: frames must be strictly increasing within the first counts[n] samples of each track")
-    _checks.finite(op, "boxes", boxes[valid])
+    _checks.finite(op, "boxes", torch.where(valid[..., None], boxes, 0))
     chosen = choose_backend(op, device, backend, _BACKENDS)
+    if k == 0:  # no samples: empty tracks
+        zeros = torch.zeros(n, dtype=torch.int64, device=device)
+        return Tubes(boxes.new_zeros(n, 0, 4), zeros, zeros.clone())
     if chosen == "reference":
         return reference.interpolate_boxes_ref(frames, boxes, counts)
     last = frames.gather(1, (counts - 1).clamp(min=0)[:, None])[:, 0]
@@ -366,8 +368,7 @@ def pack_tubes(
     for i, t in enumerate(items):
         boxes[i, : t.shape[0]] = t
     start = torch.as_tensor(starts, dtype=torch.int64).reshape(-1)
-    if bool((start < 0).any()):
-        raise ValueError("pack_tubes: starts must be >= 0")
+    _checks.int_range("pack_tubes", "starts", start, 0, _checks.MAX_FRAME, ">= 0 and <= 2**53")
     return Tubes(boxes, start, length).to(device) if device is not None else Tubes(boxes, start, length)
 
 

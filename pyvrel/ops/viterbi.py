@@ -164,20 +164,22 @@ def _viterbi_inputs(op: str, boxes: Tensor, unary: Tensor, frames: Tensor | None
             raise ValueError(f"{op}: lengths must have shape {(B,) if batched else ()}, got {tuple(lengths.shape)}")
         tensors["lengths"] = lengths
         lengths = lengths.reshape(B)
-        if B and not _checks._compiling() and bool(((lengths < 0) | (lengths > T)).any()):
-            raise ValueError(f"{op}: lengths must be in [0, T={T}]")
+        _checks.int_range(op, "lengths", lengths, 0, T, f"in [0, T={T}]")
     everything_valid = mask is None and tensors.get("lengths") is None  # the common, fast case
     _checks.same_device(op, **tensors)
-    frames, lengths = frames.to(torch.int64).contiguous(), lengths.to(torch.int64).contiguous()
+    _checks.int_range(op, "frames", frames, 0, _checks.MAX_FRAME)
+    # unchecked values (CUDA, see _checks.check_values) are clamped: no kernel reads past T
+    frames = frames.to(torch.int64).clamp(0, _checks.MAX_FRAME).contiguous()
+    lengths = lengths.to(torch.int64).clamp(0, T).contiguous()
     in_len = torch.arange(T, device=dev)[None, :] < lengths[:, None]
     mask = in_len[..., None].expand(B, T, N) if mask is None else mask & in_len[..., None]
-    if gap_scaling and T > 1 and not _checks._compiling() and bool(((frames[:, 1:] <= frames[:, :-1]) & in_len[:, 1:]).any()):
+    if gap_scaling and T > 1 and _checks.check_values(frames) and bool(((frames[:, 1:] <= frames[:, :-1]) & in_len[:, 1:]).any()):
         raise ValueError(f"{op}: frames must be strictly increasing within each problem's length "
                          "(λ = 1 / frame gap); pass gap_scaling=False for a constant λ")
     off = _checks.pixel_offset(op, pixel_offset)
     finite_where_valid(op, "boxes", boxes, "unary", unary, mask, everything_valid)
     cdt = _checks.compute_dtype(boxes)
-    if _checks._compiling() or not (everything_valid or bool(mask.all())):
+    if not everything_valid:  # (no test of mask.all(): a host sync on CUDA)
         boxes = torch.where(mask[..., None], boxes, torch.zeros((), dtype=boxes.dtype, device=dev))
     boxes = boxes.to(cdt).contiguous()
     return batched, boxes, unary, frames, lengths, mask, off
@@ -227,8 +229,8 @@ def viterbi_link(
         no box (left) gets -1 / -inf. Use :func:`path_tubes` to interpolate onto every frame.
     """
     op = "viterbi_link"
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"{op}: k must be a positive int, got {k!r}")
+    k = _checks.number(op, "k", k, 1, integer=True)
+    pairwise_weight = _checks.number(op, "pairwise_weight", pairwise_weight)
     batched, boxes_c, unary, frames, lengths, mask, off = _viterbi_inputs(
         op, boxes, unary, frames, lengths, counts, valid, gap_scaling, pixel_offset)
     chosen = choose_backend(op, unary.device, backend, _VITERBI_BACKENDS)
@@ -273,8 +275,7 @@ def soft_viterbi(
         problems with no path give -inf and zero marginals.
     """
     op = "soft_viterbi"
-    if not (tau > 0):
-        raise ValueError(f"{op}: tau must be > 0, got {tau!r}")
+    tau = _checks.number(op, "tau", tau, 0.0, lo_open=True)
     batched, boxes_c, unary, frames, lengths, mask, off = _viterbi_inputs(
         op, boxes, unary, frames, lengths, counts, valid, gap_scaling, pixel_offset)
     B = unary.shape[0]
@@ -283,9 +284,11 @@ def soft_viterbi(
             raise ValueError(f"{op}: pairwise_weight must be a float or a floating tensor of shape [] or [{B}], "
                              f"got {pairwise_weight.dtype} {tuple(pairwise_weight.shape)}")
         _checks.same_device(op, unary=unary, pairwise_weight=pairwise_weight)
+        _checks.finite(op, "pairwise_weight", pairwise_weight)
         weight = pairwise_weight.to(torch.float64).reshape(-1).expand(B)
     else:
-        weight = torch.full((B,), float(pairwise_weight), dtype=torch.float64, device=unary.device)
+        weight = torch.full((B,), _checks.number(op, "pairwise_weight", pairwise_weight), dtype=torch.float64,
+                            device=unary.device)
     chosen = choose_backend(op, unary.device, backend, _SOFT_BACKENDS)
     unary_c = unary.to(boxes_c.dtype)
     if chosen == "reference":
@@ -333,8 +336,20 @@ def path_tubes(boxes: Tensor, paths: Tensor, frames: Tensor | None = None, *,
     if frames is None:
         frames = torch.arange(T, device=boxes.device).expand(B, T)
     _checks.tensor(op, "frames", frames, ndim=2, integer=True)
+    if tuple(frames.shape) != (B, T):
+        raise ValueError(f"{op}: frames must have shape {(B, T)} to match boxes {tuple(boxes.shape)}, "
+                         f"got {tuple(frames.shape)}")
+    _checks.same_device(op, boxes=boxes, paths=paths, frames=frames)
+    # A path is box indices in [0, N) on its first frames, then -1 (viterbi_link's layout).
+    _checks.int_range(op, "paths", paths, -1, N - 1)
+    if T > 1 and _checks.check_values(paths) and bool(((paths[..., 1:] >= 0) & (paths[..., :-1] < 0)).any()):
+        raise ValueError(f"{op}: paths must hold box indices on their first frames and -1 after them "
+                         "(a -1 followed by a box index)")
     counts = (paths >= 0).sum(-1).reshape(B * k)
-    picked = boxes[torch.arange(B, device=boxes.device)[:, None, None], torch.arange(T, device=boxes.device),
-                   paths.clamp(min=0)]  # (B, k, T, 4)
+    if N:
+        picked = boxes[torch.arange(B, device=boxes.device)[:, None, None], torch.arange(T, device=boxes.device),
+                       paths.clamp(0, N - 1)]  # (B, k, T, 4)
+    else:  # no boxes: every path is empty
+        picked = boxes.new_zeros(B, k, T, 4)
     sample_frames = frames[:, None, :].expand(B, k, T).reshape(B * k, T)
     return interpolate_boxes(sample_frames.to(torch.int64), picked.reshape(B * k, T, 4), counts, backend=backend)

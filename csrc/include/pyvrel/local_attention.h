@@ -192,7 +192,8 @@ PYVREL_HD void local_attention_window_combine(const Acc* weight, int64_t ws, Acc
 #endif
 }
 
-// Forward of one query row over its valid slots [lo, hi] (non-empty).
+// Forward of one query row over its valid slots [lo, hi] (non-empty); a row whose slots all score
+// -inf (masked by rel_bias) outputs 0 with log-sum-exp -inf.
 // q (D,), k (Lk, D) and v (Lk, Dv) of this (batch, head); bias (W,) or null.
 // score[o * ss] is scratch for W scores. Writes out (Dv,) and returns the log-sum-exp.
 template <typename T, typename Acc>
@@ -204,6 +205,10 @@ PYVREL_HD Acc local_attention_forward_row(const LocalWindow& w, const T* q, cons
   local_attention_window_scores(q, k, D, start, dil, lo, hi, scale, bias, score, ss);
   Acc m = -INFINITY;
   for (int64_t o = lo; o <= hi; ++o) m = max_(m, score[o * ss]);
+  if (m == -INFINITY) {  // every valid slot masked by a -inf bias: no key, like an empty window
+    for (int64_t d = 0; d < Dv; ++d) out[d] = static_cast<T>(0.0f);
+    return m;
+  }
   Acc sum = 0;
   for (int64_t o = lo; o <= hi; ++o) {
     const Acc p = local_attention_exp(score[o * ss] - m);
@@ -226,6 +231,11 @@ PYVREL_HD void local_attention_backward_row(const LocalWindow& w, const T* q, co
                                             int64_t start, int64_t lo, int64_t hi, Acc* p, Acc* ds,
                                             int64_t ss, T* dq) {
   const int64_t dil = w.dilation;
+  if (lse == -INFINITY) {  // a fully masked row (see the forward): zero gradient
+    for (int64_t o = lo; o <= hi; ++o) p[o * ss] = ds[o * ss] = Acc(0);
+    for (int64_t d = 0; d < D; ++d) dq[d] = static_cast<T>(0.0f);
+    return;
+  }
   local_attention_window_scores(q, k, D, start, dil, lo, hi, scale, bias, p, ss);
   local_attention_window_scores(dout, v, Dv, start, dil, lo, hi, Acc(1),
                                 static_cast<const T*>(nullptr), ds, ss);

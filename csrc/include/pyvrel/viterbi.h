@@ -49,14 +49,27 @@ PYVREL_HD acc_t viterbi_edge(acc_t lambda, const T* a, const T* b, T off) {
   return lambda * static_cast<acc_t>(box_iou(a, b, off));
 }
 
-// log(sum_i exp(x[i])) of n values without overflow; -inf when all are -inf (or n == 0).
-PYVREL_HD acc_t log_sum_exp(const acc_t* x, int64_t n) {
+// Maximum of n values (-inf when n == 0).
+PYVREL_HD acc_t max_of(const acc_t* x, int64_t n) {
   acc_t m = -INFINITY;
   for (int64_t i = 0; i < n; ++i) m = max_(m, x[i]);
+  return m;
+}
+
+// 1 / tau, at most the largest double (tau may be subnormal): exponents (x - max) * 1 / tau are
+// then 0 or negative, never NaN, and a product costs less than a division.
+PYVREL_HD acc_t soft_max_scale(acc_t tau) { return min_(acc_t(1) / tau, acc_t(1.7976931348623157e308)); }
+
+// tau * log(sum_i exp(x[i] / tau)) of n scores (the soft maximum at temperature tau), computed
+// around the maximum so that no x / tau is ever formed: no overflow, and tau -> 0 gives the
+// maximum. -inf when all are -inf (or n == 0).
+PYVREL_HD acc_t soft_max(const acc_t* x, int64_t n, acc_t tau) {
+  const acc_t m = max_of(x, n);
   if (m == -INFINITY) return m;
+  const acc_t inv_tau = soft_max_scale(tau);
   acc_t sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += exp(x[i] - m);
-  return m + log(sum);
+  for (int64_t i = 0; i < n; ++i) sum += exp((x[i] - m) * inv_tau);
+  return m + tau * log(sum);
 }
 
 }  // namespace pyvrel

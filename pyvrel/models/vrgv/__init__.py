@@ -3,10 +3,9 @@
 Given a video and a query ``subject-predicate-object``, return the subject and object trajectories,
 trained only on video-level relation labels (the query is reconstructed from attended regions).
 :mod:`.config` holds :class:`VRGVConfig` and the caption vocabulary, :mod:`.model` the networks
-(SAU, attention shifting, hierarchical LSTMs, decoder), :mod:`.grounding` the linking of §2.4 on
+(SAU, attention shifting, hierarchical LSTMs, decoder), :mod:`.grounding` the grounding's linking on
 :func:`pyvrel.ops.viterbi_link`, :mod:`.task` training with :mod:`pyvrel.engine`, grounding of
-whole datasets and the AccS/AccO/AccR evaluation. The public code is described in
-``specs/models.md`` §2.
+whole datasets and the AccS/AccO/AccR evaluation.
 """
 
 from pyvrel.models.vrgv.config import CaptionVocabulary, VRGVConfig, parse_query

@@ -1,4 +1,4 @@
-"""vRGV configuration (``specs/models.md`` §2) and the caption vocabulary of §2.1.
+"""vRGV configuration (the public code's defaults) and its caption vocabulary.
 
 Defaults are the public code's (``networks/relation2relation.py``, ``ground_relation.py``,
 ``generate_track_link.py``); :meth:`VRGVConfig.synthetic` is a small preset for the synthetic world.

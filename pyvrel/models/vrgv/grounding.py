@@ -1,4 +1,4 @@
-"""vRGV grounding: temporal thresholding, Viterbi linking per segment, interpolation (``specs/models.md`` §2.4).
+"""vRGV grounding: temporal thresholding, Viterbi linking per segment, interpolation (the paper's grounding, as the public code does it).
 
 For one video and one query, given the model's attention on the ``T`` sampled frames:
 
@@ -19,7 +19,7 @@ For one video and one query, given the model's attention on the ``T`` sampled fr
 
 ``legacy=True`` scores as the public code does: its DP (``tube.py::find_max_path``) counts the first
 frame's attention twice and every inner one twice, ignores the last link and takes the last frame's
-box as ``argmax α`` (``specs/postprocessing.md`` §4.1, quirk 1); the segment score is the DP value
+box as ``argmax α`` (the public code's linking); the segment score is the DP value
 divided by the members. Interpolation keeps the correct frame indices either way.
 ``pairwise_weight=0`` is vRGV* (greedy: the best-attended box of each frame).
 """

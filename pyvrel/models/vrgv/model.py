@@ -1,4 +1,4 @@
-"""vRGV networks (Xiao et al., ECCV 2020, §3; the public code as ``specs/models.md`` §2.2–2.3 reads it).
+"""vRGV networks (Xiao et al., ECCV 2020, §3, as its public code implements it).
 
 * :class:`VRGV` (stage 2, the code's ``relation2relation.AttHierarchicalGround``): region embedding,
   the spatial attention unit :class:`SAU` for subject and object, attention shifting (messages

@@ -88,7 +88,7 @@ def local_attention_ref(
         scores = scores + rel_bias[:, slot.clamp(0, W - 1)].permute(1, 0, 2, 3)  # (B, H, Lq, Lk)
     valid = valid[:, None].expand(B, H, Lq, Lk)
     scores = scores.masked_fill(~valid, float("-inf"))
-    m = scores.amax(dim=-1, keepdim=True)
+    m = scores.amax(dim=-1, keepdim=True) if Lk else scores.new_full((B, H, Lq, 1), float("-inf"))
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m)).detach()
     e = torch.exp(scores - m)
     total = e.sum(dim=-1, keepdim=True)

@@ -130,8 +130,8 @@ def soft_viterbi_ref(
     for b in range(B):
         L = int(lengths[b])
         ok = valid[b, :L]
-        if L == 0 or not bool(ok.any(dim=1).all()):
-            log_z.append(unary.new_full((), -math.inf, dtype=torch.float64))
+        if L == 0 or not bool(ok.any(dim=1).all()):  # -inf, with zero gradients (not detached)
+            log_z.append((unary[b].double() * 0).sum() + pairwise_weight[b].double() * 0 - math.inf)
             continue
         c = torch.tensor(_unary_weights(L, legacy_vrgv), dtype=torch.float64, device=unary.device)
         gap = (frames[b, 1:L] - frames[b, : L - 1]).double() if gap_scaling else unary.new_ones(L - 1, dtype=torch.float64)

@@ -1,6 +1,6 @@
 """vRGV's grounding stream (``SynthConfig.grounding``): region proposals on sampled frames.
 
-What a weakly supervised grounder (vRGV, ``specs/models.md`` §2.1) reads, made from a video's
+What a weakly supervised grounder (vRGV) reads, made from a video's
 generated annotation (its ground-truth boxes and categories) and the world's category prototypes:
 
 * sampled frames: ``round(linspace(0, frame_count - 1, S))`` with ``S = SynthConfig.sampled_frames``,
