@@ -93,7 +93,7 @@ def test_demo_quick_writes_everything(tmp_path, capsys):
     # trained through the training entry: VrdONE's train_defaults under its quick demo settings
     from pyvrel.models.vrdone.task import DEMO, TRAIN_DEFAULTS
 
-    assert {**TRAIN_DEFAULTS, **DEMO["quick"]["train"]}.items() <= metrics["train"].items()
+    assert {**TRAIN_DEFAULTS["synthetic"], **DEMO["quick"]["train"]}.items() <= metrics["train"].items()
     assert metrics["world"]["num_videos"] == 8 and (out / "config.json").is_file()
     assert 0 <= metrics["results"]["VrdONE"]["RelDet"]["mAP"] <= 1
     timeline = (out / "timeline.svg").read_text()
