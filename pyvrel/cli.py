@@ -353,19 +353,19 @@ def _ground(args: argparse.Namespace) -> int:
 
     from pyvrel.data import write_predictions
     from pyvrel.data.dataset import check_data, open_dataset
-    from pyvrel.engine import load_checkpoint
-    from pyvrel.models.vrgv.task import ground, model_from_checkpoint, read_queries
+    from pyvrel.engine import UnknownModelError, load_checkpoint, load_grounder
+    from pyvrel.models.vrgv.task import read_queries
 
     try:
         check_data(args.data)
         ckpt = load_checkpoint(args.checkpoint)
-        name = ckpt.get("meta", {}).get("model")
-        if name != "vrgv":
-            raise ValueError(f"{args.checkpoint}: a checkpoint of model {name!r}; pyvrel ground runs 'vrgv'")
-        model, cfg, resolved = model_from_checkpoint(ckpt, ema=not args.no_ema)
+        try:
+            grounder = load_grounder(ckpt, ema=not args.no_ema)
+        except (UnknownModelError, ValueError) as e:
+            raise ValueError(f"{args.checkpoint}: {e}") from None
         queries = read_queries(args.queries) if args.queries else None
-        preds = ground(model, cfg, resolved["objects"], open_dataset(args.data, resolved["world"]), args.split,
-                       queries, legacy=args.legacy, pairwise_weight=0.0 if args.greedy else None)
+        dataset = open_dataset(args.data, ckpt["meta"].get("model_config", {}).get("world"))  # its own world
+        preds = grounder.ground(dataset, args.split, queries, legacy=args.legacy, greedy=args.greedy)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         write_predictions(preds, args.out)
     except (FileNotFoundError, ValueError) as e:

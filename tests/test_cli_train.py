@@ -129,6 +129,8 @@ def test_detect_and_demo_use_the_registry_entry(tmp_path, capsys, monkeypatch):
     ckpt, pred = str(out / "checkpoints" / "last.pt"), str(tmp_path / "pred.json")
     assert main(["detect", "--checkpoint", ckpt, "--data", "synthetic", "--out", pred]) == 1
     assert f"{ckpt}: model 'toy' has no registered 'load' (models with one: vrdone)" in capsys.readouterr().err
+    assert main(["ground", "--checkpoint", ckpt, "--data", "synthetic", "--out", pred]) == 1
+    assert f"{ckpt}: model 'toy' has no registered 'ground' (models with one: vrgv)" in capsys.readouterr().err
     assert main(["demo", "toy", "--quick", "--out", str(tmp_path / "demo")]) == 2
     assert "model 'toy' has no registered 'demo' (models with one: vrdone)" in capsys.readouterr().err
     assert main(["demo", "nope", "--quick", "--out", str(tmp_path / "demo")]) == 2

@@ -6,13 +6,13 @@ See :mod:`pyvrel.engine.trainer` for the protocol a model follows, and ``docs/ar
 from pyvrel.engine.checkpoint import checkpoint_weights, load_checkpoint, save_checkpoint, seed_everything
 from pyvrel.engine.config import ConfigError, TrainConfig, config_from_dict, config_to_dict
 from pyvrel.engine.optim import EMA, WarmupCosine, build_optimizer, param_groups, warmup_cosine_factor
-from pyvrel.engine.registry import (MODELS, Detector, ModelEntry, TrainTask, UnknownModelError, get_model,
-                                    get_task_builder, load_detector, register_model)
+from pyvrel.engine.registry import (MODELS, Detector, Grounder, ModelEntry, TrainTask, UnknownModelError, get_model,
+                                    get_task_builder, load_detector, load_grounder, register_model)
 from pyvrel.engine.run import Run, prepare_run
 from pyvrel.engine.trainer import EvalContext, EvalHook, Trainer, move_to_device
 
-__all__ = ["EMA", "MODELS", "ConfigError", "Detector", "EvalContext", "EvalHook", "ModelEntry", "Run", "TrainConfig",
+__all__ = ["EMA", "MODELS", "ConfigError", "Detector", "EvalContext", "Grounder", "EvalHook", "ModelEntry", "Run", "TrainConfig",
            "TrainTask", "Trainer", "UnknownModelError", "WarmupCosine", "build_optimizer", "checkpoint_weights",
            "config_from_dict", "config_to_dict", "get_model", "get_task_builder", "load_checkpoint", "load_detector",
-           "move_to_device", "param_groups", "prepare_run", "register_model", "save_checkpoint", "seed_everything",
+           "load_grounder",           "move_to_device", "param_groups", "prepare_run", "register_model", "save_checkpoint", "seed_everything",
            "warmup_cosine_factor"]

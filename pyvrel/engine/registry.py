@@ -9,6 +9,8 @@ A model is one package under ``pyvrel/models/`` and one :class:`ModelEntry` in :
 * ``load``: ``load(checkpoint, ema) -> Detector`` rebuilds the trained model from a checkpoint of
   ``pyvrel train`` (``checkpoint["meta"]["model_config"]`` is the resolved section) for
   ``pyvrel detect`` and ``pyvrel demo``;
+* ``ground``: ``ground(checkpoint, ema) -> Grounder`` rebuilds a trained grounding model for
+  ``pyvrel ground``;
 * ``demo``: ``{"full": config, "quick": config}``, the run configs (``{"model": ..., "train": ...}``
   on top of the model's ``train_defaults``) of ``pyvrel demo NAME`` and ``pyvrel demo NAME --quick``.
 
@@ -35,8 +37,8 @@ if TYPE_CHECKING:
     from pyvrel.data import Vocabulary
     from pyvrel.data.dataset import Dataset as VideoDataset
 
-__all__ = ["MODELS", "Detector", "ModelEntry", "TaskBuilder", "TrainTask", "UnknownModelError", "available_models",
-           "get_model", "get_task_builder", "load_detector", "model_part", "register_model"]
+__all__ = ["MODELS", "Detector", "Grounder", "ModelEntry", "TaskBuilder", "TrainTask", "UnknownModelError", "available_models",
+           "get_model", "get_task_builder", "load_detector", "load_grounder", "model_part", "register_model"]
 
 
 @dataclass
@@ -85,8 +87,23 @@ class Detector(Protocol):
                shard: tuple[int, int] = (0, 1)) -> dict[str, list[Relation]]: ...
 
 
+class Grounder(Protocol):
+    """A trained relation grounder, as a registry entry's ``ground`` returns it.
+
+    ``ground`` returns ``{video_id: [Relation]}`` (one relation per query: the subject and object
+    trajectories) for the ``split`` videos of a dataset; ``queries`` maps video ids to
+    ``(subject, predicate, object)`` triplets (default: each video's ground-truth triplets);
+    ``legacy``: the public code's linking; ``greedy``: greedy linking (no pairwise term).
+    """
+
+    def ground(self, dataset: VideoDataset, split: str = "test",
+               queries: Mapping[str, list[tuple[str, str, str]]] | None = None, *, legacy: bool = False,
+               greedy: bool = False) -> dict[str, list[Relation]]: ...
+
+
 TaskBuilder = Callable[[Mapping[str, Any], str], TrainTask]
 Loader = Callable[[Mapping[str, Any], bool], Detector]
+GrounderLoader = Callable[[Mapping[str, Any], bool], Grounder]
 
 
 @dataclass(frozen=True)
@@ -96,6 +113,7 @@ class ModelEntry:
     title: str
     train: str | TaskBuilder
     load: str | Loader | None = None
+    ground: str | GrounderLoader | None = None
     demo: str | Mapping[str, Mapping[str, Any]] | None = None
 
 
@@ -103,7 +121,8 @@ class ModelEntry:
 MODELS: dict[str, ModelEntry | str | TaskBuilder] = {
     "vrdone": ModelEntry("VrdONE", train="pyvrel.models.vrdone.task:build_task",
                          load="pyvrel.models.vrdone.task:load", demo="pyvrel.models.vrdone.task:DEMO"),
-    "vrgv": ModelEntry("vRGV", train="pyvrel.models.vrgv.task:build_task"),  # grounds (pyvrel ground), detects nothing
+    "vrgv": ModelEntry("vRGV", train="pyvrel.models.vrgv.task:build_task",
+                       ground="pyvrel.models.vrgv.task:load_grounder"),  # grounds, detects nothing
 }
 
 
@@ -160,7 +179,7 @@ def get_task_builder(name: str) -> TaskBuilder:
 
 
 def model_part(name: str, part: str) -> Any:
-    """The ``load`` or ``demo`` part of model ``name``'s entry, imported; :class:`UnknownModelError`
+    """The ``load``, ``ground`` or ``demo`` part of model ``name``'s entry, imported; :class:`UnknownModelError`
     naming the models that have it when this one does not."""
     value = getattr(get_model(name), part)
     if value is None:
@@ -170,10 +189,20 @@ def model_part(name: str, part: str) -> Any:
     return _resolve(value)
 
 
-def load_detector(checkpoint: Mapping[str, Any], ema: bool = True) -> Detector:
-    """The trained model of a ``pyvrel train`` checkpoint, through its model's registered ``load``
-    (EMA weights when present and ``ema``)."""
+def _trained(checkpoint: Mapping[str, Any], part: str, ema: bool) -> Any:
     name = checkpoint.get("meta", {}).get("model")
     if not isinstance(name, str):
         raise ValueError("not a checkpoint of pyvrel train (no meta.model)")
-    return model_part(name, "load")(checkpoint, ema)
+    return model_part(name, part)(checkpoint, ema)
+
+
+def load_detector(checkpoint: Mapping[str, Any], ema: bool = True) -> Detector:
+    """The trained model of a ``pyvrel train`` checkpoint, through its model's registered ``load``
+    (EMA weights when present and ``ema``)."""
+    return _trained(checkpoint, "load", ema)
+
+
+def load_grounder(checkpoint: Mapping[str, Any], ema: bool = True) -> Grounder:
+    """The trained grounder of a ``pyvrel train`` checkpoint, through its model's registered
+    ``ground`` (EMA weights when present and ``ema``)."""
+    return _trained(checkpoint, "ground", ema)

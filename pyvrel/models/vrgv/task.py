@@ -42,7 +42,7 @@ from pyvrel.models.vrgv.grounding import ground_pair
 from pyvrel.models.vrgv.model import VRGV, VRGVTrainModel, box_term
 
 __all__ = ["REGION_KEYS", "VideoRegions", "build_task", "check_regions", "evaluate_grounding", "ground",
-           "load_regions", "model_from_checkpoint", "read_queries", "resolve_config"]
+           "load_grounder", "load_regions", "model_from_checkpoint", "read_queries", "resolve_config"]
 
 log = logging.getLogger("pyvrel.models.vrgv")
 
@@ -237,6 +237,28 @@ def model_from_checkpoint(checkpoint: Mapping[str, Any], ema: bool = True) -> tu
 
 
 # ---- grounding and evaluation -----------------------------------------------------------------------
+
+
+@dataclass
+class VRGVGrounder:
+    """A trained vRGV grounder (:class:`pyvrel.engine.Grounder`): the stage-2 network, its config and
+    its resolved ``model:`` section (``objects``: the word table's categories)."""
+
+    model: VRGV
+    cfg: VRGVConfig
+    resolved: dict[str, Any]
+
+    def ground(self, dataset: Dataset, split: str = "test",
+               queries: Mapping[str, Sequence[tuple[str, str, str]]] | None = None, *, legacy: bool = False,
+               greedy: bool = False) -> dict[str, list[Relation]]:
+        """:func:`ground` with this model; ``greedy``: vRGV* (``pairwise_weight=0``)."""
+        return ground(self.model, self.cfg, self.resolved["objects"], dataset, split, queries, legacy=legacy,
+                      pairwise_weight=0.0 if greedy else None)
+
+
+def load_grounder(checkpoint: Mapping[str, Any], ema: bool = True) -> VRGVGrounder:
+    """The registry's ``ground`` of ``vrgv``: :func:`model_from_checkpoint` as a :class:`VRGVGrounder`."""
+    return VRGVGrounder(*model_from_checkpoint(checkpoint, ema))
 
 
 def read_queries(path: str | Path) -> dict[str, list[tuple[str, str, str]]]:
