@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pyvrel.data import RelationTable
@@ -400,6 +401,22 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+def _in_range(kind: type, low: float, high: float) -> Callable[[str], Any]:
+    """An argparse ``type``: a finite ``kind`` (int or float) in ``[low, high]``; otherwise argparse's
+    usage error naming the option (exit 2)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+        if not math.isfinite(value) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a value in [{low}, {high}], got {text}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyvrel", description="Video visual relation detection and grounding.")
     parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
@@ -423,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "(no +1 on box areas, P@k over k)")
     ev.add_argument("--train-gt", metavar="TRAIN_GT", help="training ground truth: adds zero-shot and generalized "
                                                           "zero-shot scores")
-    ev.add_argument("--viou-threshold", type=float, default=0.5, help="vIoU a detection needs (default 0.5)")
+    ev.add_argument("--viou-threshold", type=_in_range(float, 0.0, 1.0), default=0.5, help="vIoU a detection needs (default 0.5)")
     ev.add_argument("--mean-recall", action="store_true", help="add per-predicate mR@K and Mean")
     ev.add_argument("--per-video", action="store_true", help="add a per-video breakdown")
     ev.add_argument("--json", action="store_true", help="print one JSON object (with the warnings under 'warnings')")
@@ -539,7 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a registered model with demo settings (default vrdone)")
     dm.add_argument("--out", default="pyvrel_demo", metavar="DIR", help="output folder (default pyvrel_demo)")
     dm.add_argument("--quick", action="store_true", help="a tiny world and one short epoch (seconds; for tests)")
-    dm.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: on a busy 2-core machine "
+    dm.add_argument("--threads", type=_in_range(int, 1, 1024), default=1, help="torch CPU threads (default 1: on a busy 2-core machine "
                                                         "2 threads ran a step 25x slower)")
     dm.set_defaults(func=_demo)
     return parser

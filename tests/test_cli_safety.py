@@ -283,3 +283,37 @@ def test_overwrite_never_clears_the_current_or_home_folder(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     assert check_out_dir("run", "--out", overwrite=True) is True
     assert check_out_dir("run", "--out", continues=True) is False
+
+
+@pytest.mark.parametrize("args, option", [
+    (["eval", "GT", "PRED", "--viou-threshold", "nan"], "--viou-threshold"),
+    (["eval", "GT", "PRED", "--viou-threshold", "1.5"], "--viou-threshold"),
+    (["demo", "--threads", "0"], "--threads"),
+    (["synth", "W", "--tail", "nan"], "--tail"),
+    (["synth", "W", "--feature-dim", "-3"], "--feature-dim"),
+    (["synth", "W", "--proposals", "0"], "--proposals"),
+    (["synth", "W", "--sampled-frames", "0", "--grounding"], "--sampled-frames"),
+    (["synth", "W", "--seed", "-1"], "--seed"),
+    (["synth", "W", "--clip-dim", "-1"], "--clip-dim"),
+])
+def test_numeric_options_are_checked_where_they_enter(tmp_path, capsys, args, option):
+    """Out-of-range or non-finite numbers stop the command (exit 2) naming the option, before any work."""
+    args = [str(tmp_path / a) if a in ("GT", "PRED", "W") else a for a in args]
+    try:
+        code = main(args)
+    except SystemExit as e:  # argparse's usage error
+        code = e.code
+    assert code == 2
+    assert option in capsys.readouterr().err
+    assert not (tmp_path / "W").exists()
+
+
+def test_synth_config_numbers_name_their_key():
+    from pyvrel.data.synthetic import SynthConfig
+    from pyvrel.engine import ConfigError
+
+    for key, value in (("tail", float("nan")), ("confusion", 1.5), ("min_run", 0), ("feature_dim", 2.0),
+                       ("seed", True)):
+        with pytest.raises(ConfigError) as e:
+            SynthConfig(**{key: value})
+        assert e.value.key == key

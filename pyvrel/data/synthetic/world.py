@@ -6,6 +6,7 @@ config switches on.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -72,6 +73,21 @@ class SynthConfig:
                 raise ConfigError(key, f"expected [low, high] with 1 <= low <= high, got [{low}, {high}]")
         if self.num_videos < 1:
             raise ConfigError("num_videos", f"must be >= 1, got {self.num_videos}")
+        for key, low, high in _RANGES:
+            value = getattr(self, key)
+            integer = isinstance(low, int)
+            kind = int if integer else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
+                raise ConfigError(key, f"expected a finite {'integer' if integer else 'number'}, got {value!r}")
+            if not low <= value <= high:
+                raise ConfigError(key, f"must be in [{low}, {high}], got {value}")
+
+
+#: (field, low, high) of the numeric SynthConfig fields; an int bound means the field is an integer.
+_RANGES = (("seed", 0, 2**63 - 1), ("train_fraction", 0.0, 1.0), ("min_run", 1, 10**6), ("tail", 0.0, 100.0),
+           ("ride_prob", 0.0, 1.0), ("feature_dim", 1, 1 << 16), ("proposals", 1, 1 << 16),
+           ("sampled_frames", 1, 1 << 16), ("confusion", 0.0, 1.0), ("false_tracks", 0.0, 1000.0),
+           ("clip_dim", 0, 1 << 16))
 
 
 class World:
