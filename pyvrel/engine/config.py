@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -178,3 +178,20 @@ def config_to_dict(config: Any) -> dict[str, Any]:
         return v
 
     return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
+
+
+def preset_config(cls: type[T], presets: Mapping[str, Callable[[], T]], preset: Any,
+                  overrides: Mapping[str, Any]) -> T:
+    """A model config: the fields of ``presets[preset]()`` with ``overrides`` applied, as ``cls``.
+
+    Raises :class:`ConfigError` naming ``preset`` for an unknown preset, or the first override when
+    the config's own checks (a plain ``ValueError``) refuse the result.
+    """
+    if preset not in presets:
+        raise ConfigError("preset", f"expected one of {', '.join(map(repr, presets))}, got {preset!r}")
+    try:
+        return config_from_dict(cls, {**config_to_dict(presets[preset]()), **overrides})
+    except ConfigError:
+        raise
+    except ValueError as e:
+        raise ConfigError(next(iter(overrides), "preset"), str(e)) from None

@@ -39,7 +39,7 @@ from pyvrel.data.folder import CLIP_KEY, check_feature_files
 from pyvrel.data.tracklets import Tracklet, detected_tracklets
 from pyvrel.data.vocab import Vocabulary
 from pyvrel.engine import distributed as dist
-from pyvrel.engine.config import ConfigError, config_from_dict, config_to_dict
+from pyvrel.engine.config import ConfigError, config_to_dict, preset_config
 from pyvrel.engine.registry import TrainTask
 from pyvrel.engine.trainer import EvalContext, EvalHook
 from pyvrel.models.baselines import FrequencyPrior
@@ -118,8 +118,6 @@ def resolve_config(model_config: Mapping[str, Any]) -> tuple[VrdONEConfig, dict[
     """
     section = dict(model_config)
     preset = section.get("preset", "synthetic")
-    if preset not in _PRESETS:
-        raise ConfigError("preset", f"expected one of {', '.join(map(repr, _PRESETS))}, got {preset!r}")
     dtype = section.get("dtype", "float32")
     if dtype not in _DTYPES:
         raise ConfigError("dtype", f"expected one of {', '.join(map(repr, _DTYPES))}, got {dtype!r}")
@@ -129,13 +127,7 @@ def resolve_config(model_config: Mapping[str, Any]) -> tuple[VrdONEConfig, dict[
     overrides = {k: v for k, v in section.items() if k not in _TASK_KEYS}
     if preset == "synthetic":
         overrides = {**SYNTHETIC_OVERRIDES, **overrides}
-    base = _PRESETS[preset]()
-    try:
-        cfg = config_from_dict(VrdONEConfig, {**config_to_dict(base), **overrides})
-    except ValueError as e:
-        if isinstance(e, ConfigError):
-            raise
-        raise ConfigError(next(iter(overrides), "preset"), str(e)) from None
+    cfg = preset_config(VrdONEConfig, _PRESETS, preset, overrides)
     world = dict(section.get("world", {}))
     if cfg.clip_dim and "clip_dim" not in world:  # VrdONE-X on the synthetic world: it writes the stream
         world["clip_dim"] = cfg.clip_dim

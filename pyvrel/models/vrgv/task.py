@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from pyvrel.data import FormatError, Relation, VideoAnnotation
 from pyvrel.data.dataset import Dataset, open_dataset, synthetic_world
 from pyvrel.data.text import word_vectors
-from pyvrel.engine.config import ConfigError, config_from_dict, config_to_dict
+from pyvrel.engine.config import ConfigError, config_to_dict, preset_config
 from pyvrel.engine.registry import TrainTask
 from pyvrel.engine.trainer import EvalContext, EvalHook
 from pyvrel.models.vrgv.config import CaptionVocabulary, VRGVConfig, parse_query
@@ -58,8 +58,6 @@ def resolve_config(model_config: Mapping[str, Any]) -> tuple[VRGVConfig, dict[st
     (:class:`ConfigError` naming the key on a bad value)."""
     section = dict(model_config)
     preset = section.get("preset", "synthetic")
-    if preset not in _PRESETS:
-        raise ConfigError("preset", f"expected one of {', '.join(map(repr, _PRESETS))}, got {preset!r}")
     stage = section.get("stage", 2)
     if stage not in (1, 2):
         raise ConfigError("stage", f"expected 1 or 2, got {stage!r}")
@@ -70,13 +68,7 @@ def resolve_config(model_config: Mapping[str, Any]) -> tuple[VRGVConfig, dict[st
     if eval_split not in ("train", "test", None):
         raise ConfigError("eval_split", f"expected 'train', 'test' or null, got {eval_split!r}")
     overrides = {k: v for k, v in section.items() if k not in _TASK_KEYS}
-    base = _PRESETS[preset]()
-    try:
-        cfg = config_from_dict(VRGVConfig, {**config_to_dict(base), **overrides})
-    except ValueError as e:
-        if isinstance(e, ConfigError):
-            raise
-        raise ConfigError(next(iter(overrides), "preset"), str(e)) from None
+    cfg = preset_config(VRGVConfig, _PRESETS, preset, overrides)
     world = synthetic_world({"feature_dim": cfg.feature_dim, "proposals": cfg.num_proposals,
                              "sampled_frames": cfg.num_frames, "grounding": True, **section.get("world", {})})
     resolved = {"preset": preset, "world": world, "stage": stage, "init": section.get("init"),
