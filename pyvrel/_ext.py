@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-import shutil
 import sys
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -126,6 +125,8 @@ def build_info() -> dict[str, Any]:
     info["cuda"] = mod.build_info() if mod is not None else {"available": False, "error": why}
     if mod is not None:
         info["cuda"]["available"] = True
+    import shutil  # here: not on the evaluation path's imports
+
     info["nvcc_on_path"] = shutil.which("nvcc") is not None
     if has_triton():
         import triton
