@@ -173,3 +173,30 @@ def test_synthetic_predicate_tail_thins_training_labels_only():
         ra, rb = list(map(key, a.annotation.relations)), list(map(key, b.annotation.relations))
         assert (ra == rb) if a.split == "test" else set(rb) <= set(ra)
         assert boxes(a) == boxes(b)
+
+
+@pytest.mark.parametrize("variant", ["base", "pdl", "kdl", "dll"])
+def test_head_variants_follow_the_interface(variant):
+    from pyvrel.models.dll.head import DLLConfig, DLLHead
+
+    t = build_pattern_table(PREDS, ("left", "past"))
+    torch.manual_seed(0)
+    head = DLLHead(6, t, [5, 4, 3, 2, 1], DLLConfig(variant=variant, pattern_dim=4), epoch_steps=2)
+    pf, bias = torch.randn(3, 6), torch.randn(3, 5)
+    s, o = torch.randn(3, 4), torch.randn(3, 4)
+    targets = torch.zeros(3, 5)
+    targets[0, 1] = 1
+    logits, extra = head(pf, s, o, bias, targets)
+    assert logits.shape == (3, 5)
+    want = {"base": set(), "pdl": {"pdl"}, "kdl": {"kdl_cm", "kdl_nt"}, "dll": {"pdl", "kdl_cm", "kdl_nt"}}[variant]
+    assert set(extra) == want
+    sum(extra.values(), logits.sum()).backward()
+    # no positives: finite
+    _, extra = head(pf, s, o, bias, torch.zeros(3, 5))
+    assert all(torch.isfinite(v) for v in extra.values())
+    head.eval()
+    with torch.no_grad():
+        eval_logits, extra = head(pf, s, o, bias)
+    assert extra == {} and torch.allclose(eval_logits - bias, head(pf, s, o, torch.zeros(3, 5))[0])
+    with pytest.raises(ValueError, match="variant: expected one of base, pdl, kdl, dll"):
+        DLLConfig(variant="both")
