@@ -200,3 +200,19 @@ def test_head_variants_follow_the_interface(variant):
     assert extra == {} and torch.allclose(eval_logits - bias, head(pf, s, o, torch.zeros(3, 5))[0])
     with pytest.raises(ValueError, match="variant: expected one of base, pdl, kdl, dll"):
         DLLConfig(variant="both")
+
+
+def test_per_predicate_recall_is_what_mean_recall_averages():
+    import numpy as np
+
+    from pyvrel.data import Relation
+    from pyvrel.eval import evaluate_relations
+
+    box = np.tile([[0.0, 0.0, 10.0, 10.0]], (5, 1))
+    far = np.tile([[50.0, 50.0, 60.0, 60.0]], (5, 1))
+    gt = {"v": [Relation(("dog", p, "cat"), (0, 5), box, far, None) for p in ("walk_left", "left", "left")]}
+    pred = {"v": [Relation(("dog", "left", "cat"), (0, 5), box, far, 0.9)]}
+    r = evaluate_relations(gt, pred, mean_recall=True, per_predicate=True)
+    assert r["per_predicate"] == {"walk_left": {"n_gt": 1, "R@50": 0.0, "R@100": 0.0},
+                                  "left": {"n_gt": 2, "R@50": 0.5, "R@100": 0.5}}
+    assert r["RelDet"]["mR@50"] == pytest.approx(0.25) and "per_predicate" not in evaluate_relations(gt, pred)
