@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from pyvrel.engine.config import ConfigError
 from pyvrel.models.dll.kdl import KnowledgeDecoupling
 from pyvrel.models.dll.patterns import PatternTable
 from pyvrel.models.dll.pdl import PatternDecoupling
@@ -65,18 +66,18 @@ class DLLConfig:
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
-            raise ValueError(f"variant: expected one of {', '.join(VARIANTS)}, got {self.variant!r}")
+            raise ConfigError("variant", f"expected one of {', '.join(VARIANTS)}, got {self.variant!r}")
         if isinstance(self.pattern_dim, bool) or not isinstance(self.pattern_dim, int) or self.pattern_dim < 1:
-            raise ValueError(f"pattern_dim: expected a positive integer, got {self.pattern_dim!r}")
+            raise ConfigError("pattern_dim", f"expected a positive integer, got {self.pattern_dim!r}")
         if isinstance(self.calibration_steps, bool) or not isinstance(self.calibration_steps, int) \
                 or self.calibration_steps < 0:
-            raise ValueError(f"calibration_steps: expected an integer >= 0, got {self.calibration_steps!r}")
+            raise ConfigError("calibration_steps", f"expected an integer >= 0, got {self.calibration_steps!r}")
         for key, low, high in (("adversarial", 0, 1e6), ("grl", 0, 1e6), ("ratio", 0, 1), ("calibration", 0, 1),
                                ("kdl_alpha", 0, 1), ("kdl_alpha_growth", 0, 1), ("kdl_alpha_after", 0, 1e9),
                                ("kdl_gamma", 0, 1)):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-                raise ValueError(f"{key}: expected a number in [{low}, {high:g}], got {value!r}")
+                raise ConfigError(key, f"expected a number in [{low}, {high:g}], got {value!r}")
 
     @property
     def pdl(self) -> bool:

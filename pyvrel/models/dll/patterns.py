@@ -36,7 +36,6 @@ VIDVRD_SPATIAL = ("above", "away", "behind", "beneath", "front", "inside", "left
                   "toward", "with")
 #: VidOR's 8 spatial predicates.
 VIDOR_SPATIAL = ("above", "away", "behind", "beneath", "in_front_of", "inside", "next_to", "towards")
-_SPATIAL = {"vidvrd": VIDVRD_SPATIAL, "vidor": VIDOR_SPATIAL}
 
 
 class PatternTableError(ValueError):
@@ -150,12 +149,19 @@ def build_pattern_table(predicates: Sequence[str], spatial_words: Iterable[str] 
     return _table(predicates, [_split(p, words) for p in predicates], source)
 
 
-def pattern_table(vocabulary: Vocabulary | str, spatial_words: Iterable[str] | None = None) -> PatternTable:
-    """The table of a shipped vocabulary (``"vidvrd"``, ``"vidor"``) or of any :class:`Vocabulary`
-    (its name picks the spatial words when it is a shipped one, else VidVRD's, unless given)."""
-    vocab = load_vocabulary(vocabulary) if isinstance(vocabulary, str) else vocabulary
-    words = spatial_words if spatial_words is not None else _SPATIAL.get(vocab.name, VIDVRD_SPATIAL)
-    return build_pattern_table(vocab.predicates, words, source=f"pattern table of {vocab.name!r}")
+def pattern_table(vocabulary: Vocabulary | str | Sequence[str], spatial_words: Iterable[str] | None = None
+                  ) -> PatternTable:
+    """The table of a shipped vocabulary (``"vidvrd"``, ``"vidor"``), a :class:`Vocabulary` or a
+    predicate list. Spatial words, unless given: VidOR's when every predicate is a VidOR predicate,
+    else VidVRD's (so also the synthetic world's and a folder's with VidVRD names)."""
+    if isinstance(vocabulary, str):
+        vocabulary = load_vocabulary(vocabulary)
+    predicates = list(vocabulary.predicates if isinstance(vocabulary, Vocabulary) else vocabulary)
+    if spatial_words is None:
+        vidor = set(load_vocabulary("vidor").predicates)
+        spatial_words = VIDOR_SPATIAL if set(predicates) <= vidor else VIDVRD_SPATIAL
+    name = vocabulary.name if isinstance(vocabulary, Vocabulary) else f"{len(predicates)} predicates"
+    return build_pattern_table(predicates, spatial_words, source=f"pattern table of {name!r}")
 
 
 def read_pattern_table(path: str | Path, predicates: Sequence[str]) -> PatternTable:
