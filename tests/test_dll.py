@@ -216,3 +216,47 @@ def test_per_predicate_recall_is_what_mean_recall_averages():
     assert r["per_predicate"] == {"walk_left": {"n_gt": 1, "R@50": 0.0, "R@100": 0.0},
                                   "left": {"n_gt": 2, "R@50": 0.5, "R@100": 0.5}}
     assert r["RelDet"]["mR@50"] == pytest.approx(0.25) and "per_predicate" not in evaluate_relations(gt, pred)
+
+
+def _tiny_classifier(variant):
+    from pyvrel.models.dll.head import DLLConfig, DLLHead
+    from pyvrel.models.vidvrd2.config import VidVRD2Config
+    from pyvrel.models.vidvrd2.model import IterativeClassifier
+
+    t = build_pattern_table(PREDS, ("left", "past"))
+    cfg = VidVRD2Config(feature_dim=4, num_objects=3, num_predicates=5, hidden=8)
+    head = DLLHead(8, t, [5, 4, 3, 2, 1], DLLConfig(variant=variant, pattern_dim=6))
+    return IterativeClassifier(cfg, head)
+
+
+def _pairs(n, positives):
+    from pyvrel.models.vidvrd2.model import PairBatch
+
+    g = torch.Generator().manual_seed(0)
+    targets = torch.zeros(n, 5)
+    targets[:positives, 0] = 1
+    return PairBatch(torch.randn(n, 4, generator=g), torch.randn(n, 4, generator=g), torch.randn(n, 12, generator=g),
+                     torch.zeros(n, dtype=torch.long), torch.ones(n, dtype=torch.long), targets)
+
+
+def test_dll_on_vidvrd2_trains_and_each_parameter_is_stepped_once():
+    from pyvrel.engine.optim import param_groups
+
+    model = _tiny_classifier("dll")
+    groups = param_groups(model, 5e-4)
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids)) == len([p for p in model.parameters() if p.requires_grad])  # the code's bug
+    corr = [g for g in groups if any(p is model.predicate_head.kdl.correlation for p in g["params"])]
+    assert corr[0]["weight_decay"] == 0.0
+    opt = torch.optim.AdamW(groups, lr=1e-2)
+    before = model.predicate_head.kdl.correlation.detach().clone()
+    for positives in (3, 0):  # a batch without positives: finite loss, no crash
+        out = model(_pairs(6, positives))
+        assert torch.isfinite(out["loss"]) and {"pdl", "kdl_cm", "kdl_nt"} <= set(out)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    assert not torch.equal(before, model.predicate_head.kdl.correlation)
+    model.eval()
+    s, o, p = model.logits(_pairs(2, 0)._replace(subject_labels=None, object_labels=None, predicate_targets=None))
+    assert p.shape == (2, 5) and torch.isfinite(p).all()  # inference runs the head (the code's was broken)
