@@ -1,5 +1,6 @@
 """Pictures and tables of results, written directly (no plotting library): one video's relations
-over time (:func:`timeline_svg`), a training curve (:func:`curve_svg`), and relation detection /
+over time (:func:`timeline_svg`), a training curve (:func:`curve_svg`), per-predicate recall of
+several models from head to tail predicates (:func:`recall_svg`), and relation detection /
 tagging scores as an aligned terminal table (:func:`metrics_table`)."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 from pyvrel.data.relations import Relation, Triplet
 
-__all__ = ["curve_svg", "metrics_table", "nice_ticks", "timeline_svg"]
+__all__ = ["MEAN_RECALL_COLUMNS", "curve_svg", "metrics_table", "nice_ticks", "recall_svg", "timeline_svg"]
 
 GT_COLOR, HIT_COLOR, MISS_COLOR = "#2ca02c", "#1f77b4", "#d62728"
 _GRID = 'stroke="#d9d9d9" stroke-width="1"'
@@ -175,21 +176,74 @@ def curve_svg(records: Sequence[Mapping[str, Any]], key: str = "loss") -> str:
     return "\n".join(out) + "\n"
 
 
+_SERIES_COLORS = ("#7f7f7f", "#d62728", "#1f77b4", "#2ca02c")
+
+
+def recall_svg(recalls: Mapping[str, Mapping[str, float]], predicates: Sequence[str], title: str,
+               counts: Mapping[str, int] | None = None) -> str:
+    """Grouped bars of per-predicate recall: ``recalls`` maps a model name to ``{predicate: recall
+    in [0, 1]}`` (a missing predicate counts 0); ``predicates`` gives the x order (head to tail);
+    ``counts`` (training labels per predicate) are written under the names when given."""
+    n, k = len(predicates), max(len(recalls), 1)
+    left, right, top, bottom = 56, 20, 56, 150
+    slot = max(3 * k, 14)
+    pw, ph = n * slot, 300
+    width, height = left + pw + right, top + ph + bottom
+    out = _svg_open(max(width, 360), height)
+    out.append(f'<text x="{left}" y="22" font-size="14">{escape(title)}</text>')
+    for i, name in enumerate(recalls):
+        x = left + 150 * i
+        color = _SERIES_COLORS[i % len(_SERIES_COLORS)]
+        out.append(f'<rect x="{x}" y="32" width="12" height="12" fill="{color}"/>'
+                   f'<text x="{x + 16}" y="42">{escape(name)}</text>')
+    sy = lambda v: top + ph - v * ph  # noqa: E731
+    for t in nice_ticks(0.0, 1.0, 5):
+        out.append(f'<line x1="{left}" y1="{sy(t):.1f}" x2="{left + pw}" y2="{sy(t):.1f}" {_GRID}/>'
+                   f'<text x="{left - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">{_label(t)}</text>')
+    bar = (slot - 4) / k
+    for j, pred in enumerate(predicates):
+        x0 = left + j * slot + 2
+        for i, values in enumerate(recalls.values()):
+            v = float(values.get(pred, 0.0))
+            color = _SERIES_COLORS[i % len(_SERIES_COLORS)]
+            out.append(f'<rect x="{x0 + i * bar:.1f}" y="{sy(v):.1f}" width="{bar:.1f}" height="{ph * v:.1f}" '
+                       f'fill="{color}"/>')
+        label = pred + (f" ({counts[pred]})" if counts is not None and pred in counts else "")
+        cx = x0 + (slot - 4) / 2
+        out.append(f'<text transform="translate({cx + 3:.1f} {top + ph + 6}) rotate(-90)" text-anchor="end" '
+                   f'font-size="9">{escape(label)}</text>')
+    out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="black"/>')
+    out.append(f'<text transform="translate(16 {top + ph / 2}) rotate(-90)" text-anchor="middle">recall</text>')
+    out.append(f'<text x="{left + pw / 2}" y="{height - 8}" text-anchor="middle">predicates, head to tail '
+               f'(training labels)</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
 _COLUMNS = (("RelDet", "mAP"), ("RelDet", "R@50"), ("RelDet", "R@100"), ("RelTag", "P@1"), ("RelTag", "P@5"),
             ("RelTag", "P@10"))
 
 
-def metrics_table(results: Mapping[str, Mapping[str, Any]], notes: Mapping[str, str] | None = None) -> str:
+#: The RelDet columns of a long-tail study (DLL's Table 1): mean recall, recall, Mean, mAP.
+MEAN_RECALL_COLUMNS = (("RelDet", "mR@50"), ("RelDet", "mR@100"), ("RelDet", "R@50"), ("RelDet", "R@100"),
+                       ("RelDet", "Mean"), ("RelDet", "mAP"), ("RelTag", "P@5"), ("RelTag", "P@10"))
+
+
+def metrics_table(results: Mapping[str, Mapping[str, Any]], notes: Mapping[str, str] | None = None,
+                  columns: Sequence[tuple[str, str]] = _COLUMNS) -> str:
     """``results`` (model name -> :func:`pyvrel.eval.evaluate_relations` output) as an aligned
     plain-text table of percentages, one row per model, then one line per entry of ``notes``
-    (model name -> what that row is)."""
+    (model name -> what that row is); ``columns``: ``(section, key)`` pairs, RelDet ones first
+    (default mAP, R@50/100, P@1/5/10; :data:`MEAN_RECALL_COLUMNS` with ``mean_recall=True`` results)."""
     name_w = max([len("model")] + [len(n) for n in results])
     col_w = 8
-    head1 = " " * name_w + "  " + f"{'RelDet (%)':^{3 * col_w + 4}}" + "  " + f"{'RelTag (%)':^{3 * col_w + 4}}"
-    head2 = f"{'model':<{name_w}}" + "".join(f"  {k:>{col_w}}" for _, k in _COLUMNS)
+    n_det = sum(1 for task, _ in columns if task == "RelDet")
+    widths = [n_det * (col_w + 2) - 2, (len(columns) - n_det) * (col_w + 2) - 2]
+    head1 = " " * name_w + "  " + f"{'RelDet (%)':^{widths[0]}}" + "  " + f"{'RelTag (%)':^{widths[1]}}"
+    head2 = f"{'model':<{name_w}}" + "".join(f"  {k:>{col_w}}" for _, k in columns)
     lines = [head1.rstrip(), head2, "-" * len(head2)]
     for name, r in results.items():
-        lines.append(f"{name:<{name_w}}" + "".join(f"  {100 * r[task][k]:>{col_w}.2f}" for task, k in _COLUMNS))
+        lines.append(f"{name:<{name_w}}" + "".join(f"  {100 * r[task][k]:>{col_w}.2f}" for task, k in columns))
     for name, note in (notes or {}).items():
         lines.append(f"{name}: {note}")
     return "\n".join(lines)

@@ -18,6 +18,8 @@ module                 what
 :mod:`.streams`        extra streams a config switches on, one module each:
                        :mod:`.streams.clip` (VrdONE-X's ``tracklet_clip``),
                        :mod:`.streams.grounding` (vRGV's proposals with distractors)
+:mod:`.longtail`       ``predicate_tail``: long-tailed training labels over predicates that
+                       share patterns (for DLL)
 :mod:`.writer`         :func:`write_world`: ``annotations/{train,test}/``, ``features/``,
                        ``world.json``
 =====================  ======================================================================
