@@ -123,6 +123,8 @@ MODELS: dict[str, ModelEntry | str | TaskBuilder] = {
                          load="pyvrel.models.vrdone.task:load", demo="pyvrel.models.vrdone.task:DEMO"),
     "vrgv": ModelEntry("vRGV", train="pyvrel.models.vrgv.task:build_task",
                        ground="pyvrel.models.vrgv.task:load_grounder"),  # grounds, detects nothing
+    "uasan": ModelEntry("UASAN", train="pyvrel.models.uasan.task:build_task", load="pyvrel.models.uasan.task:load",
+                        demo="pyvrel.models.uasan.task:DEMO"),
 }
 
 
