@@ -37,7 +37,7 @@ def run_one(variant: str, text: str, args: argparse.Namespace) -> dict:
                "world": {"seed": args.seed, "num_videos": args.videos}}
     train = {"epochs": args.epochs, "progress": False, "seed": args.seed, "log_every": 100}
     run = prepare_run("uasan", "synthetic", {"model": section, "train": train}, args.out / f"{variant}_{text}")
-    summary = run.fit(clear=True)
+    summary = run.fit(clear=run.out.exists())  # a rerun starts afresh
     train_s = time.time() - t0
     detector = load(torch.load(summary["checkpoint"], map_location="cpu", weights_only=False))
     dataset = open_dataset("synthetic", run.meta["model_config"]["world"])

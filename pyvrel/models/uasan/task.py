@@ -63,7 +63,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {"lr": 1e-3, "weight_decay": 1e-4, "batch_size"
 _DEMO_TRAIN = {"epochs": 10, "log_every": 50}
 DEMO: dict[str, dict[str, dict[str, Any]]] = {
     "full": {"train": _DEMO_TRAIN},
-    "quick": {"model": {"world": {"num_videos": 10, "frames": [60, 90]}}, "train": {"epochs": 1, "log_every": 1}},
+    "quick": {"model": {"world": {"num_videos": 10, "frames": [60, 90]}}, "train": {"epochs": 1, "log_every": 1, "batch_size": 4}},
 }
 _TASK_KEYS = {"world": None, "text": "hashed", "text_dim": 64, "split": None, "union": "box", "min_frames": 15,
               "eval_setting": "sgdet", "eval_predicates": "all", "eval_split": "test"}
