@@ -48,7 +48,7 @@ from pyvrel.eval.association import SegmentRelation, Track, associate
 from pyvrel.models.uasan.features import CONCEPT_KEY, GRID_KEY, Segment, gt_tracklets, segment_inputs
 from pyvrel.models.uasan.model import UASAN, UASANConfig
 
-__all__ = ["DEMO", "TRAIN_DEFAULTS", "WORLD", "UASANDetector", "UASANTrainModel", "build_task", "collate",
+__all__ = ["TRAIN_DEFAULTS", "WORLD", "UASANDetector", "UASANTrainModel", "build_task", "collate",
            "evaluate_open_vocab", "load", "resolve_config", "training_items"]
 
 log = logging.getLogger("pyvrel.models.uasan")
@@ -60,11 +60,6 @@ WORLD: dict[str, Any] = {"open_vocab": 16, "num_videos": 120, "frames": [60, 150
 TRAIN_DEFAULTS: dict[str, Any] = {"lr": 1e-3, "weight_decay": 1e-4, "batch_size": 16, "epochs": 12,
                                   "warmup_epochs": 1.0, "clip_grad_norm": 1.0, "eval_every": 0, "log_every": 20,
                                   "checkpoint_every": 0, "device": "cpu"}
-_DEMO_TRAIN = {"epochs": 10, "log_every": 50}
-DEMO: dict[str, dict[str, dict[str, Any]]] = {
-    "full": {"train": _DEMO_TRAIN},
-    "quick": {"model": {"world": {"num_videos": 10, "frames": [60, 90]}}, "train": {"epochs": 1, "log_every": 1, "batch_size": 4}},
-}
 _TASK_KEYS = {"world": None, "text": "hashed", "text_dim": 64, "split": None, "union": "box", "min_frames": 15,
               "eval_setting": "sgdet", "eval_predicates": "all", "eval_split": "test"}
 _CHOICES = {"union": ("box", "segment"), "eval_setting": ("sgdet", "sgcls", "predcls"),
