@@ -80,9 +80,8 @@ def main() -> None:
             continue
         for variant in args.variants:
             results[f"{variant}/{text}"] = run_one(variant, text, args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "metrics.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                       "results": results}, indent=1) + "\n")
+            (args.out / "metrics.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                                               "results": results}, indent=1) + "\n")
     print(table(results))
 
 

@@ -153,7 +153,7 @@ def test_training_items_never_carry_novel_labels():
     for i in range(WORLD.num_videos):
         v = generate_video(WORLD, i, world)
         segs += segment_inputs(gt_tracklets(v.annotation, v.features), v.features[GRID_KEY],
-                               v.annotation.frame_count, annotation=v.annotation)
+                               v.annotation.frame_count, (1280, 720), annotation=v.annotation)
     novel = set(split["predicates"]["novel"])
     assert any(novel & labels for s in segs for labels in s.labels)  # the data do have novel relations
     items = training_items(segs, split)

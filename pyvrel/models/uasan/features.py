@@ -1,5 +1,5 @@
-"""UASAN's inputs per 30-frame segment (stride 15): tracklets, ordered pairs, union-region and motion
-features, and the predicate labels of ground-truth pairs.
+"""UASAN's inputs per 30-frame segment (stride 15, :mod:`pyvrel.data.segments`): tracklets, ordered
+pairs, union-region and motion features, and the predicate labels of ground-truth pairs.
 
 * trajectory feature ``f_i (Dv,)``: the mean over the segment's frames of the tracklet's concept
   feature (``tracklet_concept``, the "ViT" feature of the paper; one vector per trajectory);
@@ -7,9 +7,10 @@ features, and the predicate labels of ground-truth pairs.
   shared frame, the mean of the ``union_grid`` cells the union box of the two boxes touches, then
   the mean over frames; ``union="segment"`` (the public code): one vector for the whole segment, the
   mean over its pairs of the former, repeated for every pair;
-* motion ``(15,)``: RePro's 12-d relative position of the first and last boxes in the segment,
-  interleaved (``rx, ry, rw, rh, ra, rt`` x (start, end), centre format, ``rt`` in segments of 30
-  frames) and the GIoU of the boxes at the first and last shared frames with their difference.
+* motion ``(15,)``: the 12-d relative position of the first and last boxes in the segment
+  (:func:`pyvrel.data.segments.relative_position`, VidVRD-II's order; the code interleaves the same
+  12 values, which a learnt layer does not notice) and the GIoU of the boxes at the first and last
+  shared frames with their difference.
 
 A pair takes part when both tracklets share at least ``min_frames`` frames of the segment (the
 code's ``traj_len_th=15``).
@@ -23,15 +24,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from pyvrel.data.annotations import VideoAnnotation
+from pyvrel.data.segments import cut_tracklets, ordered_pairs, relative_position, segment_spans
 from pyvrel.data.synthetic.streams.openvocab import CELL
 from pyvrel.data.tracklets import Tracklet, oracle_tracklets
-from pyvrel.eval.association import segment_spans
 
 __all__ = ["CONCEPT_KEY", "GRID_KEY", "Segment", "gt_tracklets", "motion_features", "segment_inputs",
            "union_features"]
 
 CONCEPT_KEY, GRID_KEY = "tracklet_concept", "union_grid"
-SEGMENT, STRIDE = 30, 15
 
 
 @dataclass
@@ -59,11 +59,6 @@ def gt_tracklets(annotation: VideoAnnotation, arrays: Mapping[str, np.ndarray]) 
     return [t for t in oracle_tracklets(annotation, feats) if t.tid in feats] if feats else []
 
 
-def _xywh(b: np.ndarray) -> np.ndarray:
-    return np.stack([(b[..., 0] + b[..., 2]) / 2, (b[..., 1] + b[..., 3]) / 2,
-                     b[..., 2] - b[..., 0] + 1, b[..., 3] - b[..., 1] + 1], -1)
-
-
 def _giou(a: np.ndarray, b: np.ndarray) -> float:
     """GIoU of two pixel boxes (+1 areas, the code's TO_REMOVE convention)."""
     iw = max(min(a[2], b[2]) - max(a[0], b[0]) + 1, 0.0)
@@ -74,18 +69,16 @@ def _giou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / union - (hull - union) / hull)
 
 
-def motion_features(s: Tracklet, o: Tracklet) -> np.ndarray:
-    """``(15,)`` float32: relative position (12) and GIoU (3) of a pair (module docstring)."""
-    ss, os_ = _xywh(s.boxes[[0, -1]]), _xywh(o.boxes[[0, -1]])
-    rx = (ss[:, 0] - os_[:, 0]) / os_[:, 2]
-    ry = (ss[:, 1] - os_[:, 1]) / os_[:, 3]
-    rw, rh = np.log(ss[:, 2] / os_[:, 2]), np.log(ss[:, 3] / os_[:, 3])
-    ra = np.log(ss[:, 2] * ss[:, 3]) - np.log(os_[:, 2] * os_[:, 3])
-    rt = (np.array([s.start, s.end]) - np.array([o.start, o.end])) / SEGMENT
-    lo, hi = max(s.start, o.start), min(s.end, o.end) - 1
-    gs = _giou(s.boxes[lo - s.start], o.boxes[lo - o.start])
-    ge = _giou(s.boxes[hi - s.start], o.boxes[hi - o.start])
-    return np.concatenate([rx, ry, rw, rh, ra, rt, [gs, ge, ge - gs]]).astype(np.float32)
+def motion_features(tracklets: list[Tracklet], pairs: np.ndarray, width: float, height: float) -> np.ndarray:
+    """``(P, 15)`` float32: relative position (12) and GIoU (3) of each pair (module docstring)."""
+    rel = relative_position(tracklets, pairs, width, height)
+    giou = np.zeros((len(pairs), 3), np.float32)
+    for k, (i, j) in enumerate(np.asarray(pairs).tolist()):
+        s, o = tracklets[i], tracklets[j]
+        lo, hi = max(s.start, o.start), min(s.end, o.end) - 1
+        gs, ge = _giou(s.boxes[lo - s.start], o.boxes[lo - o.start]), _giou(s.boxes[hi - s.start], o.boxes[hi - o.start])
+        giou[k] = gs, ge, ge - gs
+    return np.concatenate([rel, giou], 1)
 
 
 def union_features(grid: np.ndarray, s: Tracklet, o: Tracklet) -> np.ndarray:
@@ -103,37 +96,29 @@ def union_features(grid: np.ndarray, s: Tracklet, o: Tracklet) -> np.ndarray:
     return np.mean(out, 0).astype(np.float32)
 
 
-def _cut(t: Tracklet, lo: int, hi: int) -> Tracklet | None:
-    a, b = max(t.start, lo), min(t.end, hi)
-    if b <= a:
-        return None
-    return Tracklet(t.category, t.score, a, t.boxes[a - t.start: b - t.start], t.features[a - t.start: b - t.start],
-                    tid=t.tid)
-
-
-def segment_inputs(tracklets: list[Tracklet], grid: np.ndarray, frame_count: int, *, min_frames: int = 15,
-                   union: str = "box", annotation: VideoAnnotation | None = None) -> list[Segment]:
+def segment_inputs(tracklets: list[Tracklet], grid: np.ndarray, frame_count: int, size: tuple[float, float], *,
+                   min_frames: int = 15, union: str = "box", annotation: VideoAnnotation | None = None) -> list[Segment]:
     """The :class:`Segment` inputs of one video's ``tracklets`` (``features``: per-frame concept
-    features) and ``grid`` (its ``union_grid``); ``annotation`` (with ground-truth tracklets, ``tid``
-    set) adds the labels. Segments without a pair are left out."""
+    features), ``grid`` (its ``union_grid``) and frame ``size`` (width, height); ``annotation`` (with
+    ground-truth tracklets, ``tid`` set) adds the labels. Segments without a pair are left out."""
     if union not in ("box", "segment"):
         raise ValueError(f"union: expected 'box' (the paper's union region) or 'segment' (the code's), got {union!r}")
     out = []
-    for lo, hi in segment_spans(frame_count, SEGMENT, STRIDE):
-        cut = [c for c in (_cut(t, lo, hi) for t in tracklets) if c is not None and len(c.boxes) >= min_frames]
-        pairs = [(i, j) for i, a in enumerate(cut) for j, b in enumerate(cut)
-                 if i != j and min(a.end, b.end) - max(a.start, b.start) >= min_frames]
-        if not pairs:
+    for lo, hi in segment_spans(frame_count):
+        cut = cut_tracklets(tracklets, lo, hi, min_frames)
+        pairs = np.array([(i, j) for i, j in ordered_pairs(len(cut)).tolist()
+                          if min(cut[i].end, cut[j].end) - max(cut[i].start, cut[j].start) >= min_frames],
+                         np.int64).reshape(-1, 2)
+        if not len(pairs):
             continue
-        uni = np.stack([union_features(grid, cut[i], cut[j]) for i, j in pairs])
+        uni = np.stack([union_features(grid, cut[i], cut[j]) for i, j in pairs.tolist()])
         if union == "segment":
             uni = np.repeat(uni.mean(0, keepdims=True), len(pairs), 0)
-        seg = Segment((lo, hi), cut, np.stack([t.features.mean(0) for t in cut]).astype(np.float32),
-                      np.array(pairs, np.int64).reshape(-1, 2), uni,
-                      np.stack([motion_features(cut[i], cut[j]) for i, j in pairs]))
+        seg = Segment((lo, hi), cut, np.stack([t.features.mean(0) for t in cut]).astype(np.float32), pairs, uni,
+                      motion_features(cut, pairs, *size))
         if annotation is not None:
             seg.labels = []
-            for i, j in pairs:
+            for i, j in pairs.tolist():
                 a, b = cut[i], cut[j]
                 p0, p1 = max(a.start, b.start), min(a.end, b.end)
                 seg.labels.append({r.predicate for r in annotation.relations

@@ -206,8 +206,8 @@ class UASANDetector:
     def segments(self, annotation: VideoAnnotation, arrays: Mapping[str, np.ndarray]) -> list[Segment]:
         tracks = (_concept_tracklets(arrays, list(self.vocabulary.objects)) if self.setting == "sgdet"
                   else gt_tracklets(annotation, arrays))
-        return segment_inputs(tracks, arrays[GRID_KEY], annotation.frame_count, min_frames=self.min_frames,
-                              union=self.union)
+        return segment_inputs(tracks, arrays[GRID_KEY], annotation.frame_count, (annotation.width, annotation.height),
+                              min_frames=self.min_frames, union=self.union)
 
     @torch.no_grad()
     def detect_video(self, annotation: VideoAnnotation, arrays: Mapping[str, np.ndarray],
@@ -354,7 +354,7 @@ def build_task(model_config: Mapping[str, Any], data: str) -> TrainTask:
     for anno, arrays, file in dataset.arrays("train", wanted):
         arrays = _checked(arrays, file, anno)
         segments += segment_inputs(gt_tracklets(anno, arrays), arrays[GRID_KEY], anno.frame_count,
-                                   min_frames=resolved["min_frames"], union=resolved["union"], annotation=anno)
+                                   (anno.width, anno.height), min_frames=resolved["min_frames"], union=resolved["union"], annotation=anno)
     items = training_items(segments, split)
     if not items:
         raise ValueError(f"{data}: no training segments with a pair of base categories")
