@@ -63,7 +63,7 @@ def table(results: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--videos", type=int, default=240, help="videos in the world (80%% train)")
+    ap.add_argument("--videos", type=int, default=160, help="videos in the world (80%% train)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--union", choices=("box", "segment"), default="box")
