@@ -190,7 +190,7 @@ def associate(
                         linked = r
                         break
             if linked is not None:
-                candidates.remove(linked)
+                candidates = [c for c in candidates if c is not linked]  # by identity: tracks hold arrays
                 linked.sub, linked.obj = _join(linked.sub, p.sub), _join(linked.obj, p.obj)
                 linked.confs.append(float(p.score))
                 current.append(linked)
