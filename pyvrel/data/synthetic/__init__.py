@@ -17,7 +17,9 @@ module                 what
                        noisy tracklets, per-frame detections, region proposals
 :mod:`.streams`        extra streams a config switches on, one module each:
                        :mod:`.streams.clip` (VrdONE-X's ``tracklet_clip``),
-                       :mod:`.streams.grounding` (vRGV's proposals with distractors)
+                       :mod:`.streams.grounding` (vRGV's proposals with distractors),
+                       :mod:`.streams.hvrnet` (HVR-Net's RoI proposals, confusable
+                       categories, features of the per-frame detections)
 :mod:`.writer`         :func:`write_world`: ``annotations/{train,test}/``, ``features/``,
                        ``world.json``
 =====================  ======================================================================

@@ -45,6 +45,8 @@ class SynthConfig:
             (:mod:`pyvrel.data.synthetic.streams.clip`); 0 = not written.
         grounding: replace the plain proposals by vRGV's grounding stream
             (:mod:`pyvrel.data.synthetic.streams.grounding`: distractors, jitter, shuffled slots).
+        hvrnet: add HVR-Net's stream (:mod:`pyvrel.data.synthetic.streams.hvrnet`): RoI proposals
+            with confusable categories, and ``det_features`` for ``pyvrel track``.
     """
 
     seed: int = 0
@@ -63,6 +65,7 @@ class SynthConfig:
     false_tracks: float = 1.0
     clip_dim: int = 0
     grounding: bool = False
+    hvrnet: bool = False
 
     def __post_init__(self) -> None:
         from pyvrel.engine.config import ConfigError  # only here: the world needs no training code
