@@ -33,7 +33,7 @@ from pyvrel.data.features import FeatureStore
 from pyvrel.data.folder import split_path
 from pyvrel.ops import batched_nms, seq_nms
 
-__all__ = ["TrackConfig", "track_folder", "track_video"]
+__all__ = ["TrackConfig", "track_folder", "track_recall", "track_video"]
 
 
 @dataclass(frozen=True)
@@ -193,3 +193,40 @@ def track_folder(detections: str | os.PathLike, data: str | os.PathLike, out: st
             if not len(arrays["tracklet_start"]):
                 empty.append(vid)
     return {"videos": len(files), "tracklets": count, "empty": empty, "seconds": time.perf_counter() - t0}
+
+
+def track_recall(data: str | os.PathLike, tracked: str | os.PathLike, threshold: float = 0.5,
+                 split: str | None = None) -> dict[str, Any]:
+    """Tracklet quality of a tracked folder against the ground-truth tracks of the dataset folder
+    ``data`` (both splits, or ``split``): ``recall`` = share of ground-truth tracks (one per object,
+    gaps interpolated) whose best tracklet has vIoU ``>= threshold`` (:func:`pyvrel.ops.tube_iou`,
+    continuous boxes), ``category`` = share of those whose tracklet's top category is the object's,
+    ``mean_viou`` = the mean best vIoU, ``tracks`` and ``tracklets`` counts, and ``per_video``:
+    ``{video_id: (tids, best tracklet per track, best vIoU per track)}``."""
+    from pyvrel.data.folder import check_tracklets
+    from pyvrel.ops import Tubes, tube_iou
+
+    dataset = open_dataset(data)
+    splits = [split] if split else [s for s in ("train", "test") if dataset.has_split(s)]
+    objects = dataset.vocabulary().objects
+    store = FeatureStore(Path(tracked) / "features")
+    best_all, right, tracklets, per_video = [], [], 0, {}
+    for s in splits:
+        for vid, anno in dataset.annotations(s).items():
+            f = check_tracklets(store[vid], len(objects), file=str(store.path(vid)), video=vid,
+                                frame_count=anno.frame_count)
+            tids, gt = anno.object_tubes()
+            tracks = Tubes(torch.from_numpy(f["tracklet_boxes"]).double(), torch.from_numpy(f["tracklet_start"]),
+                           torch.from_numpy(f["tracklet_length"]))
+            best, which = tube_iou(gt, tracks).max(1)
+            category = anno.category_of()
+            for t, v, k in zip(tids, best.tolist(), which.tolist()):
+                best_all.append(v)
+                if v >= threshold:
+                    right.append(objects[int(np.argmax(f["tracklet_scores"][k]))] == category[t])
+            tracklets += len(f["tracklet_start"])
+            per_video[vid] = (tids, which.tolist(), best.tolist())
+    hits = np.array(best_all) >= threshold
+    return {"recall": float(hits.mean()) if len(hits) else 0.0, "category": float(np.mean(right)) if right else 0.0,
+            "mean_viou": float(np.mean(best_all)) if best_all else 0.0, "tracks": len(best_all),
+            "tracklets": tracklets, "per_video": per_video}

@@ -8,14 +8,11 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 
 from pyvrel.cli import main
 from pyvrel.data import FeatureStore, FormatError, load_vocabulary, read_annotations
 from pyvrel.data.detections import DETECTION_KEYS, read_detections
-from pyvrel.data.folder import check_tracklets
-from pyvrel.ops import Tubes, tube_iou
-from pyvrel.track import TrackConfig, track_folder
+from pyvrel.track import TrackConfig, track_folder, track_recall
 
 SMALL = ["--set", "model.embd_dim=16", "--set", "model.fpn_dim=8", "--set", "model.dec_dim=8", "--set",
          "model.dec_hidden=16", "--set", "train.epochs=1", "--set", "train.batch_size=4", "--set",
@@ -34,35 +31,30 @@ def hvr_world(tmp_path_factory):
     return out
 
 
-def viou_recall(data, tracked, threshold=0.5):
-    """Share of ground-truth tracks whose best tracklet has vIoU >= threshold, and the share of those whose
-    tracklet's top category is the track's."""
-    annos = {**read_annotations(data / "annotations" / "train"), **read_annotations(data / "annotations" / "test")}
-    store = FeatureStore(tracked / "features")
-    hit = right = total = 0
-    for vid, anno in annos.items():
-        f = check_tracklets(store[vid], len(OBJECTS), file=vid, video=vid, frame_count=anno.frame_count)
-        tids, gt = anno.object_tubes()
-        tracks = Tubes(torch.from_numpy(f["tracklet_boxes"]).double(), torch.from_numpy(f["tracklet_start"]),
-                       torch.from_numpy(f["tracklet_length"]))
-        best, which = tube_iou(gt, tracks).max(1)
-        category = anno.category_of()
-        for t, v, k in zip(tids, best.tolist(), which.tolist()):
-            total += 1
-            if v >= threshold:
-                hit += 1
-                right += OBJECTS[int(np.argmax(f["tracklet_scores"][k]))] == category[t]
-    return hit / total, right / max(hit, 1)
-
-
 def test_track_follows_the_ground_truth_tracks(hvr_world, tmp_path):
     summary = track_folder(hvr_world / "features", hvr_world, tmp_path / "t")
     assert summary["videos"] == 8 and not summary["empty"]
-    recall, right = viou_recall(hvr_world, tmp_path / "t")
-    assert recall >= 0.9 and right >= 0.9, (recall, right)
+    quality = track_recall(hvr_world, tmp_path / "t")
+    assert quality["recall"] >= 0.9 and quality["category"] >= 0.9, quality
     # without joining across missed detections the tracks break: the joining is what brings recall up
     track_folder(hvr_world / "features", hvr_world, tmp_path / "nogap", TrackConfig(max_gap=0))
-    assert viou_recall(hvr_world, tmp_path / "nogap")[0] < recall
+    assert track_recall(hvr_world, tmp_path / "nogap")["recall"] < quality["recall"]
+
+
+def test_recall_of_the_ground_truth_itself_is_one(hvr_world, tmp_path):
+    """track_recall against tracklets that are the ground-truth tracks (every track's own boxes)."""
+    shutil.copytree(hvr_world / "annotations", tmp_path / "gt" / "annotations")
+    store = FeatureStore(tmp_path / "gt" / "features")
+    for split in ("train", "test"):
+        for vid, anno in read_annotations(hvr_world / "annotations" / split).items():
+            tids, tubes = anno.object_tubes()
+            scores = np.zeros((len(tids), len(OBJECTS)), np.float32)
+            scores[np.arange(len(tids)), [OBJECTS.index(anno.category_of()[t]) for t in tids]] = 1
+            store.write(vid, {"tracklet_boxes": tubes.boxes.float().numpy(), "tracklet_start": tubes.start.numpy(),
+                              "tracklet_length": tubes.length.numpy(), "tracklet_scores": scores,
+                              "tracklet_features": np.zeros((*tubes.boxes.shape[:2], 2), np.float32)})
+    quality = track_recall(hvr_world, tmp_path / "gt")
+    assert quality["recall"] == 1.0 and quality["category"] == 1.0 and quality["mean_viou"] == pytest.approx(1.0)
 
 
 def test_json_layout_gives_the_same_tracklets(hvr_world, tmp_path):
