@@ -29,27 +29,31 @@ __all__ = ["ProposalRelation", "RelationStage", "hard_proposal_triplets", "mine_
 
 
 class ProposalRelation(nn.Module):
-    """The relation block ``NL(X_q, X_kv)`` (module docstring); every weight initialised N(0, 0.01),
-    biases 0, as the released code.
+    """The relation block ``NL(X_q, X_kv)`` (module docstring).
 
     Args:
         dim: D, the width of the inputs and the output.
         embed_dim: width of the query/key projections (default D).
+        init_std: every weight initialised N(0, init_std), biases 0 (the released code: 0.01, for
+            1024-d features of a pretrained detector); None: PyTorch's default initialisation
+            (a small model trained from scratch: query/key weights of 0.01 give near-zero
+            affinities whose gradients are near zero too, and the attention stays uniform).
 
     ``forward(query (B, Nq, D), key (B, Nk, D) = query, *, key_mask (B, Nk) bool = None,
     query_mask (B, Nq) bool = None) -> (out (B, Nq, D), affinity (B, Nq, Nk))``: ``affinity`` are
     the scaled logits ``q k^T / sqrt(embed_dim)`` (masked keys: -inf), the triplet loss's input.
     """
 
-    def __init__(self, dim: int, embed_dim: int | None = None) -> None:
+    def __init__(self, dim: int, embed_dim: int | None = None, init_std: float | None = 0.01) -> None:
         super().__init__()
         embed_dim = embed_dim or dim
         self.scale = 1.0 / math.sqrt(embed_dim)
         self.q_proj, self.k_proj = nn.Linear(dim, embed_dim), nn.Linear(dim, embed_dim)
         self.out_proj = nn.Linear(dim, dim)  # the 1x1 output convolution
-        for layer in (self.q_proj, self.k_proj, self.out_proj):
-            nn.init.normal_(layer.weight, 0.0, 0.01)
-            nn.init.zeros_(layer.bias)
+        if init_std is not None:
+            for layer in (self.q_proj, self.k_proj, self.out_proj):
+                nn.init.normal_(layer.weight, 0.0, init_std)
+                nn.init.zeros_(layer.bias)
 
     def forward(self, query: Tensor, key: Tensor | None = None, *, key_mask: Tensor | None = None,
                 query_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -78,16 +82,17 @@ def _check_mask(name: str, mask: Tensor, shape: torch.Size) -> None:
 
 
 class RelationStage(nn.Module):
-    """One relation stage: ``F = fc(X)`` (in_dim -> dim), ``F' = ReLU(F + NL(F, F))``.
+    """One relation stage: ``F = fc(X)`` (in_dim -> dim), ``F' = ReLU(F + NL(F, F))``
+    (``embed_dim``, ``init_std``: of :class:`ProposalRelation`).
 
     ``forward(x (B, N, in_dim), mask (B, N) bool = None) -> (F' (B, N, dim), affinity (B, N, N))``;
     masked proposals are neither keys nor outputs (their rows are 0).
     """
 
-    def __init__(self, in_dim: int, dim: int, embed_dim: int | None = None) -> None:
+    def __init__(self, in_dim: int, dim: int, embed_dim: int | None = None, init_std: float | None = 0.01) -> None:
         super().__init__()
         self.fc = nn.Linear(in_dim, dim)
-        self.relation = ProposalRelation(dim, embed_dim)
+        self.relation = ProposalRelation(dim, embed_dim, init_std)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         f = self.fc(x)

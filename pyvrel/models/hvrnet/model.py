@@ -46,6 +46,8 @@ class HVRNetConfig:
         window: frames of a window, in training and around each key frame at test [3 / 21].
         positives, negatives: candidate videos the hard positive / negative are mined from [2 / 6].
         triplet_margin, triplet_weight: the proposal triplet loss [10 / 1].
+        init_std: the relation blocks' weight initialisation (:class:`~pyvrel.nn.ProposalRelation`;
+            None: PyTorch's default) [0.01].
         fg_iou: IoU with a ground-truth box that makes a proposal foreground [0.5].
         score_threshold, nms_threshold, max_per_frame: inference [0.001 / 0.3 / 300].
     """
@@ -60,6 +62,7 @@ class HVRNetConfig:
     negatives: int = 6
     triplet_margin: float = 10.0
     triplet_weight: float = 1.0
+    init_std: float | None = 0.01
     fg_iou: float = 0.5
     score_threshold: float = 0.001
     nms_threshold: float = 0.3
@@ -78,7 +81,7 @@ class HVRNetConfig:
     def synthetic(cls) -> HVRNetConfig:
         """Sizes of the synthetic world (:mod:`pyvrel.data.synthetic.streams.hvrnet`, 32-d RoI features)."""
         return cls(feature_dim=32, dim=64, num_classes=35, window=6, positives=2, negatives=4, triplet_margin=1.0,
-                   max_per_frame=50, score_threshold=0.01)
+                   init_std=None, max_per_frame=50, score_threshold=0.01)
 
 
 class _Plain(nn.Module):
@@ -125,9 +128,9 @@ class HVRNet(nn.Module):
     def __init__(self, cfg: HVRNetConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        stage = _Plain if cfg.relations == "none" else RelationStage
         dims = [cfg.feature_dim] + [cfg.dim] * (cfg.intra_stages + 1)
-        self.stages = nn.ModuleList(stage(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.stages = nn.ModuleList(_Plain(a, b) if cfg.relations == "none" else RelationStage(a, b, init_std=cfg.init_std)
+                                    for a, b in zip(dims[:-1], dims[1:]))
         self.cls = nn.Linear(cfg.dim, cfg.num_classes + 1)
         self.reg = nn.Linear(cfg.dim, 4)
         nn.init.normal_(self.cls.weight, 0.0, 0.01)

@@ -107,8 +107,9 @@ def _check_rois(arrays: Mapping[str, np.ndarray], anno: VideoAnnotation, cfg: HV
     for key, a, shape in (("roi_frames", frames, (S,)), ("roi_boxes", boxes, (S, M, 4)),
                           ("roi_features", feats, (S, M, cfg.feature_dim))):
         if a.shape != shape or S < 1:
-            raise fail(key, f"expected shape {tuple('S' if s == S else 'M' if s == M else s for s in shape)} "
-                            f"(S >= 1 frames, feature_dim={cfg.feature_dim}), got {a.shape}")
+            want = ", ".join("S" if s == S else "M" if s == M else str(s) for s in shape)
+            raise fail(key, f"expected shape ({want}{',' if len(shape) == 1 else ''}) (S >= 1 frames, M proposals, "
+                            f"feature_dim={cfg.feature_dim}), got {a.shape}")
     if not np.issubdtype(frames.dtype, np.integer):
         raise fail("roi_frames", f"expected integers, got {frames.dtype}")
     if (np.diff(frames) <= 0).any() or frames[0] < 0 or frames[-1] >= anno.frame_count:
@@ -177,15 +178,23 @@ class TripletSamples(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> dict[str, Tensor]:
+    def draw(self, i: int) -> tuple[list[int], np.random.Generator]:
+        """Item ``i``'s videos: the target, ``positives`` videos with its category (other than the
+        target, unless there is none), ``negatives`` videos without it (any other when every video
+        has it); repeats only when there are too few. Also the generator that draws the windows."""
         cfg = self.cfg
         rng = np.random.default_rng([self.seed, self.epoch, i])
         v, c = self.items[i]
         same = [u for u in self.having[c] if u != v] or [v]
         others = sorted(set(range(len(self.videos))) - set(self.having[c])) or [u for u in range(len(self.videos))
                                                                                 if u != v] or [v]
-        chosen = [v, *rng.choice(same, cfg.positives, replace=len(same) < cfg.positives),
-                  *rng.choice(others, cfg.negatives, replace=len(others) < cfg.negatives)]
+        chosen = [v, *rng.choice(same, cfg.positives, replace=len(same) < cfg.positives).tolist(),
+                  *rng.choice(others, cfg.negatives, replace=len(others) < cfg.negatives).tolist()]
+        return chosen, rng
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        cfg = self.cfg
+        chosen, rng = self.draw(i)
         windows = []
         for u in chosen:
             S = len(self.videos[u].frames)
