@@ -52,8 +52,8 @@ _TASK_KEYS = ("preset", "world", "eval_split", "objects")
 TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "vid": {"optimizer": "sgd", "lr": 0.0015, "momentum": 0.9, "weight_decay": 1e-4, "clip_grad_norm": 35.0,
             "batch_size": 4, "epochs": 12, "warmup_epochs": 0.5, "eval_every": 4},
-    "synthetic": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "clip_grad_norm": 35.0, "batch_size": 8,
-                  "epochs": 12, "warmup_epochs": 0.5, "eval_every": 4}}
+    "synthetic": {"optimizer": "adamw", "lr": 1e-2, "weight_decay": 1e-4, "clip_grad_norm": 35.0, "batch_size": 4,
+                  "epochs": 20, "warmup_epochs": 0.5, "eval_every": 5}}
 #: The synthetic world HVR-Net trains on: every frame has RoI proposals (sampled_frames >= frames).
 _WORLD = {"num_videos": 120, "frames": [60, 120], "proposals": 16, "sampled_frames": 120, "hvrnet": True}
 
