@@ -43,7 +43,7 @@ def run_demo(out_dir: str | Path = "pyvrel_demo", quick: bool = False, threads: 
     """
     entry = get_model(model)
     demo = model_part(model, "demo")
-    if callable(demo):  # a model with a demo of its own (UASAN: base/novel study)
+    if callable(demo):  # the model's own demo (pyvrel.engine.registry)
         return demo(out_dir, quick=quick, threads=threads)
     config = demo["quick" if quick else "full"]
     model_part(model, "load")  # fail before training when it cannot be loaded back

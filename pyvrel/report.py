@@ -1,7 +1,8 @@
 """Pictures and tables of results, written directly (no plotting library): one video's relations
-over time (:func:`timeline_svg`), a training curve (:func:`curve_svg`), per-predicate recall of
-several models from head to tail predicates (:func:`recall_svg`), and relation detection /
-tagging scores as an aligned terminal table (:func:`metrics_table`)."""
+over time (:func:`timeline_svg`), one video's tracklets against its ground-truth tracks
+(:func:`tracks_svg`), a training curve (:func:`curve_svg`), per-predicate recall of several models
+(:func:`recall_svg`, :func:`recall_bars_svg`), and relation detection / tagging scores as an aligned
+terminal table (:func:`metrics_table`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 from pyvrel.data.relations import Relation, Triplet
 
 __all__ = ["MEAN_RECALL_COLUMNS", "curve_svg", "metrics_table", "nice_ticks", "recall_bars_svg", "recall_svg",
-           "timeline_svg"]
+           "timeline_svg", "tracks_svg"]
 
 GT_COLOR, HIT_COLOR, MISS_COLOR = "#2ca02c", "#1f77b4", "#d62728"
 _GRID = 'stroke="#d9d9d9" stroke-width="1"'
@@ -134,6 +135,51 @@ def timeline_svg(video_id: str, frames: int, groundtruth: Sequence[Relation], de
             out.append(f'<rect x="{x(b):.1f}" y="{y + 3}" width="{max(x(e) - x(b), 1.0):.1f}" height="{row_h - 6}" '
                        f'fill="{color}" fill-opacity="{opacity:.2f}"><title>{escape(" ".join(t))}: frames '
                        f'[{b}, {e}), {what}</title></rect>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def tracks_svg(video_id: str, frames: int, width: float,
+               groundtruth: Sequence[tuple[str, int, Sequence[Sequence[float]]]],
+               tracklets: Sequence[tuple[str, int, Sequence[Sequence[float]], bool]]) -> str:
+    """One video's tracks as the horizontal centre of their boxes over time: ground-truth tracks
+    ``(category, first frame, boxes (L, 4))`` as thick green lines, tracklets ``(category, first
+    frame, boxes, hit)`` as thin lines, blue when ``hit`` (it matches a ground-truth track), red
+    otherwise; each line is labelled with its category at its start and has a tooltip. ``width``:
+    the frame width in pixels (the vertical axis)."""
+    plot_w, plot_h, left, top_y = 640, 320, 60, 64
+    out = _svg_open(left + plot_w + 30, top_y + plot_h + 52)
+    hits = sum(t[3] for t in tracklets)
+    out.append(f'<text x="10" y="20" font-size="14">{escape(video_id)}: {len(groundtruth)} ground-truth tracks, '
+               f'{len(tracklets)} tracklets ({hits} matching one)</text>')
+    lx = 10.0
+    for color, text in ((GT_COLOR, "ground-truth track"), (HIT_COLOR, "tracklet matching a track"),
+                        (MISS_COLOR, "tracklet matching none")):
+        out.append(f'<rect x="{lx:.1f}" y="32" width="14" height="10" fill="{color}"/>'
+                   f'<text x="{lx + 19:.1f}" y="41">{escape(text)}</text>')
+        lx += 19 + _text_width(text) + 18
+    x = lambda f: left + f * plot_w / max(frames, 1)  # noqa: E731
+    y = lambda c: top_y + plot_h - c * plot_h / max(width, 1)  # noqa: E731
+    bottom = top_y + plot_h
+    for f in nice_ticks(0, frames, 10):
+        out.append(f'<line x1="{x(f):.1f}" y1="{top_y}" x2="{x(f):.1f}" y2="{bottom}" {_GRID}/>'
+                   f'<text x="{x(f):.1f}" y="{bottom + 17}" text-anchor="middle">{_label(f)}</text>')
+    for c in nice_ticks(0, width, 6):
+        out.append(f'<line x1="{left}" y1="{y(c):.1f}" x2="{x(frames):.1f}" y2="{y(c):.1f}" {_GRID}/>'
+                   f'<text x="{left - 6}" y="{y(c) + 4:.1f}" text-anchor="end">{_label(c)}</text>')
+    out.append(f'<text x="{left + plot_w / 2:.1f}" y="{bottom + 36}" text-anchor="middle">frame (of {frames}); '
+               f'vertical: box centre x (pixels)</text>')
+    lines = [(c, s0, b, GT_COLOR, 4.0) for c, s0, b in groundtruth]
+    lines += [(c, s0, b, HIT_COLOR if hit else MISS_COLOR, 1.5) for c, s0, b, hit in tracklets]
+    for category, start, boxes, color, stroke in lines:
+        points = " ".join(f"{x(start + k):.1f},{y((b[0] + b[2]) / 2):.1f}" for k, b in enumerate(boxes))
+        kind = "ground truth" if color == GT_COLOR else "tracklet"
+        out.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="{stroke}" '
+                   f'stroke-opacity="0.8"><title>{kind} {escape(category)}: frames [{start}, {start + len(boxes)})'
+                   f'</title></polyline>')
+        if len(boxes):
+            out.append(f'<text x="{x(start) + 2:.1f}" y="{y((boxes[0][0] + boxes[0][2]) / 2) - 4:.1f}" '
+                       f'fill="{color}">{escape(category)}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
