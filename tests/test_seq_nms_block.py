@@ -11,6 +11,7 @@ import torch
 
 import pyvrel.ops as ops
 import test_seq_nms as base
+from conftest import needs_gpu
 from pyvrel import _ext
 
 
@@ -64,3 +65,18 @@ def test_block_equals_cpp_kernel_on_a_larger_video(block_kernel, monkeypatch, ge
         expected = ops.seq_nms(boxes, scores, variant=variant, backend="cpp")
         assert expected.box_index.shape[0] >= 10
         base.assert_same(runs["block", variant], expected)
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("variant", ["seqnms", "vidvrd2"])
+def test_cuda_kernel_equals_cpp_kernel_on_wide_frames(variant, gen):
+    # More boxes per frame than threads per block (512): every strided loop of the block runs
+    # twice; tied scores exercise the arg-max reduction's lowest-index rule across warps.
+    boxes, scores = base.moving_detections(12, 700, 40, 15, gen)
+    scores = (scores * 8).round() / 8
+    boxes, scores = torch.stack([boxes, boxes.flip(0)]), torch.stack([scores, scores.flip(0)])
+    expected = ops.seq_nms(boxes, scores, variant=variant, backend="cpp")
+    out = ops.seq_nms(boxes.cuda(), scores.cuda(), variant=variant, backend="cuda")
+    assert expected.box_index.shape[0] >= 10
+    base.assert_same(out, expected)
