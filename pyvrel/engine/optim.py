@@ -17,6 +17,26 @@ NO_DECAY_MODULES: tuple[type[nn.Module], ...] = (
 )
 
 
+def _declared(model: nn.Module, method: str) -> dict[int, object]:
+    """``{id(parameter): value}`` over the modules of ``model`` that define ``method()`` returning their
+    own parameter names (a set: value None) or ``{name: value}``; an unknown name raises ValueError
+    naming the module."""
+    out: dict[int, object] = {}
+    for prefix, module in model.named_modules():
+        declared = getattr(module, method, None)
+        if declared is None:
+            continue
+        own = dict(module.named_parameters())
+        names = declared()
+        values = dict(names) if isinstance(names, dict) else dict.fromkeys(names)
+        unknown = set(values) - set(own)
+        if unknown:
+            where = f"{type(module).__name__} {prefix!r}" if prefix else "model"
+            raise ValueError(f"{where}.{method}() names parameters it does not have: {sorted(unknown)}")
+        out.update((id(own[n]), v) for n, v in values.items())
+    return out
+
+
 def no_decay_parameters(model: nn.Module) -> set[int]:
     """``id``s of the parameters that modules of ``model`` declare free of weight decay.
 
@@ -26,19 +46,14 @@ def no_decay_parameters(model: nn.Module) -> set[int]:
     parameters such as a learned position table). A name the module does not have raises
     ValueError naming the module.
     """
-    out = set()
-    for prefix, module in model.named_modules():
-        declared = getattr(module, "no_weight_decay", None)
-        if declared is None:
-            continue
-        own = dict(module.named_parameters())
-        names = set(declared())
-        unknown = names - set(own)
-        if unknown:
-            where = f"{type(module).__name__} {prefix!r}" if prefix else "model"
-            raise ValueError(f"{where}.no_weight_decay() names parameters it does not have: {sorted(unknown)}")
-        out.update(id(own[n]) for n in names)
-    return out
+    return set(_declared(model, "no_weight_decay"))
+
+
+def own_decay_parameters(model: nn.Module) -> dict[int, float]:
+    """``{id: weight_decay}`` of the parameters that modules of ``model`` give their own weight decay:
+    a module's ``own_weight_decay()`` returns ``{name: weight_decay}`` over its ``named_parameters()``
+    (e.g. VidVRD-II's preference tables, trained with their own decay). Unknown names raise ValueError."""
+    return {k: float(v) for k, v in _declared(model, "own_weight_decay").items()}
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -49,24 +64,30 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     and those a module declares with ``no_weight_decay()`` (:func:`no_decay_parameters`; e.g. the
     ``(1, C, 1)`` weights of :class:`pyvrel.nn.ChannelLayerNorm` and scales of
     :class:`pyvrel.nn.AffineDropPath`). Everything else — the weight matrices and kernels of linear,
-    convolution and attention layers — decays. Frozen parameters (``requires_grad=False``) are left
+    convolution and attention layers — decays. Parameters a module gives its own weight decay
+    (``own_weight_decay()``, :func:`own_decay_parameters`) form one group per value, named
+    ``"weight_decay=<value>"``, ahead of every other rule. Frozen parameters (``requires_grad=False``) are left
     out; shared parameters appear once. Groups keep the order of ``named_parameters``; an empty
     group is dropped. Each group has a ``"name"`` key.
     """
     no_decay_ids = no_decay_parameters(model)
+    own = own_decay_parameters(model)
     for module in model.modules():
         if isinstance(module, NO_DECAY_MODULES):
             no_decay_ids.update(id(p) for p in module.parameters(recurse=False))
-    decay, no_decay = [], []
+    decay, no_decay, others = [], [], {}
     for _, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if p.ndim <= 1 or id(p) in no_decay_ids:
+        if id(p) in own:
+            others.setdefault(own[id(p)], []).append(p)
+        elif p.ndim <= 1 or id(p) in no_decay_ids:
             no_decay.append(p)
         else:
             decay.append(p)
     groups = [{"name": "decay", "params": decay, "weight_decay": weight_decay},
               {"name": "no_decay", "params": no_decay, "weight_decay": 0.0}]
+    groups += [{"name": f"weight_decay={wd:g}", "params": ps, "weight_decay": wd} for wd, ps in others.items()]
     return [g for g in groups if g["params"]]
 
 

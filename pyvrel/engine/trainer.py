@@ -14,6 +14,8 @@ Model protocol
 * Optional ``no_weight_decay()`` on the model or any of its modules returns names of that
   module's parameters to exclude from weight decay beyond the default rules of
   :func:`pyvrel.engine.param_groups` (``pyvrel.nn``'s norm layers and scales declare theirs).
+  Optional ``own_weight_decay()`` returns ``{name: weight_decay}`` for parameters trained with
+  their own weight decay (one optimizer group per value; VidVRD-II's preference tables).
 * Optional ``train_set.set_epoch(epoch)`` is called before each epoch (0-based; also when a run
   resumes mid-epoch), so a dataset can redraw its augmentation per epoch from its own seed and
   give the same items after a resume.

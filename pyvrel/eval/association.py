@@ -40,16 +40,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pyvrel.data.relations import Relation, Triplet
+from pyvrel.data.segments import segment_spans  # re-exported: pyvrel.eval.segment_spans
 
 __all__ = ["Track", "SegmentRelation", "segment_spans", "cubic_iou", "associate"]
-
-
-def segment_spans(frame_count: int, length: int = 30, stride: int = 15) -> list[tuple[int, int]]:
-    """``[(s, s + length) for s in range(0, frame_count - length + 1, stride)]``: the baseline's
-    segments (none when the video is shorter than ``length``)."""
-    if length <= 0 or stride <= 0:
-        raise ValueError(f"segment_spans: length and stride must be positive, got {length} and {stride}")
-    return [(s, s + length) for s in range(0, frame_count - length + 1, stride)]
 
 
 @dataclass
