@@ -92,7 +92,7 @@ def relative_position(tracklets: Sequence[Tracklet], pairs: np.ndarray, width: f
 
 
 def _tubes(tracklets: Sequence[Tracklet]):
-    import torch  # here: pyvrel eval imports this module (through pyvrel.eval.association) without torch
+    import torch  # not at import: pyvrel eval (which imports segment_spans) runs without torch
 
     from pyvrel.ops import Tubes
 
