@@ -30,7 +30,7 @@ from torch import nn
 
 from pyvrel.data import Relation
 from pyvrel.data.dataset import Dataset, open_dataset, synthetic_world
-from pyvrel.data.tracklets import detected_tracklets, oracle_tracklets
+from pyvrel.data.tracklets import detected_tracklets, entity_features, oracle_tracklets
 from pyvrel.data.vocab import Vocabulary
 from pyvrel.engine import distributed as dist
 from pyvrel.engine.config import ConfigError, config_to_dict, preset_config
@@ -41,7 +41,6 @@ from pyvrel.models.vidvrd2.inference import predict_video, video_segments
 from pyvrel.models.vidvrd2.model import IterativeClassifier
 from pyvrel.models.vidvrd2.samples import SegmentSamples, collate_segments, segment_samples
 from pyvrel.models.vidvrd2.tracklets import TRACKLET_SOURCES, seqnms_segments
-from pyvrel.models.vrdone.samples import entity_features
 
 __all__ = ["TRAIN_DEFAULTS", "VidVRD2Detector", "build_task", "load", "resolve_config"]
 
