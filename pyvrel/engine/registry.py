@@ -13,6 +13,8 @@ A model is one package under ``pyvrel/models/`` and one :class:`ModelEntry` in :
   ``pyvrel ground``;
 * ``demo``: ``{"full": config, "quick": config}``, the run configs (``{"model": ..., "train": ...}``
   on top of the model's ``train_defaults``) of ``pyvrel demo NAME`` and ``pyvrel demo NAME --quick``.
+  A model whose demo is not "train, detect relations, evaluate" gives its own function instead,
+  ``demo(out_dir, quick=..., threads=...) -> dict`` (HVR-Net's).
 
 Fields may be ``"module:attr"`` strings, imported only when used, so registering a model costs no
 import. ``pyvrel train --model package.module:function`` also accepts a task builder directly, and
@@ -114,7 +116,7 @@ class ModelEntry:
     train: str | TaskBuilder
     load: str | Loader | None = None
     ground: str | GrounderLoader | None = None
-    demo: str | Mapping[str, Mapping[str, Any]] | None = None
+    demo: str | Mapping[str, Mapping[str, Any]] | Callable[..., dict[str, Any]] | None = None
 
 
 #: Registered models: name -> :class:`ModelEntry` (or a bare task builder / ``"module:function"``).
@@ -125,6 +127,10 @@ MODELS: dict[str, ModelEntry | str | TaskBuilder] = {
                        ground="pyvrel.models.vrgv.task:load_grounder"),  # grounds, detects nothing
     "vidvrd2": ModelEntry("VidVRD-II", train="pyvrel.models.vidvrd2.task:build_task",
                           load="pyvrel.models.vidvrd2.task:load"),
+    "uasan": ModelEntry("UASAN", train="pyvrel.models.uasan.task:build_task", load="pyvrel.models.uasan.task:load",
+                        demo="pyvrel.models.uasan.demo:run_demo"),
+    "hvrnet": ModelEntry("HVR-Net", train="pyvrel.models.hvrnet.task:build_task",
+                         demo="pyvrel.models.hvrnet.demo:run_demo"),  # detects objects (pyvrel track), no relations
 }
 
 
