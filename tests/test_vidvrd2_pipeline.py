@@ -167,6 +167,8 @@ def test_seqnms_tracklets_bridge_the_gap():
         seqnms_segments(bad, anno, ["dog", "person"], 4, 30, 15, "f.npz")
     with pytest.raises(FormatError, match="det_labels"):
         seqnms_segments({**_detections(), "det_labels": np.full(78, 5)}, anno, ["dog", "person"], 4, 30, 15, "f.npz")
+    with pytest.raises(FormatError, match="expected 8 values per detection"):
+        seqnms_segments(_detections(), anno, ["dog", "person"], 8, 30, 15, "f.npz")
 
 
 TINY = ["--set", "model.world.num_videos=6", "--set", "model.world.frames=[60,100]", "--set", "train.epochs=1",
@@ -192,6 +194,15 @@ def test_train_detect_and_errors_through_the_cli(tmp_path, capsys):
     assert main(["detect", "--checkpoint", str(out / "checkpoints" / "last.pt"), "--data", "synthetic",
                  "--out", str(pred)]) == 0
     assert all(v.startswith("synth0000_") for v in read_predictions(pred).results)
+    # the seqnms tracklets on a world that writes per-frame detection features (HVR-Net's stream)
+    from pyvrel.data.dataset import open_dataset
+    from pyvrel.engine import load_detector
+    from pyvrel.models.vidvrd2.task import VidVRD2Detector
+
+    trained = load_detector(ckpt)
+    world = open_dataset("synthetic", {**ckpt["meta"]["model_config"]["world"], "hvrnet": True})
+    seqnms = VidVRD2Detector(trained.model, trained.vocabulary, "seqnms").detect(world, "test")
+    assert set(seqnms) == set(trained.detect(world, "test"))
     capsys.readouterr()
     args = ["train", "--model", "vidvrd2", "--data", "synthetic", "--out", str(tmp_path / "bad"), *TINY]
     assert main(args + ["--set", "model.tracklets=boxes"]) == 2
