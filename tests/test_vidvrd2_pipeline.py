@@ -140,12 +140,13 @@ def test_predict_video_associates_segments():
 
 
 def _detections(D=4):
-    """Two objects over 40 frames, the first missed in frames 10-12; clutter in frame 5."""
+    """Two objects over 40 frames, the first missed in frames 10-12, the second detected twice; clutter in frame 5."""
     rows = []
     for f in range(40):
         if not 10 <= f <= 12:
             rows.append((f, [10.0 + f, 10, 40 + f, 50], 0.9, 0, 1.0))
         rows.append((f, [100.0, 20, 150, 80], 0.8, 1, 2.0))
+        rows.append((f, [108.0, 28, 158, 88], 0.5, 1, 2.0))  # IoU 0.57: the detector's NMS removes it, Seq-NMS would not
     rows.append((5, [200.0, 200, 210, 210], 0.3, 0, 9.0))
     return {"det_frame": np.array([r[0] for r in rows]), "det_boxes": np.array([r[1] for r in rows], np.float32),
             "det_scores": np.array([r[2] for r in rows], np.float32), "det_labels": np.array([r[3] for r in rows]),
@@ -158,7 +159,7 @@ def test_seqnms_tracklets_bridge_the_gap():
     assert [s for s, _ in segs] == [(0, 30)]
     tracks = segs[0][1]
     full = [t for t in tracks if len(t.boxes) == 30]
-    assert sorted(t.category for t in full) == ["dog", "person"]
+    assert sorted(t.category for t in full) == ["dog", "person"]  # one tracklet per object
     dog = next(t for t in full if t.category == "dog")
     np.testing.assert_allclose(dog.boxes[11], [21, 10, 51, 50])  # interpolated over the missed frames
     assert dog.features[0, 0] == pytest.approx(1.0)  # mean over real detections only
@@ -166,7 +167,7 @@ def test_seqnms_tracklets_bridge_the_gap():
     with pytest.raises(FormatError, match="det_features"):
         seqnms_segments(bad, anno, ["dog", "person"], 4, 30, 15, "f.npz")
     with pytest.raises(FormatError, match="det_labels"):
-        seqnms_segments({**_detections(), "det_labels": np.full(78, 5)}, anno, ["dog", "person"], 4, 30, 15, "f.npz")
+        seqnms_segments({**_detections(), "det_labels": np.full(118, 5)}, anno, ["dog", "person"], 4, 30, 15, "f.npz")
     with pytest.raises(FormatError, match="expected 8 values per detection"):
         seqnms_segments(_detections(), anno, ["dog", "person"], 8, 30, 15, "f.npz")
 

@@ -1,8 +1,11 @@
 """VidVRD-II's object tracklets from per-frame detections: per segment, gap filling then Seq-NMS.
 
 The per-frame detections of a feature file (:mod:`pyvrel.data.detections`: ``det_frame``,
-``det_boxes`` pixels, ``det_scores``, ``det_labels`` and their appearance ``det_features``) of each
-30-frame segment go through :func:`pyvrel.ops.fill_gaps` (tolerance 30, scale and area ratio 2)
+``det_boxes`` pixels, ``det_scores``, ``det_labels`` and their appearance ``det_features``) first
+get the per-frame, per-label NMS (IoU 0.5) a detector applies to its own output (VidVRD-II reads a
+Faster R-CNN's final detections; raw detections such as the synthetic world's have not had it, and
+without it Seq-NMS's score-zeroing variant returns two or three overlapping tracklets per object).
+Those of each 30-frame segment go through :func:`pyvrel.ops.fill_gaps` (tolerance 30, scale and area ratio 2)
 and :func:`pyvrel.ops.seq_nms` with VidVRD-II's setting (``variant="vidvrd2"``, label-constrained
 links with IoU ``>= 0.5``, suppression ``0.7``), all segments of a video in one batched call. A
 tracklet's feature is the mean of its detections' features (inserted boxes have none); its
@@ -17,15 +20,16 @@ import numpy as np
 import torch
 
 from pyvrel.data import VideoAnnotation
-from pyvrel.data.detections import check_detections
+from pyvrel.data.detections import Detections, check_detections
 from pyvrel.data.errors import FormatError
 from pyvrel.data.segments import segment_spans
 from pyvrel.data.tracklets import Tracklet
-from pyvrel.ops import fill_gaps, seq_nms
+from pyvrel.ops import batched_nms, fill_gaps, seq_nms
 
 __all__ = ["TRACKLET_SOURCES", "seqnms_segments"]
 
 TRACKLET_SOURCES = ("detected", "oracle", "seqnms")
+DETECTOR_NMS = 0.5  # IoU of the per-frame, per-label NMS a detector's output has had
 
 
 def seqnms_segments(arrays: Mapping[str, np.ndarray], annotation: VideoAnnotation, objects: Sequence[str], dim: int,
@@ -41,6 +45,10 @@ def seqnms_segments(arrays: Mapping[str, np.ndarray], annotation: VideoAnnotatio
     spans = segment_spans(annotation.frame_count, length, stride)
     if not spans:
         return []
+    group = torch.from_numpy(dets.frame * len(objects) + dets.labels)  # the detector's NMS: within (frame, label)
+    keep = np.sort(batched_nms(torch.from_numpy(dets.boxes), torch.from_numpy(dets.scores), group,
+                               DETECTOR_NMS).numpy())
+    dets = Detections(dets.frame[keep], dets.boxes[keep], dets.scores[keep], dets.labels[keep], dets.features[keep])
     frame = dets.frame
     counts = np.bincount(frame, minlength=annotation.frame_count)
     N = max(int(counts.max()) if len(frame) else 0, 1)
