@@ -356,7 +356,7 @@ def _ground(args: argparse.Namespace) -> int:
     from pyvrel.data import write_predictions
     from pyvrel.data.dataset import check_data, open_dataset
     from pyvrel.engine import UnknownModelError, load_checkpoint, load_grounder
-    from pyvrel.models.vrgv.task import read_queries
+    from pyvrel.data.queries import read_queries
 
     try:
         check_data(args.data)
