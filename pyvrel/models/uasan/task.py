@@ -348,16 +348,18 @@ def build_task(model_config: Mapping[str, Any], data: str) -> TrainTask:
     at least one base pair, ground-truth tracklets."""
     cfg, resolved = resolve_config(model_config)
     dataset, vocab, split, encoder = _setup(resolved, data)
-    cfg = _sized(cfg, encoder, resolved)
     segments = []
     wanted = lambda k: k in (CONCEPT_KEY, GRID_KEY) or k.startswith("tracklet_")  # noqa: E731
     for anno, arrays, file in dataset.arrays("train", wanted):
         arrays = _checked(arrays, file, anno)
         segments += segment_inputs(gt_tracklets(anno, arrays), arrays[GRID_KEY], anno.frame_count,
-                                   (anno.width, anno.height), min_frames=resolved["min_frames"], union=resolved["union"], annotation=anno)
+                                   (anno.width, anno.height), min_frames=resolved["min_frames"], union=resolved["union"],
+                                   annotation=anno)
     items = training_items(segments, split)
     if not items:
         raise ValueError(f"{data}: no training segments with a pair of base categories")
+    resolved["visual_dim"] = int(items[0]["traj"].shape[1])  # the data's concept width, stored for load
+    cfg = _sized(cfg, encoder, resolved)
     model = UASANTrainModel(cfg, _encoded(encoder, split["objects"]["base"]),
                             _encoded(encoder, split["predicates"]["base"]))
     evaluate = None
@@ -369,10 +371,11 @@ def build_task(model_config: Mapping[str, Any], data: str) -> TrainTask:
 
 
 def _sized(cfg: UASANConfig, encoder: TextEncoder, resolved: Mapping[str, Any]) -> UASANConfig:
-    """``cfg`` with the widths of the world's concept features and of the text encoder."""
+    """``cfg`` with the widths of the data's concept features (``resolved["visual_dim"]``) and of the
+    text encoder."""
     import dataclasses
 
-    return dataclasses.replace(cfg, visual_dim=int(resolved["world"]["open_vocab"]), text_dim=encoder.dim)
+    return dataclasses.replace(cfg, visual_dim=int(resolved["visual_dim"]), text_dim=encoder.dim)
 
 
 def _detector(net: UASAN, vocab: Vocabulary, split: Mapping[str, Any], encoder: TextEncoder,
