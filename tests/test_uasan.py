@@ -208,16 +208,6 @@ def test_train_detect_and_evaluate_through_the_registry(tmp_path):
     assert results and all(r.triplet[0] in World(WORLD).vocab.objects for rs in results.values() for r in rs)
 
 
-def test_recall_bars_svg_groups_classes_and_draws_one_bar_per_model():
-    from pyvrel.report import recall_bars_svg
-
-    svg = recall_bars_svg({"UASAN": {"walk_left": 1.0, "fly_above": 0.5}, "Model A": {"walk_left": 0.25}},
-                          {"walk_left": "base", "fly_above": "novel"}, "recall")
-    assert svg.startswith("<svg") and svg.count('height="6"') == 4
-    assert svg.index(">base<") < svg.index(">walk_left<") < svg.index(">novel<") < svg.index(">fly_above<")
-    assert 'width="460.0"' in svg and 'width="115.0"' in svg and 'width="0.0"' in svg  # 1, 0.25, missing = 0
-
-
 def test_union_modes_and_a_written_world_needs_its_split(tmp_path):
     import json
 
