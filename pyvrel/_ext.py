@@ -153,25 +153,30 @@ def launch(backend: str, name: str, *args: Any, threads: bool = True) -> Any:
 
     if backend not in ("cpp", "cuda"):
         raise ValueError(f"launch: backend must be 'cpp' or 'cuda', got {backend!r}")
-    want = "cpu" if backend == "cpp" else "cuda"
-    device = None
+    cuda_kernel = backend == "cuda"
+    index = None  # the tensors' device index (-1: CPU); ints and flags, not torch.device objects (per-call cost)
     values = []
     for a in args:
         if isinstance(a, torch.Tensor):
-            if a.device.type != want:
+            if not (a.is_cuda if cuda_kernel else a.is_cpu):
+                want = "cuda" if cuda_kernel else "cpu"
                 raise RuntimeError(f"{name}: the {backend!r} kernel takes {want} tensors, got one on {a.device}")
-            if device is not None and a.device != device:
-                raise RuntimeError(f"{name}: tensors on {device} and {a.device}; all must be on one device")
-            device = a.device
+            d = a.get_device()
+            if index is not None and d != index:
+                raise RuntimeError(f"{name}: tensors on cuda:{index} and {a.device}; all must be on one device")
+            index = d
             values.append(a.data_ptr())
         else:
             values.append(0 if a is None else a)
-    if device is None:
+    if index is None:
         raise RuntimeError(f"{name}: launched without tensor arguments")
     try:
-        if backend == "cpp":
+        if not cuda_kernel:
             return getattr(cpu(), name)(*values, *((num_threads(),) if threads else ()))
-        with torch.cuda.device(device):
-            return getattr(cuda(), name)(*values, torch.cuda.current_stream(device).cuda_stream)
+        stream = torch.cuda.current_stream(index).cuda_stream
+        if index == torch.cuda.current_device():
+            return getattr(cuda(), name)(*values, stream)
+        with torch.cuda.device(index):
+            return getattr(cuda(), name)(*values, stream)
     except MemoryError as e:  # std::bad_alloc of a kernel's scratch: say which kernel
         raise MemoryError(f"{name}: out of host memory for the kernel's work buffers ({e})") from e
