@@ -365,6 +365,30 @@ class VRGVShape:
 VRGV = [VRGVShape("vidvrd_b8", "vidvrd", 8), VRGVShape("synthetic_b32", "synthetic", 32)]
 
 
+@dataclass(frozen=True)
+class UASANShape:
+    """UASAN inputs: ``segments`` of ``tracks`` trajectories and ``pairs`` ordered pairs each, network
+    width ``hidden`` with ``tokens`` concept tokens, ``visual_dim``-d trajectory/union features,
+    ``text_dim``-d name vectors, 71 base predicates / 25 objects in training, 132 / 35 at inference."""
+
+    name: str
+    segments: int
+    tracks: int
+    pairs: int
+    hidden: int = 64
+    tokens: int = 4
+    visual_dim: int = 16
+    text_dim: int = 64
+
+
+#: one training step: the paper's sizes (d 512, L 32, EVA-ViT-g 1408-d, MiniLM 384-d; batch 8
+#: segments, SACEncoder 3 layers as the code) and the synthetic default (16 segments)
+UASAN_TRAIN = [UASANShape("paper_b8", 8, 4, 12, hidden=512, tokens=32, visual_dim=1408, text_dim=384),
+               UASANShape("synthetic_b16", 16, 4, 6)]
+#: classifying all pairs of a 200-video set (8 segments of 4 trajectories and 12 pairs per video)
+UASAN_CLASSIFY = [UASANShape("synthetic_200_videos", 200 * 8, 4, 12)]
+
+
 # ---- GPU side by side (benchmarks/bench_gpu_anchors.py, issue 17) --------------------------------
 # (shape, dtypes) of local attention against dense SDPA and compiled FlexAttention; the last is a
 # long-sequence shape (8.7 GFLOP forward inside the windows, 134 MB of q/k/v/out in float16).
@@ -386,3 +410,21 @@ GPU_SMOKE_LOCAL_ATTENTION = [(LocalAttentionShape("smoke_l40", 2, 2, 40, 16, 5, 
 GPU_SMOKE_NMS = [NMSShape("200", n=200, classes=0), NMSShape("200-5cls", n=200, classes=5)]
 GPU_SMOKE_BOX_IOU = [BoxIoUShape("50x60", frames=0, n=50, m=60)]
 GPU_SMOKE_SEQ_NMS = [(2, 12, 20)]
+
+
+# ---- HVR-Net (benchmarks/bench_hvrnet.py) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RelationShape:
+    """One relation stage call: ``groups`` x ``proposals`` x ``dim`` (HVR-Net: 3 videos x 300 RPN
+    proposals x 1024-d; the inter-video stage relates the three videos' proposals as one group)."""
+
+    name: str
+    groups: int
+    proposals: int
+    dim: int
+
+
+HVRNET_RELATION = [RelationShape("intra_3x300x1024", 3, 300, 1024), RelationShape("inter_1x900x1024", 1, 900, 1024)]
+TRACK_VIDEOS = 200  # synthetic videos (demo world sizes, with per-frame detection features) for `pyvrel track`

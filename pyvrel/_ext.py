@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-import shutil
 import sys
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -126,6 +125,8 @@ def build_info() -> dict[str, Any]:
     info["cuda"] = mod.build_info() if mod is not None else {"available": False, "error": why}
     if mod is not None:
         info["cuda"]["available"] = True
+    import shutil  # here: not on the evaluation path's imports
+
     info["nvcc_on_path"] = shutil.which("nvcc") is not None
     if has_triton():
         import triton
@@ -153,26 +154,27 @@ def launch(backend: str, name: str, *args: Any, threads: bool = True) -> Any:
 
     if backend not in ("cpp", "cuda"):
         raise ValueError(f"launch: backend must be 'cpp' or 'cuda', got {backend!r}")
-    cuda_kernel = backend == "cuda"
-    index = None  # the tensors' device index (-1: CPU); ints and flags, not torch.device objects (per-call cost)
+    on_cuda = backend == "cuda"
+    first = None  # the first tensor: the others must be on its device
     values = []
     for a in args:
-        if isinstance(a, torch.Tensor):
-            if not (a.is_cuda if cuda_kernel else a.is_cpu):
-                want = "cuda" if cuda_kernel else "cpu"
+        if isinstance(a, torch.Tensor):  # is_cuda, is_cpu and get_device are cheap; .device builds an object
+            if not (a.is_cuda if on_cuda else a.is_cpu):
+                want = "cuda" if on_cuda else "cpu"
                 raise RuntimeError(f"{name}: the {backend!r} kernel takes {want} tensors, got one on {a.device}")
-            d = a.get_device()
-            if index is not None and d != index:
-                raise RuntimeError(f"{name}: tensors on cuda:{index} and {a.device}; all must be on one device")
-            index = d
+            if first is None:
+                first = a
+            elif on_cuda and a.get_device() != first.get_device():
+                raise RuntimeError(f"{name}: tensors on {first.device} and {a.device}; all must be on one device")
             values.append(a.data_ptr())
         else:
             values.append(0 if a is None else a)
-    if index is None:
+    if first is None:
         raise RuntimeError(f"{name}: launched without tensor arguments")
     try:
-        if not cuda_kernel:
+        if not on_cuda:
             return getattr(cpu(), name)(*values, *((num_threads(),) if threads else ()))
+        index = first.get_device()
         stream = torch.cuda.current_stream(index).cuda_stream
         if index == torch.cuda.current_device():
             return getattr(cuda(), name)(*values, stream)
