@@ -1,9 +1,8 @@
 """Pictures and tables of results, written directly (no plotting library): one video's relations
 over time (:func:`timeline_svg`), one video's tracklets against its ground-truth tracks
 (:func:`tracks_svg`), one grounded query over time (:func:`grounding_svg`), a training curve
-(:func:`curve_svg`), per-predicate recall of several models (:func:`recall_svg`,
-:func:`recall_bars_svg`), and relation detection / tagging / grounding scores as an aligned
-terminal table (:func:`metrics_table`)."""
+(:func:`curve_svg`), per-predicate recall of several models (:func:`recall_svg`), and relation
+detection / tagging / grounding scores as an aligned terminal table (:func:`metrics_table`)."""
 
 from __future__ import annotations
 
