@@ -132,9 +132,9 @@ def test_detect_and_demo_use_the_registry_entry(tmp_path, capsys, monkeypatch):
     assert main(["ground", "--checkpoint", ckpt, "--data", "synthetic", "--out", pred]) == 1
     assert f"{ckpt}: model 'toy' has no registered 'ground' (models with one: vrgv)" in capsys.readouterr().err
     assert main(["demo", "toy", "--quick", "--out", str(tmp_path / "demo")]) == 2
-    assert "model 'toy' has no registered 'demo' (models with one: vrdone)" in capsys.readouterr().err
+    assert "model 'toy' has no registered 'demo' (models with one: hvrnet, vrdone)" in capsys.readouterr().err
     assert main(["demo", "nope", "--quick", "--out", str(tmp_path / "demo")]) == 2
-    assert "unknown model 'nope'; available: toy, vrdone" in capsys.readouterr().err
+    assert "unknown model 'nope'; available: hvrnet, toy, vrdone" in capsys.readouterr().err
     monkeypatch.setitem(MODELS, "toy", ModelEntry("Toy", train="engine_toy:build_task", load=Fixed))
     assert main(["detect", "--checkpoint", ckpt, "--data", "synthetic", "--out", pred]) == 0
     results = read_predictions(pred).results
