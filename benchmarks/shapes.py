@@ -365,6 +365,30 @@ class VRGVShape:
 VRGV = [VRGVShape("vidvrd_b8", "vidvrd", 8), VRGVShape("synthetic_b32", "synthetic", 32)]
 
 
+@dataclass(frozen=True)
+class UASANShape:
+    """UASAN inputs: ``segments`` of ``tracks`` trajectories and ``pairs`` ordered pairs each, network
+    width ``hidden`` with ``tokens`` concept tokens, ``visual_dim``-d trajectory/union features,
+    ``text_dim``-d name vectors, 71 base predicates / 25 objects in training, 132 / 35 at inference."""
+
+    name: str
+    segments: int
+    tracks: int
+    pairs: int
+    hidden: int = 64
+    tokens: int = 4
+    visual_dim: int = 16
+    text_dim: int = 64
+
+
+#: one training step: the paper's sizes (d 512, L 32, EVA-ViT-g 1408-d, MiniLM 384-d; batch 8
+#: segments, SACEncoder 3 layers as the code) and the synthetic default (16 segments)
+UASAN_TRAIN = [UASANShape("paper_b8", 8, 4, 12, hidden=512, tokens=32, visual_dim=1408, text_dim=384),
+               UASANShape("synthetic_b16", 16, 4, 6)]
+#: classifying all pairs of a 200-video set (8 segments of 4 trajectories and 12 pairs per video)
+UASAN_CLASSIFY = [UASANShape("synthetic_200_videos", 200 * 8, 4, 12)]
+
+
 # ---- GPU side by side (benchmarks/bench_gpu_anchors.py, issue 17) --------------------------------
 # (shape, dtypes) of local attention against dense SDPA and compiled FlexAttention; the last is a
 # long-sequence shape (8.7 GFLOP forward inside the windows, 134 MB of q/k/v/out in float16).
@@ -378,10 +402,14 @@ GPU_NMS = [NMSShape("1000", n=1000, classes=0), NMSShape("5000", n=5000, classes
            NMSShape("20000-30cls", n=20000, classes=30)]
 GPU_BOX_IOU = [BoxIoUShape("1000x1000", frames=0, n=1000, m=1000), BoxIoUShape("5000x5000", frames=0, n=5000, m=5000),
                BOX_IOU[1]]
+# Seq-NMS (videos, frames, boxes per frame) of bench_seq_nms.synthetic_video against the C++ backend
+# on all host cores; targets: 1 video faster than C++, 16 videos >= 10x faster.
+GPU_SEQ_NMS = [(1, 120, 300), (16, 120, 300)]
 # --smoke: tiny versions that also run on the CPU (Triton interpreter), to check the script itself
 GPU_SMOKE_LOCAL_ATTENTION = [(LocalAttentionShape("smoke_l40", 2, 2, 40, 16, 5, (40, 23)), (torch.float32,))]
 GPU_SMOKE_NMS = [NMSShape("200", n=200, classes=0), NMSShape("200-5cls", n=200, classes=5)]
 GPU_SMOKE_BOX_IOU = [BoxIoUShape("50x60", frames=0, n=50, m=60)]
+GPU_SMOKE_SEQ_NMS = [(2, 12, 20)]
 
 
 # ---- HVR-Net (benchmarks/bench_hvrnet.py) -------------------------------------------------------

@@ -97,19 +97,20 @@ Suppresses IoU > threshold.)pbdoc");
   m.def(
       "parse_prediction_file",
       [](ptr text, int64_t length, ptr video_span, ptr video_count, ptr triplet_id, ptr score, ptr duration,
-         ptr traj, ptr boxes, ptr triplet_strings, ptr string_span, ptr sizes) -> int64_t {
+         ptr traj, ptr boxes, ptr triplet_strings, ptr string_span, ptr sizes, int threads,
+         int64_t min_chunk) -> int64_t {
         int64_t* n = as<int64_t>(sizes);  // in: 5 capacities; out: 5 counts, version, duplicate spans
         PredictionColumns c{as<int64_t>(video_span), as<int64_t>(video_count), as<int64_t>(triplet_id),
                             as<double>(score), as<int64_t>(duration), as<int64_t>(traj), as<double>(boxes),
                             as<int64_t>(triplet_strings), as<int64_t>(string_span), n[0], n[1], n[2], n[3], n[4]};
-        const int64_t status = parse_prediction_file(as<const char>(text), length, c);
+        const int64_t status = parse_prediction_file(as<const char>(text), length, c, threads, min_chunk);
         const int64_t result[9] = {c.n_videos, c.n_relations, c.n_boxes, c.n_triplets, c.n_strings,
                                    c.version[0], c.version[1], c.duplicate[0], c.duplicate[1]};
         std::memcpy(n, result, sizeof result);
         return status;
       },
       nogil,
-      R"pbdoc(A plain prediction file into columns; sizes: 5 capacities in, 9 counts/spans out (see kernels.h).)pbdoc");
+      R"pbdoc(A plain prediction file into columns on up to `threads` threads (<= 0: all) of >= min_chunk bytes each; sizes: 5 capacities in, 9 counts/spans out (see kernels.h).)pbdoc");
   m.def(
       "first_duplicate_key",
       [](ptr text, int64_t length, ptr key_start, ptr key_length) -> int64_t {
@@ -136,23 +137,26 @@ Suppresses IoU > threshold.)pbdoc");
       nogil,
       R"pbdoc(Local attention backward: the forward's arguments plus dout (B, H, Lq, Dv), dlse (B, H, Lq) or 0
 -> dq, dk, dv and dbias (H, W) or 0 (all overwritten).)pbdoc");
-  m.def(
-      "seq_nms_forward",
-      [](ptr boxes, ptr scores, ptr valid, ptr labels, int64_t B, int64_t T, int64_t N,
-         double link_thr, double supp_thr, bool strict, int rescore, int suppress, int64_t max_seq,
-         double min_score, double off, ptr scores_out, ptr seq_id, ptr seq_count, ptr seq_start,
-         ptr seq_len, ptr seq_score, int64_t Kcap, ptr nodes, int64_t node_cap, ptr needed,
-         int dtype, int nt) {
-        seq_nms_forward(as<const void>(boxes), as<const void>(scores), as<const uint8_t>(valid),
-                        as<const int64_t>(labels), B, T, N, link_thr, supp_thr, strict, rescore,
-                        suppress, max_seq, min_score, off, as<void>(scores_out), as<int64_t>(seq_id),
-                        as<int64_t>(seq_count), as<int64_t>(seq_start), as<int64_t>(seq_len),
-                        as<double>(seq_score), Kcap, as<int64_t>(nodes), node_cap,
-                        as<int64_t>(needed), dtype, nt);
-      },
-      nogil,
-      R"pbdoc(Seq-NMS of B videos: boxes (B, T, N, 4), scores/valid/labels (B, T, N) -> rescored
+  // The C++ kernel and the CUDA kernel's block algorithm (run serially) take the same arguments.
+  auto seq_nms_binding = [](auto kernel) {
+    return [kernel](ptr boxes, ptr scores, ptr valid, ptr labels, int64_t B, int64_t T, int64_t N,
+                    double link_thr, double supp_thr, bool strict, int rescore, int suppress,
+                    int64_t max_seq, double min_score, double off, ptr scores_out, ptr seq_id,
+                    ptr seq_count, ptr seq_start, ptr seq_len, ptr seq_score, int64_t Kcap,
+                    ptr nodes, int64_t node_cap, ptr needed, int dtype, int nt) {
+      kernel(as<const void>(boxes), as<const void>(scores), as<const uint8_t>(valid),
+             as<const int64_t>(labels), B, T, N, link_thr, supp_thr, strict, rescore, suppress,
+             max_seq, min_score, off, as<void>(scores_out), as<int64_t>(seq_id),
+             as<int64_t>(seq_count), as<int64_t>(seq_start), as<int64_t>(seq_len),
+             as<double>(seq_score), Kcap, as<int64_t>(nodes), node_cap, as<int64_t>(needed), dtype,
+             nt);
+    };
+  };
+  m.def("seq_nms_forward", seq_nms_binding(&seq_nms_forward), nogil,
+        R"pbdoc(Seq-NMS of B videos: boxes (B, T, N, 4), scores/valid/labels (B, T, N) -> rescored
 scores, sequence ids (B, T, N) and sequences (start, length, score sum, box indices).)pbdoc");
+  m.def("seq_nms_block_forward", seq_nms_binding(&seq_nms_block_forward), nogil,
+        R"pbdoc(seq_nms_forward by the CUDA kernel's block algorithm with a one-thread block (for tests).)pbdoc");
   m.def(
       "viterbi_forward",
       [](ptr boxes, ptr unary, ptr frames, ptr lengths, ptr valid, int64_t B, int64_t T, int64_t N,

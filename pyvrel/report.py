@@ -1,7 +1,9 @@
 """Pictures and tables of results, written directly (no plotting library): one video's relations
 over time (:func:`timeline_svg`), one video's tracklets against its ground-truth tracks
-(:func:`tracks_svg`), a training curve (:func:`curve_svg`), and relation detection / tagging scores
-as an aligned terminal table (:func:`metrics_table`)."""
+(:func:`tracks_svg`), one grounded query over time (:func:`grounding_svg`), a training curve
+(:func:`curve_svg`), per-predicate recall of several models (:func:`recall_svg`,
+:func:`recall_bars_svg`), and relation detection / tagging / grounding scores as an aligned
+terminal table (:func:`metrics_table`)."""
 
 from __future__ import annotations
 
@@ -10,9 +12,12 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
+import numpy as np
+
 from pyvrel.data.relations import Relation, Triplet
 
-__all__ = ["curve_svg", "metrics_table", "nice_ticks", "timeline_svg", "tracks_svg"]
+__all__ = ["DETECTION_COLUMNS", "GROUNDING_COLUMNS", "MEAN_RECALL_COLUMNS", "curve_svg", "grounding_svg",
+           "metrics_table", "nice_ticks", "recall_bars_svg", "recall_svg", "timeline_svg", "tracks_svg"]
 
 GT_COLOR, HIT_COLOR, MISS_COLOR = "#2ca02c", "#1f77b4", "#d62728"
 _GRID = 'stroke="#d9d9d9" stroke-width="1"'
@@ -178,6 +183,69 @@ def tracks_svg(video_id: str, frames: int, width: float,
         if len(boxes):
             out.append(f'<text x="{x(start) + 2:.1f}" y="{y((boxes[0][0] + boxes[0][2]) / 2) - 4:.1f}" '
                        f'fill="{color}">{escape(category)}</text>')
+
+
+def _box_ious(pred: Relation, truth: Relation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frames both cover and the per-frame IoU (+1 pixel areas) of the subject and of the object boxes."""
+    lo, hi = max(pred.duration[0], truth.duration[0]), min(pred.duration[1], truth.duration[1])
+    frames = np.arange(lo, max(lo, hi))
+
+    def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        a, b = a[frames - pred.duration[0]], b[frames - truth.duration[0]]
+        wh = np.clip(np.minimum(a[:, 2:], b[:, 2:]) - np.maximum(a[:, :2], b[:, :2]) + 1, 0, None)
+        inter = wh.prod(1)
+        union = (a[:, 2:] - a[:, :2] + 1).prod(1) + (b[:, 2:] - b[:, :2] + 1).prod(1) - inter
+        return inter / np.maximum(union, 1e-9)
+
+    return frames, iou(pred.sub_traj, truth.sub_traj), iou(pred.obj_traj, truth.obj_traj)
+
+
+def grounding_svg(video_id: str, frames: int, truth: Sequence[Relation], grounded: Relation,
+                  sampled: Sequence[int], attention: Sequence[float], threshold: float) -> str:
+    """One grounded query over a video's ``frames`` frames: the spans of its ground-truth instances
+    (``truth``, green) and of the grounding (blue); the per-frame IoU of the grounded subject and
+    object boxes with those of the ground-truth instance they overlap most; the temporal attention
+    ``attention`` on the ``sampled`` frames with the grounding's ``threshold`` (dashed)."""
+    left, plot_w, width = 110, 600, 740
+    x = lambda f: left + f * plot_w / max(frames, 1)  # noqa: E731
+    query = " ".join(grounded.triplet)
+    rows = [("ground truth", r.duration, GT_COLOR) for r in truth] + [("grounded", grounded.duration, HIT_COLOR)]
+    out = _svg_open(width, 34 + 18 * len(rows) + 290)
+    out.append(f'<text x="10" y="20" font-size="14">{escape(video_id)}: query "{escape(query)}"</text>')
+    y = 34
+    for i, (name, (b, e), color) in enumerate(rows):
+        if i == 0 or name != rows[i - 1][0]:
+            out.append(f'<text x="10" y="{y + 13}">{name}</text>')
+        out.append(f'<rect x="{x(b):.1f}" y="{y + 3}" width="{max(x(e) - x(b), 1.0):.1f}" height="12" fill="{color}" '
+                   f'fill-opacity="0.85"><title>frames [{b}, {e})</title></rect>')
+        y += 18
+    best = max(truth, key=lambda r: len(_box_ious(grounded, r)[0]), default=None)
+    panels = [("box IoU", 0.0, 1.0), ("attention", 0.0, max([threshold, *attention]) * 1.1)]
+    for k, (title, lo, hi) in enumerate(panels):
+        top = y + 14 + k * 130
+        sy = lambda v: top + 100 - (v - lo) * 100 / (hi - lo)  # noqa: E731
+        out.append(f'<text x="10" y="{top + 54}">{title}</text>')
+        for t in nice_ticks(lo, hi, 4):
+            out.append(f'<line x1="{left}" y1="{sy(t):.1f}" x2="{left + plot_w}" y2="{sy(t):.1f}" {_GRID}/>'
+                       f'<text x="{left - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">{_label(t)}</text>')
+        if k == 0 and best is not None:
+            f, ious_s, ious_o = _box_ious(grounded, best)
+            for ious, color, name in ((ious_s, "#1f77b4", "subject"), (ious_o, "#ff7f0e", "object")):
+                pts = " ".join(f"{x(a):.1f},{sy(v):.1f}" for a, v in zip(f.tolist(), ious.tolist()))
+                out.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="1.5">'
+                           f'<title>{name}</title></polyline>')
+            out.append(f'<text x="{left + plot_w - 150}" y="{top - 2}" fill="#1f77b4">subject</text>'
+                       f'<text x="{left + plot_w - 90}" y="{top - 2}" fill="#ff7f0e">object</text>')
+        if k == 1:
+            pts = " ".join(f"{x(a):.1f},{sy(v):.1f}" for a, v in zip(sampled, attention))
+            out.append(f'<polyline points="{pts}" fill="none" stroke="#9467bd" stroke-width="1.5"/>'
+                       f'<line x1="{left}" y1="{sy(threshold):.1f}" x2="{left + plot_w}" y2="{sy(threshold):.1f}" '
+                       f'stroke="#555" stroke-dasharray="4 3"><title>threshold {threshold:g}</title></line>')
+        out.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="100" fill="none" stroke="black"/>')
+    bottom = y + 14 + 230
+    for f in nice_ticks(0, frames, 10):
+        out.append(f'<text x="{x(f):.1f}" y="{bottom + 14}" text-anchor="middle">{_label(f)}</text>')
+    out.append(f'<text x="{left + plot_w / 2:.1f}" y="{bottom + 32}" text-anchor="middle">frame (of {frames})</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
@@ -221,21 +289,116 @@ def curve_svg(records: Sequence[Mapping[str, Any]], key: str = "loss") -> str:
     return "\n".join(out) + "\n"
 
 
-_COLUMNS = (("RelDet", "mAP"), ("RelDet", "R@50"), ("RelDet", "R@100"), ("RelTag", "P@1"), ("RelTag", "P@5"),
-            ("RelTag", "P@10"))
+_SERIES_COLORS = ("#7f7f7f", "#d62728", "#1f77b4", "#2ca02c")
 
 
-def metrics_table(results: Mapping[str, Mapping[str, Any]], notes: Mapping[str, str] | None = None) -> str:
-    """``results`` (model name -> :func:`pyvrel.eval.evaluate_relations` output) as an aligned
-    plain-text table of percentages, one row per model, then one line per entry of ``notes``
+def recall_svg(recalls: Mapping[str, Mapping[str, float]], predicates: Sequence[str], title: str,
+               counts: Mapping[str, int] | None = None) -> str:
+    """Grouped bars of per-predicate recall: ``recalls`` maps a model name to ``{predicate: recall
+    in [0, 1]}`` (a missing predicate counts 0); ``predicates`` gives the x order (head to tail);
+    ``counts`` (training labels per predicate) are written under the names when given."""
+    n, k = len(predicates), max(len(recalls), 1)
+    left, right, top, bottom = 56, 20, 56, 150
+    slot = max(3 * k, 14)
+    pw, ph = n * slot, 300
+    width, height = left + pw + right, top + ph + bottom
+    out = _svg_open(max(width, 360), height)
+    out.append(f'<text x="{left}" y="22" font-size="14">{escape(title)}</text>')
+    for i, name in enumerate(recalls):
+        x = left + 150 * i
+        color = _SERIES_COLORS[i % len(_SERIES_COLORS)]
+        out.append(f'<rect x="{x}" y="32" width="12" height="12" fill="{color}"/>'
+                   f'<text x="{x + 16}" y="42">{escape(name)}</text>')
+    sy = lambda v: top + ph - v * ph  # noqa: E731
+    for t in nice_ticks(0.0, 1.0, 5):
+        out.append(f'<line x1="{left}" y1="{sy(t):.1f}" x2="{left + pw}" y2="{sy(t):.1f}" {_GRID}/>'
+                   f'<text x="{left - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">{_label(t)}</text>')
+    bar = (slot - 4) / k
+    for j, pred in enumerate(predicates):
+        x0 = left + j * slot + 2
+        for i, values in enumerate(recalls.values()):
+            v = float(values.get(pred, 0.0))
+            color = _SERIES_COLORS[i % len(_SERIES_COLORS)]
+            out.append(f'<rect x="{x0 + i * bar:.1f}" y="{sy(v):.1f}" width="{bar:.1f}" height="{ph * v:.1f}" '
+                       f'fill="{color}"/>')
+        label = pred + (f" ({counts[pred]})" if counts is not None and pred in counts else "")
+        cx = x0 + (slot - 4) / 2
+        out.append(f'<text transform="translate({cx + 3:.1f} {top + ph + 6}) rotate(-90)" text-anchor="end" '
+                   f'font-size="9">{escape(label)}</text>')
+    out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="black"/>')
+    out.append(f'<text transform="translate(16 {top + ph / 2}) rotate(-90)" text-anchor="middle">recall</text>')
+    out.append(f'<text x="{left + pw / 2}" y="{height - 8}" text-anchor="middle">predicates, head to tail '
+               f'(training labels)</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+#: The columns of :func:`metrics_table`: (group, metric) of relation detection / tagging and of grounding.
+DETECTION_COLUMNS = (("RelDet", "mAP"), ("RelDet", "R@50"), ("RelDet", "R@100"), ("RelTag", "P@1"), ("RelTag", "P@5"),
+                     ("RelTag", "P@10"))
+GROUNDING_COLUMNS = (("Grounding", "AccS"), ("Grounding", "AccO"), ("Grounding", "AccR"))
+
+
+#: The RelDet columns of a long-tail study (DLL's Table 1): mean recall, recall, Mean, mAP.
+MEAN_RECALL_COLUMNS = (("RelDet", "mR@50"), ("RelDet", "mR@100"), ("RelDet", "R@50"), ("RelDet", "R@100"),
+                       ("RelDet", "Mean"), ("RelDet", "mAP"), ("RelTag", "P@5"), ("RelTag", "P@10"))
+
+
+def metrics_table(results: Mapping[str, Mapping[str, Any]], notes: Mapping[str, str] | None = None,
+                  columns: Sequence[tuple[str, str]] = DETECTION_COLUMNS) -> str:
+    """``results`` (model name -> ``{group: {metric: fraction}}``, e.g. :func:`pyvrel.eval.evaluate_relations`
+    output) as an aligned plain-text table of percentages, one row per model and one column per
+    ``(group, metric)`` of ``columns`` under its group's title, then one line per entry of ``notes``
     (model name -> what that row is)."""
     name_w = max([len("model")] + [len(n) for n in results])
     col_w = 8
-    head1 = " " * name_w + "  " + f"{'RelDet (%)':^{3 * col_w + 4}}" + "  " + f"{'RelTag (%)':^{3 * col_w + 4}}"
-    head2 = f"{'model':<{name_w}}" + "".join(f"  {k:>{col_w}}" for _, k in _COLUMNS)
+    groups = list(dict.fromkeys(g for g, _ in columns))
+    head1 = " " * name_w + "".join(
+        "  " + f"{g + ' (%)':^{sum(1 for c, _ in columns if c == g) * (col_w + 2) - 2}}" for g in groups)
+    head2 = f"{'model':<{name_w}}" + "".join(f"  {k:>{col_w}}" for _, k in columns)
     lines = [head1.rstrip(), head2, "-" * len(head2)]
     for name, r in results.items():
-        lines.append(f"{name:<{name_w}}" + "".join(f"  {100 * r[task][k]:>{col_w}.2f}" for task, k in _COLUMNS))
+        lines.append(f"{name:<{name_w}}" + "".join(f"  {100 * r[group][k]:>{col_w}.2f}" for group, k in columns))
     for name, note in (notes or {}).items():
         lines.append(f"{name}: {note}")
     return "\n".join(lines)
+
+
+_BAR_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
+
+
+def recall_bars_svg(recalls: Mapping[str, Mapping[str, float]], groups: Mapping[str, str], title: str) -> str:
+    """Per-class recall as grouped horizontal bars: ``recalls`` (model name -> class -> recall in
+    [0, 1]) for the classes of ``groups`` (class -> group name, e.g. ``"base"`` / ``"novel"``),
+    classes listed by group then name, one bar per model, a band and label per group."""
+    models = list(recalls)
+    order = sorted(groups, key=lambda c: (groups[c], c))
+    bar, gap, left, right, top = 7, 6, 150, 30, 56
+    row = bar * len(models) + gap
+    width, height = 640, top + row * len(order) + 50
+    pw = width - left - right
+    out = _svg_open(width, height)
+    out.append(f'<text x="{left}" y="22" font-size="14">{escape(title)}</text>')
+    for i, m in enumerate(models):
+        x = left + i * 150
+        out.append(f'<rect x="{x}" y="32" width="10" height="10" fill="{_BAR_COLOURS[i % 4]}"/>'
+                   f'<text x="{x + 14}" y="41">{escape(m)}</text>')
+    for t in (0.0, 0.25, 0.5, 0.75, 1.0):
+        x = left + t * pw
+        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - 40}" {_GRID}/>'
+                   f'<text x="{x:.1f}" y="{height - 26}" text-anchor="middle">{_label(t)}</text>')
+    previous = None
+    for k, c in enumerate(order):
+        y = top + k * row
+        if groups[c] != previous:
+            out.append(f'<line x1="0" y1="{y - gap / 2:.1f}" x2="{width}" y2="{y - gap / 2:.1f}" stroke="black"/>'
+                       f'<text x="4" y="{y + 9}" font-weight="bold">{escape(groups[c])}</text>')
+            previous = groups[c]
+        out.append(f'<text x="{left - 6}" y="{y + row / 2 + 1:.1f}" text-anchor="end" font-size="10">{escape(c)}</text>')
+        for i, m in enumerate(models):
+            w = max(recalls[m].get(c, 0.0), 0.0) * pw
+            out.append(f'<rect x="{left}" y="{y + i * bar}" width="{w:.1f}" height="{bar - 1}" '
+                       f'fill="{_BAR_COLOURS[i % 4]}"/>')
+    out.append(f'<text x="{left + pw / 2}" y="{height - 8}" text-anchor="middle">recall</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"

@@ -329,6 +329,7 @@ def evaluate_relations(
     tag_nreturns: Sequence[int] = (1, 5, 10),
     mean_recall: bool = False,
     per_video: bool = False,
+    per_predicate: bool = False,
 ) -> dict[str, Any]:
     """Relation detection and tagging scores.
 
@@ -346,10 +347,12 @@ def evaluate_relations(
             per-video top-K predictions, pooled over videos, over its ground-truth count; then
             the mean over those predicates.
         per_video: also return ``per_video[vid] = {"AP", "P@k"..., "TP@K"..., "n_gt", "n_pred"}``.
+        per_predicate: with ``mean_recall``, also return ``per_predicate[predicate] = {"n_gt", "R@K"...}``,
+            the recalls ``mR@K`` averages (in the ground truth's order of first appearance).
 
     Returns:
         ``{"variant", "RelDet": {"mAP", "R@50", "R@100"[, "mR@50", "mR@100", "Mean"]},
-        "RelTag": {"P@1", "P@5", "P@10"}, "videos": n}`` (+ ``"per_video"``), Python floats.
+        "RelTag": {"P@1", "P@5", "P@10"}, "videos": n}`` (+ ``"per_video"``, ``"per_predicate"``), Python floats.
 
     Raises:
         ValueError: no ground-truth video has a relation (the official code raises ValueError too).
@@ -357,13 +360,13 @@ def evaluate_relations(
     cfg = settings(variant)
     with paused_gc():
         return _evaluate(groundtruth, prediction, cfg, variant, viou_threshold, det_nreturns, tag_nreturns,
-                         mean_recall, per_video)
+                         mean_recall, per_video, per_predicate)
 
 
 def _evaluate(groundtruth: Mapping[str, Sequence[Relation]] | RelationTable,
               prediction: Mapping[str, Sequence[Relation]] | RelationTable, cfg: Variant, variant: str,
               viou_threshold: float, det_nreturns: Sequence[int], tag_nreturns: Sequence[int], mean_recall: bool,
-              per_video: bool) -> dict[str, Any]:
+              per_video: bool, per_predicate: bool = False) -> dict[str, Any]:
     gt, pred = _as_table(groundtruth, False), _as_table(prediction, True)
     videos = np.flatnonzero(gt.counts() > 0)
     if not len(videos):
@@ -377,6 +380,7 @@ def _evaluate(groundtruth: Mapping[str, Sequence[Relation]] | RelationTable,
 
     det: dict[str, float] = {}
     rt: dict[str, float] = {}
+    recalls: dict[str, dict[str, float]] = {}
     if m.start[-1] == 0:
         if cfg.warn_on_empty:
             warnings.warn("evaluate_relations: no prediction for any ground-truth video; returning zeros (the "
@@ -397,16 +401,22 @@ def _evaluate(groundtruth: Mapping[str, Sequence[Relation]] | RelationTable,
         counts = np.bincount(code, minlength=len(predicates))
         where = np.full(len(gt), -1, dtype=np.int64)
         where[rows] = code
+        order = np.argsort(first).tolist()
+        recalls = {str(predicates[p]): {"n_gt": int(counts[p])} for p in order}
         for k in det_nreturns:
             hit = m.tp & (m.rank < k)
             hits = np.bincount(where[m.gt_first[m.video[hit]] + m.matched[hit]], minlength=len(predicates))
-            det[f"mR@{k}"] = float(np.mean([int(hits[p]) / int(counts[p]) for p in np.argsort(first).tolist()]))
+            for p in order:
+                recalls[str(predicates[p])][f"R@{k}"] = int(hits[p]) / int(counts[p])
+            det[f"mR@{k}"] = float(np.mean([int(hits[p]) / int(counts[p]) for p in order]))
         parts = [det[f"mR@{k}"] for k in det_nreturns] + [det[f"R@{k}"] for k in det_nreturns]
         det["Mean"] = float(np.mean(parts))
     if cfg.decimals is not None:
         det = {k: round(v, cfg.decimals) for k, v in det.items()}
         rt = {k: round(v, cfg.decimals) for k, v in rt.items()}
     out: dict[str, Any] = {"variant": variant, "RelDet": det, "RelTag": rt, "videos": V}
+    if per_predicate and mean_recall:
+        out["per_predicate"] = recalls
     if per_video:
         out["per_video"] = {
             gt.videos[g]: {"AP": aps[v], **{f"P@{k}": float(np.nan_to_num(tags[k][v], nan=0.0)) for k in tag_nreturns},

@@ -15,6 +15,7 @@ import numpy as np
 
 from pyvrel.data.annotations import FrameBox, ObjectInfo, RelationInstance, VideoAnnotation
 from pyvrel.data.synthetic.detector import detector_outputs
+from pyvrel.data.synthetic.longtail import keep_probabilities, thin_relations
 from pyvrel.data.synthetic.rules import (_MODES, _POPULARITY, CATEGORIES, HEIGHT, WIDTH, _boxes, _draw,
                                          _entity_track, _runs, entity_actions, entity_geometry, pair_predicates)
 from pyvrel.data.synthetic.streams import STREAMS, Stream
@@ -45,6 +46,11 @@ class SynthConfig:
             (:mod:`pyvrel.data.synthetic.streams.clip`); 0 = not written.
         grounding: replace the plain proposals by vRGV's grounding stream
             (:mod:`pyvrel.data.synthetic.streams.grounding`: distractors, jitter, shuffled slots).
+        predicate_tail: long-tail exponent of the training split's predicate labels
+            (:mod:`pyvrel.data.synthetic.longtail`); 0 = every relation kept.
+        open_vocab: width of UASAN's concept features (``tracklet_concept``, ``union_grid``) and a
+            base/novel split whose names carry meaning
+            (:mod:`pyvrel.data.synthetic.streams.openvocab`); 0 = not written.
         hvrnet: add HVR-Net's stream (:mod:`pyvrel.data.synthetic.streams.hvrnet`): RoI proposals
             with confusable categories, and ``det_features`` for ``pyvrel track``.
     """
@@ -65,6 +71,8 @@ class SynthConfig:
     false_tracks: float = 1.0
     clip_dim: int = 0
     grounding: bool = False
+    predicate_tail: float = 0.0
+    open_vocab: int = 0
     hvrnet: bool = False
 
     def __post_init__(self) -> None:
@@ -90,7 +98,7 @@ class SynthConfig:
 _RANGES = (("seed", 0, 2**63 - 1), ("train_fraction", 0.0, 1.0), ("min_run", 1, 10**6), ("tail", 0.0, 100.0),
            ("ride_prob", 0.0, 1.0), ("feature_dim", 1, 1 << 16), ("proposals", 1, 1 << 16),
            ("sampled_frames", 1, 1 << 16), ("confusion", 0.0, 1.0), ("false_tracks", 0.0, 1000.0),
-           ("clip_dim", 0, 1 << 16))
+           ("clip_dim", 0, 1 << 16), ("predicate_tail", 0.0, 100.0), ("open_vocab", 0, 1 << 16))
 
 
 class World:
@@ -115,6 +123,10 @@ class World:
                       "predicates": {"base": sorted(preds[:71]), "novel": sorted(preds[71:])}}
         #: the extra streams the config switches on (:mod:`pyvrel.data.synthetic.streams`), in order
         self.streams: list[Stream] = [stream(self) for stream in STREAMS if getattr(config, stream.option)]
+        #: a stream may bring its own base/novel split (the open-vocabulary stream's names carry meaning)
+        self.split = next((s.split for s in self.streams if hasattr(s, "split")), self.split)
+        #: keep probability of each predicate's training labels (:mod:`pyvrel.data.synthetic.longtail`)
+        self.predicate_keep = keep_probabilities(self) if config.predicate_tail else None
 
 
 @dataclass
@@ -180,6 +192,8 @@ def generate_video(config: SynthConfig, index: int, world: World | None = None) 
                 for b, e in _runs(preds[pred], config.min_run):
                     relations.append(RelationInstance(s, o, pred, lo + b, lo + e))
     relations.sort(key=lambda r: (r.begin_fid, r.subject_tid, r.object_tid, r.predicate))
+    if world.predicate_keep is not None and video_split(config, index) == "train":
+        relations = thin_relations(config, index, world.predicate_keep, relations)
 
     trajectories: list[list[FrameBox]] = [[] for _ in range(frame_count)]
     for tid, (t, b) in enumerate(zip(tracks, boxes)):
