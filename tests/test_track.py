@@ -140,3 +140,12 @@ def test_track_command_names_a_missing_detection_file(hvr_world, tmp_path, capsy
     assert main(["track", str(dets), "--data", str(hvr_world), "--out", str(tmp_path / "o")]) == 1
     assert f"{victim.with_suffix('')}.npz (or .json): detections of video" in capsys.readouterr().err
     assert not (tmp_path / "o" / "features").exists()  # nothing written before every file was found
+
+
+def test_synth_command_writes_the_hvrnet_stream(tmp_path):
+    assert main(["synth", str(tmp_path / "w"), "--videos", "2", "--hvrnet", "--proposals", "6"]) == 0
+    store = FeatureStore(tmp_path / "w" / "features")
+    arrays = store[next(iter(store))]
+    assert {"det_features", "roi_frames", "roi_boxes", "roi_features"} <= set(arrays.files)
+    assert arrays["roi_boxes"].shape[1:] == (6, 4)
+    assert json.loads((tmp_path / "w" / "world.json").read_text())["config"]["hvrnet"] is True
