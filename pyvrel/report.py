@@ -182,6 +182,8 @@ def tracks_svg(video_id: str, frames: int, width: float,
         if len(boxes):
             out.append(f'<text x="{x(start) + 2:.1f}" y="{y((boxes[0][0] + boxes[0][2]) / 2) - 4:.1f}" '
                        f'fill="{color}">{escape(category)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
 
 
 def _box_ious(pred: Relation, truth: Relation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
