@@ -157,10 +157,11 @@ def check_detections(arrays: Mapping[str, np.ndarray], num_objects: int, *, file
         if len(bad):
             raise fail(key, f"holds NaN or infinity (detection {bad[0][0]}); expected finite values")
     frame, labels, boxes = a["det_frame"], a["det_labels"], a["det_boxes"]
-    limit = f"[0, {frame_count})" if frame_count is not None else "[0, ...)"
-    bad = np.flatnonzero((frame < 0) | (frame >= (frame_count if frame_count is not None else np.iinfo(np.int64).max)))
+    outside = (frame < 0) if frame_count is None else (frame < 0) | (frame >= frame_count)
+    bad = np.flatnonzero(outside)
     if len(bad):
-        raise fail("det_frame", f"detection {bad[0]} has frame {frame[bad[0]]}, expected {limit} (the video's frames)")
+        raise fail("det_frame", f"detection {bad[0]} has frame {frame[bad[0]]}, expected "
+                                f"{'>= 0' if frame_count is None else f'[0, {frame_count})'} (the video's frames)")
     bad = np.flatnonzero((labels < 0) | (labels >= num_objects))
     if len(bad):
         raise fail("det_labels", f"detection {bad[0]} has label {labels[bad[0]]}, expected [0, {num_objects}) "

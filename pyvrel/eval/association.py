@@ -119,7 +119,7 @@ def _join(a: Track, b: Track) -> Track:
     return Track(start, out)
 
 
-@dataclass
+@dataclass(eq=False)  # identity: candidates.remove() must not compare the box arrays
 class _Linked:
     triplet: Triplet
     sub: Track
