@@ -4,6 +4,7 @@ every ground-truth triplet of the held-out videos, and report AccS / AccO / AccR
     # the study of docs/models.md ("vRGV"): pyvrel's corrections on, one process per model
     python scripts/train_vrgv_synthetic.py --models vRGV --set 'attention="bilinear"' --set 'decoder_state="zeros"'
     python scripts/train_vrgv_synthetic.py --videos 20 --epochs 1 1         # seconds: a smoke run
+    python scripts/train_vrgv_synthetic.py --world pair_relations=1 ...     # the grounding world: one label per pair
 
 Each model is trained through ``pyvrel.engine.run.prepare_run``, as ``pyvrel train --model vrgv`` does:
 stage 1 of the public code (no relation attention; skipped when its epoch count is 0, the default)
@@ -43,7 +44,7 @@ def train(name: str, model: dict, epochs: tuple[int, int], args: argparse.Namesp
         if n == 0:
             continue
         section = {**model, **args.model, "stage": stage, "eval_split": None,
-                   "world": {"seed": args.seed, "num_videos": args.videos}}
+                   "world": {"seed": args.seed, "num_videos": args.videos, **args.world}}
         if stage == 2 and epochs[0]:
             section["init"] = str(out / "stage1" / "checkpoints" / "last.pt")
         train = {"epochs": n, "batch_size": args.batch, "lr": args.lr, "warmup_epochs": 0.2, "clip_grad_norm": 5.0,
@@ -96,9 +97,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/vrgv_synthetic"), help="runs and metrics.json")
     ap.add_argument("--set", dest="model", action="append", default=[], metavar="KEY=JSON",
                     help="a model: override of both models, e.g. attention='\"bilinear\"' (repeatable)")
+    ap.add_argument("--world", action="append", default=[], metavar="KEY=JSON",
+                    help="a SynthConfig override of the world, e.g. pair_relations=1 (repeatable)")
     ap.add_argument("--models", nargs="+", default=["vRGV", "Co-occur"], choices=["vRGV", "Co-occur"])
     args = ap.parse_args()
-    args.model = {k: json.loads(v) for k, _, v in (kv.partition("=") for kv in args.model)}
+    args.model, args.world = ({k: json.loads(v) for k, _, v in (kv.partition("=") for kv in kvs)}
+                              for kvs in (args.model, args.world))
     torch.set_num_threads(args.threads)
     rows, attention = {}, {}
     for name, model in (("vRGV", {}), ("Co-occur", {"cooccurrence": True})):

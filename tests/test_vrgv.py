@@ -350,6 +350,22 @@ def test_synthetic_grounding_stream():
     assert len(slots) > 2  # entity boxes are not always in the first slots
 
 
+def test_pair_relations_keeps_the_longest_instances_of_each_pair():
+    from pyvrel.data.synthetic import SynthConfig, generate_video
+
+    world = {"seed": 0, "frames": (60, 120), "entities": (3, 3), "min_run": 8, "features": False}
+    full = generate_video(SynthConfig(**world), 1).annotation.relations
+    kept = generate_video(SynthConfig(**world, pair_relations=1), 1).annotation.relations
+    pairs = {(r.subject_tid, r.object_tid) for r in full}
+    assert len(full) > len(pairs) and len(kept) == len(pairs)
+    key = lambda r: (r.subject_tid, r.object_tid, r.predicate, r.begin_fid, r.end_fid)  # noqa: E731
+    for r in kept:
+        same = [q.end_fid - q.begin_fid for q in full if key(q)[:2] == key(r)[:2]]
+        assert key(r) in set(map(key, full)) and r.end_fid - r.begin_fid == max(same)
+    with pytest.raises(ValueError, match="pair_relations"):
+        SynthConfig(pair_relations=-1)
+
+
 def test_train_ground_and_eval_commands(tmp_path, capsys):
     from pyvrel.cli import main
 

@@ -53,6 +53,10 @@ class SynthConfig:
             (:mod:`pyvrel.data.synthetic.streams.openvocab`); 0 = not written.
         hvrnet: add HVR-Net's stream (:mod:`pyvrel.data.synthetic.streams.hvrnet`): RoI proposals
             with confusable categories, and ``det_features`` for ``pyvrel track``.
+        pair_relations: keep at most this many relation instances per ordered subject–object pair
+            (the longest, ties by begin frame then predicate) in every split, so a pair's labels are
+            few and temporally localised (vRGV grounds a pair once); 0 = every instance kept. The
+            videos themselves do not change.
     """
 
     seed: int = 0
@@ -74,6 +78,7 @@ class SynthConfig:
     predicate_tail: float = 0.0
     open_vocab: int = 0
     hvrnet: bool = False
+    pair_relations: int = 0
 
     def __post_init__(self) -> None:
         from pyvrel.engine.config import ConfigError  # only here: the world needs no training code
@@ -98,7 +103,8 @@ class SynthConfig:
 _RANGES = (("seed", 0, 2**63 - 1), ("train_fraction", 0.0, 1.0), ("min_run", 1, 10**6), ("tail", 0.0, 100.0),
            ("ride_prob", 0.0, 1.0), ("feature_dim", 1, 1 << 16), ("proposals", 1, 1 << 16),
            ("sampled_frames", 1, 1 << 16), ("confusion", 0.0, 1.0), ("false_tracks", 0.0, 1000.0),
-           ("clip_dim", 0, 1 << 16), ("predicate_tail", 0.0, 100.0), ("open_vocab", 0, 1 << 16))
+           ("clip_dim", 0, 1 << 16), ("predicate_tail", 0.0, 100.0), ("open_vocab", 0, 1 << 16),
+           ("pair_relations", 0, 10**6))
 
 
 class World:
@@ -191,6 +197,11 @@ def generate_video(config: SynthConfig, index: int, world: World | None = None) 
             for pred in sorted(preds):
                 for b, e in _runs(preds[pred], config.min_run):
                     relations.append(RelationInstance(s, o, pred, lo + b, lo + e))
+    if config.pair_relations:
+        per_pair: dict[tuple[int, int], list[RelationInstance]] = {}
+        for r in sorted(relations, key=lambda r: (r.begin_fid - r.end_fid, r.begin_fid, r.predicate)):
+            per_pair.setdefault((r.subject_tid, r.object_tid), []).append(r)
+        relations = [r for kept in per_pair.values() for r in kept[: config.pair_relations]]
     relations.sort(key=lambda r: (r.begin_fid, r.subject_tid, r.object_tid, r.predicate))
     if world.predicate_keep is not None and video_split(config, index) == "train":
         relations = thin_relations(config, index, world.predicate_keep, relations)
