@@ -365,6 +365,30 @@ class VRGVShape:
 VRGV = [VRGVShape("vidvrd_b8", "vidvrd", 8), VRGVShape("synthetic_b32", "synthetic", 32)]
 
 
+@dataclass(frozen=True)
+class UASANShape:
+    """UASAN inputs: ``segments`` of ``tracks`` trajectories and ``pairs`` ordered pairs each, network
+    width ``hidden`` with ``tokens`` concept tokens, ``visual_dim``-d trajectory/union features,
+    ``text_dim``-d name vectors, 71 base predicates / 25 objects in training, 132 / 35 at inference."""
+
+    name: str
+    segments: int
+    tracks: int
+    pairs: int
+    hidden: int = 64
+    tokens: int = 4
+    visual_dim: int = 16
+    text_dim: int = 64
+
+
+#: one training step: the paper's sizes (d 512, L 32, EVA-ViT-g 1408-d, MiniLM 384-d; batch 8
+#: segments, SACEncoder 3 layers as the code) and the synthetic default (16 segments)
+UASAN_TRAIN = [UASANShape("paper_b8", 8, 4, 12, hidden=512, tokens=32, visual_dim=1408, text_dim=384),
+               UASANShape("synthetic_b16", 16, 4, 6)]
+#: classifying all pairs of a 200-video set (8 segments of 4 trajectories and 12 pairs per video)
+UASAN_CLASSIFY = [UASANShape("synthetic_200_videos", 200 * 8, 4, 12)]
+
+
 # ---- GPU side by side (benchmarks/bench_gpu_anchors.py, issue 17) --------------------------------
 # (shape, dtypes) of local attention against dense SDPA and compiled FlexAttention; the last is a
 # long-sequence shape (8.7 GFLOP forward inside the windows, 134 MB of q/k/v/out in float16).

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-import shutil
 import sys
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -126,6 +125,8 @@ def build_info() -> dict[str, Any]:
     info["cuda"] = mod.build_info() if mod is not None else {"available": False, "error": why}
     if mod is not None:
         info["cuda"]["available"] = True
+    import shutil  # here: not on the evaluation path's imports
+
     info["nvcc_on_path"] = shutil.which("nvcc") is not None
     if has_triton():
         import triton
@@ -153,25 +154,31 @@ def launch(backend: str, name: str, *args: Any, threads: bool = True) -> Any:
 
     if backend not in ("cpp", "cuda"):
         raise ValueError(f"launch: backend must be 'cpp' or 'cuda', got {backend!r}")
-    want = "cpu" if backend == "cpp" else "cuda"
-    device = None
+    on_cuda = backend == "cuda"
+    first = None  # the first tensor: the others must be on its device
     values = []
     for a in args:
-        if isinstance(a, torch.Tensor):
-            if a.device.type != want:
+        if isinstance(a, torch.Tensor):  # is_cuda, is_cpu and get_device are cheap; .device builds an object
+            if not (a.is_cuda if on_cuda else a.is_cpu):
+                want = "cuda" if on_cuda else "cpu"
                 raise RuntimeError(f"{name}: the {backend!r} kernel takes {want} tensors, got one on {a.device}")
-            if device is not None and a.device != device:
-                raise RuntimeError(f"{name}: tensors on {device} and {a.device}; all must be on one device")
-            device = a.device
+            if first is None:
+                first = a
+            elif on_cuda and a.get_device() != first.get_device():
+                raise RuntimeError(f"{name}: tensors on {first.device} and {a.device}; all must be on one device")
             values.append(a.data_ptr())
         else:
             values.append(0 if a is None else a)
-    if device is None:
+    if first is None:
         raise RuntimeError(f"{name}: launched without tensor arguments")
     try:
-        if backend == "cpp":
+        if not on_cuda:
             return getattr(cpu(), name)(*values, *((num_threads(),) if threads else ()))
-        with torch.cuda.device(device):
-            return getattr(cuda(), name)(*values, torch.cuda.current_stream(device).cuda_stream)
+        index = first.get_device()
+        stream = torch.cuda.current_stream(index).cuda_stream
+        if index == torch.cuda.current_device():
+            return getattr(cuda(), name)(*values, stream)
+        with torch.cuda.device(index):
+            return getattr(cuda(), name)(*values, stream)
     except MemoryError as e:  # std::bad_alloc of a kernel's scratch: say which kernel
         raise MemoryError(f"{name}: out of host memory for the kernel's work buffers ({e})") from e

@@ -171,7 +171,7 @@ def _synth(args: argparse.Namespace) -> int:
     try:
         config = SynthConfig(seed=args.seed, num_videos=args.videos, tail=args.tail, feature_dim=args.feature_dim,
                              features=not args.no_features, clip_dim=args.clip_dim, grounding=args.grounding,
-                             proposals=args.proposals, sampled_frames=args.sampled_frames)
+                             proposals=args.proposals, sampled_frames=args.sampled_frames, open_vocab=args.open_vocab)
         clear = check_out_dir(args.out_dir, "OUT_DIR", overwrite=args.overwrite)
     except ConfigError as e:  # named by its option
         print(f"pyvrel synth: error: --{e.key.replace('num_', '').replace('_', '-')}: {e.message}", file=sys.stderr)
@@ -465,6 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--feature-dim", type=int, default=32, help="appearance feature dimension")
     sy.add_argument("--clip-dim", type=int, default=0,
                     help="also write VrdONE-X's per-entity stream tracklet_clip of this width (default 0: none)")
+    sy.add_argument("--open-vocab", type=int, default=0,
+                    help="write UASAN's open-vocabulary stream of this width: tracklet_concept, union_grid and a "
+                         "base/novel split whose names carry meaning (default 0: none)")
     sy.add_argument("--grounding", action="store_true",
                     help="write vRGV's grounding stream: proposal_* arrays with distractors, jitter and shuffled "
                          "slots (pyvrel.data.synthetic.streams.grounding) in place of the plain proposals")

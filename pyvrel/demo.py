@@ -42,7 +42,10 @@ def run_demo(out_dir: str | Path = "pyvrel_demo", quick: bool = False, threads: 
     Raises :class:`~pyvrel.engine.UnknownModelError` when ``model`` has no demo settings or loader.
     """
     entry = get_model(model)
-    config = model_part(model, "demo")["quick" if quick else "full"]
+    demo = model_part(model, "demo")
+    if callable(demo):  # a model with a demo of its own (UASAN: base/novel study)
+        return demo(out_dir, quick=quick, threads=threads)
+    config = demo["quick" if quick else "full"]
     model_part(model, "load")  # fail before training when it cannot be loaded back
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

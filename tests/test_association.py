@@ -108,3 +108,13 @@ def test_associating_ground_truth_pieces_recovers_the_relations(algorithm):
     out = associate(segs, algorithm, segment_topk=10_000, association_topk=10_000)
     res = evaluate_relations({"v": gt}, {"v": out})
     assert res["RelDet"]["R@100"] >= 0.8 and res["RelTag"]["P@5"] == 1.0
+
+
+@pytest.mark.parametrize("algorithm", ["baseline", "vidvrd2"])
+def test_linking_a_candidate_that_is_not_the_first_of_its_segment(algorithm):
+    # two relations of one triplet in segment 0; the weaker one links: removing it from the
+    # candidates must not compare the stronger one's box arrays (it once raised ValueError)
+    far = seg_rel((0, 30), 0.9, dx=400)
+    segs = [((0, 30), [far, seg_rel((0, 30), 0.5)]), ((15, 45), [seg_rel((15, 45), 0.8)])]
+    out = associate(segs, algorithm)
+    assert len(out) == 2 and max(r.duration[1] for r in out) == 45

@@ -35,7 +35,6 @@ reads (``pyvrel train --model vrgv``, ``pyvrel ground``; checks in
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -61,6 +60,8 @@ class FeatureStore(Mapping[str, Mapping[str, np.ndarray]]):
         return self.root / f"{video_id}.npz"
 
     def __getitem__(self, video_id: str) -> Mapping[str, np.ndarray]:
+        import zipfile  # here: not on the evaluation path's imports
+
         p = self.path(video_id)
         if not p.is_file():
             raise KeyError(f"{p}: no feature file for video {video_id!r}")

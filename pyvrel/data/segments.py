@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
-import torch
 
 from pyvrel.data.tracklets import Tracklet
 
@@ -93,6 +92,8 @@ def relative_position(tracklets: Sequence[Tracklet], pairs: np.ndarray, width: f
 
 
 def _tubes(tracklets: Sequence[Tracklet]):
+    import torch  # not at import: pyvrel eval (which imports segment_spans) runs without torch
+
     from pyvrel.ops import Tubes
 
     L = max((len(t.boxes) for t in tracklets), default=0)

@@ -244,9 +244,11 @@ def _plain_prediction_table(path: Path) -> RelationTable | None:
                          traj[:, :2].copy(), traj[:, 2:].copy(), version)
 
 
-def _parse_plain(data: bytes | Any) -> tuple[int, np.ndarray, tuple[np.ndarray, ...]] | None:
-    """``(status, sizes, column buffers)`` of ``pyvrel._C.parse_prediction_file`` over ``data``;
-    ``None`` where the system refuses the buffers."""
+def _parse_plain(data: bytes | Any, threads: int = 0,
+                 min_chunk: int = 1 << 20) -> tuple[int, np.ndarray, tuple[np.ndarray, ...]] | None:
+    """``(status, sizes, column buffers)`` of ``pyvrel._C.parse_prediction_file`` over ``data``, on up
+    to ``threads`` threads (0: OpenMP's default) of at least ``min_chunk`` bytes each (the result
+    does not depend on either); ``None`` where the system refuses the buffers."""
     from pyvrel import _ext
 
     n_rel, n_box = len(data) // 64 + 1, len(data) // 9 + 1
@@ -259,7 +261,7 @@ def _parse_plain(data: bytes | Any) -> tuple[int, np.ndarray, tuple[np.ndarray, 
         return None
     buf = np.frombuffer(data, dtype=np.uint8)
     status = _ext.cpu().parse_prediction_file(buf.ctypes.data, len(data), *(a.ctypes.data for a in arrays),
-                                              sizes.ctypes.data)
+                                              sizes.ctypes.data, threads, min_chunk)
     del buf  # no view of a memory map may outlive it
     return status, sizes, arrays
 

@@ -8,7 +8,6 @@ VidOR (``"vidor"``: 80 objects, 50 predicates); the header of each file names it
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 __all__ = ["SHIPPED", "Vocabulary", "load_vocabulary"]
@@ -69,6 +68,8 @@ def load_vocabulary(dataset: str = "vidvrd") -> Vocabulary:
     if dataset not in SHIPPED:
         raise ValueError(f"load_vocabulary: unknown dataset {dataset!r}; shipped: {', '.join(SHIPPED)} "
                          "(for other data use Vocabulary.from_files)")
+    from importlib import resources  # here: not on the evaluation path's imports
+
     root = resources.files("pyvrel.data") / "vocab"
     return Vocabulary.from_text(dataset, (root / f"{dataset}_objects.txt").read_text(),
                                 (root / f"{dataset}_predicates.txt").read_text())

@@ -13,6 +13,7 @@ A model is one package under ``pyvrel/models/`` and one :class:`ModelEntry` in :
   ``pyvrel ground``;
 * ``demo``: ``{"full": config, "quick": config}``, the run configs (``{"model": ..., "train": ...}``
   on top of the model's ``train_defaults``) of ``pyvrel demo NAME`` and ``pyvrel demo NAME --quick``.
+  Or a function ``demo(out_dir, quick=, threads=) -> dict`` for a demo of the model's own.
 
 Fields may be ``"module:attr"`` strings, imported only when used, so registering a model costs no
 import. ``pyvrel train --model package.module:function`` also accepts a task builder directly, and
@@ -123,6 +124,10 @@ MODELS: dict[str, ModelEntry | str | TaskBuilder] = {
                          load="pyvrel.models.vrdone.task:load", demo="pyvrel.models.vrdone.task:DEMO"),
     "vrgv": ModelEntry("vRGV", train="pyvrel.models.vrgv.task:build_task",
                        ground="pyvrel.models.vrgv.task:load_grounder"),  # grounds, detects nothing
+    "vidvrd2": ModelEntry("VidVRD-II", train="pyvrel.models.vidvrd2.task:build_task",
+                          load="pyvrel.models.vidvrd2.task:load"),
+    "uasan": ModelEntry("UASAN", train="pyvrel.models.uasan.task:build_task", load="pyvrel.models.uasan.task:load",
+                        demo="pyvrel.models.uasan.demo:run_demo"),
 }
 
 

@@ -119,7 +119,7 @@ def _join(a: Track, b: Track) -> Track:
     return Track(start, out)
 
 
-@dataclass
+@dataclass(eq=False)  # identity: candidates.remove() must not compare the box arrays
 class _Linked:
     triplet: Triplet
     sub: Track
@@ -190,7 +190,7 @@ def associate(
                         linked = r
                         break
             if linked is not None:
-                candidates.remove(linked)
+                candidates = [c for c in candidates if c is not linked]  # by identity: tracks hold arrays
                 linked.sub, linked.obj = _join(linked.sub, p.sub), _join(linked.obj, p.obj)
                 linked.confs.append(float(p.score))
                 current.append(linked)

@@ -19,11 +19,13 @@ from pyvrel.ops.tubes import (
     unpack_tubes,
 )
 from pyvrel.ops.types import Tubes
-from pyvrel.ops.seq_nms import SeqNMSResult, seq_nms
+from pyvrel.ops.seq_nms import GapFilled, SeqNMSResult, fill_gaps, seq_nms
 from pyvrel.ops.viterbi import SoftViterbiResult, ViterbiResult, path_tubes, soft_viterbi, viterbi_link
 
 __all__ = [
+    "GapFilled",
     "SeqNMSResult",
+    "fill_gaps",
     "SoftViterbiResult",
     "ViterbiResult",
     "path_tubes",

@@ -19,7 +19,7 @@ from pyvrel.ops._backend import choose_backend
 from pyvrel.ops._per_box import finite_where_valid, per_box_inputs
 from pyvrel.ops.types import Tubes
 
-__all__ = ["SeqNMSResult", "seq_nms"]
+__all__ = ["GapFilled", "SeqNMSResult", "fill_gaps", "seq_nms"]
 
 _SEQ_NMS_BACKENDS = ("cpp", "cuda", "reference")  # the select loop is serial per video: no Triton
 
@@ -250,3 +250,113 @@ def seq_nms(
     if not batched:
         out_scores, seq_id = out_scores[0], seq_id[0]
     return SeqNMSResult(out_scores, seq_id, tracklets, box_index, score, video)
+
+
+class GapFilled(NamedTuple):
+    """Output of :func:`fill_gaps`: the detections with the inserted boxes, ``(B, T, M)`` (or ``(T, M)``).
+
+    boxes (Tensor[..., M, 4]), scores (inserted boxes: 0), valid (bool), labels (int64; None when
+    none were given), source (int64: the input index of a kept box, -1 for inserted boxes and padding).
+    """
+
+    boxes: Tensor
+    scores: Tensor
+    valid: Tensor
+    labels: Tensor | None
+    source: Tensor
+
+
+def fill_gaps(
+    boxes: Tensor,
+    scores: Tensor,
+    counts: Tensor | None = None,
+    *,
+    valid: Tensor | None = None,
+    labels: Tensor | None = None,
+    tolerance: int = 30,
+    scale_ratio: float = 2.0,
+    area_ratio: float = 2.0,
+) -> GapFilled:
+    """VidVRD-II's gap filling, run before :func:`seq_nms` (``variant="vidvrd2"``) so that tracklets
+    bridge frames where the detector missed an object.
+
+    For every valid box ``i`` of frame ``t`` (with a label ``>= 0``), the first of the frames
+    ``t + 2 .. t + tolerance - 1`` holding valid boxes of the same label whose aspect ratio
+    (``w / h``) and area are within factors ``scale_ratio`` and ``area_ratio`` of box ``i``'s
+    (``max <= factor * min``; both boxes with positive width and height) is found; for each such box
+    ``j`` the frames in between get the box ``b_i + (b_j - b_i) * (k / d)`` (``d`` the distance,
+    ``k = 1 .. d - 1``) with score 0 and box ``i``'s label. As in VidVRD-II's code there is no
+    position test (Seq-NMS's IoU links decide which inserted boxes are used); unlike it, the area
+    test compares the two areas (the code's ``wj*wj/(wi*hi)`` is a typo). Inserted boxes follow a
+    frame's own boxes, ordered by source frame, ``i``, then ``j``. Without ``labels`` every box has the same label.
+
+    Args: boxes ``(T, N, 4)`` or ``(B, T, N, 4)``, scores, counts/valid and labels as in
+    :func:`seq_nms`; ``tolerance`` (30), ``scale_ratio`` (2), ``area_ratio`` (2).
+
+    Returns:
+        :class:`GapFilled`. Computed with tensor operations on the boxes' device; equal to
+        :func:`pyvrel.ops.reference.fill_gaps_ref` (same arithmetic in the boxes' dtype).
+    """
+    op = "fill_gaps"
+    batched, shape, boxes, scores, mask, tensors = per_box_inputs(op, boxes, "scores", scores, counts, valid)
+    B, T, N = scores.shape
+    dev, dt = boxes.device, boxes.dtype
+    if mask is None:
+        mask = torch.ones(B, T, N, dtype=torch.bool, device=dev)
+    if labels is not None:
+        _checks.tensor(op, "labels", labels, integer=True)
+        if tuple(labels.shape) != shape:
+            raise ValueError(f"{op}: labels must have shape {shape}, got {tuple(labels.shape)}")
+        tensors["labels"] = labels
+    _checks.same_device(op, **tensors)
+    tolerance = _checks.number(op, "tolerance", tolerance, 0, integer=True)
+    scale_ratio = _checks.number(op, "scale_ratio", scale_ratio, 1.0)
+    area_ratio = _checks.number(op, "area_ratio", area_ratio, 1.0)
+    finite_where_valid(op, "boxes", boxes, "scores", scores, mask, counts is None and valid is None)
+    lab = (labels.reshape(B, T, N).to(torch.int64) if labels is not None
+           else torch.zeros(B, T, N, dtype=torch.int64, device=dev))
+    w, h = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
+    usable = mask & (w > 0) & (h > 0)
+    ratio, area = w / h, w * h
+    found = ~usable | (lab < 0)  # boxes that insert nothing (more)
+    hits = []  # (b, t, i, j, d) of each insertion pair
+    for d in range(2, min(tolerance, T)):
+        def pairwise(x: Tensor) -> tuple[Tensor, Tensor]:
+            return x[:, : T - d, :, None], x[:, d:, None, :]
+
+        (ri, rj), (ai, aj) = pairwise(ratio), pairwise(area)
+        li, lj = pairwise(lab)
+        ok = (~found[:, : T - d, :, None] & usable[:, d:, None, :] & (li == lj)
+              & (torch.maximum(ri, rj) <= scale_ratio * torch.minimum(ri, rj))
+              & (torch.maximum(ai, aj) <= area_ratio * torch.minimum(ai, aj)))
+        b, t, i, j = torch.nonzero(ok, as_tuple=True)
+        hits.append(torch.stack([b, t, i, j, torch.full_like(b, d)], 1))
+        found[:, : T - d] |= ok.any(-1)
+    hits = torch.cat(hits) if hits else torch.zeros(0, 5, dtype=torch.int64, device=dev)
+    d = hits[:, 4]
+    rep = torch.repeat_interleave(torch.arange(len(hits), device=dev), d - 1)
+    k = torch.arange(len(rep), device=dev) - torch.repeat_interleave(torch.cumsum(d - 1, 0) - (d - 1), d - 1) + 1
+    b, t, i, j, d = hits[rep].unbind(1)
+    frame = t + k
+    order = torch.argsort(((((b * T + frame) * T + t) * N + i) * N + j), stable=True)
+    b, t, i, j, d, k, frame = (x[order] for x in (b, t, i, j, d, k, frame))
+    cell = b * T + frame
+    first = torch.searchsorted(cell, cell)  # cell is sorted: index of its first insertion
+    slot = N + torch.arange(len(cell), device=dev) - first
+    M = N + (int((slot - N).max()) + 1 if len(slot) else 0)
+    wk = ((k.to(torch.float64) / d).to(dt))[:, None]
+    bi, bj = boxes[b, t, i], boxes[b, t + d, j]
+    out_boxes = boxes.new_zeros(B, T, M, 4)
+    out_scores = scores.new_zeros(B, T, M)
+    out_valid = torch.zeros(B, T, M, dtype=torch.bool, device=dev)
+    out_labels = torch.full((B, T, M), -1, dtype=torch.int64, device=dev)
+    source = torch.full((B, T, M), -1, dtype=torch.int64, device=dev)
+    out_boxes[:, :, :N], out_scores[:, :, :N], out_valid[:, :, :N], out_labels[:, :, :N] = boxes, scores, mask, lab
+    source[:, :, :N] = torch.where(mask, torch.arange(N, device=dev), -1)
+    out_boxes[b, frame, slot] = bi + (bj - bi) * wk
+    out_valid[b, frame, slot] = True
+    out_labels[b, frame, slot] = lab[b, t, i]
+    result = GapFilled(out_boxes, out_scores, out_valid, out_labels if labels is not None else None, source)
+    if not batched:
+        result = GapFilled(*(x[0] if x is not None else None for x in result))
+    return result

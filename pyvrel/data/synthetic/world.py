@@ -48,6 +48,9 @@ class SynthConfig:
             (:mod:`pyvrel.data.synthetic.streams.grounding`: distractors, jitter, shuffled slots).
         predicate_tail: long-tail exponent of the training split's predicate labels
             (:mod:`pyvrel.data.synthetic.longtail`); 0 = every relation kept.
+        open_vocab: width of UASAN's concept features (``tracklet_concept``, ``union_grid``) and a
+            base/novel split whose names carry meaning
+            (:mod:`pyvrel.data.synthetic.streams.openvocab`); 0 = not written.
     """
 
     seed: int = 0
@@ -67,6 +70,7 @@ class SynthConfig:
     clip_dim: int = 0
     grounding: bool = False
     predicate_tail: float = 0.0
+    open_vocab: int = 0
 
     def __post_init__(self) -> None:
         from pyvrel.engine.config import ConfigError  # only here: the world needs no training code
@@ -91,7 +95,7 @@ class SynthConfig:
 _RANGES = (("seed", 0, 2**63 - 1), ("train_fraction", 0.0, 1.0), ("min_run", 1, 10**6), ("tail", 0.0, 100.0),
            ("ride_prob", 0.0, 1.0), ("feature_dim", 1, 1 << 16), ("proposals", 1, 1 << 16),
            ("sampled_frames", 1, 1 << 16), ("confusion", 0.0, 1.0), ("false_tracks", 0.0, 1000.0),
-           ("clip_dim", 0, 1 << 16), ("predicate_tail", 0.0, 100.0))
+           ("clip_dim", 0, 1 << 16), ("predicate_tail", 0.0, 100.0), ("open_vocab", 0, 1 << 16))
 
 
 class World:
@@ -116,6 +120,8 @@ class World:
                       "predicates": {"base": sorted(preds[:71]), "novel": sorted(preds[71:])}}
         #: the extra streams the config switches on (:mod:`pyvrel.data.synthetic.streams`), in order
         self.streams: list[Stream] = [stream(self) for stream in STREAMS if getattr(config, stream.option)]
+        #: a stream may bring its own base/novel split (the open-vocabulary stream's names carry meaning)
+        self.split = next((s.split for s in self.streams if hasattr(s, "split")), self.split)
         #: keep probability of each predicate's training labels (:mod:`pyvrel.data.synthetic.longtail`)
         self.predicate_keep = keep_probabilities(self) if config.predicate_tail else None
 

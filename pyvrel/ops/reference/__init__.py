@@ -10,7 +10,7 @@ importable from here.
 
 from pyvrel.ops.reference.boxes import batched_nms_ref, box_area_ref, box_iou_aligned_ref, box_iou_ref, nms_ref
 from pyvrel.ops.reference.local_attention import local_attention_ref, local_window_ref
-from pyvrel.ops.reference.seq_nms import SeqNMSRefVideo, seq_nms_ref
+from pyvrel.ops.reference.seq_nms import SeqNMSRefVideo, fill_gaps_ref, seq_nms_ref
 from pyvrel.ops.reference.tubes import interpolate_boxes_ref, temporal_iou_ref, tube_iou_aligned_ref, tube_iou_ref
 from pyvrel.ops.reference.viterbi import soft_viterbi_ref, viterbi_link_ref
 
@@ -26,6 +26,7 @@ __all__ = [
     "interpolate_boxes_ref",
     "local_window_ref",
     "local_attention_ref",
+    "fill_gaps_ref",
     "seq_nms_ref",
     "SeqNMSRefVideo",
     "viterbi_link_ref",

@@ -12,7 +12,7 @@ import torch
 
 from pyvrel.ops.reference.boxes import box_iou_ref
 
-__all__ = ["seq_nms_ref", "SeqNMSRefVideo"]
+__all__ = ["fill_gaps_ref", "seq_nms_ref", "SeqNMSRefVideo"]
 
 
 # One video's result: working scores (T, N) as nested lists, sequence id of each box (T, N)
@@ -157,3 +157,73 @@ def seq_nms_ref(
             boxes[b], scores[b], valid[b], None if labels is None else labels[b], link_threshold,
             suppress_threshold, rescore, suppress, max_sequences, min_score, strict, pixel_offset))
     return out
+
+
+def _similar_ref(a: torch.Tensor, b: torch.Tensor, scale_ratio: float, area_ratio: float) -> bool:
+    """Both boxes have positive width and height, and their aspect ratios (w / h) and areas differ by
+    at most the given factors (``max <= factor * min``, in the boxes' dtype)."""
+    wa, ha, wb, hb = a[2] - a[0], a[3] - a[1], b[2] - b[0], b[3] - b[1]
+    if not (wa > 0 and ha > 0 and wb > 0 and hb > 0):
+        return False
+    ra, rb, aa, ab = wa / ha, wb / hb, wa * ha, wb * hb
+    return bool(torch.maximum(ra, rb) <= scale_ratio * torch.minimum(ra, rb)
+                and torch.maximum(aa, ab) <= area_ratio * torch.minimum(aa, ab))
+
+
+def fill_gaps_ref(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    valid: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    *,
+    tolerance: int = 30,
+    scale_ratio: float = 2.0,
+    area_ratio: float = 2.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """VidVRD-II's gap filling before Seq-NMS, one box at a time.
+
+    For every valid box ``i`` of frame ``t`` (and label ``>= 0``), frames ``t + 2 .. t + tolerance - 1``
+    are searched for the first one holding valid boxes of the same label whose aspect ratio and
+    area are within ``scale_ratio`` / ``area_ratio`` of box ``i``'s (:func:`_similar_ref`); for
+    each such box ``j`` (ascending), the frames between get the interpolated box
+    ``b_i + (b_j - b_i) * (k / d)`` (``d`` the frame distance, ``k = 1 .. d - 1``) with score 0 and
+    box ``i``'s label. Inserted boxes follow the frame's own boxes, in the order of the loops
+    (``t``, ``i``, ``j``). Returns ``(boxes (B, T, M, 4), scores, valid, labels, source)`` with
+    ``M = N + most insertions in a frame``; ``source`` is the input index of a kept box and -1 for an
+    inserted box or padding; ``labels`` is None when not given.
+    """
+    B, T, N = scores.shape
+    dt = boxes.dtype
+    lab = labels if labels is not None else torch.zeros(B, T, N, dtype=torch.int64)
+    extra = [[[] for _ in range(T)] for _ in range(B)]
+    for b in range(B):
+        for t in range(T):
+            for i in range(N):
+                if not valid[b, t, i] or lab[b, t, i] < 0:
+                    continue
+                for t2 in range(t + 2, min(t + tolerance, T)):
+                    js = [j for j in range(N) if valid[b, t2, j] and lab[b, t2, j] == lab[b, t, i]
+                          and _similar_ref(boxes[b, t, i], boxes[b, t2, j], scale_ratio, area_ratio)]
+                    if not js:
+                        continue
+                    d = t2 - t
+                    for j in js:
+                        for k in range(1, d):
+                            w = torch.tensor(k / d, dtype=dt)
+                            extra[b][t + k].append((boxes[b, t, i] + (boxes[b, t2, j] - boxes[b, t, i]) * w,
+                                                    int(lab[b, t, i])))
+                    break
+    M = N + max((len(e) for per_video in extra for e in per_video), default=0)
+    out_boxes = torch.zeros(B, T, M, 4, dtype=dt)
+    out_scores = torch.zeros(B, T, M, dtype=scores.dtype)
+    out_valid = torch.zeros(B, T, M, dtype=torch.bool)
+    out_labels = torch.full((B, T, M), -1, dtype=torch.int64)
+    source = torch.full((B, T, M), -1, dtype=torch.int64)
+    out_boxes[:, :, :N], out_scores[:, :, :N], out_valid[:, :, :N] = boxes, scores, valid
+    out_labels[:, :, :N] = lab
+    source[:, :, :N] = torch.where(valid, torch.arange(N), torch.full_like(source[:, :, :N], -1))
+    for b in range(B):
+        for t in range(T):
+            for k, (box, label) in enumerate(extra[b][t]):
+                out_boxes[b, t, N + k], out_valid[b, t, N + k], out_labels[b, t, N + k] = box, True, label
+    return out_boxes, out_scores, out_valid, (out_labels if labels is not None else None), source

@@ -22,12 +22,13 @@ import numpy as np
 
 from pyvrel.data.synthetic.streams.clip import ClipStream
 from pyvrel.data.synthetic.streams.grounding import GroundingStream
+from pyvrel.data.synthetic.streams.openvocab import OpenVocabStream
 
 if TYPE_CHECKING:
     from pyvrel.data.annotations import VideoAnnotation
     from pyvrel.data.synthetic.world import World
 
-__all__ = ["STREAMS", "ClipStream", "GroundingStream", "Stream"]
+__all__ = ["STREAMS", "ClipStream", "GroundingStream", "OpenVocabStream", "Stream"]
 
 
 class Stream(Protocol):
@@ -43,4 +44,4 @@ class Stream(Protocol):
 
 
 #: Every extra stream, in the order they run (a new stream: one module here and one entry).
-STREAMS: tuple[type[Stream], ...] = (ClipStream, GroundingStream)
+STREAMS: tuple[type[Stream], ...] = (ClipStream, GroundingStream, OpenVocabStream)
