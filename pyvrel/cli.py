@@ -556,7 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "table from them), metrics.json, metrics.jsonl, checkpoints/, timeline.svg and "
                                     "training_curve.svg (it lists every file it wrote).")
     dm.add_argument("model", nargs="?", default="vrdone", metavar="MODEL",
-                    help="a registered model with demo settings (default vrdone)")
+                    help="a registered model with demo settings (default vrdone; dll: VidVRD-II vs +DLL on "
+                         "a long-tailed world, with mR@K and recall.svg, per-predicate recall)")
     dm.add_argument("--out", default="pyvrel_demo", metavar="DIR", help="output folder (default pyvrel_demo)")
     dm.add_argument("--quick", action="store_true", help="a tiny world and one short epoch (seconds; for tests)")
     dm.add_argument("--threads", type=_in_range(int, 1, 1024), default=1, help="torch CPU threads (default 1: on a busy 2-core machine "
