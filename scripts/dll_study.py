@@ -1,6 +1,6 @@
 """DLL's claim in miniature: VidVRD-II, +PDL, +KDL and +DLL trained on the long-tailed synthetic world.
 
-    OMP_NUM_THREADS=1 nice -n 10 python scripts/dll_study.py --out /tmp/dll_study    # ~2-4 min per variant
+    OMP_NUM_THREADS=1 nice -n 10 python scripts/dll_study.py --out /tmp/dll_study    # ~2-5 min per variant
     python scripts/dll_study.py --videos 10 --epochs 1 --out /tmp/dll_smoke         # seconds: a smoke run
 
 Each variant trains through ``pyvrel.engine.run.prepare_run`` (as ``pyvrel train --model dll --set
@@ -29,7 +29,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="dll_study", help="output folder (one sub-folder per variant)")
     ap.add_argument("--variants", nargs="+", default=list(TITLES), choices=list(TITLES))
-    ap.add_argument("--epochs", type=int, default=None, help="training epochs (default: the preset's)")
+    ap.add_argument("--epochs", type=int, default=30, help="training epochs (default 30; the preset's 12: --epochs 12)")
     ap.add_argument("--videos", type=int, default=None, help="videos of the world (default: the study world's)")
     ap.add_argument("--tail", type=float, default=None, help="predicate_tail of the world")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 1)))
@@ -40,7 +40,7 @@ def main() -> None:
         world["num_videos"] = args.videos
     if args.tail is not None:
         world["predicate_tail"] = args.tail
-    train = {"progress": False} | ({"epochs": args.epochs} if args.epochs is not None else {})
+    train = {"progress": False, "epochs": args.epochs}
     report = compare(args.variants, args.out, world, train)
     print(write_report(report, args.out))
     print()
