@@ -1,8 +1,8 @@
 """pyvrel on one CUDA GPU side by side with what a user would use instead (issue 17).
 
 Anchors: ``torchvision.ops`` nms / batched_nms / box_iou (when importable), dense
-``F.scaled_dot_product_attention`` with a band + padding mask, and FlexAttention compiled with a
-sliding-window block mask. Every row is checked before it is timed (identical indices; the error
+``F.scaled_dot_product_attention`` with a band + padding mask, FlexAttention compiled with a
+sliding-window block mask, and for Seq-NMS pyvrel's C++ backend on every host core. Every row is checked before it is timed (identical indices; the error
 against a float64 reference on a slice; the error against the anchor) and says ``ok`` or
 ``FAIL``. Times are medians of ``triton.testing.do_bench`` (ms). Prints one line per
 measurement, then one summary table (last); ``--json`` keeps every row.
@@ -208,6 +208,35 @@ def local_attention_vs_anchors(smoke: bool) -> None:
                 torch.cuda.empty_cache()
 
 
+# ---- Seq-NMS -----------------------------------------------------------------------------------
+
+
+def seq_nms_vs_cpp(smoke: bool) -> None:
+    """The CUDA backend against the C++ backend on every host core (the anchor: no GPU Seq-NMS
+    exists elsewhere); identical results checked first. Without a GPU only the C++ row runs."""
+    from bench_seq_nms import synthetic_video
+
+    for B, T, N in (shapes.GPU_SMOKE_SEQ_NMS if smoke else shapes.GPU_SEQ_NMS):
+        videos = [synthetic_video(T, N, seed=s) for s in range(B)]
+        boxes, scores = torch.stack([v[0] for v in videos]), torch.stack([v[1] for v in videos])
+        group = f"seq_nms-{B}x{T}x{N}"
+        cpp = ops.seq_nms(boxes, scores, backend="cpp")
+        times = []
+        for _ in range(1 if smoke else 3):
+            t = time.perf_counter()
+            ops.seq_nms(boxes, scores, backend="cpp")
+            times.append((time.perf_counter() - t) * 1e3)
+        record(group, f"C++ {torch.get_num_threads()} threads", fwd=sorted(times)[len(times) // 2])
+        if DEV.type != "cuda" or not _ext.has_cuda_ext():
+            continue
+        gb, gs = boxes.to(DEV), scores.to(DEV)
+        out = ops.seq_nms(gb, gs, backend="cuda")
+        same = all(torch.equal(a.cpu(), b) for a, b in ((out.scores, cpp.scores), (out.sequence_id, cpp.sequence_id),
+                                                         (out.box_index, cpp.box_index)))
+        record(group, "pyvrel-cuda", verdict(same, f"= C++ backend ({cpp.box_index.shape[0]} tracklets)"),
+               fwd=bench(lambda: ops.seq_nms(gb, gs, backend="cuda"), smoke))
+
+
 # ---- summary -----------------------------------------------------------------------------------
 
 
@@ -244,6 +273,7 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
     section(boxes_vs_torchvision, args.smoke)
     section(local_attention_vs_anchors, args.smoke)
+    section(seq_nms_vs_cpp, args.smoke)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(ROWS, f, indent=1)

@@ -402,7 +402,29 @@ GPU_NMS = [NMSShape("1000", n=1000, classes=0), NMSShape("5000", n=5000, classes
            NMSShape("20000-30cls", n=20000, classes=30)]
 GPU_BOX_IOU = [BoxIoUShape("1000x1000", frames=0, n=1000, m=1000), BoxIoUShape("5000x5000", frames=0, n=5000, m=5000),
                BOX_IOU[1]]
+# Seq-NMS (videos, frames, boxes per frame) of bench_seq_nms.synthetic_video against the C++ backend
+# on all host cores; targets: 1 video faster than C++, 16 videos >= 10x faster.
+GPU_SEQ_NMS = [(1, 120, 300), (16, 120, 300)]
 # --smoke: tiny versions that also run on the CPU (Triton interpreter), to check the script itself
 GPU_SMOKE_LOCAL_ATTENTION = [(LocalAttentionShape("smoke_l40", 2, 2, 40, 16, 5, (40, 23)), (torch.float32,))]
 GPU_SMOKE_NMS = [NMSShape("200", n=200, classes=0), NMSShape("200-5cls", n=200, classes=5)]
 GPU_SMOKE_BOX_IOU = [BoxIoUShape("50x60", frames=0, n=50, m=60)]
+GPU_SMOKE_SEQ_NMS = [(2, 12, 20)]
+
+
+# ---- HVR-Net (benchmarks/bench_hvrnet.py) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RelationShape:
+    """One relation stage call: ``groups`` x ``proposals`` x ``dim`` (HVR-Net: 3 videos x 300 RPN
+    proposals x 1024-d; the inter-video stage relates the three videos' proposals as one group)."""
+
+    name: str
+    groups: int
+    proposals: int
+    dim: int
+
+
+HVRNET_RELATION = [RelationShape("intra_3x300x1024", 3, 300, 1024), RelationShape("inter_1x900x1024", 1, 900, 1024)]
+TRACK_VIDEOS = 200  # synthetic videos (demo world sizes, with per-frame detection features) for `pyvrel track`

@@ -171,7 +171,8 @@ def _synth(args: argparse.Namespace) -> int:
     try:
         config = SynthConfig(seed=args.seed, num_videos=args.videos, tail=args.tail, feature_dim=args.feature_dim,
                              features=not args.no_features, clip_dim=args.clip_dim, grounding=args.grounding,
-                             proposals=args.proposals, sampled_frames=args.sampled_frames, open_vocab=args.open_vocab)
+                             proposals=args.proposals, sampled_frames=args.sampled_frames, open_vocab=args.open_vocab,
+                             hvrnet=args.hvrnet)
         clear = check_out_dir(args.out_dir, "OUT_DIR", overwrite=args.overwrite)
     except ConfigError as e:  # named by its option
         print(f"pyvrel synth: error: --{e.key.replace('num_', '').replace('_', '-')}: {e.message}", file=sys.stderr)
@@ -355,7 +356,7 @@ def _ground(args: argparse.Namespace) -> int:
     from pyvrel.data import write_predictions
     from pyvrel.data.dataset import check_data, open_dataset
     from pyvrel.engine import UnknownModelError, load_checkpoint, load_grounder
-    from pyvrel.models.vrgv.task import read_queries
+    from pyvrel.data.queries import read_queries
 
     try:
         check_data(args.data)
@@ -373,6 +374,35 @@ def _ground(args: argparse.Namespace) -> int:
         print(f"pyvrel ground: error: {e}", file=sys.stderr)
         return EXIT_FAILED
     print(f"grounded {sum(map(len, preds.values()))} queries in {len(preds)} {args.split} videos; wrote {args.out}")
+    return EXIT_OK
+
+
+def _track(args: argparse.Namespace) -> int:
+    from pyvrel.data import FormatError
+    from pyvrel.engine.rundir import OutputFolderError, check_out_dir, clear_dir
+    from pyvrel.track import TrackConfig, track_folder
+
+    try:
+        config = TrackConfig(nms_threshold=args.nms_threshold, max_per_frame=args.max_per_frame,
+                             link_threshold=args.link_threshold, suppress_threshold=args.suppress_threshold,
+                             max_gap=args.max_gap, min_length=args.min_length)
+        if args.detections == args.out or args.data == args.out:
+            raise OutputFolderError(f"--out {args.out}: must differ from DETECTIONS and --data (it is written)")
+        if check_out_dir(args.out, "--out", overwrite=args.overwrite):
+            clear_dir(args.out)
+    except OutputFolderError as e:
+        print(f"pyvrel track: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        summary = track_folder(args.detections, args.data, args.out, config)
+    except (FormatError, FileNotFoundError, ValueError) as e:
+        print(f"pyvrel track: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    if summary["empty"]:
+        print(f"pyvrel track: warning: no tracklet in {len(summary['empty'])} videos ({', '.join(summary['empty'][:3])}"
+              f"{', ...' if len(summary['empty']) > 3 else ''}); their feature files hold none", file=sys.stderr)
+    print(f"tracked {summary['videos']} videos into {summary['tracklets']} tracklets in {summary['seconds']:.1f} s; "
+          f"wrote the dataset folder {args.out} (pyvrel train/detect --data {args.out})")
     return EXIT_OK
 
 
@@ -476,6 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "synthetic preset reads 16)")
     sy.add_argument("--sampled-frames", type=int, default=120,
                     help="frames sampled for the proposals (default 120, vRGV's; the vrgv synthetic preset reads 24)")
+    sy.add_argument("--hvrnet", action="store_true",
+                    help="write HVR-Net's stream: RoI proposals with confusable categories (roi_*) and features of "
+                         "the per-frame detections (det_features, for pyvrel track)")
     sy.add_argument("--no-features", action="store_true", help="annotations only")
     sy.add_argument("--overwrite", action="store_true", help="write into a non-empty OUT_DIR, deleting its content "
                                                              "first (without it such a folder is refused)")
@@ -545,6 +578,36 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--greedy", action="store_true", help="vRGV*: greedy linking (lambda = 0)")
     gr.add_argument("--no-ema", action="store_true", help="use the trained weights instead of their EMA")
     gr.set_defaults(func=_ground)
+
+    tk = sub.add_parser("track", help="link per-frame detections into tracklets with features (a dataset folder "
+                                      "for 'pyvrel train/detect --data')",
+                        description="The detection front end (pyvrel.track): per-frame detections of every annotated "
+                                    "video of --data (DETECTIONS/<video_id>.npz with det_frame, det_boxes, "
+                                    "det_scores, det_labels, det_features, or <video_id>.json; "
+                                    "pyvrel.data.detections) -> per-frame class-aware NMS -> Seq-NMS linking -> "
+                                    "tracklets with per-frame features and category scores, written to --out with "
+                                    "--data's annotations: a dataset folder every relation model reads.",
+                        epilog="exit codes: 0 done; 1 missing/invalid detections or annotations; 2 bad command "
+                               "line or --out not empty (without --overwrite)")
+    tk.add_argument("detections", metavar="DETECTIONS", help="folder of per-video detection files (.npz or .json)")
+    tk.add_argument("--data", required=True, metavar="DIR", help="the dataset folder of the videos (annotations/, "
+                                                                "optional objects.txt/predicates.txt)")
+    tk.add_argument("--out", required=True, metavar="OUT", help="dataset folder to write (annotations/, features/)")
+    tk.add_argument("--nms-threshold", type=_in_range(float, 0.0, 1.0), default=0.5,
+                    help="per-frame NMS IoU within a label (default 0.5)")
+    tk.add_argument("--max-per-frame", type=_in_range(int, 1, 1 << 20), default=20,
+                    help="boxes kept per frame after NMS (default 20)")
+    tk.add_argument("--link-threshold", type=_in_range(float, 0.0, 1.0), default=0.3,
+                    help="Seq-NMS IoU linking consecutive frames (default 0.3)")
+    tk.add_argument("--suppress-threshold", type=_in_range(float, 0.0, 1.0), default=0.3,
+                    help="Seq-NMS IoU with a selected box that removes a box (default 0.3)")
+    tk.add_argument("--max-gap", type=_in_range(int, 0, 1 << 20), default=5,
+                    help="frames a tracklet may miss and be joined across (default 5; 0: no joining)")
+    tk.add_argument("--min-length", type=_in_range(int, 1, 1 << 20), default=3,
+                    help="shortest tracklet kept, frames (default 3)")
+    tk.add_argument("--overwrite", action="store_true", help="write into a non-empty --out, deleting its content "
+                                                             "first")
+    tk.set_defaults(func=_track)
 
     dm = sub.add_parser("demo", help="train a model (VrdONE by default) on a small synthetic world on the CPU (under "
                                      "5 minutes), detect, evaluate next to the frequency prior, draw pictures",

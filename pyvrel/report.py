@@ -1,7 +1,9 @@
 """Pictures and tables of results, written directly (no plotting library): one video's relations
-over time (:func:`timeline_svg`), a training curve (:func:`curve_svg`), per-predicate recall of
-several models from head to tail predicates (:func:`recall_svg`), and relation detection /
-tagging scores as an aligned terminal table (:func:`metrics_table`)."""
+over time (:func:`timeline_svg`), one video's tracklets against its ground-truth tracks
+(:func:`tracks_svg`), one grounded query over time (:func:`grounding_svg`), a training curve
+(:func:`curve_svg`), per-predicate recall of several models (:func:`recall_svg`,
+:func:`recall_bars_svg`), and relation detection / tagging / grounding scores as an aligned
+terminal table (:func:`metrics_table`)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,12 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
+import numpy as np
+
 from pyvrel.data.relations import Relation, Triplet
 
-__all__ = ["MEAN_RECALL_COLUMNS", "curve_svg", "metrics_table", "nice_ticks", "recall_bars_svg", "recall_svg",
-           "timeline_svg"]
+__all__ = ["DETECTION_COLUMNS", "GROUNDING_COLUMNS", "MEAN_RECALL_COLUMNS", "curve_svg", "grounding_svg",
+           "metrics_table", "nice_ticks", "recall_bars_svg", "recall_svg", "timeline_svg", "tracks_svg"]
 
 GT_COLOR, HIT_COLOR, MISS_COLOR = "#2ca02c", "#1f77b4", "#d62728"
 _GRID = 'stroke="#d9d9d9" stroke-width="1"'
@@ -138,6 +142,114 @@ def timeline_svg(video_id: str, frames: int, groundtruth: Sequence[Relation], de
     return "\n".join(out) + "\n"
 
 
+def tracks_svg(video_id: str, frames: int, width: float,
+               groundtruth: Sequence[tuple[str, int, Sequence[Sequence[float]]]],
+               tracklets: Sequence[tuple[str, int, Sequence[Sequence[float]], bool]]) -> str:
+    """One video's tracks as the horizontal centre of their boxes over time: ground-truth tracks
+    ``(category, first frame, boxes (L, 4))`` as thick green lines, tracklets ``(category, first
+    frame, boxes, hit)`` as thin lines, blue when ``hit`` (it matches a ground-truth track), red
+    otherwise; each line is labelled with its category at its start and has a tooltip. ``width``:
+    the frame width in pixels (the vertical axis)."""
+    plot_w, plot_h, left, top_y = 640, 320, 60, 64
+    out = _svg_open(left + plot_w + 30, top_y + plot_h + 52)
+    hits = sum(t[3] for t in tracklets)
+    out.append(f'<text x="10" y="20" font-size="14">{escape(video_id)}: {len(groundtruth)} ground-truth tracks, '
+               f'{len(tracklets)} tracklets ({hits} matching one)</text>')
+    lx = 10.0
+    for color, text in ((GT_COLOR, "ground-truth track"), (HIT_COLOR, "tracklet matching a track"),
+                        (MISS_COLOR, "tracklet matching none")):
+        out.append(f'<rect x="{lx:.1f}" y="32" width="14" height="10" fill="{color}"/>'
+                   f'<text x="{lx + 19:.1f}" y="41">{escape(text)}</text>')
+        lx += 19 + _text_width(text) + 18
+    x = lambda f: left + f * plot_w / max(frames, 1)  # noqa: E731
+    y = lambda c: top_y + plot_h - c * plot_h / max(width, 1)  # noqa: E731
+    bottom = top_y + plot_h
+    for f in nice_ticks(0, frames, 10):
+        out.append(f'<line x1="{x(f):.1f}" y1="{top_y}" x2="{x(f):.1f}" y2="{bottom}" {_GRID}/>'
+                   f'<text x="{x(f):.1f}" y="{bottom + 17}" text-anchor="middle">{_label(f)}</text>')
+    for c in nice_ticks(0, width, 6):
+        out.append(f'<line x1="{left}" y1="{y(c):.1f}" x2="{x(frames):.1f}" y2="{y(c):.1f}" {_GRID}/>'
+                   f'<text x="{left - 6}" y="{y(c) + 4:.1f}" text-anchor="end">{_label(c)}</text>')
+    out.append(f'<text x="{left + plot_w / 2:.1f}" y="{bottom + 36}" text-anchor="middle">frame (of {frames}); '
+               f'vertical: box centre x (pixels)</text>')
+    lines = [(c, s0, b, GT_COLOR, 4.0) for c, s0, b in groundtruth]
+    lines += [(c, s0, b, HIT_COLOR if hit else MISS_COLOR, 1.5) for c, s0, b, hit in tracklets]
+    for category, start, boxes, color, stroke in lines:
+        points = " ".join(f"{x(start + k):.1f},{y((b[0] + b[2]) / 2):.1f}" for k, b in enumerate(boxes))
+        kind = "ground truth" if color == GT_COLOR else "tracklet"
+        out.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="{stroke}" '
+                   f'stroke-opacity="0.8"><title>{kind} {escape(category)}: frames [{start}, {start + len(boxes)})'
+                   f'</title></polyline>')
+        if len(boxes):
+            out.append(f'<text x="{x(start) + 2:.1f}" y="{y((boxes[0][0] + boxes[0][2]) / 2) - 4:.1f}" '
+                       f'fill="{color}">{escape(category)}</text>')
+
+
+def _box_ious(pred: Relation, truth: Relation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frames both cover and the per-frame IoU (+1 pixel areas) of the subject and of the object boxes."""
+    lo, hi = max(pred.duration[0], truth.duration[0]), min(pred.duration[1], truth.duration[1])
+    frames = np.arange(lo, max(lo, hi))
+
+    def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        a, b = a[frames - pred.duration[0]], b[frames - truth.duration[0]]
+        wh = np.clip(np.minimum(a[:, 2:], b[:, 2:]) - np.maximum(a[:, :2], b[:, :2]) + 1, 0, None)
+        inter = wh.prod(1)
+        union = (a[:, 2:] - a[:, :2] + 1).prod(1) + (b[:, 2:] - b[:, :2] + 1).prod(1) - inter
+        return inter / np.maximum(union, 1e-9)
+
+    return frames, iou(pred.sub_traj, truth.sub_traj), iou(pred.obj_traj, truth.obj_traj)
+
+
+def grounding_svg(video_id: str, frames: int, truth: Sequence[Relation], grounded: Relation,
+                  sampled: Sequence[int], attention: Sequence[float], threshold: float) -> str:
+    """One grounded query over a video's ``frames`` frames: the spans of its ground-truth instances
+    (``truth``, green) and of the grounding (blue); the per-frame IoU of the grounded subject and
+    object boxes with those of the ground-truth instance they overlap most; the temporal attention
+    ``attention`` on the ``sampled`` frames with the grounding's ``threshold`` (dashed)."""
+    left, plot_w, width = 110, 600, 740
+    x = lambda f: left + f * plot_w / max(frames, 1)  # noqa: E731
+    query = " ".join(grounded.triplet)
+    rows = [("ground truth", r.duration, GT_COLOR) for r in truth] + [("grounded", grounded.duration, HIT_COLOR)]
+    out = _svg_open(width, 34 + 18 * len(rows) + 290)
+    out.append(f'<text x="10" y="20" font-size="14">{escape(video_id)}: query "{escape(query)}"</text>')
+    y = 34
+    for i, (name, (b, e), color) in enumerate(rows):
+        if i == 0 or name != rows[i - 1][0]:
+            out.append(f'<text x="10" y="{y + 13}">{name}</text>')
+        out.append(f'<rect x="{x(b):.1f}" y="{y + 3}" width="{max(x(e) - x(b), 1.0):.1f}" height="12" fill="{color}" '
+                   f'fill-opacity="0.85"><title>frames [{b}, {e})</title></rect>')
+        y += 18
+    best = max(truth, key=lambda r: len(_box_ious(grounded, r)[0]), default=None)
+    panels = [("box IoU", 0.0, 1.0), ("attention", 0.0, max([threshold, *attention]) * 1.1)]
+    for k, (title, lo, hi) in enumerate(panels):
+        top = y + 14 + k * 130
+        sy = lambda v: top + 100 - (v - lo) * 100 / (hi - lo)  # noqa: E731
+        out.append(f'<text x="10" y="{top + 54}">{title}</text>')
+        for t in nice_ticks(lo, hi, 4):
+            out.append(f'<line x1="{left}" y1="{sy(t):.1f}" x2="{left + plot_w}" y2="{sy(t):.1f}" {_GRID}/>'
+                       f'<text x="{left - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">{_label(t)}</text>')
+        if k == 0 and best is not None:
+            f, ious_s, ious_o = _box_ious(grounded, best)
+            for ious, color, name in ((ious_s, "#1f77b4", "subject"), (ious_o, "#ff7f0e", "object")):
+                pts = " ".join(f"{x(a):.1f},{sy(v):.1f}" for a, v in zip(f.tolist(), ious.tolist()))
+                out.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="1.5">'
+                           f'<title>{name}</title></polyline>')
+            out.append(f'<text x="{left + plot_w - 150}" y="{top - 2}" fill="#1f77b4">subject</text>'
+                       f'<text x="{left + plot_w - 90}" y="{top - 2}" fill="#ff7f0e">object</text>')
+        if k == 1:
+            pts = " ".join(f"{x(a):.1f},{sy(v):.1f}" for a, v in zip(sampled, attention))
+            out.append(f'<polyline points="{pts}" fill="none" stroke="#9467bd" stroke-width="1.5"/>'
+                       f'<line x1="{left}" y1="{sy(threshold):.1f}" x2="{left + plot_w}" y2="{sy(threshold):.1f}" '
+                       f'stroke="#555" stroke-dasharray="4 3"><title>threshold {threshold:g}</title></line>')
+        out.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="100" fill="none" stroke="black"/>')
+    bottom = y + 14 + 230
+    for f in nice_ticks(0, frames, 10):
+        out.append(f'<text x="{x(f):.1f}" y="{bottom + 14}" text-anchor="middle">{_label(f)}</text>')
+    out.append(f'<text x="{left + plot_w / 2:.1f}" y="{bottom + 32}" text-anchor="middle">frame (of {frames})</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
 def curve_svg(records: Sequence[Mapping[str, Any]], key: str = "loss") -> str:
     """The training curve: ``key`` of the ``"train"`` records of ``metrics.jsonl`` against the
     step, with axis titles, ticks and gridlines."""
@@ -221,8 +333,10 @@ def recall_svg(recalls: Mapping[str, Mapping[str, float]], predicates: Sequence[
     return "\n".join(out) + "\n"
 
 
-_COLUMNS = (("RelDet", "mAP"), ("RelDet", "R@50"), ("RelDet", "R@100"), ("RelTag", "P@1"), ("RelTag", "P@5"),
-            ("RelTag", "P@10"))
+#: The columns of :func:`metrics_table`: (group, metric) of relation detection / tagging and of grounding.
+DETECTION_COLUMNS = (("RelDet", "mAP"), ("RelDet", "R@50"), ("RelDet", "R@100"), ("RelTag", "P@1"), ("RelTag", "P@5"),
+                     ("RelTag", "P@10"))
+GROUNDING_COLUMNS = (("Grounding", "AccS"), ("Grounding", "AccO"), ("Grounding", "AccR"))
 
 
 #: The RelDet columns of a long-tail study (DLL's Table 1): mean recall, recall, Mean, mAP.
@@ -231,20 +345,20 @@ MEAN_RECALL_COLUMNS = (("RelDet", "mR@50"), ("RelDet", "mR@100"), ("RelDet", "R@
 
 
 def metrics_table(results: Mapping[str, Mapping[str, Any]], notes: Mapping[str, str] | None = None,
-                  columns: Sequence[tuple[str, str]] = _COLUMNS) -> str:
-    """``results`` (model name -> :func:`pyvrel.eval.evaluate_relations` output) as an aligned
-    plain-text table of percentages, one row per model, then one line per entry of ``notes``
-    (model name -> what that row is); ``columns``: ``(section, key)`` pairs, RelDet ones first
-    (default mAP, R@50/100, P@1/5/10; :data:`MEAN_RECALL_COLUMNS` with ``mean_recall=True`` results)."""
+                  columns: Sequence[tuple[str, str]] = DETECTION_COLUMNS) -> str:
+    """``results`` (model name -> ``{group: {metric: fraction}}``, e.g. :func:`pyvrel.eval.evaluate_relations`
+    output) as an aligned plain-text table of percentages, one row per model and one column per
+    ``(group, metric)`` of ``columns`` under its group's title, then one line per entry of ``notes``
+    (model name -> what that row is)."""
     name_w = max([len("model")] + [len(n) for n in results])
     col_w = 8
-    n_det = sum(1 for task, _ in columns if task == "RelDet")
-    widths = [n_det * (col_w + 2) - 2, (len(columns) - n_det) * (col_w + 2) - 2]
-    head1 = " " * name_w + "  " + f"{'RelDet (%)':^{widths[0]}}" + "  " + f"{'RelTag (%)':^{widths[1]}}"
+    groups = list(dict.fromkeys(g for g, _ in columns))
+    head1 = " " * name_w + "".join(
+        "  " + f"{g + ' (%)':^{sum(1 for c, _ in columns if c == g) * (col_w + 2) - 2}}" for g in groups)
     head2 = f"{'model':<{name_w}}" + "".join(f"  {k:>{col_w}}" for _, k in columns)
     lines = [head1.rstrip(), head2, "-" * len(head2)]
     for name, r in results.items():
-        lines.append(f"{name:<{name_w}}" + "".join(f"  {100 * r[task][k]:>{col_w}.2f}" for task, k in columns))
+        lines.append(f"{name:<{name_w}}" + "".join(f"  {100 * r[group][k]:>{col_w}.2f}" for group, k in columns))
     for name, note in (notes or {}).items():
         lines.append(f"{name}: {note}")
     return "\n".join(lines)

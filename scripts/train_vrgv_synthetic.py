@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -33,8 +34,11 @@ def train(name: str, model: dict, epochs: tuple[int, int], args: argparse.Namesp
     out = args.out / name
     grounder = resolved = None
     for stage, n in ((1, epochs[0]), (2, epochs[1])):
-        section = {**model, "stage": stage, "eval_split": None, "world": {"seed": args.seed, "num_videos": args.videos}}
-        if stage == 2:
+        if n == 0:
+            continue
+        section = {**model, **args.model, "stage": stage, "eval_split": None,
+                   "world": {"seed": args.seed, "num_videos": args.videos}}
+        if stage == 2 and epochs[0]:
             section["init"] = str(out / "stage1" / "checkpoints" / "last.pt")
         train = {"epochs": n, "batch_size": args.batch, "lr": args.lr, "warmup_epochs": 0.2, "clip_grad_norm": 5.0,
                  "progress": False, "eval_every": 0, "best_metric": None, "seed": args.seed, "log_every": 50}
@@ -56,24 +60,34 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--out", type=Path, default=Path("runs/vrgv_synthetic"), help="runs and metrics.json")
+    ap.add_argument("--set", dest="model", action="append", default=[], metavar="KEY=JSON",
+                    help="a model: override of both models, e.g. attention='\"bilinear\"' (repeatable)")
+    ap.add_argument("--models", nargs="+", default=["vRGV", "Co-occur"], choices=["vRGV", "Co-occur"])
     args = ap.parse_args()
+    args.model = {k: json.loads(v) for k, _, v in (kv.partition("=") for kv in args.model)}
     torch.set_num_threads(args.threads)
     rows = {}
     for name, model in (("vRGV", {}), ("Co-occur", {"cooccurrence": True})):
+        if name not in args.models:
+            continue
         grounder, resolved = train(name, model, tuple(args.epochs), args)
         dataset = open_dataset("synthetic", resolved["world"])
         gt = {v: a.relation_view() for v, a in dataset.annotations("test").items()}
         cfg = grounder.cfg
-        variants = [("", {}), ("*", {"pairwise_weight": 0.0})] + ([(" legacy", {"legacy": True})] if name == "vRGV" else [])
-        for suffix, kw in variants:
+        uniform = replace(cfg, temporal_threshold=1 / cfg.num_clips + 1 / cfg.num_frames)
+        variants = [("", cfg, {}), ("*", cfg, {"pairwise_weight": 0.0})]
+        if name == "vRGV":
+            variants.append((" legacy", cfg, {"legacy": True}))
+        variants += [(" σ=uniform", uniform, {}), ("* σ=uniform", uniform, {"pairwise_weight": 0.0})]
+        for suffix, c, kw in variants:
             t0 = time.time()
-            res = evaluate_grounding(gt, ground(grounder, cfg, resolved["objects"], dataset, "test", **kw))
+            res = evaluate_grounding(gt, ground(grounder, c, resolved["objects"], dataset, "test", **kw))
             rows[name + suffix] = res
             print(f"{name + suffix}: grounded {res['avg']['queries']} queries in {time.time() - t0:.0f} s", flush=True)
     cols = [(t, k) for t in ("0.3", "0.5", "0.7", "avg") for k in ("AccS", "AccO", "AccR")]
-    print("\n" + f"{'':>16}" + "".join(f"{k + '@' + t:>11}" for t, k in cols))
+    print("\n" + f"{'':>20}" + "".join(f"{k + '@' + t:>11}" for t, k in cols))
     for name, res in rows.items():
-        print(f"{name:>16}" + "".join(f"{100 * res[t][k]:>11.2f}" for t, k in cols))
+        print(f"{name:>20}" + "".join(f"{100 * res[t][k]:>11.2f}" for t, k in cols))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "metrics.json").write_text(json.dumps(rows, indent=2) + "\n")
 

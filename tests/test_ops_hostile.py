@@ -265,3 +265,32 @@ def test_no_host_sync_on_cuda():
             raise AssertionError(f"{name} synchronised with the host: {e}") from e
         finally:
             torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_data_dependent_ops_sync_once_on_cuda():
+    """nms and seq_nms wait for the GPU exactly once per call: for the size of their output
+    (seq_nms "vidvrd2" twice when its overlapping sequences outgrow the first node list)."""
+    import warnings
+
+    dev = "cuda"
+    boxes = torch.rand(2, 6, 5, 4, device=dev) * 10
+    boxes[..., 2:] += boxes[..., :2] + 1
+    scores = torch.rand(2, 6, 5, device=dev)
+    calls = {"nms": lambda: ops.nms(boxes[0, 0], scores[0, 0], 0.5),
+             "batched_nms": lambda: ops.batched_nms(boxes[0, 0], scores[0, 0], torch.arange(5, device=dev) % 2, 0.5),
+             "seq_nms": lambda: ops.seq_nms(boxes, scores, num_frames=torch.tensor([6, 4], device=dev))}
+    for name, call in calls.items():
+        call()
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as seen:
+                warnings.simplefilter("always")
+                call()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        syncs = [str(w.message).split("\n")[0] for w in seen if "synchroniz" in str(w.message)]
+        assert len(syncs) == 1, (name, syncs)
+

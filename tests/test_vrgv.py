@@ -23,7 +23,8 @@ from pyvrel.models.vrgv import (
     parse_query,
     temporal_segments,
 )
-from pyvrel.models.vrgv.task import check_regions, collate, read_queries
+from pyvrel.data.queries import read_queries
+from pyvrel.models.vrgv.task import check_regions, collate
 
 TINY = VRGVConfig(num_frames=6, num_clips=2, num_proposals=4, feature_dim=3, word_dim=4, embed_dim=8, hidden_dim=8,
                   dropout=0.0)
@@ -364,3 +365,26 @@ def test_train_and_ground_from_a_dataset_folder(tmp_path, capsys):
     assert main(["ground", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--data", str(data),
                  "--out", str(out)]) == 1
     assert "not a readable .npz file" in capsys.readouterr().err
+
+
+def test_demo_quick_grounds_and_draws(tmp_path, capsys):
+    from pyvrel.cli import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "vrgv", "--quick", "--out", str(out), "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    rows = {line.split("  ")[0].strip(): line for line in printed.splitlines()}
+    assert "Grounding (%)" in printed and "vRGV" in rows and "Co-occur" in rows and "AccR" in printed
+    assert "Co-occur: the same model" in printed
+    for name in ("groundtruth.json", "metrics.json", "grounding.svg", "vRGV/groundings.json",
+                 "Co-occur/groundings.json", "vRGV/checkpoints/last.pt"):
+        assert (out / name).is_file(), name
+        assert name in printed.split("written to")[1], name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["results"]) == {"vRGV", "Co-occur"} and metrics["steps"]["vRGV"] > 0
+    assert 0 <= metrics["results"]["vRGV"]["Grounding"]["AccR"] <= metrics["results"]["vRGV"]["Grounding"]["AccS"] + 1e-9
+    config = json.loads((out / "Co-occur" / "config.json").read_text())
+    assert config["model_config"]["cooccurrence"] is True and config["model_config"]["decoder_state"] == "zeros"
+    svg = (out / "grounding.svg").read_text()
+    assert svg.startswith("<svg") and "ground truth" in svg and "grounded" in svg and "attention" in svg
+    assert svg.count("<polyline") == 3  # subject IoU, object IoU, temporal attention

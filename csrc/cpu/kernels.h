@@ -76,6 +76,16 @@ void seq_nms_forward(const void* boxes, const void* scores, const uint8_t* valid
                      int64_t* seq_id, int64_t* seq_count, int64_t* seq_start, int64_t* seq_len,
                      double* seq_score, int64_t Kcap, int64_t* nodes, int64_t node_cap,
                      int64_t* nodes_needed, int dtype, int num_threads);
+// The same results by the CUDA kernel's algorithm (pyvrel/seq_nms_block.h) run serially per
+// video: how the CPU tests reach the code of the CUDA backend.
+void seq_nms_block_forward(const void* boxes, const void* scores, const uint8_t* valid,
+                           const int64_t* labels, int64_t B, int64_t T, int64_t N,
+                           double link_threshold, double suppress_threshold, bool strict,
+                           int rescore, int suppress, int64_t max_sequences, double min_score,
+                           double pixel_offset, void* scores_out, int64_t* seq_id,
+                           int64_t* seq_count, int64_t* seq_start, int64_t* seq_len,
+                           double* seq_score, int64_t Kcap, int64_t* nodes, int64_t node_cap,
+                           int64_t* nodes_needed, int dtype, int num_threads);
 
 // Viterbi linking of B problems: boxes (B, T, N, 4), unary (B, T, N), frames (B, T) int64,
 // lengths (B,), valid (B, T, N) uint8 -> paths (B, k, T) int64 (-1 past the length or when no

@@ -14,6 +14,7 @@
 #include "kernels.h"
 #include "parallel.h"
 #include "pyvrel/seq_nms.h"
+#include "pyvrel/seq_nms_block.h"
 
 namespace pyvrel::cpu {
 
@@ -267,6 +268,65 @@ void seq_nms_forward_impl(const void* boxes_, const void* scores_, const uint8_t
   errors.rethrow();
 }
 
+// The CUDA kernel's block algorithm (pyvrel/seq_nms_block.h) run by a one-thread block: its
+// barriers are no-ops, its reductions and atomics plain operations.
+struct SerialBlock {
+  acc_t* stage_g;
+  uint8_t* stage_live;
+  SeqNmsShared* sh;
+  int64_t tid() const { return 0; }
+  int64_t size() const { return 1; }
+  bool leader() const { return true; }
+  void sync() const {}
+  bool sync_or(bool p) const { return p; }
+  void best(acc_t&, int64_t&) const {}
+  void dec(int32_t* p) const { --*p; }
+};
+
+template <typename T>
+void seq_nms_block_forward_impl(const void* boxes_, const void* scores_, const uint8_t* valid,
+                                const int64_t* labels, int64_t B, int64_t Tn, int64_t N,
+                                double link_threshold, double suppress_threshold, bool strict,
+                                int rescore, int suppress, int64_t max_sequences, double min_score,
+                                double pixel_offset, void* scores_out_, int64_t* seq_id,
+                                int64_t* seq_count, int64_t* seq_start, int64_t* seq_len,
+                                double* seq_score, int64_t Kcap, int64_t* nodes, int64_t node_cap,
+                                int64_t* nodes_needed, int num_threads) {
+  const auto* boxes = static_cast<const T*>(boxes_);
+  const auto* scores = static_cast<const T*>(scores_);
+  auto* scores_out = static_cast<T*>(scores_out_);
+  const int64_t W = seq_nms_words(N), TN = Tn * N;
+  const int team = static_cast<int>(B < num_threads ? (B > 0 ? B : 1) : num_threads);
+  ParallelErrors errors;
+#pragma omp parallel for num_threads(team) schedule(dynamic)
+  for (int64_t b = 0; b < B; ++b) errors.run([&] {
+    std::vector<acc_t> bytes(seq_nms_block_bytes(Tn, N) / sizeof(acc_t) + 1), stage_g(2 * N);
+    std::vector<uint8_t> stage_live(2 * N);
+    const SeqNmsBlockWork w = seq_nms_block_carve(reinterpret_cast<uint8_t*>(bytes.data()), Tn, N);
+    const T* bx = boxes + 4 * b * TN;
+    const uint8_t* ok = valid + b * TN;
+    const int64_t* lab = labels != nullptr ? labels + b * TN : nullptr;
+    for (int64_t t = 0; t + 1 < Tn; ++t)
+      for (int64_t i = 0; i < N; ++i)
+        for (int64_t word = 0; word < W; ++word)
+          w.link[(t * N + i) * W + word] = seq_nms_link_word(
+              bx + 4 * t * N, ok + t * N, lab != nullptr ? lab + t * N : nullptr, N, i, word,
+              static_cast<T>(pixel_offset), static_cast<T>(link_threshold), strict);
+    for (int64_t k = 0; k < TN; ++k)
+      w.in_cnt[k] = k < N ? 0 : seq_nms_in_count(w.link + (k / N - 1) * N * W, N, W, k % N);
+    SeqNmsShared sh{};
+    SerialBlock blk{stage_g.data(), stage_live.data(), &sh};
+    const SeqNmsBlockVideo<T> v{bx, scores + b * TN, ok, Tn, N, static_cast<T>(pixel_offset),
+                                static_cast<T>(suppress_threshold), strict, rescore, suppress,
+                                max_sequences, Kcap, node_cap, min_score, w, scores_out + b * TN,
+                                seq_id + b * TN, seq_count + b, seq_start + b * Kcap,
+                                seq_len + b * Kcap, nodes + b * node_cap, nodes_needed + b,
+                                seq_score + b * Kcap};
+    seq_nms_block_video(blk, v);
+  });
+  errors.rethrow();
+}
+
 }  // namespace
 
 void seq_nms_forward(const void* boxes, const void* scores, const uint8_t* valid,
@@ -281,6 +341,21 @@ void seq_nms_forward(const void* boxes, const void* scores, const uint8_t* valid
                         max_sequences, min_score, pixel_offset, scores_out, seq_id, seq_count,
                         seq_start, seq_len, seq_score, Kcap, nodes, node_cap, nodes_needed,
                         num_threads);
+}
+
+void seq_nms_block_forward(const void* boxes, const void* scores, const uint8_t* valid,
+                           const int64_t* labels, int64_t B, int64_t T, int64_t N,
+                           double link_threshold, double suppress_threshold, bool strict,
+                           int rescore, int suppress, int64_t max_sequences, double min_score,
+                           double pixel_offset, void* scores_out, int64_t* seq_id,
+                           int64_t* seq_count, int64_t* seq_start, int64_t* seq_len,
+                           double* seq_score, int64_t Kcap, int64_t* nodes, int64_t node_cap,
+                           int64_t* nodes_needed, int dtype, int num_threads) {
+  PYVREL_DISPATCH_FLOAT(dtype, "seq_nms_block", seq_nms_block_forward_impl, boxes, scores, valid,
+                        labels, B, T, N, link_threshold, suppress_threshold, strict, rescore,
+                        suppress, max_sequences, min_score, pixel_offset, scores_out, seq_id,
+                        seq_count, seq_start, seq_len, seq_score, Kcap, nodes, node_cap,
+                        nodes_needed, num_threads);
 }
 
 }  // namespace pyvrel::cpu

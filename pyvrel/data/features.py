@@ -18,6 +18,10 @@ key                    shape, dtype           meaning
 ``det_boxes``          (K, 4) float32         per-frame detections: box
 ``det_scores``         (K,) float32           per-frame detections: best category score
 ``det_labels``         (K,) int64             per-frame detections: category index
+``det_features``       (K, D) float32         per-frame detections: appearance (``pyvrel track``)
+``roi_frames``         (S,) int64             HVR-Net: frames with RoI proposals (increasing)
+``roi_boxes``          (S, M, 4) float32      HVR-Net: M RoI proposals per frame (pixels)
+``roi_features``       (S, M, D) float32      HVR-Net: their RoI features
 ``proposal_frames``    (S,) int64             frames sampled for grounding (vRGV style; non-decreasing)
 ``proposal_boxes``     (S, M, 4) float32      M region proposals per sampled frame (pixels)
 ``proposal_features``  (S, M, D) float32      their appearance features

@@ -12,8 +12,11 @@ A model is one package under ``pyvrel/models/`` and one :class:`ModelEntry` in :
 * ``ground``: ``ground(checkpoint, ema) -> Grounder`` rebuilds a trained grounding model for
   ``pyvrel ground``;
 * ``demo``: ``{"full": config, "quick": config}``, the run configs (``{"model": ..., "train": ...}``
-  on top of the model's ``train_defaults``) of ``pyvrel demo NAME`` and ``pyvrel demo NAME --quick``.
-  Or a function ``demo(out_dir, quick=, threads=) -> dict`` for a demo of the model's own.
+  on top of the model's ``train_defaults``) of ``pyvrel demo NAME`` and ``pyvrel demo NAME --quick``;
+  a grounding model (``ground``, no ``load``: it grounds, detects nothing) may add ``"baseline":
+  {"title", "model": overrides, "note"}``, trained beside it (:mod:`pyvrel.demo`).
+  A model whose demo is not "train, then detect or ground, then evaluate" gives its own function
+  instead, ``demo(out_dir, quick=..., threads=...) -> dict`` (UASAN's, HVR-Net's).
 
 Fields may be ``"module:attr"`` strings, imported only when used, so registering a model costs no
 import. ``pyvrel train --model package.module:function`` also accepts a task builder directly, and
@@ -95,6 +98,8 @@ class Grounder(Protocol):
     trajectories) for the ``split`` videos of a dataset; ``queries`` maps video ids to
     ``(subject, predicate, object)`` triplets (default: each video's ground-truth triplets);
     ``legacy``: the public code's linking; ``greedy``: greedy linking (no pairwise term).
+    For the demo's picture: ``temporal_attention(dataset, split, video_id, triplet)`` -> (sampled
+    frames, the grounding's temporal score on them, its threshold).
     """
 
     def ground(self, dataset: VideoDataset, split: str = "test",
@@ -115,7 +120,7 @@ class ModelEntry:
     train: str | TaskBuilder
     load: str | Loader | None = None
     ground: str | GrounderLoader | None = None
-    demo: str | Mapping[str, Mapping[str, Any]] | None = None
+    demo: str | Mapping[str, Mapping[str, Any]] | Callable[..., dict[str, Any]] | None = None
 
 
 #: Registered models: name -> :class:`ModelEntry` (or a bare task builder / ``"module:function"``).
@@ -123,13 +128,15 @@ MODELS: dict[str, ModelEntry | str | TaskBuilder] = {
     "vrdone": ModelEntry("VrdONE", train="pyvrel.models.vrdone.task:build_task",
                          load="pyvrel.models.vrdone.task:load", demo="pyvrel.models.vrdone.task:DEMO"),
     "vrgv": ModelEntry("vRGV", train="pyvrel.models.vrgv.task:build_task",
-                       ground="pyvrel.models.vrgv.task:load_grounder"),  # grounds, detects nothing
+                       ground="pyvrel.models.vrgv.task:load_grounder", demo="pyvrel.models.vrgv.task:DEMO"),
     "vidvrd2": ModelEntry("VidVRD-II", train="pyvrel.models.vidvrd2.task:build_task",
                           load="pyvrel.models.vidvrd2.task:load"),
     "uasan": ModelEntry("UASAN", train="pyvrel.models.uasan.task:build_task", load="pyvrel.models.uasan.task:load",
                         demo="pyvrel.models.uasan.demo:run_demo"),
     "dll": ModelEntry("DLL", train="pyvrel.models.dll.task:build_task", load="pyvrel.models.dll.task:load",
                       demo="pyvrel.models.dll.study:run_demo"),
+    "hvrnet": ModelEntry("HVR-Net", train="pyvrel.models.hvrnet.task:build_task",
+                         demo="pyvrel.models.hvrnet.demo:run_demo"),  # detects objects (pyvrel track), no relations
 }
 
 

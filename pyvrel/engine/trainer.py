@@ -144,6 +144,11 @@ class Trainer:
     checkpoints. With one process the same sampler order is used, so W processes with global
     batch B take the same steps as one process with batch B (up to float summation order).
 
+    A training step does not wait for the device: the logged values are summed on the device and
+    copied to the host once per train record. A non-finite gradient norm (without fp16 loss
+    scaling, which skips such steps) stops training with ``FloatingPointError`` naming the step;
+    it is checked at the next train record or checkpoint, so no checkpoint holds its parameters.
+
     Outputs under ``out_dir`` (nothing is written when it is None):
     ``metrics.jsonl`` (one JSON object per line: ``{"type": "train", "epoch", "step", "lr",
     "loss", <terms>, "grad_norm", "samples_per_s", "time"}`` every ``log_every`` steps and
@@ -207,6 +212,8 @@ class Trainer:
         warmup = round(cfg.warmup_epochs * self.steps_per_epoch)
         self.scheduler = WarmupCosine(self.optimizer, warmup, max(total, warmup), cfg.min_lr_ratio)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        # (output names, first step with a non-finite gradient norm or -1, its outputs) on the device
+        self._bad: tuple[list[str], torch.Tensor, torch.Tensor] | None = None
         self.train_model: nn.Module = self.model
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -347,20 +354,48 @@ class Trainer:
             loss.backward()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         max_norm = cfg.clip_grad_norm if cfg.clip_grad_norm is not None else math.inf
-        grad_norm = float(nn.utils.clip_grad_norm_(params, max_norm))
+        grad_norm = nn.utils.clip_grad_norm_(params, max_norm).detach().double()
+        outputs = {k: v.detach().double() for k, v in out.items()}
         if self.scaler is not None:
             self.scaler.step(self.optimizer)  # skips the step when fp16 gradients overflowed
             self.scaler.update()
-        elif not math.isfinite(grad_norm):  # identical on every rank: gradients are all-reduced
-            terms = {k: float(v.detach()) for k, v in out.items()}
-            raise FloatingPointError(f"non-finite gradient norm at step {self.step} "
-                                     f"(epoch {self.step // self.steps_per_epoch + 1}); outputs {terms}")
         else:
+            self._note_nonfinite(grad_norm, outputs)
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
             self.ema.update(self.model)
-        return {k: v.detach().double() for k, v in out.items()}, grad_norm
+        return outputs, grad_norm
+
+    def _note_nonfinite(self, grad_norm: torch.Tensor, outputs: dict[str, torch.Tensor]) -> None:
+        """Remember on the device (no host sync) the first step whose gradient norm is not finite,
+        and its outputs; :meth:`_raise_if_nonfinite` reads them at the next log record or save."""
+        terms = torch.stack(list(outputs.values()))
+        if self._bad is None:
+            self._bad = (list(outputs), torch.full((), -1.0, dtype=torch.float64, device=terms.device),
+                         torch.full_like(terms, math.nan))
+        names, step, saved = self._bad
+        new = (step < 0) & ~torch.isfinite(grad_norm)
+        self._bad = (names, torch.where(new, float(self.step), step), torch.where(new, terms, saved))
+
+    def _nonfinite_state(self) -> list[torch.Tensor]:
+        """What :meth:`_raise_if_nonfinite` reads (to be copied to the host with other values)."""
+        return [] if self._bad is None else [self._bad[1][None], self._bad[2]]
+
+    def _raise_if_nonfinite(self, values: list[float]) -> None:
+        """Raise if ``values`` (the host copy of :meth:`_nonfinite_state`) name a step with a
+        non-finite gradient norm. Identical on every rank: gradients are all-reduced."""
+        if values and values[0] >= 0:
+            step = int(values[0])
+            terms = dict(zip(self._bad[0], values[1:]))
+            raise FloatingPointError(f"non-finite gradient norm at step {step} "
+                                     f"(epoch {step // self.steps_per_epoch + 1}); outputs {terms}")
+
+    def _check_finite(self) -> None:
+        """Raise if a step so far had a non-finite gradient norm (before a checkpoint is written)."""
+        state = self._nonfinite_state()
+        if state:
+            self._raise_if_nonfinite(torch.cat(state).tolist())
 
     def fit(self, resume: str | Path | None = None) -> dict[str, Any]:
         """Train for ``config.epochs`` epochs, resuming from the checkpoint ``resume`` if given.
@@ -389,8 +424,9 @@ class Trainer:
         train_record: dict[str, Any] = {}
         eval_metrics = None
         checkpoint = None
-        window: dict[str, torch.Tensor] = {}
-        window_steps, window_norm, t_window = 0, 0.0, time.perf_counter()
+        window: dict[str, torch.Tensor] = {}  # sums over the steps since the last record, on the device
+        window_steps, window_norm, t_window = 0, None, time.perf_counter()
+        postfix = ""
         t_start = time.perf_counter()
         start_epoch = self.step // self.steps_per_epoch
         for epoch in range(start_epoch, cfg.epochs):
@@ -407,20 +443,25 @@ class Trainer:
                 for k, v in outputs.items():
                     window[k] = window[k] + v if k in window else v
                 window_steps += 1
-                window_norm += grad_norm
-                bar.update(1, f"loss {float(outputs['loss']):.4f} lr {lr:.2e}")
+                window_norm = grad_norm if window_norm is None else window_norm + grad_norm
+                bar.update(1, postfix)
                 if self.step % cfg.log_every == 0 or self.step % self.steps_per_epoch == 0:
+                    # the record's one device -> host copy: means, gradient norm, non-finite check
                     names = sorted(window)
                     means = dist.mean_over_ranks(torch.stack([window[k] for k in names]) / window_steps)
+                    values = torch.cat([means, window_norm[None], *self._nonfinite_state()]).tolist()
+                    self._raise_if_nonfinite(values[len(names) + 1:])
                     elapsed = time.perf_counter() - t_window
                     train_record = {"type": "train", "epoch": epoch + 1, "step": self.step, "lr": lr,
-                                    **{k: float(v) for k, v in zip(names, means)},
-                                    "grad_norm": window_norm / window_steps,
+                                    **dict(zip(names, values)),
+                                    "grad_norm": values[len(names)] / window_steps,
                                     "samples_per_s": window_steps * cfg.batch_size / max(elapsed, 1e-9),
                                     "time": time.perf_counter() - t_start}
                     self._write(train_record)
-                    window, window_steps, window_norm, t_window = {}, 0, 0.0, time.perf_counter()
+                    postfix = f"loss {train_record['loss']:.4f} lr {lr:.2e}"
+                    window, window_steps, window_norm, t_window = {}, 0, None, time.perf_counter()
                 if cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0:
+                    self._check_finite()
                     checkpoint = self.save("last.pt") or checkpoint
             bar.close()
             done, last = epoch + 1, epoch + 1 == cfg.epochs

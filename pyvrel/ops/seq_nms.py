@@ -231,18 +231,20 @@ def seq_nms(
                 boxes_c, scores_c, mask.to(torch.uint8).contiguous(), labels, float(link_threshold),
                 float(suppress_threshold), bool(strict), _codes.SEQ_NMS_RESCORE[rescore],
                 _codes.SEQ_NMS_SUPPRESS[suppress], max_seq, float(min_score), off, node_cap, chosen)
-            most = int(needed.max()) if B else 0
+            # the op's one wait for the device: sequences, node room needed and longest path per video
+            taken = torch.arange(start_all.shape[1], device=device)[None, :] < count[:, None]
+            sizes = torch.cat([count, needed, torch.where(taken, len_all, 0).amax(dim=1)]).tolist()
+            most = max(sizes[B:2 * B], default=0)
             if most <= node_cap:
                 break
             node_cap = most  # "zero" mode: overlapping sequences needed more room; run again
-        K = start_all.shape[1]
-        taken = torch.arange(K, device=device)[None, :] < count[:, None]
-        video = torch.arange(B, device=device)[:, None].expand(B, K)[taken]
-        start, length, score = start_all[taken], len_all[taken], score_all[taken]
-        L = int(length.max()) if length.numel() else 0
+        total, L = sum(sizes[:B]), max(sizes[2 * B:], default=0)
+        video = torch.repeat_interleave(torch.arange(B, device=device), count, output_size=total)
+        rank = torch.arange(total, device=device) - (torch.cumsum(count, 0) - count)[video]  # in its video
+        start, length, score = start_all[video, rank], len_all[video, rank], score_all[video, rank]
         offset = torch.cumsum(len_all, dim=1) - len_all  # each video's sequences are back to back
         d = torch.arange(L, device=device)
-        slot = (offset[taken][:, None] + d[None, :]).clamp(max=node_cap - 1)
+        slot = (offset[video, rank][:, None] + d[None, :]).clamp(max=node_cap - 1)
         box_index = torch.where(d[None, :] < length[:, None], nodes[video[:, None].expand(-1, L), slot],
                                 torch.full_like(slot, -1))
     tracklets = _tracklets(boxes, video, start, length, box_index)

@@ -17,7 +17,11 @@ module                 what
                        noisy tracklets, per-frame detections, region proposals
 :mod:`.streams`        extra streams a config switches on, one module each:
                        :mod:`.streams.clip` (VrdONE-X's ``tracklet_clip``),
-                       :mod:`.streams.grounding` (vRGV's proposals with distractors)
+                       :mod:`.streams.grounding` (vRGV's proposals with distractors),
+                       :mod:`.streams.openvocab` (UASAN's base/novel names, concept
+                       features, union regions),
+                       :mod:`.streams.hvrnet` (HVR-Net's RoI proposals, confusable
+                       categories, features of the per-frame detections)
 :mod:`.longtail`       ``predicate_tail``: long-tailed training labels over predicates that
                        share patterns (for DLL)
 :mod:`.writer`         :func:`write_world`: ``annotations/{train,test}/``, ``features/``,

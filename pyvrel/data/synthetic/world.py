@@ -51,6 +51,8 @@ class SynthConfig:
         open_vocab: width of UASAN's concept features (``tracklet_concept``, ``union_grid``) and a
             base/novel split whose names carry meaning
             (:mod:`pyvrel.data.synthetic.streams.openvocab`); 0 = not written.
+        hvrnet: add HVR-Net's stream (:mod:`pyvrel.data.synthetic.streams.hvrnet`): RoI proposals
+            with confusable categories, and ``det_features`` for ``pyvrel track``.
     """
 
     seed: int = 0
@@ -71,6 +73,7 @@ class SynthConfig:
     grounding: bool = False
     predicate_tail: float = 0.0
     open_vocab: int = 0
+    hvrnet: bool = False
 
     def __post_init__(self) -> None:
         from pyvrel.engine.config import ConfigError  # only here: the world needs no training code

@@ -17,7 +17,8 @@ from torch import Tensor
 from pyvrel.engine import distributed as dist
 from pyvrel.models.vrdone.config import VrdONEConfig
 
-__all__ = ["Target", "sigmoid_focal", "match_costs", "hungarian_match", "SetCriterion"]
+__all__ = ["Target", "sigmoid_focal", "match_costs", "hungarian_match", "match_layers", "targets_to_device",
+           "to_device", "SetCriterion"]
 
 
 @dataclass
@@ -46,16 +47,25 @@ def match_costs(logits: Tensor, masks: Tensor, valid: Tensor, target: Target) ->
     (focal over the valid positions / their number) and dice (over the valid positions).
 
     Args: logits (Nq, C + 1), masks (Nq, T) logits, valid (T,) bool.
+
+    The padded positions are zeroed, not dropped (no data-dependent shape: no host sync).
     """
     cost_class = -torch.log_softmax(logits.float(), -1)[:, target.labels]
-    m, t = masks.float()[:, valid], target.masks.float()[:, valid]
-    n = max(int(valid.sum()), 1)
-    pos = sigmoid_focal(m, torch.ones_like(m))
-    neg = sigmoid_focal(m, torch.zeros_like(m))
+    v = valid.float()
+    m, t = torch.where(valid, masks.float(), 0.0), target.masks.float() * v
+    n = v.sum().clamp(min=1)
+    pos = sigmoid_focal(m, torch.ones_like(m)) * v
+    neg = sigmoid_focal(m, torch.zeros_like(m)) * v
     cost_mask = (pos @ t.T + neg @ (1 - t).T) / n
-    p = torch.sigmoid(m)
+    p = torch.sigmoid(m) * v
     cost_dice = 1 - (2 * p @ t.T + 1) / (p.sum(-1)[:, None] + t.sum(-1)[None, :] + 1)
     return cost_class, cost_mask, cost_dice
+
+
+def _cost(logits: Tensor, masks: Tensor, valid: Tensor, target: Target, weights: tuple[float, float, float]) -> Tensor:
+    """The matching cost ``w_c·class + w_m·mask + w_d·dice`` (Nq, G) of one sample."""
+    cc, cm, cd = match_costs(logits, masks, valid, target)
+    return weights[0] * cc + weights[1] * cm + weights[2] * cd
 
 
 def hungarian_match(logits: Tensor, masks: Tensor, valid: Tensor, target: Target,
@@ -63,10 +73,47 @@ def hungarian_match(logits: Tensor, masks: Tensor, valid: Tensor, target: Target
     """``(query_idx, target_idx)`` minimising ``w_c·class + w_m·mask + w_d·dice`` (scipy)."""
     if len(target.labels) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    cc, cm, cd = match_costs(logits, masks, valid, target)
-    cost = weights[0] * cc + weights[1] * cm + weights[2] * cd
-    q, g = linear_sum_assignment(cost.cpu().numpy())
+    q, g = linear_sum_assignment(_cost(logits, masks, valid, target, weights).cpu().numpy())
     return q.astype(np.int64), g.astype(np.int64)
+
+
+def to_device(tensors: list[Tensor], device: torch.device) -> list[Tensor]:
+    """``tensors`` (on the host, one dtype) on ``device`` by one copy: flattened into one pinned
+    buffer, copied asynchronously, viewed back (two copies per tensor would each wait for the GPU)."""
+    if device.type != "cuda" or not tensors or all(t.device == device for t in tensors):
+        return [t.to(device) for t in tensors]
+    flat = torch.cat([t.reshape(-1) for t in tensors]).pin_memory().to(device, non_blocking=True)
+    return [part.view(t.shape) for part, t in zip(flat.split([t.numel() for t in tensors]), tensors)]
+
+
+def targets_to_device(targets: list[Target], device: torch.device) -> list[Target]:
+    """The targets of a batch on ``device``: one copy of all labels and one of all masks."""
+    labels = to_device([t.labels for t in targets], device)
+    masks = to_device([t.masks for t in targets], device)
+    return [Target(lab, m) for lab, m in zip(labels, masks)]
+
+
+def match_layers(layers: list[tuple[Tensor, Tensor]], valid: Tensor, targets: list[Target],
+                 weights: tuple[float, float, float]) -> list[list[tuple[Tensor, Tensor]]]:
+    """:func:`hungarian_match` of every decoder layer and sample with one device -> host copy (all
+    cost matrices side by side) and one host -> device copy (all indices).
+
+    Args: layers: ``(logits (B, Nq, C + 1), masks (B, Nq, T))`` per layer; valid (B, T) bool.
+    Returns: per layer, per sample ``(query_idx, target_idx)`` int64 on the logits' device.
+    """
+    sizes = [len(t.labels) for t in targets]
+    device = layers[0][0].device
+    if sum(sizes) == 0:
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        return [[(empty, empty)] * len(targets) for _ in layers]
+    costs = torch.stack([torch.cat([_cost(lg[b].detach(), mk[b].detach(), valid[b], t, weights)
+                                    for b, t in enumerate(targets) if sizes[b]], 1) for lg, mk in layers])
+    costs = costs.cpu().numpy()  # the step's one wait for the device: scipy needs the costs
+    bounds = np.cumsum([0] + sizes)
+    found = [linear_sum_assignment(c[:, bounds[b]:bounds[b + 1]]) for c in costs for b in range(len(targets))]
+    flat = to_device([torch.from_numpy(x.astype(np.int64)) for pair in found for x in pair], device)
+    pairs = list(zip(flat[0::2], flat[1::2]))
+    return [pairs[i * len(targets):(i + 1) * len(targets)] for i in range(len(layers))]
 
 
 class SetCriterion(torch.nn.Module):
@@ -95,21 +142,19 @@ class SetCriterion(torch.nn.Module):
         self.register_buffer("class_weight", w)
 
     def single(self, logits: Tensor, masks: Tensor, targets: list[Target], valid: Tensor,
-               num_masks: Tensor) -> dict[str, Tensor]:
-        """The terms of one decoder layer; ``num_masks`` is the global normaliser over world size."""
+               num_masks: Tensor, matches: list[tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
+        """The terms of one decoder layer; ``num_masks`` is the global normaliser over world size,
+        ``matches`` the layer's :func:`match_layers` result."""
         c = self.cfg
         B, Nq, _ = logits.shape
         target_classes = torch.zeros(B, Nq, dtype=torch.long, device=logits.device)
         src, tgt, tgt_valid = [], [], []
-        for b, t in enumerate(targets):
-            qi, gi = hungarian_match(logits[b].detach(), masks[b].detach(), valid[b], t,
-                                     (c.cost_class, c.cost_mask, c.cost_dice))
-            if len(qi):
-                qi_t, gi_t = torch.from_numpy(qi).to(logits.device), torch.from_numpy(gi).to(logits.device)
+        for b, (t, (qi_t, gi_t)) in enumerate(zip(targets, matches)):
+            if len(qi_t):  # a shape: known on the host
                 target_classes[b, qi_t] = t.labels[gi_t]
                 src.append(masks[b, qi_t])
                 tgt.append(t.masks[gi_t].to(masks.dtype))
-                tgt_valid.append(valid[b].expand(len(qi), -1))
+                tgt_valid.append(valid[b].expand(len(qi_t), -1))
         ce = F.cross_entropy(logits.transpose(1, 2), target_classes, weight=self.class_weight.to(logits.dtype),
                              reduction="sum")
         weight_sum = self.class_weight[target_classes].sum()  # in the buffer's dtype (not bf16 under autocast)
@@ -133,12 +178,17 @@ class SetCriterion(torch.nn.Module):
         if len(targets) != outputs["pred_logits"].shape[0]:
             raise ValueError(f"SetCriterion: {len(targets)} targets for a batch of {outputs['pred_logits'].shape[0]}")
         valid = mask[:, 0]
-        count = torch.tensor(float(sum(len(t.labels) for t in targets)), device=mask.device)
+        count = torch.full((), float(sum(len(t.labels) for t in targets)), device=mask.device)  # no copy
         # max(global count, 1) / world size: the local share of the one-process normaliser
         num_masks = dist.mean_over_ranks(count).clamp(min=1 / dist.world_size())
-        losses = self.single(outputs["pred_logits"], outputs["pred_masks"], targets, valid, num_masks)
-        for i, aux in enumerate(outputs.get("aux_outputs", [])):
-            for k, v in self.single(aux["pred_logits"], aux["pred_masks"], targets, valid, num_masks).items():
+        layers = [outputs] + list(outputs.get("aux_outputs", []))
+        c = self.cfg
+        matches = match_layers([(o["pred_logits"], o["pred_masks"]) for o in layers], valid, targets,
+                               (c.cost_class, c.cost_mask, c.cost_dice))
+        losses = self.single(outputs["pred_logits"], outputs["pred_masks"], targets, valid, num_masks, matches[0])
+        for i, aux in enumerate(layers[1:]):
+            for k, v in self.single(aux["pred_logits"], aux["pred_masks"], targets, valid, num_masks,
+                                    matches[i + 1]).items():
                 losses[f"{k}_aux{i}"] = v
         losses["loss"] = sum(losses.values())
         return losses

@@ -46,7 +46,7 @@ from pyvrel.models.baselines import FrequencyPrior
 from pyvrel.models.vrdone.config import VrdONEConfig
 from pyvrel.models.vrdone.inference import entity_tracklets, predict_video
 from pyvrel.models.vrdone.inputs import pad_batch
-from pyvrel.models.vrdone.loss import SetCriterion, Target
+from pyvrel.models.vrdone.loss import SetCriterion, Target, targets_to_device
 from pyvrel.models.vrdone.model import build_vrdone
 from pyvrel.models.vrdone.samples import PairSamples, entity_features, pair_segments
 
@@ -153,7 +153,7 @@ class VrdONETrainModel(nn.Module):
     def forward(self, batch: tuple[Tensor, Tensor, list[Target]]) -> dict[str, Tensor]:
         x, mask, targets = batch
         x = x.to(next(self.parameters()).dtype)  # float64 weights take float64 inputs
-        targets = [Target(t.labels.to(x.device), t.masks.to(x.device)) for t in targets]
+        targets = targets_to_device(targets, x.device)  # two copies for the batch
         return self.criterion(self.vrdone(x, mask), targets, mask)
 
 

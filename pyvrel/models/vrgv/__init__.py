@@ -8,7 +8,8 @@ trained only on video-level relation labels (the query is reconstructed from att
 whole datasets and the AccS/AccO/AccR evaluation.
 """
 
-from pyvrel.models.vrgv.config import CaptionVocabulary, VRGVConfig, parse_query
+from pyvrel.data.queries import parse_query
+from pyvrel.models.vrgv.config import CaptionVocabulary, VRGVConfig
 from pyvrel.models.vrgv.grounding import GroundedPair, ground_pair, link_segments, temporal_segments
 from pyvrel.models.vrgv.model import (
     SAU,

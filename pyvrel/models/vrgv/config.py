@@ -10,19 +10,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-__all__ = ["CaptionVocabulary", "VRGVConfig", "parse_query"]
-
-_QUERY = re.compile(r"^([^-\s]+)-([^-\s]+)-([^-\s]+)$")
-
-
-def parse_query(query: str) -> tuple[str, str, str]:
-    """``"subject-predicate-object"`` (vRGV's query string, e.g. ``dog-stand_behind-frisbee``) as a triplet."""
-    m = _QUERY.match(query) if isinstance(query, str) else None
-    if m is None:
-        raise ValueError(f"query {query!r}: expected 'subject-predicate-object' (three non-empty names joined "
-                         "by '-', words inside a name joined by '_')")
-    return m.group(1), m.group(2), m.group(3)
-
+__all__ = ["CaptionVocabulary", "VRGVConfig"]
 
 @dataclass(frozen=True)
 class VRGVConfig:
@@ -39,6 +27,15 @@ class VRGVConfig:
         dropout: 0.2 after every embedding/transform.
         max_caption_len: longest caption the greedy decoder writes (10).
         cooccurrence: the paper's co-occurrence baseline: captions without the predicate.
+        feature_scale: factor on the appearance features before their embedding (1: the code).
+    Attributes (pyvrel corrections, off by default; ``docs/models.md`` "vRGV" says what they change):
+        attention: ``"additive"`` (the code's ``w2ᵀ tanh(W1 [x; context])`` in the SAU and both
+            temporal attentions) or ``"bilinear"`` (``(W_x x)·(W_c context) / √d``: the additive
+            score depends on the query only at second order).
+        decoder_state: the decoder's initial LSTM state: ``"clip"`` (the code: the clip LSTM's final
+            state) or ``"zeros"`` (the video reaches the decoder only as its first input; with
+            ``"clip"`` the grounder can lower the loss by handing the decoder a constant state,
+            which saturates its LSTMs before the attention learns).
     Attributes (grounding, §2.4):
         temporal_threshold: σ on ``β2[clip(t)] + β1[t]`` (0.04). min_segment: the 10 of
             ``margin = min_len = int(10 · num_frames / frame_count)``.
@@ -55,6 +52,9 @@ class VRGVConfig:
     dropout: float = 0.2
     max_caption_len: int = 10
     cooccurrence: bool = False
+    feature_scale: float = 1.0
+    attention: str = "additive"
+    decoder_state: str = "clip"
     temporal_threshold: float = 0.04
     min_segment: float = 10.0
     pairwise_weight: float = 1.0
@@ -68,6 +68,11 @@ class VRGVConfig:
             raise ValueError(f"num_frames ({self.num_frames}) must be a multiple of num_clips ({self.num_clips})")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout: must be in [0, 1), got {self.dropout!r}")
+        for name, choices in (("attention", ("additive", "bilinear")), ("decoder_state", ("clip", "zeros"))):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {getattr(self, name)!r}")
+        if not self.feature_scale > 0:
+            raise ValueError(f"feature_scale: must be > 0, got {self.feature_scale!r}")
         if self.pairwise_weight < 0 or self.min_segment < 0:
             raise ValueError("pairwise_weight and min_segment must be >= 0")
 
@@ -83,9 +88,11 @@ class VRGVConfig:
     def synthetic(cls, **overrides) -> VRGVConfig:
         """Small preset for the synthetic world: 24 frames in 4 clips (5x fewer LSTM steps than the code's
         120, so a CPU trains enough steps), 16 proposals, 32-d features and word vectors, embed 64,
-        hidden 128; the temporal threshold keeps the code's ratio to a uniform score (0.04 / 0.108)."""
+        hidden 128; the temporal threshold keeps the code's ratio to a uniform score (0.04 / 0.108);
+        ``feature_scale`` √32: the world's appearance vectors have unit norm (1/√D per dimension,
+        far below a detector's), rescaled to unit variance per dimension."""
         base = cls(num_frames=24, num_clips=4, num_proposals=16, feature_dim=32, word_dim=32, embed_dim=64,
-                   hidden_dim=128, dropout=0.1, temporal_threshold=0.1)
+                   hidden_dim=128, dropout=0.1, temporal_threshold=0.1, feature_scale=32 ** 0.5)
         return replace(base, **overrides)
 
 

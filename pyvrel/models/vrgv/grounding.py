@@ -34,7 +34,13 @@ from torch import Tensor
 
 from pyvrel.ops import path_tubes, viterbi_link
 
-__all__ = ["GroundedPair", "ground_pair", "link_segments", "temporal_segments"]
+__all__ = ["GroundedPair", "ground_pair", "link_segments", "temporal_score", "temporal_segments"]
+
+
+def temporal_score(beta_frame: Tensor, beta_clip: Tensor) -> np.ndarray:
+    """Step 1: ``temp[t] = β2[t // clip_len] + β1[t]`` (float64, (T,)) from β1 (T,) and β2 (C,)."""
+    clip = beta_frame.shape[0] // beta_clip.shape[0]
+    return (beta_clip.repeat_interleave(clip) + beta_frame).double().cpu().numpy()
 
 
 def temporal_segments(temp: np.ndarray, frame_count: int, threshold: float, min_segment: float
@@ -121,10 +127,8 @@ def ground_pair(boxes: Tensor, frames: Tensor, frame_count: int, alpha_s: Tensor
         boxes (Tensor[T, M, 4]), frames (Tensor[T] int): proposals and their video frames.
         alpha_s, alpha_o (Tensor[T, M]), beta_frame (Tensor[T]), beta_clip (Tensor[C]): attention.
     """
-    T = boxes.shape[0]
-    clip = T // beta_clip.shape[0]
-    temp = (beta_clip.repeat_interleave(clip) + beta_frame).double().cpu().numpy()
-    segments = temporal_segments(temp, frame_count, temporal_threshold, min_segment) or [np.arange(T)]
+    temp = temporal_score(beta_frame, beta_clip)
+    segments = temporal_segments(temp, frame_count, temporal_threshold, min_segment) or [np.arange(len(temp))]
     alphas = torch.stack([alpha_s, alpha_o]).detach().cpu()
     boxes, frames = boxes.detach().cpu(), frames.cpu()
     paths, scores, seg_boxes, seg_frames = link_segments(boxes, alphas, frames, segments,

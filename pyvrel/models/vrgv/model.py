@@ -48,33 +48,40 @@ class GroundingOutput(NamedTuple):
     beta_clip: Tensor | None
 
 
-class SAU(nn.Module):
-    """Spatial attention unit (paper §3.2): ``α = softmax_M(w2ᵀ tanh(W1 [v; q]))``, ``f = Σ_m α_m v_m``."""
+class _Score(nn.Module):
+    """Attention logits of items ``x (B, ..., L, D)`` given a context ``(B, D)``: ``"additive"`` (the
+    code's ``w2ᵀ tanh(W1 [x; ctx])``, whose dependence on the context is second order: the context's
+    linear term is the same for every item and cancels in the softmax) or ``"bilinear"``
+    (``(W_x x)·(W_c ctx) / √D``, first order in the context)."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, kind: str = "additive") -> None:
         super().__init__()
-        self.proj = nn.Linear(2 * dim, dim)
-        self.score = nn.Linear(dim, 1, bias=False)
-
-    def forward(self, regions: Tensor, query: Tensor) -> tuple[Tensor, Tensor]:
-        """regions (B, T, M, E), query (B, E) -> attended (B, T, E), α (B, T, M)."""
-        q = query[:, None, None, :].expand_as(regions)
-        alpha = self.score(torch.tanh(self.proj(torch.cat([regions, q], -1)))).squeeze(-1).softmax(-1)
-        return torch.einsum("btm,btme->bte", alpha, regions), alpha
-
-
-class _Attention(nn.Module):
-    """Additive attention over a sequence: ``softmax_L(w2ᵀ tanh(W1 [x_l; ctx]))``."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.proj = nn.Linear(2 * dim, dim)
-        self.score = nn.Linear(dim, 1, bias=False)
+        self.kind = kind
+        if kind == "additive":
+            self.proj = nn.Linear(2 * dim, dim)
+            self.score = nn.Linear(dim, 1, bias=False)
+        elif kind == "bilinear":
+            self.key = nn.Linear(dim, dim)
+            self.query = nn.Linear(dim, dim)
+        else:
+            raise ValueError(f"attention: expected 'additive' or 'bilinear', got {kind!r}")
 
     def forward(self, x: Tensor, context: Tensor) -> Tensor:
-        """x (B, L, H), context (B, H) -> weights (B, L) summing to 1."""
-        ctx = context[:, None, :].expand_as(x)
-        return self.score(torch.tanh(self.proj(torch.cat([x, ctx], -1)))).squeeze(-1).softmax(-1)
+        """x (B, ..., L, D), context (B, D) -> logits (B, ..., L)."""
+        ctx = context.view(context.shape[0], *([1] * (x.dim() - 2)), context.shape[-1])
+        if self.kind == "bilinear":
+            return (self.key(x) * self.query(ctx)).sum(-1) / x.shape[-1] ** 0.5
+        return self.score(torch.tanh(self.proj(torch.cat([x, ctx.expand_as(x)], -1)))).squeeze(-1)
+
+
+class SAU(_Score):
+    """Spatial attention unit (paper §3.2): ``α = softmax_M(score(v, q))``, ``f = Σ_m α_m v_m``
+    (``score``: :class:`_Score`, the code's additive one by default)."""
+
+    def forward(self, regions: Tensor, query: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        """regions (B, T, M, E), query (B, E) -> attended (B, T, E), α (B, T, M)."""
+        alpha = super().forward(regions, query).softmax(-1)
+        return torch.einsum("btm,btme->bte", alpha, regions), alpha
 
 
 class TemporalHierarchy(nn.Module):
@@ -88,8 +95,8 @@ class TemporalHierarchy(nn.Module):
         H = cfg.hidden_dim
         self.frame_lstm = nn.LSTM(H, H, batch_first=True)
         self.clip_lstm = nn.LSTM(H, H, batch_first=True)
-        self.clip_attention = _Attention(H) if clip_attention else None
-        self.frame_attention = _Attention(H)
+        self.clip_attention = _Score(H, cfg.attention) if clip_attention else None
+        self.frame_attention = _Score(H, cfg.attention)
         ends = torch.linspace(cfg.clip_len - 1, cfg.num_frames - 1, cfg.num_clips).round().long()
         self.register_buffer("clip_ends", ends, persistent=False)
 
@@ -100,10 +107,10 @@ class TemporalHierarchy(nn.Module):
         clips = frames[:, self.clip_ends]
         beta_clip = None
         if self.clip_attention is not None:
-            beta_clip = self.clip_attention(clips, relation)
+            beta_clip = self.clip_attention(clips, relation).softmax(-1)
             clips = beta_clip[..., None] * clips
         _, (h, c) = self.clip_lstm(clips)
-        beta_frame = self.frame_attention(frames, h[-1])
+        beta_frame = self.frame_attention(frames, h[-1]).softmax(-1)
         return torch.einsum("bt,bth->bh", beta_frame, frames), (h, c), beta_frame, beta_clip
 
 
@@ -121,7 +128,7 @@ class VRGV(nn.Module):
         self.embed_word = _embed(cfg.word_dim, E, p)
         self.embed_visual = _embed(cfg.feature_dim, E, p)
         self.embed_location = _embed(5, E, p)
-        self.sau = SAU(E)
+        self.sau = SAU(E, cfg.attention)
         self.msg_sub2obj = _embed(cfg.num_proposals, E, p)
         self.msg_obj2sub = _embed(cfg.num_proposals, E, p)
         self.transform_visual = _embed(2 * E, H, p)
@@ -131,7 +138,7 @@ class VRGV(nn.Module):
     def forward(self, regions: Tensor, subject: Tensor, obj: Tensor) -> GroundingOutput:
         """regions (B, T, M, feature_dim + 5) (appearance, then :func:`box_term`), subject/obj (B,) category ids."""
         F_ = self.cfg.feature_dim
-        v = self.embed_visual(regions[..., :F_]) + self.embed_location(regions[..., F_:])
+        v = self.embed_visual(regions[..., :F_] * self.cfg.feature_scale) + self.embed_location(regions[..., F_:])
         w_s, w_o = self.embed_word(self.word_table[subject]), self.embed_word(self.word_table[obj])
         f_s, alpha_s = self.sau(v, w_s)
         f_o, alpha_o = self.sau(v, w_o)
@@ -148,9 +155,12 @@ class BasicGrounder(nn.Module):
         super().__init__()
         self.embed = _embed(cfg.visual_dim, cfg.hidden_dim, cfg.dropout)
         self.hierarchy = TemporalHierarchy(cfg, clip_attention=False)
+        scale = torch.ones(cfg.visual_dim)
+        scale[: cfg.feature_dim] = cfg.feature_scale
+        self.register_buffer("scale", scale, persistent=False)
 
     def forward(self, regions: Tensor, subject: Tensor, obj: Tensor) -> GroundingOutput:
-        video, state, beta_frame, _ = self.hierarchy(self.embed(regions).sum(2))
+        video, state, beta_frame, _ = self.hierarchy(self.embed(regions * self.scale).sum(2))
         return GroundingOutput(video, state, None, None, beta_frame, None)
 
 
@@ -206,6 +216,7 @@ class VRGVTrainModel(nn.Module):
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         out = self.grounder(batch["regions"], batch["subject"], batch["object"])
-        logits = self.decoder(out.video, out.state, batch["tokens"])
+        state = out.state if self.cfg.decoder_state == "clip" else tuple(torch.zeros_like(s) for s in out.state)
+        logits = self.decoder(out.video, state, batch["tokens"])
         loss, acc = caption_loss(logits, batch["tokens"], batch["lengths"])
         return {"loss": loss, "token_acc": acc}

@@ -20,11 +20,9 @@ vectors, :mod:`pyvrel.data.text`), ``compound`` (``"mean"`` or the code's ``"zer
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,12 +35,12 @@ from pyvrel.data.text import word_vectors
 from pyvrel.engine.config import ConfigError, config_to_dict, preset_config
 from pyvrel.engine.registry import TrainTask
 from pyvrel.engine.trainer import EvalContext, EvalHook
-from pyvrel.models.vrgv.config import CaptionVocabulary, VRGVConfig, parse_query
-from pyvrel.models.vrgv.grounding import ground_pair
+from pyvrel.models.vrgv.config import CaptionVocabulary, VRGVConfig
+from pyvrel.models.vrgv.grounding import ground_pair, temporal_score
 from pyvrel.models.vrgv.model import VRGV, VRGVTrainModel, box_term
 
-__all__ = ["REGION_KEYS", "VideoRegions", "build_task", "check_regions", "evaluate_grounding", "ground",
-           "load_grounder", "load_regions", "model_from_checkpoint", "read_queries", "resolve_config"]
+__all__ = ["DEMO", "REGION_KEYS", "VideoRegions", "build_task", "check_regions", "evaluate_grounding", "ground",
+           "load_grounder", "load_regions", "model_from_checkpoint", "resolve_config"]
 
 log = logging.getLogger("pyvrel.models.vrgv")
 
@@ -76,6 +74,23 @@ def resolve_config(model_config: Mapping[str, Any]) -> tuple[VRGVConfig, dict[st
                 "objects": section.get("objects"), "captions": section.get("captions"),
                 **config_to_dict(cfg)}  # every field: a checkpoint does not depend on later preset changes
     return cfg, resolved
+
+
+#: ``pyvrel demo vrgv``: stage 2 from scratch (no stage 1) with the pyvrel corrections that make it learn
+#: on the synthetic world (``docs/models.md``, "vRGV"), beside the co-occurrence baseline; full: 60 videos,
+#: 20 epochs (about 2 minutes per model on one CPU thread); quick: a tiny world and one short epoch, for tests.
+_DEMO_MODEL = {"attention": "bilinear", "decoder_state": "zeros", "eval_split": None}
+_DEMO_TRAIN = {"epochs": 20, "lr": 1e-3, "warmup_epochs": 0.5, "clip_grad_norm": 5.0, "seed": 0, "log_every": 10,
+               "device": "cpu", "checkpoint_every": 0, "eval_every": 0, "best_metric": None}
+DEMO: dict[str, Any] = {
+    "full": {"model": {**_DEMO_MODEL, "world": {"num_videos": 60}}, "train": _DEMO_TRAIN},
+    "quick": {"model": {**_DEMO_MODEL, "world": {"num_videos": 6, "frames": [40, 60]}, "hidden_dim": 16,
+                        "embed_dim": 8},
+              "train": {**_DEMO_TRAIN, "epochs": 1, "batch_size": 8, "log_every": 1, "warmup_epochs": 0.0}},
+    "baseline": {"title": "Co-occur", "model": {"cooccurrence": True},
+                 "note": "the same model trained to reconstruct the subject and object only (no predicate), "
+                         "the paper's co-occurrence baseline"},
+}
 
 
 # ---- data ---------------------------------------------------------------------------------------
@@ -247,31 +262,27 @@ class VRGVGrounder:
         return ground(self.model, self.cfg, self.resolved["objects"], dataset, split, queries, legacy=legacy,
                       pairwise_weight=0.0 if greedy else None)
 
+    @torch.no_grad()
+    def temporal_attention(self, dataset: Dataset, split: str, video_id: str, triplet: Sequence[str]
+                           ) -> tuple[np.ndarray, np.ndarray, float]:
+        """The sampled video frames ``(T,)`` of a video, the temporal score ``β2[clip(t)] + β1[t]``
+        of the query ``triplet`` on them ``(T,)`` and the threshold the grounding applies to it."""
+        annotations = dataset.annotations(split)
+        if video_id not in annotations:
+            raise ValueError(f"video {video_id!r} is not in the {split} split of {dataset.name}")
+        s, o = _category_ids(self.resolved["objects"], triplet, f"video {video_id}: query")
+        device = next(self.model.parameters()).device
+        for anno, video in load_regions(dataset, split, self.cfg, annotations={video_id: annotations[video_id]}):
+            if anno.video_id == video_id:
+                res = self.model(video.regions[None].to(device), torch.tensor([s], device=device),
+                                 torch.tensor([o], device=device))
+                return video.frames.numpy(), temporal_score(res.beta_frame[0], res.beta_clip[0]), self.cfg.temporal_threshold
+        raise ValueError(f"video {video_id!r}: no regions in the {split} split of {dataset.name}")
+
 
 def load_grounder(checkpoint: Mapping[str, Any], ema: bool = True) -> VRGVGrounder:
     """The registry's ``ground`` of ``vrgv``: :func:`model_from_checkpoint` as a :class:`VRGVGrounder`."""
     return VRGVGrounder(*model_from_checkpoint(checkpoint, ema))
-
-
-def read_queries(path: str | Path) -> dict[str, list[tuple[str, str, str]]]:
-    """A queries file: JSON ``{video_id: ["subject-predicate-object", ...]}`` -> triplets per video
-    (errors name the file, the video and the query)."""
-    p = Path(path)
-    try:
-        obj = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{p}: queries file not found") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{p}: not JSON ({e})") from None
-    if not isinstance(obj, dict) or not all(isinstance(v, list) for v in obj.values()):
-        raise ValueError(f"{p}: expected {{video_id: [\"subject-predicate-object\", ...]}}")
-    out = {}
-    for vid, queries in obj.items():
-        try:
-            out[vid] = [parse_query(q) for q in queries]
-        except ValueError as e:
-            raise ValueError(f"{p}: video {vid}: {e}") from None
-    return out
 
 
 @torch.no_grad()

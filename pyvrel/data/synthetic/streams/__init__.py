@@ -23,12 +23,13 @@ import numpy as np
 from pyvrel.data.synthetic.streams.clip import ClipStream
 from pyvrel.data.synthetic.streams.grounding import GroundingStream
 from pyvrel.data.synthetic.streams.openvocab import OpenVocabStream
+from pyvrel.data.synthetic.streams.hvrnet import HVRNetStream
 
 if TYPE_CHECKING:
     from pyvrel.data.annotations import VideoAnnotation
     from pyvrel.data.synthetic.world import World
 
-__all__ = ["STREAMS", "ClipStream", "GroundingStream", "OpenVocabStream", "Stream"]
+__all__ = ["STREAMS", "ClipStream", "GroundingStream", "HVRNetStream", "OpenVocabStream", "Stream"]
 
 
 class Stream(Protocol):
@@ -44,4 +45,4 @@ class Stream(Protocol):
 
 
 #: Every extra stream, in the order they run (a new stream: one module here and one entry).
-STREAMS: tuple[type[Stream], ...] = (ClipStream, GroundingStream, OpenVocabStream)
+STREAMS: tuple[type[Stream], ...] = (ClipStream, GroundingStream, OpenVocabStream, HVRNetStream)
