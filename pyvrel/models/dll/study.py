@@ -26,7 +26,7 @@ from pyvrel.engine.run import prepare_run
 from pyvrel.eval import evaluate_relations
 from pyvrel.report import MEAN_RECALL_COLUMNS, metrics_table, recall_svg
 
-__all__ = ["STUDY_MODEL", "STUDY_WORLD", "TITLES", "compare", "run_demo"]
+__all__ = ["STUDY_MODEL", "STUDY_WORLD", "TITLES", "compare", "head_to_tail", "run_demo", "write_report"]
 
 #: The long-tailed world of the study and the demo.
 STUDY_WORLD: dict[str, Any] = {**DEMO_WORLD, "predicate_tail": 2.0}
