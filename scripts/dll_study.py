@@ -20,9 +20,7 @@ import os
 import torch
 
 from pyvrel.models.dll.study import STUDY_WORLD, TITLES, compare, write_report
-
-_COLUMNS = (("RelDet", "mR@50"), ("RelDet", "mR@100"), ("RelDet", "R@50"), ("RelDet", "R@100"), ("RelDet", "Mean"),
-            ("RelDet", "mAP"), ("RelTag", "P@5"), ("RelTag", "P@10"))
+from pyvrel.report import MEAN_RECALL_COLUMNS as _COLUMNS
 
 
 def main() -> None:
