@@ -1,11 +1,10 @@
 // pybind11 module pyvrel._C: the CPU kernels. Buffers are passed as integer addresses of
 // contiguous tensors allocated by pyvrel.ops; see csrc/cpu/kernels.h for shapes.
-#include <cstring>
-#include <pybind11/pybind11.h>
-
 #include <cstdint>
+#include <cstring>
 #include <string>
 
+#include "bind_common.h"
 #include "cpu/kernels.h"
 #include "cpu/prediction_json.h"
 #include "cpu/relation_viou.h"
@@ -15,15 +14,7 @@
 #include <omp.h>
 #endif
 
-namespace py = pybind11;
-using ptr = std::uintptr_t;
-
 namespace {
-
-template <typename T>
-T* as(ptr p) {
-  return reinterpret_cast<T*>(p);
-}
 
 py::dict build_info() {
   py::dict d;
@@ -118,23 +109,8 @@ Suppresses IoU > threshold.)pbdoc");
       },
       nogil,
       R"pbdoc(1 when some JSON object repeats a key, with its position (see kernels.h).)pbdoc");
-  m.def(
-      "local_attention_backward",
-      [](ptr q, ptr k, ptr v, ptr bias, ptr q_len, ptr kv_len, ptr centers, ptr out, ptr lse,
-         ptr dout, ptr dlse, ptr dq, ptr dk, ptr dv, ptr dbias, int64_t B, int64_t H, int64_t Lq,
-         int64_t Lk, int64_t D, int64_t Dv, int64_t left, int64_t right, int64_t dilation,
-         bool shift, bool causal, double scale, int dtype, int nt) {
-        const pyvrel::LocalAttentionArgs a{
-            as<const void>(q), as<const void>(k), as<const void>(v), as<const void>(bias),
-            as<const int64_t>(q_len), as<const int64_t>(kv_len), as<const int64_t>(centers),
-            as<void>(out), as<void>(lse), B, H, Lq, Lk, D, Dv, left, right, dilation, shift,
-            causal, scale};
-        const pyvrel::LocalAttentionGrads g{as<const void>(dout), as<const void>(dlse),
-                                            as<void>(dq), as<void>(dk), as<void>(dv),
-                                            as<void>(dbias)};
-        local_attention_backward(a, g, dtype, nt);
-      },
-      nogil,
+  def_local_attention_backward<int, int>(
+      m, [](const auto& a, const auto& g, int dtype, int nt) { local_attention_backward(a, g, dtype, nt); },
       R"pbdoc(Local attention backward: the forward's arguments plus dout (B, H, Lq, Dv), dlse (B, H, Lq) or 0
 -> dq, dk, dv and dbias (H, W) or 0 (all overwritten).)pbdoc");
   // The C++ kernel and the CUDA kernel's block algorithm (run serially) take the same arguments.

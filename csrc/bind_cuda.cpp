@@ -3,23 +3,15 @@
 // cudaStream_t (torch.cuda.current_stream().cuda_stream); see csrc/cuda/kernels.h for shapes.
 // Compiled by the host C++ compiler: only the CUDA runtime API header is used here.
 #include <cuda_runtime_api.h>
-#include <pybind11/pybind11.h>
 
 #include <cstdint>
 #include <string>
 
+#include "bind_common.h"
 #include "cuda/kernels.h"
 #include "pyvrel/codes.h"
 
-namespace py = pybind11;
-using ptr = std::uintptr_t;
-
 namespace {
-
-template <typename T>
-T* as(ptr p) {
-  return reinterpret_cast<T*>(p);
-}
 
 // Runtime and driver versions as CUDA encodes them (1000 * major + 10 * minor); 0 when the query
 // fails (no driver installed), so this never throws on a machine without a GPU.
@@ -72,23 +64,11 @@ Suppresses IoU > threshold. workspace: nms_workspace_bytes(N) bytes; N <= NMS_MA
   m.def("local_attention_workspace_bytes", &local_attention_workspace_bytes,
         R"pbdoc(Bytes of the local_attention_backward workspace for (B, H, Lq, Lk, D, Dv, W,
 dtype).)pbdoc");
-  m.def(
-      "local_attention_backward",
-      [](ptr q, ptr k, ptr v, ptr bias, ptr q_len, ptr kv_len, ptr centers, ptr out, ptr lse,
-         ptr dout, ptr dlse, ptr dq, ptr dk, ptr dv, ptr dbias, int64_t B, int64_t H, int64_t Lq,
-         int64_t Lk, int64_t D, int64_t Dv, int64_t left, int64_t right, int64_t dilation,
-         bool shift, bool causal, double scale, ptr workspace, int dtype, ptr stream) {
-        const pyvrel::LocalAttentionArgs a{
-            as<const void>(q), as<const void>(k), as<const void>(v), as<const void>(bias),
-            as<const int64_t>(q_len), as<const int64_t>(kv_len), as<const int64_t>(centers),
-            as<void>(out), as<void>(lse), B, H, Lq, Lk, D, Dv, left, right, dilation, shift,
-            causal, scale};
-        const pyvrel::LocalAttentionGrads g{as<const void>(dout), as<const void>(dlse),
-                                            as<void>(dq), as<void>(dk), as<void>(dv),
-                                            as<void>(dbias)};
+  def_local_attention_backward<ptr, int, ptr>(
+      m,
+      [](const auto& a, const auto& g, ptr workspace, int dtype, ptr stream) {
         local_attention_backward(a, g, as<void>(workspace), dtype, stream);
       },
-      nogil,
       R"pbdoc(Local attention backward: as the CPU one, plus a workspace of
 local_attention_workspace_bytes bytes before the dtype code. Deterministic.)pbdoc");
   m.def("seq_nms_workspace_bytes", &seq_nms_workspace_bytes,

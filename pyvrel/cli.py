@@ -319,62 +319,55 @@ def _run_training(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _detect(args: argparse.Namespace) -> int:
+def _predict(args: argparse.Namespace, command: str, load: Callable, run: Callable, summary: str) -> int:
+    """``pyvrel detect``/``ground``: the checkpoint's model (``load(ckpt, ema=...)``) run on ``--data``
+    (``run(model, dataset)`` -> video id -> predictions), written to ``--out``; ``summary`` (with
+    ``{}`` for the number of predictions) starts the line printed at the end."""
     from pathlib import Path
 
     from pyvrel.data import write_predictions
     from pyvrel.data.dataset import check_data, open_dataset
-    from pyvrel.engine import ConfigError, UnknownModelError, load_checkpoint
-    from pyvrel.engine.registry import load_detector
+    from pyvrel.engine import UnknownModelError, load_checkpoint
     from pyvrel.engine.rundir import OutputFolderError, check_out_file
 
     try:
-        check_out_file(args.out, "--out")  # before the detection, not after it
+        check_out_file(args.out, "--out")  # before the work, not after it
         check_data(args.data)
         ckpt = load_checkpoint(args.checkpoint)
         try:
-            detector = load_detector(ckpt, ema=not args.no_ema)
+            model = load(ckpt, ema=not args.no_ema)
         except (UnknownModelError, ValueError) as e:
             raise ValueError(f"{args.checkpoint}: {e}") from None
         dataset = open_dataset(args.data, ckpt["meta"].get("model_config", {}).get("world"))  # its own world
-        preds = detector.detect(dataset, args.split)
+        preds = run(model, dataset)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         write_predictions(preds, args.out)
     except OutputFolderError as e:
-        print(f"pyvrel detect: error: {e}", file=sys.stderr)
+        print(f"pyvrel {command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except (FileNotFoundError, ValueError) as e:
-        print(f"pyvrel detect: error: {e}", file=sys.stderr)
+        print(f"pyvrel {command}: error: {e}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"detected {sum(map(len, preds.values()))} relations in {len(preds)} {args.split} videos; wrote {args.out}")
+    print(f"{summary.format(sum(map(len, preds.values())))} in {len(preds)} {args.split} videos; wrote {args.out}")
     return EXIT_OK
+
+
+def _detect(args: argparse.Namespace) -> int:
+    from pyvrel.engine.registry import load_detector
+
+    return _predict(args, "detect", load_detector, lambda model, data: model.detect(data, args.split),
+                    "detected {} relations")
 
 
 def _ground(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from pyvrel.data import write_predictions
-    from pyvrel.data.dataset import check_data, open_dataset
-    from pyvrel.engine import UnknownModelError, load_checkpoint, load_grounder
     from pyvrel.data.queries import read_queries
+    from pyvrel.engine import load_grounder
 
-    try:
-        check_data(args.data)
-        ckpt = load_checkpoint(args.checkpoint)
-        try:
-            grounder = load_grounder(ckpt, ema=not args.no_ema)
-        except (UnknownModelError, ValueError) as e:
-            raise ValueError(f"{args.checkpoint}: {e}") from None
+    def run(grounder, dataset):
         queries = read_queries(args.queries) if args.queries else None
-        dataset = open_dataset(args.data, ckpt["meta"].get("model_config", {}).get("world"))  # its own world
-        preds = grounder.ground(dataset, args.split, queries, legacy=args.legacy, greedy=args.greedy)
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        write_predictions(preds, args.out)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"pyvrel ground: error: {e}", file=sys.stderr)
-        return EXIT_FAILED
-    print(f"grounded {sum(map(len, preds.values()))} queries in {len(preds)} {args.split} videos; wrote {args.out}")
-    return EXIT_OK
+        return grounder.ground(dataset, args.split, queries, legacy=args.legacy, greedy=args.greedy)
+
+    return _predict(args, "ground", load_grounder, run, "grounded {} queries")
 
 
 def _track(args: argparse.Namespace) -> int:

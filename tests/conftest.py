@@ -47,6 +47,21 @@ KERNEL_BACKENDS = [
 ]
 
 
+def host_syncs(fn) -> list[str]:
+    """The host syncs ``fn()`` makes on CUDA (torch's sync debug mode warns once per sync)."""
+    import warnings
+
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            fn()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return [str(w.message).split("\n")[0] for w in seen if "synchroniz" in str(w.message)]
+
+
 def device_of(backend: str) -> str:
     return "cpu" if backend == "cpp" else DEVICE
 

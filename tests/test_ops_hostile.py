@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import pyvrel
-from conftest import KERNEL_BACKENDS, device_of, needs_gpu
+from conftest import KERNEL_BACKENDS, device_of, host_syncs, needs_gpu
 from pyvrel import ops
 
 ALL_BACKENDS = [*KERNEL_BACKENDS, pytest.param("reference", id="reference")]
@@ -272,8 +272,6 @@ def test_no_host_sync_on_cuda():
 def test_data_dependent_ops_sync_once_on_cuda():
     """nms and seq_nms wait for the GPU exactly once per call: for the size of their output
     (seq_nms "vidvrd2" twice when its overlapping sequences outgrow the first node list)."""
-    import warnings
-
     dev = "cuda"
     boxes = torch.rand(2, 6, 5, 4, device=dev) * 10
     boxes[..., 2:] += boxes[..., :2] + 1
@@ -283,14 +281,30 @@ def test_data_dependent_ops_sync_once_on_cuda():
              "seq_nms": lambda: ops.seq_nms(boxes, scores, num_frames=torch.tensor([6, 4], device=dev))}
     for name, call in calls.items():
         call()
-        torch.cuda.synchronize()
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            with warnings.catch_warnings(record=True) as seen:
-                warnings.simplefilter("always")
-                call()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-        syncs = [str(w.message).split("\n")[0] for w in seen if "synchroniz" in str(w.message)]
+        syncs = host_syncs(call)
         assert len(syncs) == 1, (name, syncs)
 
+
+
+def test_eager_calls_skip_the_custom_op_dispatch_only_without_autograd():
+    """Eager calls with nothing for autograd to record run the kernel function directly (torch's
+    Python custom-op dispatch costs more than a small kernel); with gradients or under
+    torch.compile the op goes through torch.ops.pyvrel."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Seen(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    a = torch.tensor([[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 3.0, 3.0]])
+    for grad, expect in ((False, False), (True, True)):
+        x = a.clone().requires_grad_(grad)
+        with Seen() as seen:
+            out = ops.box_iou(x, a, backend="cpp")
+        assert any("pyvrel.box_iou" in name for name in seen.ops) == expect, seen.ops
+        assert torch.allclose(out.detach(), ops.box_iou(a, a, backend="reference"))

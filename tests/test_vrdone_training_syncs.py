@@ -1,12 +1,10 @@
 """A VrdONE training step without host syncs but the matching's one copy; bf16 autocast end to end."""
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
 
-from conftest import needs_gpu
+from conftest import host_syncs, needs_gpu
 from pyvrel.engine import Trainer, TrainConfig
 from pyvrel.engine.trainer import move_to_device
 from pyvrel.models.vrdone import Target, VrdONEConfig, hungarian_match
@@ -72,19 +70,6 @@ def test_vrdone_trains_under_bf16_autocast_on_cpu():
     assert sum(losses[-3:]) < 0.95 * sum(losses[:3]), losses
 
 
-def _count_syncs(fn) -> int:
-    """Host syncs ``fn()`` makes (torch's sync debug mode, one warning each)."""
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("warn")
-    try:
-        with warnings.catch_warnings(record=True) as seen:
-            warnings.simplefilter("always")
-            fn()
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message) for w in seen)
-
-
 @pytest.mark.gpu
 @needs_gpu
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
@@ -97,6 +82,6 @@ def test_vrdone_training_step_syncs_once_on_cuda(precision):
     trainer._setup()
     batches = list(trainer._loader(0, 0))
     trainer._train_step(move_to_device(batches[0], trainer.device))  # warm-up (lazy inits)
-    counts = [_count_syncs(lambda: trainer._train_step(move_to_device(batches[1], trainer.device)))
+    counts = [len(host_syncs(lambda: trainer._train_step(move_to_device(batches[1], trainer.device))))
               for _ in range(3)]
     assert counts == [1, 1, 1], counts

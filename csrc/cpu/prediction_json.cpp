@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -15,6 +16,10 @@
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
+
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 #include "parallel.h"
 #include "prediction_json.h"
@@ -643,19 +648,33 @@ struct PredictionParser {
   }
 };
 
+// `n` uninitialised elements, in 2 MiB pages where the system allows it (as numpy's large arrays):
+// a chunk's boxes are tens of MB, first touched by its thread, and 4 KiB pages cost a fault each.
+template <typename T>
+std::unique_ptr<T[], void (*)(void*)> scratch(int64_t n) {
+  constexpr std::size_t kPage = std::size_t{1} << 21;
+  const std::size_t bytes = (static_cast<std::size_t>(n) * sizeof(T) + kPage - 1) / kPage * kPage;
+  void* p = std::aligned_alloc(kPage, bytes);
+  if (p == nullptr) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+  madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+  return {static_cast<T*>(p), std::free};
+}
+
 // Columns for a chunk parsed on another thread: room for `share` of the file's capacities
 // (allocated, touched only where used).
 struct ScratchColumns {
-  std::unique_ptr<int64_t[]> ints;
-  std::unique_ptr<double[]> reals;
   PredictionColumns columns;
+  std::unique_ptr<int64_t[], void (*)(void*)> ints;
+  std::unique_ptr<double[], void (*)(void*)> reals;
 
-  ScratchColumns(const PredictionColumns& file, double share) : columns(file) {
+  ScratchColumns(const PredictionColumns& file, double share)
+      : columns(capacities(file, share)),
+        ints(scratch<int64_t>(3 * columns.max_videos + 7 * columns.max_relations + 3 * columns.max_triplets +
+                              2 * columns.max_strings)),
+        reals(scratch<double>(columns.max_relations + 4 * columns.max_boxes)) {
     PredictionColumns& c = columns;
-    for (int64_t* n : {&c.max_videos, &c.max_relations, &c.max_boxes, &c.max_triplets, &c.max_strings})
-      *n = static_cast<int64_t>(static_cast<double>(*n) * share) + 1;
-    ints.reset(new int64_t[3 * c.max_videos + 7 * c.max_relations + 3 * c.max_triplets + 2 * c.max_strings]);
-    reals.reset(new double[c.max_relations + 4 * c.max_boxes]);
     int64_t* i = ints.get();
     for (auto [column, size] : {std::pair{&c.video_span, 2 * c.max_videos}, {&c.video_count, c.max_videos},
                                 {&c.triplet_id, c.max_relations}, {&c.duration, 2 * c.max_relations},
@@ -666,7 +685,14 @@ struct ScratchColumns {
     }
     c.score = reals.get();
     c.boxes = reals.get() + c.max_relations;
+  }
+
+  static PredictionColumns capacities(const PredictionColumns& file, double share) {
+    PredictionColumns c = file;
+    for (int64_t* n : {&c.max_videos, &c.max_relations, &c.max_boxes, &c.max_triplets, &c.max_strings})
+      *n = static_cast<int64_t>(static_cast<double>(*n) * share) + 1;
     c.n_videos = c.n_relations = c.n_boxes = c.n_triplets = c.n_strings = 0;
+    return c;
   }
 };
 

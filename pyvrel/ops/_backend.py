@@ -73,3 +73,18 @@ def choose_backend(
         log.warning("%s: falling back to the PyTorch reference (%s)", op, "; ".join(reasons) or
                     f"no compiled backend for {device.type} tensors")
     return "reference"
+
+
+def call(op: object, *args: object) -> object:
+    """Run the ``torch.library`` custom op ``op`` on ``args``: its Python function directly in
+    eager mode when autograd has nothing to record and every tensor is a plain ``torch.Tensor``
+    (torch's dispatch of a Python custom op costs tens of µs per call, more than a small kernel),
+    else through the op (torch.compile tracing, gradients, tensor subclasses such as FakeTensor).
+    """
+    fn = getattr(op, "_init_fn", None)  # CustomOpDef keeps the decorated function there
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    if (fn is None or torch.compiler.is_compiling() or any(type(t) is not torch.Tensor for t in tensors)
+            or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))):
+        return op(*args)
+    return fn(*args)
+

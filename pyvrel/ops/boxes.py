@@ -9,7 +9,7 @@ from torch import Tensor
 
 from pyvrel import _codes, _ext
 from pyvrel.ops import _checks, reference
-from pyvrel.ops._backend import choose_backend
+from pyvrel.ops._backend import call, choose_backend
 
 __all__ = ["box_iou", "box_iou_aligned", "nms", "batched_nms"]
 
@@ -166,8 +166,8 @@ def box_iou(a: Tensor, b: Tensor, pixel_offset: float = 0, *, backend: str | Non
     _checks.same_dtype(op, a=a, b=b)
     device = _checks.same_device(op, a=a, b=b)
     off = _checks.pixel_offset(op, pixel_offset)
-    try:
-        batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    try:  # (equal batch shapes skip torch's Python broadcast, a large share of a tiny call)
+        batch = a.shape[:-2] if a.shape[:-2] == b.shape[:-2] else torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except RuntimeError:
         raise ValueError(
             f"{op}: batch dimensions of a {tuple(a.shape)} and b {tuple(b.shape)} do not broadcast"
@@ -179,7 +179,7 @@ def box_iou(a: Tensor, b: Tensor, pixel_offset: float = 0, *, backend: str | Non
     flat = math.prod(batch)
     a3 = a.expand(*batch, n, 4).reshape(flat, n, 4).to(cdt).contiguous()
     b3 = b.expand(*batch, m, 4).reshape(flat, m, 4).to(cdt).contiguous()
-    return _box_iou(a3, b3, off, chosen).reshape(*batch, n, m).to(a.dtype)
+    return call(_box_iou, a3, b3, off, chosen).reshape(*batch, n, m).to(a.dtype)
 
 
 def box_iou_aligned(a: Tensor, b: Tensor, pixel_offset: float = 0, *, backend: str | None = None) -> Tensor:
@@ -204,7 +204,8 @@ def box_iou_aligned(a: Tensor, b: Tensor, pixel_offset: float = 0, *, backend: s
     if chosen == "reference":
         return reference.box_iou_aligned_ref(a, b, off)
     cdt = _checks.compute_dtype(a)
-    out = _box_iou_aligned(a.reshape(-1, 4).to(cdt).contiguous(), b.reshape(-1, 4).to(cdt).contiguous(), off, chosen)
+    out = call(_box_iou_aligned, a.reshape(-1, 4).to(cdt).contiguous(), b.reshape(-1, 4).to(cdt).contiguous(), off,
+               chosen)
     return out.reshape(a.shape[:-1]).to(a.dtype)
 
 
@@ -256,7 +257,8 @@ def batched_nms(
         return reference.batched_nms_ref(boxes, scores, idxs, float(iou_threshold), off)
     order = torch.sort(scores, descending=True, stable=True).indices
     group = None if idxs is None else idxs.to(torch.int64).contiguous()
-    keep = _nms_keep(boxes.to(_checks.compute_dtype(boxes)).contiguous(), order, group, float(iou_threshold), off, chosen)
+    keep = call(_nms_keep, boxes.to(_checks.compute_dtype(boxes)).contiguous(), order, group, float(iou_threshold), off,
+                chosen)
     return order[keep[order]]
 
 

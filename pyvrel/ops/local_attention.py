@@ -9,7 +9,7 @@ from torch import Tensor
 
 from pyvrel import _codes, _ext
 from pyvrel.ops import _checks, reference
-from pyvrel.ops._backend import choose_backend, why_not
+from pyvrel.ops._backend import call, choose_backend, why_not
 
 __all__ = ["local_attention", "window_extents"]
 
@@ -285,9 +285,9 @@ def local_attention(
         def prep(t: Tensor) -> Tensor:
             return t.to(cdt).contiguous()
 
-        out, lse = _local_attention_fwd(prep(q), prep(k), prep(v), q_len, kv_len, centers,
-                                   None if rel_bias is None else prep(rel_bias), left, right, dilation, causal,
-                                   shift, scale, chosen)
+        out, lse = call(_local_attention_fwd, prep(q), prep(k), prep(v), q_len, kv_len, centers,
+                        None if rel_bias is None else prep(rel_bias), left, right, dilation, causal,
+                        shift, scale, chosen)
         out = out.to(dtype)
     if layout == "blhd":
         out, lse = out.transpose(1, 2), lse.transpose(1, 2)

@@ -15,7 +15,7 @@ from torch import Tensor
 from pyvrel import _codes, _ext
 from pyvrel.ops import _checks
 from pyvrel.ops.reference import seq_nms as ref
-from pyvrel.ops._backend import choose_backend
+from pyvrel.ops._backend import call, choose_backend
 from pyvrel.ops._per_box import finite_where_valid, per_box_inputs
 from pyvrel.ops.types import Tubes
 
@@ -227,8 +227,8 @@ def seq_nms(
     else:
         node_cap = max(T * N, 1)
         while True:
-            out_scores, seq_id, count, start_all, len_all, score_all, nodes, needed = _seq_nms(
-                boxes_c, scores_c, mask.to(torch.uint8).contiguous(), labels, float(link_threshold),
+            out_scores, seq_id, count, start_all, len_all, score_all, nodes, needed = call(
+                _seq_nms, boxes_c, scores_c, mask.to(torch.uint8).contiguous(), labels, float(link_threshold),
                 float(suppress_threshold), bool(strict), _codes.SEQ_NMS_RESCORE[rescore],
                 _codes.SEQ_NMS_SUPPRESS[suppress], max_seq, float(min_score), off, node_cap, chosen)
             # the op's one wait for the device: sequences, node room needed and longest path per video

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from pyvrel import _codes, _ext
 from pyvrel.ops import _checks, reference
-from pyvrel.ops._backend import choose_backend
+from pyvrel.ops._backend import call, choose_backend
 from pyvrel.ops.types import Tubes
 
 __all__ = [
@@ -246,7 +246,7 @@ def tube_iou(
     off, code, chosen = _pair_setup(op, a, b, pixel_offset, mode, backend)
     if chosen == "reference":
         return reference.tube_iou_ref(a, b, off, mode).to(a.boxes.device)
-    return _tube_iou(*_kernel_args(a, b), off, code, chosen).to(a.boxes.dtype)
+    return call(_tube_iou, *_kernel_args(a, b), off, code, chosen).to(a.boxes.dtype)
 
 
 def tube_iou_aligned(
@@ -274,7 +274,7 @@ def tube_iou_aligned(
     off, code, chosen = _pair_setup(op, a, b, pixel_offset, mode, backend)
     if chosen == "reference":
         return reference.tube_iou_aligned_ref(a, b, off, mode)
-    return _tube_iou_aligned(*_kernel_args(a, b), off, code, chosen).to(a.boxes.dtype)
+    return call(_tube_iou_aligned, *_kernel_args(a, b), off, code, chosen).to(a.boxes.dtype)
 
 
 def temporal_iou(spans_a: Tensor, spans_b: Tensor) -> Tensor:
@@ -344,7 +344,7 @@ def interpolate_boxes(
     length = torch.where(counts > 0, last - frames[:, 0] + 1, torch.zeros_like(counts))
     start = torch.where(counts > 0, frames[:, 0], torch.zeros_like(counts))
     max_len = int(length.max()) if n else 0
-    out = _interpolate_boxes(frames, boxes.to(_checks.compute_dtype(boxes)).contiguous(), counts, max_len, chosen)
+    out = call(_interpolate_boxes, frames, boxes.to(_checks.compute_dtype(boxes)).contiguous(), counts, max_len, chosen)
     return Tubes(out.to(boxes.dtype), start, length)
 
 

@@ -15,7 +15,7 @@ from torch import Tensor
 from pyvrel import _codes, _ext
 from pyvrel.ops import _checks
 from pyvrel.ops.reference import viterbi as ref
-from pyvrel.ops._backend import choose_backend
+from pyvrel.ops._backend import call, choose_backend
 from pyvrel.ops._per_box import finite_where_valid, per_box_inputs
 from pyvrel.ops.types import Tubes
 
@@ -240,8 +240,8 @@ def viterbi_link(
                                              pairwise_weight=float(pairwise_weight), gap_scaling=gap_scaling,
                                              legacy_vrgv=legacy_vrgv, pixel_offset=off)
     else:
-        paths, scores = _viterbi_link(boxes_c, unary_c, frames, lengths, mask.to(torch.uint8).contiguous(), k,
-                                      float(pairwise_weight), bool(gap_scaling), bool(legacy_vrgv), off, chosen)
+        paths, scores = call(_viterbi_link, boxes_c, unary_c, frames, lengths, mask.to(torch.uint8).contiguous(), k,
+                             float(pairwise_weight), bool(gap_scaling), bool(legacy_vrgv), off, chosen)
     if not batched:
         paths, scores = paths[0], scores[0]
     return ViterbiResult(paths, scores)
@@ -295,9 +295,9 @@ def soft_viterbi(
         marginals, log_z = ref.soft_viterbi_ref(boxes_c, unary_c, frames, lengths, mask, weight, tau=float(tau),
                                                 gap_scaling=gap_scaling, legacy_vrgv=legacy_vrgv, pixel_offset=off)
     else:
-        marginals, log_z, _ = _soft_viterbi(boxes_c, unary_c.contiguous(), frames, lengths,
-                                            mask.to(torch.uint8).contiguous(), weight.contiguous(), float(tau),
-                                            bool(gap_scaling), bool(legacy_vrgv), off, chosen)
+        marginals, log_z, _ = call(_soft_viterbi, boxes_c, unary_c.contiguous(), frames, lengths,
+                                   mask.to(torch.uint8).contiguous(), weight.contiguous(), float(tau),
+                                   bool(gap_scaling), bool(legacy_vrgv), off, chosen)
     marginals, log_z = marginals.detach().to(unary.dtype), log_z.to(unary.dtype)
     if not batched:
         marginals, log_z = marginals[0], log_z[0]

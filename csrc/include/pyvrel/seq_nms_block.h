@@ -37,6 +37,17 @@ namespace pyvrel {
 
 PYVREL_HD int64_t seq_nms_words(int64_t N) { return (N + 31) / 32; }
 
+// Successor words a DP thread loads at once (one memory round trip per batch instead of per word);
+// the loops over a batch are unrolled on the GPU so that the words stay in registers.
+constexpr int kSeqNmsWordBatch = 8;
+// Boxes a thread tests at once in the root scan, for the same reason.
+constexpr int kSeqNmsScanBatch = 4;
+#if defined(__CUDA_ARCH__)
+#define PYVREL_UNROLL _Pragma("unroll")
+#else
+#define PYVREL_UNROLL
+#endif
+
 // Index of the lowest set bit of a non-zero word.
 PYVREL_HD int lowest_bit(uint32_t x) {
 #if defined(__CUDA_ARCH__)
@@ -164,14 +175,20 @@ PYVREL_HD_ALGO void seq_nms_block_dp(Block& blk, const SeqNmsBlockVideo<T>& v, i
         int32_t arg = -1;
         if (t + 1 < Tn && !w.cut[k]) {
           const uint32_t* row = w.link + k * W;
-          for (int64_t word = 0; word < W; ++word)
-            for (uint32_t bits = row[word]; bits != 0; bits &= bits - 1) {
-              const int64_t j = 32 * word + lowest_bit(bits);  // ascending j: the tie rule
-              if (next_live[j] && dp_improves(next_g[j], best, arg >= 0)) {
-                best = next_g[j];
-                arg = static_cast<int32_t>(j);
+          for (int64_t w0 = 0; w0 < W; w0 += kSeqNmsWordBatch) {
+            uint32_t words[kSeqNmsWordBatch];  // independent loads, in flight together on a GPU
+            PYVREL_UNROLL
+            for (int u = 0; u < kSeqNmsWordBatch; ++u) words[u] = w0 + u < W ? row[w0 + u] : 0u;
+            PYVREL_UNROLL
+            for (int u = 0; u < kSeqNmsWordBatch; ++u)
+              for (uint32_t bits = words[u]; bits != 0; bits &= bits - 1) {
+                const int64_t j = 32 * (w0 + u) + lowest_bit(bits);  // ascending j: the tie rule
+                if (next_live[j] && dp_improves(next_g[j], best, arg >= 0)) {
+                  best = next_g[j];
+                  arg = static_cast<int32_t>(j);
+                }
               }
-            }
+          }
         }
         const acc_t value = arg >= 0 ? w.s[k] + best : w.s[k];
         changed = changed || value != w.g[k];
@@ -204,11 +221,24 @@ PYVREL_HD_ALGO void seq_nms_block_video(Block& blk, const SeqNmsBlockVideo<T>& v
   while ((v.max_sequences <= 0 || sh.K < v.max_sequences) && sh.K < v.Kcap) {
     acc_t best_v = v.min_score;
     int64_t best_i = -1;
-    for (int64_t k = blk.tid(); k < TN; k += blk.size())
-      if (v.valid[k] && (w.cut[k] || w.in_cnt[k] == 0) && w.g[k] > best_v) {
-        best_v = w.g[k];
-        best_i = k;
+    // Each thread scans k = tid, tid + size, ... in ascending order (strict >: its first maximum),
+    // loading kSeqNmsScanBatch boxes at once (their loads in flight together on a GPU).
+    for (int64_t k0 = blk.tid(); k0 < TN; k0 += kSeqNmsScanBatch * blk.size()) {
+      acc_t value[kSeqNmsScanBatch];
+      bool root[kSeqNmsScanBatch];
+      PYVREL_UNROLL
+      for (int u = 0; u < kSeqNmsScanBatch; ++u) {
+        const int64_t k = k0 + u * blk.size();
+        root[u] = k < TN && ((v.valid[k] != 0) & ((w.cut[k] != 0) | (w.in_cnt[k] == 0)));
+        value[u] = k < TN ? w.g[k] : acc_t(0);
       }
+      PYVREL_UNROLL
+      for (int u = 0; u < kSeqNmsScanBatch; ++u)
+        if (root[u] && value[u] > best_v) {
+          best_v = value[u];
+          best_i = k0 + u * blk.size();
+        }
+    }
     blk.best(best_v, best_i);
     if (best_i < 0) break;
     const int64_t t0 = best_i / N;
