@@ -47,3 +47,10 @@ def test_demo_quick_compares_base_and_dll(tmp_path, capsys):
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert set(saved["results"]["+DLL"]["per_predicate"]) == set(saved["results"]["VidVRD-II"]["per_predicate"])
     assert "per-predicate recall" in capsys.readouterr().out
+
+
+def test_synthetic_preset_reverses_gradients_gently():
+    from pyvrel.models.dll.task import split_config
+
+    assert split_config({})[0].grl == 0.01 and split_config({"grl": 0.5})[0].grl == 0.5
+    assert split_config({"preset": "vidvrd"})[0].grl == 1.0  # the VidVRD-II code's value

@@ -26,13 +26,10 @@ from pyvrel.engine.run import prepare_run
 from pyvrel.eval import evaluate_relations
 from pyvrel.report import MEAN_RECALL_COLUMNS, metrics_table, recall_svg
 
-__all__ = ["STUDY_MODEL", "STUDY_WORLD", "TITLES", "compare", "head_to_tail", "run_demo", "write_report"]
+__all__ = ["STUDY_WORLD", "TITLES", "compare", "head_to_tail", "run_demo", "write_report"]
 
 #: The long-tailed world of the study and the demo.
 STUDY_WORLD: dict[str, Any] = {**DEMO_WORLD, "predicate_tail": 2.0}
-#: DLL settings of the study and the demo: the VRD-STGC variant's gradient-reversal coefficient 0.01
-#: (with the VidVRD-II code's 1.0 the adversarial game diverges on this world: docs/models.md).
-STUDY_MODEL: dict[str, Any] = {"grl": 0.01}
 #: Row titles of the variants (the paper's Table 1).
 TITLES = {"base": "VidVRD-II", "pdl": "+PDL", "kdl": "+KDL", "dll": "+DLL"}
 _QUICK_WORLD = {**STUDY_WORLD, "num_videos": 10, "frames": [60, 90]}
@@ -43,7 +40,7 @@ def compare(variants: list[str], out_dir: str | Path, world: dict[str, Any] | No
     """Train and evaluate each variant under ``out_dir/<variant>/``; returns ``{"results": {title:
     evaluate_relations output with per_predicate}, "train_counts": {predicate: training labels},
     "seconds": {title: training seconds}, "world", "train"}``. ``train``/``model``: extra settings of
-    every run's ``train:``/``model:`` sections (``model`` over :data:`STUDY_MODEL`)."""
+    every run's ``train:``/``model:`` sections."""
     world = dict(STUDY_WORLD if world is None else world)
     train = {"eval_every": 0, "checkpoint_every": 0, "log_every": 10, "device": "cpu", **(train or {})}
     out = Path(out_dir)
@@ -51,7 +48,7 @@ def compare(variants: list[str], out_dir: str | Path, world: dict[str, Any] | No
     dataset = gt = counts = None
     for variant in variants:
         t0 = time.perf_counter()
-        section = {"variant": variant, "world": world, "sample_seed": 0, **STUDY_MODEL, **(model or {})}
+        section = {"variant": variant, "world": world, "sample_seed": 0, **(model or {})}
         run = prepare_run("dll", "synthetic", {"model": section, "train": train}, out / variant)
         run.out.mkdir(parents=True, exist_ok=True)
         summary = run.fit(clear=True)
