@@ -1,6 +1,6 @@
 """DLL's claim in miniature: VidVRD-II, +PDL, +KDL and +DLL trained on the long-tailed synthetic world.
 
-    OMP_NUM_THREADS=1 nice -n 10 python scripts/dll_study.py --out /tmp/dll_study    # ~2-5 min per variant
+    OMP_NUM_THREADS=1 nice -n 10 python scripts/dll_study.py --out /tmp/dll_study    # 20-30 s per variant idle, 2-3 min under load
     python scripts/dll_study.py --videos 10 --epochs 1 --out /tmp/dll_smoke         # seconds: a smoke run
 
 Each variant trains through ``pyvrel.engine.run.prepare_run`` (as ``pyvrel train --model dll --set
