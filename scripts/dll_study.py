@@ -30,15 +30,16 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30, help="training epochs (default 30; the preset's 12: --epochs 12)")
     ap.add_argument("--videos", type=int, default=None, help="videos of the world (default: the study world's)")
     ap.add_argument("--tail", type=float, default=None, help="predicate_tail of the world")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the world and of training (default 0)")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 1)))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    world = dict(STUDY_WORLD)
+    world = {**STUDY_WORLD, "seed": args.seed}
     if args.videos is not None:
         world["num_videos"] = args.videos
     if args.tail is not None:
         world["predicate_tail"] = args.tail
-    train = {"progress": False, "epochs": args.epochs}
+    train = {"progress": False, "epochs": args.epochs, "seed": args.seed}
     report = compare(args.variants, args.out, world, train)
     print(write_report(report, args.out))
     print()
