@@ -1,9 +1,8 @@
 """Pictures and tables of results, written directly (no plotting library): one video's relations
 over time (:func:`timeline_svg`), one video's tracklets against its ground-truth tracks
 (:func:`tracks_svg`), one grounded query over time (:func:`grounding_svg`), a training curve
-(:func:`curve_svg`), per-predicate recall of several models (:func:`recall_svg`,
-:func:`recall_bars_svg`), and relation detection / tagging / grounding scores as an aligned
-terminal table (:func:`metrics_table`)."""
+(:func:`curve_svg`), per-predicate recall of several models (:func:`recall_svg`), and relation
+detection / tagging / grounding scores as an aligned terminal table (:func:`metrics_table`)."""
 
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ import numpy as np
 from pyvrel.data.relations import Relation, Triplet
 
 __all__ = ["DETECTION_COLUMNS", "GROUNDING_COLUMNS", "MEAN_RECALL_COLUMNS", "curve_svg", "grounding_svg",
-           "metrics_table", "nice_ticks", "recall_bars_svg", "recall_svg", "timeline_svg", "tracks_svg"]
+           "metrics_table", "nice_ticks", "recall_svg", "timeline_svg", "tracks_svg"]
 
 GT_COLOR, HIT_COLOR, MISS_COLOR = "#2ca02c", "#1f77b4", "#d62728"
 _GRID = 'stroke="#d9d9d9" stroke-width="1"'
@@ -183,6 +182,8 @@ def tracks_svg(video_id: str, frames: int, width: float,
         if len(boxes):
             out.append(f'<text x="{x(start) + 2:.1f}" y="{y((boxes[0][0] + boxes[0][2]) / 2) - 4:.1f}" '
                        f'fill="{color}">{escape(category)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
 
 
 def _box_ious(pred: Relation, truth: Relation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -362,43 +363,3 @@ def metrics_table(results: Mapping[str, Mapping[str, Any]], notes: Mapping[str, 
     for name, note in (notes or {}).items():
         lines.append(f"{name}: {note}")
     return "\n".join(lines)
-
-
-_BAR_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
-
-
-def recall_bars_svg(recalls: Mapping[str, Mapping[str, float]], groups: Mapping[str, str], title: str) -> str:
-    """Per-class recall as grouped horizontal bars: ``recalls`` (model name -> class -> recall in
-    [0, 1]) for the classes of ``groups`` (class -> group name, e.g. ``"base"`` / ``"novel"``),
-    classes listed by group then name, one bar per model, a band and label per group."""
-    models = list(recalls)
-    order = sorted(groups, key=lambda c: (groups[c], c))
-    bar, gap, left, right, top = 7, 6, 150, 30, 56
-    row = bar * len(models) + gap
-    width, height = 640, top + row * len(order) + 50
-    pw = width - left - right
-    out = _svg_open(width, height)
-    out.append(f'<text x="{left}" y="22" font-size="14">{escape(title)}</text>')
-    for i, m in enumerate(models):
-        x = left + i * 150
-        out.append(f'<rect x="{x}" y="32" width="10" height="10" fill="{_BAR_COLOURS[i % 4]}"/>'
-                   f'<text x="{x + 14}" y="41">{escape(m)}</text>')
-    for t in (0.0, 0.25, 0.5, 0.75, 1.0):
-        x = left + t * pw
-        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - 40}" {_GRID}/>'
-                   f'<text x="{x:.1f}" y="{height - 26}" text-anchor="middle">{_label(t)}</text>')
-    previous = None
-    for k, c in enumerate(order):
-        y = top + k * row
-        if groups[c] != previous:
-            out.append(f'<line x1="0" y1="{y - gap / 2:.1f}" x2="{width}" y2="{y - gap / 2:.1f}" stroke="black"/>'
-                       f'<text x="4" y="{y + 9}" font-weight="bold">{escape(groups[c])}</text>')
-            previous = groups[c]
-        out.append(f'<text x="{left - 6}" y="{y + row / 2 + 1:.1f}" text-anchor="end" font-size="10">{escape(c)}</text>')
-        for i, m in enumerate(models):
-            w = max(recalls[m].get(c, 0.0), 0.0) * pw
-            out.append(f'<rect x="{left}" y="{y + i * bar}" width="{w:.1f}" height="{bar - 1}" '
-                       f'fill="{_BAR_COLOURS[i % 4]}"/>')
-    out.append(f'<text x="{left + pw / 2}" y="{height - 8}" text-anchor="middle">recall</text>')
-    out.append("</svg>")
-    return "\n".join(out) + "\n"

@@ -70,8 +70,8 @@ def track_video(dets: Detections, frame_count: int, num_objects: int,
     frame = dets.frame[keep]
     first = np.searchsorted(frame, frame, side="left")
     slot = np.arange(len(keep)) - first  # rank of the box in its frame
-    keep, frame, slot = keep[slot < config.max_per_frame], frame[slot < config.max_per_frame], \
-        slot[slot < config.max_per_frame]
+    top = slot < config.max_per_frame
+    keep, frame, slot = keep[top], frame[top], slot[top]
     N = int(slot.max()) + 1 if len(slot) else 1
     index = np.full((frame_count, N), -1, np.int64)  # (frame, slot) -> detection
     index[frame, slot] = keep

@@ -140,3 +140,16 @@ def test_malformed_roi_arrays_name_file_and_key(videos):
     with pytest.raises(FormatError, match="roi_frames: expected increasing frames"):
         _check_rois({**arrays, "roi_frames": arrays["roi_frames"][::-1].copy()}, anno, cfg, file)
     assert label_video(anno, *_check_rois(arrays, anno, cfg, file), OBJECTS, 0.5).labels.max() > 0
+
+
+def test_a_demo_function_in_the_registry_is_what_pyvrel_demo_runs(tmp_path, monkeypatch):
+    """HVR-Net's entry gives a function as its demo: `pyvrel demo NAME` calls it with the command's options."""
+    from pyvrel.engine import MODELS, ModelEntry
+    from pyvrel.engine.registry import model_part
+
+    assert model_part("hvrnet", "demo").__name__ == "run_demo"
+    calls = []
+    monkeypatch.setitem(MODELS, "toy", ModelEntry("Toy", train="engine_toy:build_task",
+                                                  demo=lambda out, quick, threads: calls.append((out, quick, threads))))
+    assert main(["demo", "toy", "--quick", "--threads", "2", "--out", str(tmp_path)]) == 0
+    assert calls == [(str(tmp_path), True, 2)]

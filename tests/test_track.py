@@ -140,3 +140,24 @@ def test_track_command_names_a_missing_detection_file(hvr_world, tmp_path, capsy
     assert main(["track", str(dets), "--data", str(hvr_world), "--out", str(tmp_path / "o")]) == 1
     assert f"{victim.with_suffix('')}.npz (or .json): detections of video" in capsys.readouterr().err
     assert not (tmp_path / "o" / "features").exists()  # nothing written before every file was found
+
+
+def test_synth_command_writes_the_hvrnet_stream(tmp_path):
+    assert main(["synth", str(tmp_path / "w"), "--videos", "2", "--hvrnet", "--proposals", "6"]) == 0
+    store = FeatureStore(tmp_path / "w" / "features")
+    arrays = store[next(iter(store))]
+    assert {"det_features", "roi_frames", "roi_boxes", "roi_features"} <= set(arrays.files)
+    assert arrays["roi_boxes"].shape[1:] == (6, 4)
+    assert json.loads((tmp_path / "w" / "world.json").read_text())["config"]["hvrnet"] is True
+
+
+def test_tracks_picture():
+    from xml.etree import ElementTree
+
+    from pyvrel.report import tracks_svg
+
+    gt = [("dog", 0, [[0, 0, 10, 10], [2, 0, 12, 10]])]
+    svg = tracks_svg("v", 5, 100, gt, [("dog", 0, [[0, 0, 10, 10]], True), ("cat", 3, [[50, 0, 60, 9]], False)])
+    lines = ElementTree.fromstring(svg).findall("{http://www.w3.org/2000/svg}polyline")
+    assert [line.get("stroke") for line in lines] == ["#2ca02c", "#1f77b4", "#d62728"]
+    assert "2 tracklets (1 matching one)" in svg and lines[0].get("points").count(",") == 2

@@ -208,11 +208,29 @@ def test_train_detect_and_evaluate_through_the_registry(tmp_path):
     assert results and all(r.triplet[0] in World(WORLD).vocab.objects for rs in results.values() for r in rs)
 
 
-def test_recall_bars_svg_groups_classes_and_draws_one_bar_per_model():
-    from pyvrel.report import recall_bars_svg
+def test_union_modes_and_a_written_world_needs_its_split(tmp_path):
+    import json
 
-    svg = recall_bars_svg({"UASAN": {"walk_left": 1.0, "fly_above": 0.5}, "Model A": {"walk_left": 0.25}},
-                          {"walk_left": "base", "fly_above": "novel"}, "recall")
-    assert svg.startswith("<svg") and svg.count('height="6"') == 4
-    assert svg.index(">base<") < svg.index(">walk_left<") < svg.index(">novel<") < svg.index(">fly_above<")
-    assert 'width="460.0"' in svg and 'width="115.0"' in svg and 'width="0.0"' in svg  # 1, 0.25, missing = 0
+    from pyvrel.cli import main
+    from pyvrel.engine import ConfigError
+    from pyvrel.models.uasan.task import build_task
+
+    v = generate_video(WORLD, 1)
+    tracks = gt_tracklets(v.annotation, v.features)
+    box = segment_inputs(tracks, v.features[GRID_KEY], v.annotation.frame_count, (1280, 720))
+    seg = segment_inputs(tracks, v.features[GRID_KEY], v.annotation.frame_count, (1280, 720), union="segment")
+    assert len(box) == len(seg) and len(box[0].pairs) > 1
+    assert torch.allclose(torch.from_numpy(seg[0].union), torch.from_numpy(box[0].union.mean(0)).expand_as(
+        torch.from_numpy(seg[0].union)), atol=1e-6)  # the code's: one vector per segment
+    with pytest.raises(ValueError, match="union: expected 'box'"):
+        segment_inputs(tracks, v.features[GRID_KEY], v.annotation.frame_count, (1280, 720), union="pair")
+    out = tmp_path / "world"
+    assert main(["synth", str(out), "--videos", "5", "--open-vocab", "8"]) == 0
+    meta = json.loads((out / "world.json").read_text())
+    assert meta["config"]["open_vocab"] == 8 and meta["split"] == World(SynthConfig(num_videos=5, open_vocab=8)).split
+    small = {"hidden": 16, "tokens": 2}
+    with pytest.raises(ConfigError, match="give the base/novel split") as e:
+        build_task(small, str(out))
+    assert e.value.key == "split"
+    task = build_task({**small, "split": meta["split"], "eval_split": None}, str(out))
+    assert len(task.train_set) > 0 and task.model.net.cfg.visual_dim == 8

@@ -92,6 +92,10 @@ def test_preference_tables_have_their_own_weight_decay():
     assert groups["weight_decay=0.01"]["weight_decay"] == 0.01
     assert {id(p) for p in groups["weight_decay=0.01"]["params"]} == {id(p) for p in model.preference.parameters()}
     assert groups["decay"]["weight_decay"] == 5e-4
+    bad = IterativeClassifier(_cfg())
+    bad.preference.own_weight_decay = lambda: {"nope": 0.1}
+    with pytest.raises(ValueError, match=r"'preference'.own_weight_decay\(\) names parameters it does not have"):
+        param_groups(bad, 5e-4)
 
 
 def test_iterate_uses_the_tables():

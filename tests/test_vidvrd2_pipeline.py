@@ -140,12 +140,13 @@ def test_predict_video_associates_segments():
 
 
 def _detections(D=4):
-    """Two objects over 40 frames, the first missed in frames 10-12; clutter in frame 5."""
+    """Two objects over 40 frames, the first missed in frames 10-12, the second detected twice; clutter in frame 5."""
     rows = []
     for f in range(40):
         if not 10 <= f <= 12:
             rows.append((f, [10.0 + f, 10, 40 + f, 50], 0.9, 0, 1.0))
         rows.append((f, [100.0, 20, 150, 80], 0.8, 1, 2.0))
+        rows.append((f, [108.0, 28, 158, 88], 0.5, 1, 2.0))  # IoU 0.57: the detector's NMS removes it, Seq-NMS would not
     rows.append((5, [200.0, 200, 210, 210], 0.3, 0, 9.0))
     return {"det_frame": np.array([r[0] for r in rows]), "det_boxes": np.array([r[1] for r in rows], np.float32),
             "det_scores": np.array([r[2] for r in rows], np.float32), "det_labels": np.array([r[3] for r in rows]),
@@ -158,7 +159,7 @@ def test_seqnms_tracklets_bridge_the_gap():
     assert [s for s, _ in segs] == [(0, 30)]
     tracks = segs[0][1]
     full = [t for t in tracks if len(t.boxes) == 30]
-    assert sorted(t.category for t in full) == ["dog", "person"]
+    assert sorted(t.category for t in full) == ["dog", "person"]  # one tracklet per object
     dog = next(t for t in full if t.category == "dog")
     np.testing.assert_allclose(dog.boxes[11], [21, 10, 51, 50])  # interpolated over the missed frames
     assert dog.features[0, 0] == pytest.approx(1.0)  # mean over real detections only
@@ -166,7 +167,9 @@ def test_seqnms_tracklets_bridge_the_gap():
     with pytest.raises(FormatError, match="det_features"):
         seqnms_segments(bad, anno, ["dog", "person"], 4, 30, 15, "f.npz")
     with pytest.raises(FormatError, match="det_labels"):
-        seqnms_segments({**_detections(), "det_labels": np.full(78, 5)}, anno, ["dog", "person"], 4, 30, 15, "f.npz")
+        seqnms_segments({**_detections(), "det_labels": np.full(118, 5)}, anno, ["dog", "person"], 4, 30, 15, "f.npz")
+    with pytest.raises(FormatError, match="expected 8 values per detection"):
+        seqnms_segments(_detections(), anno, ["dog", "person"], 8, 30, 15, "f.npz")
 
 
 TINY = ["--set", "model.world.num_videos=6", "--set", "model.world.frames=[60,100]", "--set", "train.epochs=1",
@@ -192,9 +195,53 @@ def test_train_detect_and_errors_through_the_cli(tmp_path, capsys):
     assert main(["detect", "--checkpoint", str(out / "checkpoints" / "last.pt"), "--data", "synthetic",
                  "--out", str(pred)]) == 0
     assert all(v.startswith("synth0000_") for v in read_predictions(pred).results)
+    # the seqnms tracklets on a world that writes per-frame detection features (HVR-Net's stream)
+    from pyvrel.data.dataset import open_dataset
+    from pyvrel.engine import load_detector
+    from pyvrel.models.vidvrd2.task import VidVRD2Detector
+
+    trained = load_detector(ckpt)
+    world = open_dataset("synthetic", {**ckpt["meta"]["model_config"]["world"], "hvrnet": True})
+    seqnms = VidVRD2Detector(trained.model, trained.vocabulary, "seqnms").detect(world, "test")
+    assert set(seqnms) == set(trained.detect(world, "test"))
     capsys.readouterr()
     args = ["train", "--model", "vidvrd2", "--data", "synthetic", "--out", str(tmp_path / "bad"), *TINY]
     assert main(args + ["--set", "model.tracklets=boxes"]) == 2
     assert "model.tracklets" in capsys.readouterr().err
     assert main(args + ["--set", "model.num_predicates=3"]) == 2
     assert "model.num_predicates: the vocabulary has 132" in capsys.readouterr().err
+
+
+def test_another_head_trains_and_loads_through_the_task():
+    from torch import nn
+
+    from pyvrel.engine.config import ConfigError
+    from pyvrel.models.vidvrd2.task import HeadSpec, build_task, load
+
+    class Head(nn.Module):
+        def __init__(self, hidden, P, scale):
+            super().__init__()
+            self.linear, self.scale = nn.Linear(hidden, P), scale
+
+        def forward(self, pair_features, subject_logits, object_logits, predicate_bias, predicate_targets=None):
+            return self.scale * self.linear(pair_features) + predicate_bias, {}
+
+    seen = []
+
+    def build(settings, cfg, vocab, annotations):
+        seen.append((dict(settings), len(vocab.predicates), None if annotations is None else len(annotations)))
+        return Head(cfg.hidden, cfg.num_predicates, settings.get("scale", 1.0))
+
+    spec = HeadSpec("myhead", build)
+    world = {"num_videos": 5, "frames": [60, 90]}
+    task = build_task({"world": world, "eval_split": None, "myhead": {"scale": 2.0}}, "synthetic", head=spec)
+    assert isinstance(task.model.predicate_head, Head) and task.model.predicate_head.scale == 2.0
+    assert task.model_config["myhead"] == {"scale": 2.0} and seen[0][:2] == ({"scale": 2.0}, 132) and seen[0][2] >= 1
+    ckpt = {"meta": {"model_config": task.model_config}, "model": task.model.state_dict(), "ema": None}
+    detector = load(ckpt, head=spec)
+    assert seen[-1] == ({"scale": 2.0}, 132, None) and detector.model.predicate_head.scale == 2.0
+    torch.testing.assert_close(detector.model.predicate_head.linear.weight, task.model.predicate_head.linear.weight)
+    with pytest.raises(ConfigError, match="myhead"):
+        build_task({"world": world, "myhead": 3}, "synthetic", head=spec)
+    with pytest.raises(ConfigError, match="unknown key"):  # without the spec, the key is not VidVRD-II's
+        build_task({"world": world, "myhead": {}}, "synthetic")

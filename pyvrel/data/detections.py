@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +35,7 @@ import numpy as np
 from pyvrel.data.errors import FormatError
 from pyvrel.data.features import FeatureStore
 
-__all__ = ["DETECTION_KEYS", "Detections", "detection_path", "read_detections"]
+__all__ = ["DETECTION_KEYS", "Detections", "check_detections", "detection_path", "read_detections"]
 
 #: The arrays of a detections ``.npz`` file (module docstring).
 DETECTION_KEYS = ("det_frame", "det_boxes", "det_scores", "det_labels", "det_features")
@@ -73,7 +73,7 @@ def read_detections(path: str | os.PathLike, objects: Sequence[str], *, video: s
         arrays = _json_arrays(path, objects, video)
     else:
         arrays = FeatureStore(path.parent).load(path.stem, DETECTION_KEYS)
-    return _check(arrays, len(objects), file=file, video=video, frame_count=frame_count)
+    return check_detections(arrays, len(objects), file=file, video=video, frame_count=frame_count)
 
 
 def _json_arrays(path: Path, objects: Sequence[str], video: str) -> dict[str, np.ndarray]:
@@ -127,12 +127,18 @@ def _is_number(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _check(arrays: dict[str, np.ndarray], num_objects: int, *, file: str, video: str,
-           frame_count: int | None) -> Detections:
+def check_detections(arrays: Mapping[str, np.ndarray], num_objects: int, *, file: str, video: str,
+                     frame_count: int | None) -> Detections:
+    """The checked :class:`Detections` of one video's arrays (``DETECTION_KEYS``, already read: a
+    dataset's feature file, the synthetic world); :class:`FormatError` naming ``file``, ``video`` and
+    the key for a missing or bad array."""
     def fail(key: str, message: str) -> FormatError:
         return FormatError(message, file=file, video=video, field=key)
 
-    a = {k: np.asarray(v) for k, v in arrays.items()}
+    missing = [k for k in DETECTION_KEYS if k not in arrays]
+    if missing:
+        raise fail(missing[0], f"missing (has {', '.join(sorted(arrays))})")
+    a = {k: np.asarray(arrays[k]) for k in DETECTION_KEYS}
     K = a["det_frame"].shape[0] if a["det_frame"].ndim == 1 else -1
     shapes = {"det_frame": (K,), "det_boxes": (K, 4), "det_scores": (K,), "det_labels": (K,),
               "det_features": (K, None)}
@@ -151,10 +157,11 @@ def _check(arrays: dict[str, np.ndarray], num_objects: int, *, file: str, video:
         if len(bad):
             raise fail(key, f"holds NaN or infinity (detection {bad[0][0]}); expected finite values")
     frame, labels, boxes = a["det_frame"], a["det_labels"], a["det_boxes"]
-    limit = f"[0, {frame_count})" if frame_count is not None else "[0, ...)"
-    bad = np.flatnonzero((frame < 0) | (frame >= (frame_count if frame_count is not None else np.iinfo(np.int64).max)))
+    outside = (frame < 0) if frame_count is None else (frame < 0) | (frame >= frame_count)
+    bad = np.flatnonzero(outside)
     if len(bad):
-        raise fail("det_frame", f"detection {bad[0]} has frame {frame[bad[0]]}, expected {limit} (the video's frames)")
+        raise fail("det_frame", f"detection {bad[0]} has frame {frame[bad[0]]}, expected "
+                                f"{'>= 0' if frame_count is None else f'[0, {frame_count})'} (the video's frames)")
     bad = np.flatnonzero((labels < 0) | (labels >= num_objects))
     if len(bad):
         raise fail("det_labels", f"detection {bad[0]} has label {labels[bad[0]]}, expected [0, {num_objects}) "

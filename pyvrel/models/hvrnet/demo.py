@@ -36,7 +36,7 @@ __all__ = ["VARIANTS", "compare_variants", "run_demo", "variant_table"]
 
 #: The compared variants: name -> ``model.relations``.
 VARIANTS = {"frame only": "none", "+ intra-video": "intra", "+ intra + inter-video": "inter"}
-_DEMO = {"full": ({"num_videos": 48, "frames": [60, 90]}, {"epochs": 12}),
+_DEMO = {"full": ({"num_videos": 80, "frames": [60, 100]}, {"epochs": 20}),
          "quick": ({"num_videos": 10, "frames": [40, 50]}, {"epochs": 1})}
 
 

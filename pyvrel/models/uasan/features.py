@@ -76,7 +76,8 @@ def motion_features(tracklets: list[Tracklet], pairs: np.ndarray, width: float, 
     for k, (i, j) in enumerate(np.asarray(pairs).tolist()):
         s, o = tracklets[i], tracklets[j]
         lo, hi = max(s.start, o.start), min(s.end, o.end) - 1
-        gs, ge = _giou(s.boxes[lo - s.start], o.boxes[lo - o.start]), _giou(s.boxes[hi - s.start], o.boxes[hi - o.start])
+        gs = _giou(s.boxes[lo - s.start], o.boxes[lo - o.start])
+        ge = _giou(s.boxes[hi - s.start], o.boxes[hi - o.start])
         giou[k] = gs, ge, ge - gs
     return np.concatenate([rel, giou], 1)
 
@@ -97,7 +98,8 @@ def union_features(grid: np.ndarray, s: Tracklet, o: Tracklet) -> np.ndarray:
 
 
 def segment_inputs(tracklets: list[Tracklet], grid: np.ndarray, frame_count: int, size: tuple[float, float], *,
-                   min_frames: int = 15, union: str = "box", annotation: VideoAnnotation | None = None) -> list[Segment]:
+                   min_frames: int = 15, union: str = "box", annotation: VideoAnnotation | None = None
+                   ) -> list[Segment]:
     """The :class:`Segment` inputs of one video's ``tracklets`` (``features``: per-frame concept
     features), ``grid`` (its ``union_grid``) and frame ``size`` (width, height); ``annotation`` (with
     ground-truth tracklets, ``tid`` set) adds the labels. Segments without a pair are left out."""

@@ -26,7 +26,6 @@ associates segments with VidVRD-II's greedy association (linkage 0.8, top 200: t
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -51,7 +50,6 @@ from pyvrel.models.uasan.model import UASAN, UASANConfig
 __all__ = ["TRAIN_DEFAULTS", "WORLD", "UASANDetector", "UASANTrainModel", "build_task", "collate",
            "evaluate_open_vocab", "load", "resolve_config", "training_items"]
 
-log = logging.getLogger("pyvrel.models.uasan")
 
 #: The open-vocabulary synthetic world UASAN trains on by default (over ``DEMO_WORLD``).
 WORLD: dict[str, Any] = {"open_vocab": 16, "num_videos": 120, "frames": [60, 150]}
@@ -117,7 +115,8 @@ def _encoded(encoder: TextEncoder, names: Sequence[str]) -> Tensor:
     return encoder.encode(list(names))
 
 
-def training_items(segments: Sequence[Segment], split: Mapping[str, Mapping[str, list[str]]]) -> list[dict[str, Tensor]]:
+def training_items(segments: Sequence[Segment], split: Mapping[str, Mapping[str, list[str]]]
+                   ) -> list[dict[str, Tensor]]:
     """Training items of segments of ground-truth tracklets: only base categories and base
     predicates reach them (tracklets of novel categories and their pairs are dropped, novel labels
     removed, pairs left with only novel labels dropped). Raises RuntimeError if anything novel is left."""
@@ -144,7 +143,8 @@ def training_items(segments: Sequence[Segment], split: Mapping[str, Mapping[str,
         target = torch.zeros(len(rows), len(predicates))
         for r, ls in enumerate(labels):
             target[r, [predicates[n] for n in ls]] = 1.0
-        items.append({"traj": torch.from_numpy(seg.traj[keep_t]), "traj_label": torch.tensor([objects[c] for c in cats]),
+        items.append({"traj": torch.from_numpy(seg.traj[keep_t]),
+                      "traj_label": torch.tensor([objects[c] for c in cats]),
                       "pairs": torch.tensor(pairs, dtype=torch.int64).reshape(-1, 2),
                       "union": torch.from_numpy(seg.union[rows]), "motion": torch.from_numpy(seg.motion[rows]),
                       "labels": target})
@@ -195,7 +195,9 @@ class UASANDetector:
         self.setting, self.predicates, self.union, self.min_frames = setting, predicates, union, min_frames
 
     def predicate_names(self) -> list[str]:
-        return list(self.vocabulary.predicates) if self.predicates == "all" else list(self.split["predicates"][self.predicates])
+        if self.predicates == "all":
+            return list(self.vocabulary.predicates)
+        return list(self.split["predicates"][self.predicates])
 
     @torch.no_grad()
     def class_embeddings(self) -> tuple[Tensor, tuple[Tensor, Tensor]]:
@@ -240,7 +242,8 @@ class UASANDetector:
                 a, b = pairs[p].tolist()
                 s, o = seg.tracklets[a - offsets[si]], seg.tracklets[b - offsets[si]]
                 lo, hi = max(s.start, o.start), min(s.end, o.end)
-                sub, obj = Track(lo, s.boxes[lo - s.start: hi - s.start]), Track(lo, o.boxes[lo - o.start: hi - o.start])
+                sub = Track(lo, s.boxes[lo - s.start: hi - s.start])
+                obj = Track(lo, o.boxes[lo - o.start: hi - o.start])
                 for score, c in zip(top_p[p].tolist(), top_i[p].tolist()):
                     cands.append(SegmentRelation((cats[a], pnames[c], cats[b]),
                                                  score * float(cscore[a]) * float(cscore[b]), sub, obj))
@@ -248,7 +251,8 @@ class UASANDetector:
             out.append((seg.span, cands[:TOPK_SEGMENT]))
         return associate(out, "vidvrd2", linkage_threshold=0.8, association_topk=200)
 
-    def detect(self, dataset: Dataset, split: str = "test", shard: tuple[int, int] = (0, 1)) -> dict[str, list[Relation]]:
+    def detect(self, dataset: Dataset, split: str = "test", shard: tuple[int, int] = (0, 1)
+               ) -> dict[str, list[Relation]]:
         """``{video_id: [Relation]}`` of the ``split`` videos (the registry's detector interface)."""
         emb = self.class_embeddings()
         wanted = lambda k: k in (CONCEPT_KEY, GRID_KEY) or k.startswith("tracklet_")  # noqa: E731
@@ -299,7 +303,8 @@ def evaluate_open_vocab(detector: UASANDetector, dataset: Dataset, split: str = 
     out: dict[str, Any] = {"trajectory": detector.trajectory_recall(dataset, split)}
     for setting in settings:
         for part in ("novel", "all"):
-            d = UASANDetector(detector.net, detector.vocabulary, detector.split, detector.encoder, setting=setting, predicates=part,
+            d = UASANDetector(detector.net, detector.vocabulary, detector.split, detector.encoder, setting=setting,
+                              predicates=part,
                 union=detector.union, min_frames=detector.min_frames)
             preds = d.detect(dataset, split)
             res = evaluate_relations(gt[part], preds, per_video=False)
@@ -348,16 +353,18 @@ def build_task(model_config: Mapping[str, Any], data: str) -> TrainTask:
     at least one base pair, ground-truth tracklets."""
     cfg, resolved = resolve_config(model_config)
     dataset, vocab, split, encoder = _setup(resolved, data)
-    cfg = _sized(cfg, encoder, resolved)
     segments = []
     wanted = lambda k: k in (CONCEPT_KEY, GRID_KEY) or k.startswith("tracklet_")  # noqa: E731
     for anno, arrays, file in dataset.arrays("train", wanted):
         arrays = _checked(arrays, file, anno)
         segments += segment_inputs(gt_tracklets(anno, arrays), arrays[GRID_KEY], anno.frame_count,
-                                   (anno.width, anno.height), min_frames=resolved["min_frames"], union=resolved["union"], annotation=anno)
+                                   (anno.width, anno.height), min_frames=resolved["min_frames"],
+                                   union=resolved["union"], annotation=anno)
     items = training_items(segments, split)
     if not items:
         raise ValueError(f"{data}: no training segments with a pair of base categories")
+    resolved["visual_dim"] = int(items[0]["traj"].shape[1])  # the data's concept width, stored for load
+    cfg = _sized(cfg, encoder, resolved)
     model = UASANTrainModel(cfg, _encoded(encoder, split["objects"]["base"]),
                             _encoded(encoder, split["predicates"]["base"]))
     evaluate = None
@@ -369,10 +376,11 @@ def build_task(model_config: Mapping[str, Any], data: str) -> TrainTask:
 
 
 def _sized(cfg: UASANConfig, encoder: TextEncoder, resolved: Mapping[str, Any]) -> UASANConfig:
-    """``cfg`` with the widths of the world's concept features and of the text encoder."""
+    """``cfg`` with the widths of the data's concept features (``resolved["visual_dim"]``) and of the
+    text encoder."""
     import dataclasses
 
-    return dataclasses.replace(cfg, visual_dim=int(resolved["world"]["open_vocab"]), text_dim=encoder.dim)
+    return dataclasses.replace(cfg, visual_dim=int(resolved["visual_dim"]), text_dim=encoder.dim)
 
 
 def _detector(net: UASAN, vocab: Vocabulary, split: Mapping[str, Any], encoder: TextEncoder,

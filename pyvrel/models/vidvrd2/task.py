@@ -16,21 +16,24 @@ tables: ``preference_weight_decay``), batches of 12 segments. Evaluation hook: R
 R@50/100, mR@50/100 and Mean, RelTag P@1/5/10 (``RelDet_mAP`` ...).
 
 Registry entry: :func:`build_task` trains, :func:`load` returns a :class:`VidVRD2Detector` for
-``pyvrel detect``.
+``pyvrel detect``. Another predicate head (DLL's) trains and loads through the same two functions
+with a :class:`HeadSpec` (``build_task(model_config, data, head=spec)``; its settings under
+``model.<spec.key>``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from torch import nn
 
-from pyvrel.data import Relation
+from pyvrel.data import Relation, VideoAnnotation
 from pyvrel.data.dataset import Dataset, open_dataset, synthetic_world
-from pyvrel.data.tracklets import detected_tracklets, oracle_tracklets
+from pyvrel.data.tracklets import detected_tracklets, entity_features, oracle_tracklets
 from pyvrel.data.vocab import Vocabulary
 from pyvrel.engine import distributed as dist
 from pyvrel.engine.config import ConfigError, config_to_dict, preset_config
@@ -41,9 +44,8 @@ from pyvrel.models.vidvrd2.inference import predict_video, video_segments
 from pyvrel.models.vidvrd2.model import IterativeClassifier
 from pyvrel.models.vidvrd2.samples import SegmentSamples, collate_segments, segment_samples
 from pyvrel.models.vidvrd2.tracklets import TRACKLET_SOURCES, seqnms_segments
-from pyvrel.models.vrdone.samples import entity_features
 
-__all__ = ["TRAIN_DEFAULTS", "VidVRD2Detector", "build_task", "load", "resolve_config"]
+__all__ = ["TRAIN_DEFAULTS", "HeadSpec", "VidVRD2Detector", "build_task", "load", "resolve_config"]
 
 log = logging.getLogger("pyvrel.models.vidvrd2")
 
@@ -51,11 +53,11 @@ _PAPER_TRAIN: dict[str, Any] = {"lr": 1e-3, "weight_decay": 5e-4, "batch_size": 
                                 "best_metric": "RelDet_mAP"}
 #: VidVRD-II's training settings per preset (TrainConfig keys): the code's AdamW lr 1e-3 / wd 5e-4,
 #: 12 segments per batch, 50 epochs (VidVRD); VidOR lr 1e-4, 5 epochs, 24 segments. The synthetic
-#: preset trains 12 epochs.
+#: preset trains 30 epochs (about 2 minutes on one CPU thread).
 TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "vidvrd": {**_PAPER_TRAIN, "epochs": 50},
     "vidor": {**_PAPER_TRAIN, "lr": 1e-4, "epochs": 5, "batch_size": 24, "eval_every": 1},
-    "synthetic": {**_PAPER_TRAIN, "epochs": 12, "eval_every": 4, "device": "cpu"},
+    "synthetic": {**_PAPER_TRAIN, "epochs": 30, "eval_every": 10, "device": "cpu"},
 }
 _PRESETS = {"synthetic": VidVRD2Config.synthetic, "vidvrd": VidVRD2Config.vidvrd, "vidor": VidVRD2Config.vidor}
 _TASK_KEYS = ("preset", "world", "sample_seed", "eval_split", "tracklets", "vocabulary")
@@ -64,11 +66,26 @@ _METRICS = [(f"{s}_{k}", s, k) for s, ks in (("RelDet", ("mAP", "R@50", "R@100",
                                               ("RelTag", ("P@1", "P@5", "P@10"))) for k in ks]
 
 
-def resolve_config(model_config: Mapping[str, Any], vocabulary: Vocabulary | None = None
+@dataclass(frozen=True)
+class HeadSpec:
+    """A predicate head for :func:`build_task`/:func:`load` (DLL's): the ``model:`` section's ``key``
+    holds its settings (a mapping, kept in the checkpoint), and ``build(settings, cfg, vocabulary,
+    train_annotations) -> nn.Module`` makes the head (``train_annotations``: the training videos'
+    annotations when training, None when loading a checkpoint, whose weights then fill the head)."""
+
+    key: str
+    build: Callable[[Mapping[str, Any], VidVRD2Config, Vocabulary, list[VideoAnnotation] | None], nn.Module]
+
+
+def resolve_config(model_config: Mapping[str, Any], vocabulary: Vocabulary | None = None, head_key: str | None = None
                    ) -> tuple[VidVRD2Config, dict[str, Any]]:
     """The :class:`VidVRD2Config` of a ``model:`` section and the section with defaults filled in;
-    ``num_objects``/``num_predicates`` from ``vocabulary`` unless set. :class:`ConfigError` names the key."""
+    ``num_objects``/``num_predicates`` from ``vocabulary`` unless set; ``head_key``: a predicate head's
+    settings (:class:`HeadSpec`, a mapping, kept as given). :class:`ConfigError` names the key."""
     section = dict(model_config)
+    head_settings = section.pop(head_key, {}) if head_key is not None else {}
+    if not isinstance(head_settings, Mapping):
+        raise ConfigError(str(head_key), f"expected a mapping of the head's settings, got {head_settings!r}")
     preset = section.get("preset", "synthetic")
     eval_split = section.get("eval_split", "test")
     if eval_split not in ("train", "test", None):
@@ -93,6 +110,8 @@ def resolve_config(model_config: Mapping[str, Any], vocabulary: Vocabulary | Non
     resolved = {"preset": preset, "world": synthetic_world(section.get("world", {})), "sample_seed": seed,
                 "eval_split": eval_split, "tracklets": source, "vocabulary": vocab,
                 **{k: v for k, v in config_to_dict(cfg).items() if k in overrides}}
+    if head_key is not None:
+        resolved[head_key] = dict(head_settings)
     return cfg, resolved
 
 
@@ -159,16 +178,18 @@ def _vocabulary(given: Mapping[str, list[str]] | None, dataset: Dataset | None =
     return dataset.vocabulary()
 
 
-def build_task(model_config: Mapping[str, Any], data: str) -> TrainTask:
-    """The VidVRD-II training task (module docstring for the ``model:`` keys)."""
-    _, first = resolve_config(model_config)
+def build_task(model_config: Mapping[str, Any], data: str, head: HeadSpec | None = None) -> TrainTask:
+    """The VidVRD-II training task (module docstring for the ``model:`` keys); ``head``: another
+    predicate head than the linear one, with its settings under ``model.<head.key>``."""
+    key = None if head is None else head.key
+    _, first = resolve_config(model_config, head_key=key)
     dataset = open_dataset(data, first["world"])
     vocab = _vocabulary(first["vocabulary"], dataset)
-    cfg, resolved = resolve_config({**model_config, "sample_seed": first["sample_seed"]}, vocab)
+    cfg, resolved = resolve_config({**model_config, "sample_seed": first["sample_seed"]}, vocab, key)
     objects = list(vocab.objects)
     object_index = {c: i for i, c in enumerate(objects)}
     predicate_index = {p: i for i, p in enumerate(vocab.predicates)}
-    segments = []
+    segments, annotations = [], []
     for anno, arrays in dataset.videos("train", len(objects)):
         _check_width(arrays, cfg, data)
         unknown = {o.category for o in anno.objects} - set(object_index)
@@ -177,6 +198,7 @@ def build_task(model_config: Mapping[str, Any], data: str) -> TrainTask:
             raise ConfigError("vocabulary", f"{data}: video {anno.video_id} uses {sorted(unknown)}, not in the vocabulary")
         gts = oracle_tracklets(anno, entity_features(arrays, anno))
         segments += segment_samples(anno, gts, detected_tracklets(arrays, objects), cfg, object_index, predicate_index)
+        annotations.append(anno)
     if not segments:
         raise ValueError(f"{data}: no training segments (no relation shares {cfg.min_overlap} frames with a segment)")
     evaluate = None
@@ -185,18 +207,21 @@ def build_task(model_config: Mapping[str, Any], data: str) -> TrainTask:
         evaluate = _evaluator(dataset, split, vocab, resolved["tracklets"])
     elif split is not None and dist.env_rank() == 0:
         log.warning("%s: no %s annotations, so no evaluation during training (set model.eval_split)", data, split)
-    return TrainTask(IterativeClassifier(cfg), SegmentSamples(segments, cfg.pairs_per_segment, resolved["sample_seed"]),
+    model = IterativeClassifier(cfg, None if head is None else head.build(resolved[key], cfg, vocab, annotations))
+    return TrainTask(model, SegmentSamples(segments, cfg.pairs_per_segment, resolved["sample_seed"]),
                      collate_segments, evaluate=evaluate, train_defaults=TRAIN_DEFAULTS[resolved["preset"]],
                      model_config=resolved, eval_metrics=tuple(name for name, _, _ in _METRICS))
 
 
-def load(checkpoint: Mapping[str, Any], ema: bool = True) -> VidVRD2Detector:
-    """The trained VidVRD-II of a ``pyvrel train --model vidvrd2`` checkpoint (the registry's loader)."""
+def load(checkpoint: Mapping[str, Any], ema: bool = True, head: HeadSpec | None = None) -> VidVRD2Detector:
+    """The trained VidVRD-II of a ``pyvrel train --model vidvrd2`` checkpoint (the registry's loader);
+    ``head``: the :class:`HeadSpec` it was trained with."""
     from pyvrel.engine.checkpoint import checkpoint_weights
 
     section = checkpoint["meta"]["model_config"]
     vocab = _vocabulary(section["vocabulary"])
-    cfg, resolved = resolve_config(section, vocab)
-    model = IterativeClassifier(cfg)
+    key = None if head is None else head.key
+    cfg, resolved = resolve_config(section, vocab, key)
+    model = IterativeClassifier(cfg, None if head is None else head.build(resolved[key], cfg, vocab, None))
     model.load_state_dict(checkpoint_weights(dict(checkpoint), ema))
     return VidVRD2Detector(model.eval(), vocab, resolved["tracklets"])

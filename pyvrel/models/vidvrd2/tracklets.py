@@ -1,8 +1,11 @@
 """VidVRD-II's object tracklets from per-frame detections: per segment, gap filling then Seq-NMS.
 
-The per-frame detections of a feature file (``det_frame (K,)``, ``det_boxes (K, 4)`` pixels,
-``det_scores (K,)``, ``det_labels (K,)``, and their appearance ``det_features (K, D)``) of each
-30-frame segment go through :func:`pyvrel.ops.fill_gaps` (tolerance 30, scale and area ratio 2)
+The per-frame detections of a feature file (:mod:`pyvrel.data.detections`: ``det_frame``,
+``det_boxes`` pixels, ``det_scores``, ``det_labels`` and their appearance ``det_features``) first
+get the per-frame, per-label NMS (IoU 0.5) a detector applies to its own output (VidVRD-II reads a
+Faster R-CNN's final detections; raw detections such as the synthetic world's have not had it, and
+without it Seq-NMS's score-zeroing variant returns two or three overlapping tracklets per object).
+Those of each 30-frame segment go through :func:`pyvrel.ops.fill_gaps` (tolerance 30, scale and area ratio 2)
 and :func:`pyvrel.ops.seq_nms` with VidVRD-II's setting (``variant="vidvrd2"``, label-constrained
 links with IoU ``>= 0.5``, suppression ``0.7``), all segments of a video in one batched call. A
 tracklet's feature is the mean of its detections' features (inserted boxes have none); its
@@ -17,50 +20,36 @@ import numpy as np
 import torch
 
 from pyvrel.data import VideoAnnotation
+from pyvrel.data.detections import Detections, check_detections
 from pyvrel.data.errors import FormatError
 from pyvrel.data.segments import segment_spans
 from pyvrel.data.tracklets import Tracklet
-from pyvrel.ops import fill_gaps, seq_nms
+from pyvrel.ops import batched_nms, fill_gaps, seq_nms
 
-__all__ = ["DETECTION_KEYS", "TRACKLET_SOURCES", "seqnms_segments"]
+__all__ = ["TRACKLET_SOURCES", "seqnms_segments"]
 
 TRACKLET_SOURCES = ("detected", "oracle", "seqnms")
-DETECTION_KEYS = ("det_frame", "det_boxes", "det_scores", "det_labels", "det_features")
-
-
-def _check(arrays: Mapping[str, np.ndarray], num_objects: int, dim: int, frame_count: int, file: str,
-           video: str) -> dict[str, np.ndarray]:
-    def fail(key: str, message: str) -> FormatError:
-        return FormatError(message, file=file, video=video, field=key)
-
-    for key in DETECTION_KEYS:
-        if key not in arrays:
-            raise fail(key, f"missing: VidVRD-II's seqnms tracklets need the per-frame detections {', '.join(DETECTION_KEYS)}")
-    a = {k: np.asarray(arrays[k]) for k in DETECTION_KEYS}
-    K = len(a["det_frame"])
-    shapes = {"det_frame": (K,), "det_boxes": (K, 4), "det_scores": (K,), "det_labels": (K,), "det_features": (K, dim)}
-    for key, shape in shapes.items():
-        if a[key].shape != shape:
-            raise fail(key, f"expected shape {shape}, got {a[key].shape}")
-    if K and (a["det_frame"].min() < 0 or a["det_frame"].max() >= frame_count):
-        raise fail("det_frame", f"frames must lie in [0, {frame_count}), got [{a['det_frame'].min()}, {a['det_frame'].max()}]")
-    if K and (a["det_labels"].min() < 0 or a["det_labels"].max() >= num_objects):
-        raise fail("det_labels", f"labels must lie in [0, {num_objects}), got [{a['det_labels'].min()}, {a['det_labels'].max()}]")
-    for key in ("det_boxes", "det_scores", "det_features"):
-        if not np.isfinite(a[key]).all():
-            raise fail(key, "contains NaN or infinite values")
-    return a
+DETECTOR_NMS = 0.5  # IoU of the per-frame, per-label NMS a detector's output has had
 
 
 def seqnms_segments(arrays: Mapping[str, np.ndarray], annotation: VideoAnnotation, objects: Sequence[str], dim: int,
                     length: int, stride: int, file: str) -> list[tuple[tuple[int, int], list[Tracklet]]]:
-    """The segments of a video with their tracklets from its per-frame detections (module docstring);
+    """The segments of a video with their tracklets from its per-frame detections (module docstring;
+    arrays as :func:`pyvrel.data.detections.check_detections` checks them, features of width ``dim``);
     :class:`~pyvrel.data.FormatError` naming ``file``, the video and the key for missing or bad arrays."""
-    a = _check(arrays, len(objects), dim, annotation.frame_count, file, annotation.video_id)
+    dets = check_detections(arrays, len(objects), file=file, video=annotation.video_id,
+                            frame_count=annotation.frame_count)
+    if dets.features.shape[1] != dim:
+        raise FormatError(f"expected {dim} values per detection (the model's feature_dim), got "
+                          f"{dets.features.shape[1]}", file=file, video=annotation.video_id, field="det_features")
     spans = segment_spans(annotation.frame_count, length, stride)
     if not spans:
         return []
-    frame = a["det_frame"]
+    group = torch.from_numpy(dets.frame * len(objects) + dets.labels)  # the detector's NMS: within (frame, label)
+    keep = np.sort(batched_nms(torch.from_numpy(dets.boxes), torch.from_numpy(dets.scores), group,
+                               DETECTOR_NMS).numpy())
+    dets = Detections(dets.frame[keep], dets.boxes[keep], dets.scores[keep], dets.labels[keep], dets.features[keep])
+    frame = dets.frame
     counts = np.bincount(frame, minlength=annotation.frame_count)
     N = max(int(counts.max()) if len(frame) else 0, 1)
     order = np.argsort(frame, kind="stable")
@@ -75,7 +64,7 @@ def seqnms_segments(arrays: Mapping[str, np.ndarray], annotation: VideoAnnotatio
     for s, (b, e) in enumerate(spans):
         inside = np.flatnonzero((frame >= b) & (frame < e))
         t, n = frame[inside] - b, slot[inside]
-        boxes[s, t, n], scores[s, t, n], labels[s, t, n] = a["det_boxes"][inside], a["det_scores"][inside], a["det_labels"][inside]
+        boxes[s, t, n], scores[s, t, n], labels[s, t, n] = dets.boxes[inside], dets.scores[inside], dets.labels[inside]
         valid[s, t, n], index[s, t, n] = True, inside
     filled = fill_gaps(torch.from_numpy(boxes), torch.from_numpy(scores), valid=torch.from_numpy(valid),
                        labels=torch.from_numpy(labels))
@@ -91,7 +80,7 @@ def seqnms_segments(arrays: Mapping[str, np.ndarray], annotation: VideoAnnotatio
         kept = source[s, frames, cells]  # the detection slot of each box, -1 for inserted ones
         det = index[s, frames[kept >= 0], kept[kept >= 0]]
         label = int(filled.labels[s, start, cells[0]])
-        feats = a["det_features"][det] if len(det) else np.zeros((1, dim), np.float32)
+        feats = dets.features[det] if len(det) else np.zeros((1, dim), np.float32)
         begin = spans[s][0]
         out[s][1].append(Tracklet(objects[label], float(result.tracklet_score[k]) / L, begin + start,
                                   tubes.boxes[k, :L].numpy(), np.repeat(feats.mean(0, keepdims=True), L, 0)))

@@ -19,27 +19,13 @@ from torch import Tensor
 
 from pyvrel.data import VideoAnnotation
 from pyvrel.data.annotations import RelationInstance
+from pyvrel.data.tracklets import assign_tracklets, entity_features, object_segments  # re-exported (shared)
 from pyvrel.models.vrdone.config import VrdONEConfig
 from pyvrel.models.vrdone.inputs import fuzzy_mask, pair_tensor, segment_mask, segment_to_grid, truncate
 from pyvrel.models.vrdone.loss import Target
-from pyvrel.ops import Tubes, tube_iou
 
 __all__ = ["PairSamples", "PairSegment", "assign_tracklets", "entity_features", "merge_relations", "object_segments",
            "pair_samples", "pair_segments"]
-
-
-def object_segments(annotation: VideoAnnotation) -> dict[int, list[tuple[int, np.ndarray]]]:
-    """tid -> contiguous runs ``(start_frame, boxes (L, 4))`` of its ground-truth trajectory."""
-    out: dict[int, list[tuple[int, np.ndarray]]] = {}
-    for tid, frames in annotation.boxes_by_tid().items():
-        fs = sorted(frames)
-        runs, begin = [], 0
-        for k in range(1, len(fs) + 1):
-            if k == len(fs) or fs[k] != fs[k - 1] + 1:
-                runs.append((fs[begin], np.array([frames[f] for f in fs[begin:k]], dtype=np.float64)))
-                begin = k
-        out[tid] = runs
-    return out
 
 
 def merge_relations(relations: list[RelationInstance]) -> list[RelationInstance]:
@@ -196,54 +182,3 @@ class PairSamples(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> list[tuple[Tensor, Target]]:
         rng = np.random.default_rng([self.seed, self.epoch, i])
         return [seg.sample(self.cfg, rng) or seg.sample(self.cfg) for seg in self.items[i]]
-
-
-def assign_tracklets(arrays: Mapping[str, np.ndarray], annotation: VideoAnnotation,
-                     threshold: float = 0.5) -> np.ndarray:
-    """The ground-truth object each detected tracklet follows: ``(N,)`` int64 tids, -1 for none.
-
-    A tracklet goes to the object with the highest volumetric vIoU (official VidVRD, +1 pixel
-    areas; each contiguous run of an object's trajectory compared separately) when it is at least
-    ``threshold``.
-    """
-    runs = [(tid, s, b) for tid, rs in object_segments(annotation).items() for s, b in rs]
-    N = len(arrays["tracklet_start"])
-    if not runs or N == 0:
-        return np.full(N, -1, np.int64)
-    gt_boxes = np.zeros((len(runs), max(len(b) for _, _, b in runs), 4))
-    for i, (_, _, b) in enumerate(runs):
-        gt_boxes[i, : len(b)] = b
-    gt = Tubes(torch.from_numpy(gt_boxes), torch.tensor([s for _, s, _ in runs]),
-               torch.tensor([len(b) for _, _, b in runs]))
-    tracks = Tubes(torch.from_numpy(np.asarray(arrays["tracklet_boxes"], np.float64)),
-                   torch.from_numpy(np.asarray(arrays["tracklet_start"], np.int64)),
-                   torch.from_numpy(np.asarray(arrays["tracklet_length"], np.int64)))
-    iou = tube_iou(tracks, gt, pixel_offset=1).numpy()
-    best = iou.argmax(1)
-    tids = np.array([runs[j][0] for j in best], np.int64)
-    return np.where(iou[np.arange(N), best] >= threshold, tids, -1)
-
-
-def entity_features(arrays: Mapping[str, np.ndarray], annotation: VideoAnnotation,
-                    key: str = "tracklet_features") -> dict[int, np.ndarray]:
-    """Per-frame features ``(frame_count, D)`` of the ground-truth objects (appearance, or
-    ``key="tracklet_clip"``: VrdONE-X's extra stream), read from the tracklets that follow them
-    (``tracklet_tid``, else :func:`assign_tracklets`); frames no such tracklet covers take the
-    nearest covered frame's feature. Objects no tracklet follows are left out (their pairs give no
-    training sample)."""
-    n, D = annotation.frame_count, arrays[key].shape[-1]
-    tid_of = arrays["tracklet_tid"] if "tracklet_tid" in arrays else assign_tracklets(arrays, annotation)
-    out = {}
-    for obj in annotation.objects:
-        feat, covered = np.zeros((n, D), np.float32), np.zeros(n, bool)
-        for k in np.flatnonzero(tid_of == obj.tid):
-            s, L = int(arrays["tracklet_start"][k]), int(arrays["tracklet_length"][k])
-            feat[s: s + L], covered[s: s + L] = arrays[key][k, :L], True
-        idx = np.flatnonzero(covered)
-        if len(idx) == 0:
-            continue
-        nearest = idx[np.clip(np.searchsorted(idx, np.arange(n)), 0, len(idx) - 1)]
-        left = idx[np.clip(np.searchsorted(idx, np.arange(n)) - 1, 0, len(idx) - 1)]
-        pick = np.where(np.abs(left - np.arange(n)) <= np.abs(nearest - np.arange(n)), left, nearest)
-        out[obj.tid] = feat[pick]
-    return out
