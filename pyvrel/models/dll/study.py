@@ -86,11 +86,12 @@ def write_report(report: dict[str, Any], out_dir: str | Path, k: int = 50) -> st
 
 
 def run_demo(out_dir: str | Path = "pyvrel_demo", quick: bool = False, threads: int = 1) -> dict[str, Any]:
-    """``pyvrel demo dll``: VidVRD-II and VidVRD-II + DLL on the long-tailed world (quick: a tiny
-    world and one epoch, for tests); prints the table, writes ``metrics.json`` and ``recall.svg``."""
+    """``pyvrel demo dll``: VidVRD-II and VidVRD-II + DLL on the long-tailed world, 12 epochs each
+    (quick: a tiny world and one epoch, for tests); prints the table, writes ``metrics.json`` and
+    ``recall.svg``."""
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    world, train = (_QUICK_WORLD, {"epochs": 1}) if quick else (STUDY_WORLD, {})
+    world, train = (_QUICK_WORLD, {"epochs": 1}) if quick else (STUDY_WORLD, {"epochs": 12})
     print(f"world: {world['num_videos']} synthetic videos, long-tailed training labels (predicate_tail "
           f"{world['predicate_tail']}); training VidVRD-II and +DLL on the CPU", flush=True)
     report = compare(["base", "dll"], out_dir, world, train)
