@@ -221,7 +221,7 @@ def grounding_svg(video_id: str, frames: int, truth: Sequence[Relation], grounde
                    f'fill-opacity="0.85"><title>frames [{b}, {e})</title></rect>')
         y += 18
     best = max(truth, key=lambda r: len(_box_ious(grounded, r)[0]), default=None)
-    panels = [("box IoU", 0.0, 1.0), ("attention", 0.0, max([threshold, *attention]) * 1.1)]
+    panels = [("IoU with GT", 0.0, 1.0), ("attention", 0.0, max([threshold, *attention]) * 1.1)]
     for k, (title, lo, hi) in enumerate(panels):
         top = y + 14 + k * 130
         sy = lambda v: top + 100 - (v - lo) * 100 / (hi - lo)  # noqa: E731

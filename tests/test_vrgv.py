@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -243,9 +244,10 @@ def test_greedy_linking_is_the_best_attended_box():
 # ---- training, data, CLI --------------------------------------------------------------------------
 
 
-def test_a_few_steps_reduce_the_reconstruction_loss():
+@pytest.mark.parametrize("corrections", [{}, {"attention": "bilinear", "decoder_state": "zeros", "feature_scale": 2.0}])
+def test_a_few_steps_reduce_the_reconstruction_loss(corrections):
     torch.manual_seed(0)
-    model = VRGVTrainModel(TINY, 8, torch.randn(3, 4), stage=2)
+    model = VRGVTrainModel(replace(TINY, **corrections), 8, torch.randn(3, 4), stage=2)
     items = [(_regions(1)[0], i % 3, (i + 1) % 3, [1, 4 + i % 3, 5, 2]) for i in range(6)]
     batch = collate(items)
     opt = torch.optim.Adam(model.parameters(), lr=2e-2)
@@ -259,6 +261,18 @@ def test_a_few_steps_reduce_the_reconstruction_loss():
     assert losses[-1] < 0.7 * losses[0]
     stage1 = VRGVTrainModel(TINY, 8, torch.randn(3, 4), stage=1)
     assert set(stage1(batch)) == {"loss", "token_acc"}
+
+
+def test_corrections_are_checked_and_the_bilinear_attention_reads_the_query():
+    for key, bad in (("attention", "dot"), ("decoder_state", "video"), ("feature_scale", 0.0)):
+        with pytest.raises(ValueError, match=key):
+            replace(TINY, **{key: bad})
+    model = _model(replace(TINY, attention="bilinear"))
+    out = model(_regions(), torch.tensor([0, 1]), torch.tensor([2, 0]))
+    for a in (out.alpha_s, out.alpha_o, out.beta_frame, out.beta_clip):
+        torch.testing.assert_close(a.sum(-1), torch.ones(a.shape[:-1]))
+    other = model(_regions(), torch.tensor([1, 1]), torch.tensor([2, 0]))  # only the first subject changes
+    assert not torch.allclose(out.alpha_s[0], other.alpha_s[0]) and torch.allclose(out.alpha_s[1], other.alpha_s[1])
 
 
 def _annotation(frame_count: int = 20) -> VideoAnnotation:
