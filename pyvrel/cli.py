@@ -612,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "reproduces the table from them), metrics.json, metrics.jsonl, checkpoints/, "
                                     "timeline.svg and training_curve.svg. vrgv: grounding AccS/AccO/AccR next to "
                                     "the co-occurrence model, grounding.svg. dll: VidVRD-II with and without DLL's "
-                                    "heads on a long-tailed world, per-predicate recall. uasan: base/novel splits "
+                                    "heads on a long-tailed world, mR@K and recall.svg (per-predicate recall). uasan: base/novel splits "
                                     "next to Model A. hvrnet: frame-only vs relation stages, and 'pyvrel track' "
                                     "tracklets against the ground truth. It lists every file it wrote.")
     dm.add_argument("model", nargs="?", default="vrdone", metavar="MODEL",
