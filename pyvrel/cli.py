@@ -603,16 +603,20 @@ def build_parser() -> argparse.ArgumentParser:
     tk.set_defaults(func=_track)
 
     dm = sub.add_parser("demo", help="train a model (VrdONE by default) on a small synthetic world on the CPU (under "
-                                     "5 minutes), detect, evaluate next to the frequency prior, draw pictures",
+                                     "5 minutes), evaluate it next to its baseline, draw pictures",
                         description="The pyvrel demo: builds a synthetic world, trains MODEL on the CPU as 'pyvrel "
                                     "train' does (its training defaults and the demo settings of its registry "
-                                    "entry), detects relations on the held-out videos, prints RelDet/RelTag (%) "
-                                    "next to the frequency prior and writes to --out: groundtruth.json, "
-                                    "predictions.json and prior_predictions.json ('pyvrel eval' reproduces the "
-                                    "table from them), metrics.json, metrics.jsonl, checkpoints/, timeline.svg and "
-                                    "training_curve.svg (it lists every file it wrote).")
+                                    "entry), runs it on the held-out videos and prints its scores next to a "
+                                    "baseline's. VrdONE (default): RelDet/RelTag (%) next to the frequency prior; "
+                                    "groundtruth.json, predictions.json and prior_predictions.json ('pyvrel eval' "
+                                    "reproduces the table from them), metrics.json, metrics.jsonl, checkpoints/, "
+                                    "timeline.svg and training_curve.svg. vrgv: grounding AccS/AccO/AccR next to "
+                                    "the co-occurrence model, grounding.svg. dll: VidVRD-II with and without DLL's "
+                                    "heads on a long-tailed world, mR@K and recall.svg (per-predicate recall). uasan: base/novel splits "
+                                    "next to Model A. hvrnet: frame-only vs relation stages, and 'pyvrel track' "
+                                    "tracklets against the ground truth. It lists every file it wrote.")
     dm.add_argument("model", nargs="?", default="vrdone", metavar="MODEL",
-                    help="a registered model with demo settings (default vrdone)")
+                    help="a registered model with a demo: vrdone (default), vrgv, dll, uasan, hvrnet")
     dm.add_argument("--out", default="pyvrel_demo", metavar="DIR", help="output folder (default pyvrel_demo)")
     dm.add_argument("--quick", action="store_true", help="a tiny world and one short epoch (seconds; for tests)")
     dm.add_argument("--threads", type=_in_range(int, 1, 1024), default=1, help="torch CPU threads (default 1: on a busy 2-core machine "

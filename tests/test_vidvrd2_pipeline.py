@@ -210,38 +210,3 @@ def test_train_detect_and_errors_through_the_cli(tmp_path, capsys):
     assert "model.tracklets" in capsys.readouterr().err
     assert main(args + ["--set", "model.num_predicates=3"]) == 2
     assert "model.num_predicates: the vocabulary has 132" in capsys.readouterr().err
-
-
-def test_another_head_trains_and_loads_through_the_task():
-    from torch import nn
-
-    from pyvrel.engine.config import ConfigError
-    from pyvrel.models.vidvrd2.task import HeadSpec, build_task, load
-
-    class Head(nn.Module):
-        def __init__(self, hidden, P, scale):
-            super().__init__()
-            self.linear, self.scale = nn.Linear(hidden, P), scale
-
-        def forward(self, pair_features, subject_logits, object_logits, predicate_bias, predicate_targets=None):
-            return self.scale * self.linear(pair_features) + predicate_bias, {}
-
-    seen = []
-
-    def build(settings, cfg, vocab, annotations):
-        seen.append((dict(settings), len(vocab.predicates), None if annotations is None else len(annotations)))
-        return Head(cfg.hidden, cfg.num_predicates, settings.get("scale", 1.0))
-
-    spec = HeadSpec("myhead", build)
-    world = {"num_videos": 5, "frames": [60, 90]}
-    task = build_task({"world": world, "eval_split": None, "myhead": {"scale": 2.0}}, "synthetic", head=spec)
-    assert isinstance(task.model.predicate_head, Head) and task.model.predicate_head.scale == 2.0
-    assert task.model_config["myhead"] == {"scale": 2.0} and seen[0][:2] == ({"scale": 2.0}, 132) and seen[0][2] >= 1
-    ckpt = {"meta": {"model_config": task.model_config}, "model": task.model.state_dict(), "ema": None}
-    detector = load(ckpt, head=spec)
-    assert seen[-1] == ({"scale": 2.0}, 132, None) and detector.model.predicate_head.scale == 2.0
-    torch.testing.assert_close(detector.model.predicate_head.linear.weight, task.model.predicate_head.linear.weight)
-    with pytest.raises(ConfigError, match="myhead"):
-        build_task({"world": world, "myhead": 3}, "synthetic", head=spec)
-    with pytest.raises(ConfigError, match="unknown key"):  # without the spec, the key is not VidVRD-II's
-        build_task({"world": world, "myhead": {}}, "synthetic")

@@ -133,6 +133,8 @@ MODELS: dict[str, ModelEntry | str | TaskBuilder] = {
                           load="pyvrel.models.vidvrd2.task:load"),
     "uasan": ModelEntry("UASAN", train="pyvrel.models.uasan.task:build_task", load="pyvrel.models.uasan.task:load",
                         demo="pyvrel.models.uasan.demo:run_demo"),
+    "dll": ModelEntry("DLL", train="pyvrel.models.dll.task:build_task", load="pyvrel.models.dll.task:load",
+                      demo="pyvrel.models.dll.study:run_demo"),
     "hvrnet": ModelEntry("HVR-Net", train="pyvrel.models.hvrnet.task:build_task",
                          demo="pyvrel.models.hvrnet.demo:run_demo"),  # detects objects (pyvrel track), no relations
 }

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from pyvrel import _ext
 
@@ -79,12 +80,14 @@ def call(op: object, *args: object) -> object:
     """Run the ``torch.library`` custom op ``op`` on ``args``: its Python function directly in
     eager mode when autograd has nothing to record and every tensor is a plain ``torch.Tensor``
     (torch's dispatch of a Python custom op costs tens of µs per call, more than a small kernel),
-    else through the op (torch.compile tracing, gradients, tensor subclasses such as FakeTensor).
+    else through the op (torch.compile tracing, gradients, tensor subclasses such as FakeTensor,
+    vmap/functorch transforms, dispatch modes such as FlopCounterMode).
     """
     fn = getattr(op, "_init_fn", None)  # CustomOpDef keeps the decorated function there
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
     if (fn is None or torch.compiler.is_compiling() or any(type(t) is not torch.Tensor for t in tensors)
-            or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))):
+            or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+            or torch._C._are_functorch_transforms_active() or _get_current_dispatch_mode() is not None):
         return op(*args)
     return fn(*args)
 

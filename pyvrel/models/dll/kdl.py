@@ -11,8 +11,9 @@ every positive ``(sample i, predicate j)``:
   ``q_res = log_softmax(q without j)`` (no gradient);
 * ``L_nt = mean KL(q_res || p_res)`` pulls the model's non-target distribution to its head
   predicates' rows; ``L_cm = mean KL(p_res (no gradient) || log_softmax(C[j] without j))`` teaches
-  ``C[j]`` the model's non-target distribution. Each KL is summed over the P-1 classes, averaged over
-  the positives.
+  ``C[j]`` the model's non-target distribution. Each KL term is averaged over all ``N·(P-1)``
+  entries (N positives), the reduction of PyTorch's ``KLDivLoss()`` as the code builds it for KDL
+  (only PDL's is ``batchmean``); it keeps KDL on the scale of the target loss, a per-element mean.
 
 Schedules (counted in training steps of this module, as the code counts iterations): ``α`` starts
 at ``alpha`` and after ``alpha_after`` steps grows by ``alpha_growth`` per step, capped at 1;
@@ -65,8 +66,9 @@ def _drop(x: Tensor, j: Tensor) -> Tensor:
 
 
 def _kl_rows(target: Tensor, input: Tensor) -> Tensor:
-    """``mean_n KL(exp target[n] || exp input[n])`` of two ``(N, K)`` log-distributions."""
-    return (target.exp() * (target - input)).sum(1).mean()
+    """``KL(exp target[n] || exp input[n])`` of two ``(N, K)`` log-distributions, averaged over
+    the ``N·K`` entries (``KLDivLoss(reduction="mean", log_target=True)``)."""
+    return (target.exp() * (target - input)).mean()
 
 
 class KnowledgeDecoupling(nn.Module):

@@ -9,7 +9,8 @@ A predicate name is split at its *spatial word*: ``walk_past`` -> (``walk``, ``p
   :data:`VIDVRD_SPATIAL` give **12 spatial and 28 actional patterns**, the paper's counts (11 verbs
   of composites + 17 single-pattern predicates, the comparatives ``faster``/``larger``/``taller``
   and ``fall_off`` among them); ``with`` and ``inside`` occur only in composites. 27 predicates
-  carry one pattern (17 actional, 10 spatial), 105 both. (The VRD-STGC variant's 13/29 count a background class as well.)
+  carry one pattern (17 actional, 10 spatial), 105 both. (The VRD-STGC variant's 13/29 count a
+  background class as well.)
 * VidOR (50): its 8 spatial predicates (:data:`VIDOR_SPATIAL`) are spatial patterns, the other
   42 actional ones; no VidOR predicate is composite, so PDL there only splits the classifier.
 

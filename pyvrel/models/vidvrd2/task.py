@@ -16,22 +16,20 @@ tables: ``preference_weight_decay``), batches of 12 segments. Evaluation hook: R
 R@50/100, mR@50/100 and Mean, RelTag P@1/5/10 (``RelDet_mAP`` ...).
 
 Registry entry: :func:`build_task` trains, :func:`load` returns a :class:`VidVRD2Detector` for
-``pyvrel detect``. Another predicate head (DLL's) trains and loads through the same two functions
-with a :class:`HeadSpec` (``build_task(model_config, data, head=spec)``; its settings under
-``model.<spec.key>``).
+``pyvrel detect``. Another predicate head (DLL's, :mod:`pyvrel.models.dll.task`) is swapped into the
+task's :class:`IterativeClassifier` (``model.predicate_head``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from torch import nn
 
-from pyvrel.data import Relation, VideoAnnotation
+from pyvrel.data import Relation
 from pyvrel.data.dataset import Dataset, open_dataset, synthetic_world
 from pyvrel.data.tracklets import detected_tracklets, entity_features, oracle_tracklets
 from pyvrel.data.vocab import Vocabulary
@@ -45,7 +43,7 @@ from pyvrel.models.vidvrd2.model import IterativeClassifier
 from pyvrel.models.vidvrd2.samples import SegmentSamples, collate_segments, segment_samples
 from pyvrel.models.vidvrd2.tracklets import TRACKLET_SOURCES, seqnms_segments
 
-__all__ = ["TRAIN_DEFAULTS", "HeadSpec", "VidVRD2Detector", "build_task", "load", "resolve_config"]
+__all__ = ["TRAIN_DEFAULTS", "VidVRD2Detector", "build_task", "load", "resolve_config"]
 
 log = logging.getLogger("pyvrel.models.vidvrd2")
 
@@ -66,26 +64,11 @@ _METRICS = [(f"{s}_{k}", s, k) for s, ks in (("RelDet", ("mAP", "R@50", "R@100",
                                               ("RelTag", ("P@1", "P@5", "P@10"))) for k in ks]
 
 
-@dataclass(frozen=True)
-class HeadSpec:
-    """A predicate head for :func:`build_task`/:func:`load` (DLL's): the ``model:`` section's ``key``
-    holds its settings (a mapping, kept in the checkpoint), and ``build(settings, cfg, vocabulary,
-    train_annotations) -> nn.Module`` makes the head (``train_annotations``: the training videos'
-    annotations when training, None when loading a checkpoint, whose weights then fill the head)."""
-
-    key: str
-    build: Callable[[Mapping[str, Any], VidVRD2Config, Vocabulary, list[VideoAnnotation] | None], nn.Module]
-
-
-def resolve_config(model_config: Mapping[str, Any], vocabulary: Vocabulary | None = None, head_key: str | None = None
+def resolve_config(model_config: Mapping[str, Any], vocabulary: Vocabulary | None = None
                    ) -> tuple[VidVRD2Config, dict[str, Any]]:
     """The :class:`VidVRD2Config` of a ``model:`` section and the section with defaults filled in;
-    ``num_objects``/``num_predicates`` from ``vocabulary`` unless set; ``head_key``: a predicate head's
-    settings (:class:`HeadSpec`, a mapping, kept as given). :class:`ConfigError` names the key."""
+    ``num_objects``/``num_predicates`` from ``vocabulary`` unless set. :class:`ConfigError` names the key."""
     section = dict(model_config)
-    head_settings = section.pop(head_key, {}) if head_key is not None else {}
-    if not isinstance(head_settings, Mapping):
-        raise ConfigError(str(head_key), f"expected a mapping of the head's settings, got {head_settings!r}")
     preset = section.get("preset", "synthetic")
     eval_split = section.get("eval_split", "test")
     if eval_split not in ("train", "test", None):
@@ -110,8 +93,6 @@ def resolve_config(model_config: Mapping[str, Any], vocabulary: Vocabulary | Non
     resolved = {"preset": preset, "world": synthetic_world(section.get("world", {})), "sample_seed": seed,
                 "eval_split": eval_split, "tracklets": source, "vocabulary": vocab,
                 **{k: v for k, v in config_to_dict(cfg).items() if k in overrides}}
-    if head_key is not None:
-        resolved[head_key] = dict(head_settings)
     return cfg, resolved
 
 
@@ -178,18 +159,16 @@ def _vocabulary(given: Mapping[str, list[str]] | None, dataset: Dataset | None =
     return dataset.vocabulary()
 
 
-def build_task(model_config: Mapping[str, Any], data: str, head: HeadSpec | None = None) -> TrainTask:
-    """The VidVRD-II training task (module docstring for the ``model:`` keys); ``head``: another
-    predicate head than the linear one, with its settings under ``model.<head.key>``."""
-    key = None if head is None else head.key
-    _, first = resolve_config(model_config, head_key=key)
+def build_task(model_config: Mapping[str, Any], data: str) -> TrainTask:
+    """The VidVRD-II training task (module docstring for the ``model:`` keys)."""
+    _, first = resolve_config(model_config)
     dataset = open_dataset(data, first["world"])
     vocab = _vocabulary(first["vocabulary"], dataset)
-    cfg, resolved = resolve_config({**model_config, "sample_seed": first["sample_seed"]}, vocab, key)
+    cfg, resolved = resolve_config({**model_config, "sample_seed": first["sample_seed"]}, vocab)
     objects = list(vocab.objects)
     object_index = {c: i for i, c in enumerate(objects)}
     predicate_index = {p: i for i, p in enumerate(vocab.predicates)}
-    segments, annotations = [], []
+    segments = []
     for anno, arrays in dataset.videos("train", len(objects)):
         _check_width(arrays, cfg, data)
         unknown = {o.category for o in anno.objects} - set(object_index)
@@ -198,7 +177,6 @@ def build_task(model_config: Mapping[str, Any], data: str, head: HeadSpec | None
             raise ConfigError("vocabulary", f"{data}: video {anno.video_id} uses {sorted(unknown)}, not in the vocabulary")
         gts = oracle_tracklets(anno, entity_features(arrays, anno))
         segments += segment_samples(anno, gts, detected_tracklets(arrays, objects), cfg, object_index, predicate_index)
-        annotations.append(anno)
     if not segments:
         raise ValueError(f"{data}: no training segments (no relation shares {cfg.min_overlap} frames with a segment)")
     evaluate = None
@@ -207,21 +185,19 @@ def build_task(model_config: Mapping[str, Any], data: str, head: HeadSpec | None
         evaluate = _evaluator(dataset, split, vocab, resolved["tracklets"])
     elif split is not None and dist.env_rank() == 0:
         log.warning("%s: no %s annotations, so no evaluation during training (set model.eval_split)", data, split)
-    model = IterativeClassifier(cfg, None if head is None else head.build(resolved[key], cfg, vocab, annotations))
+    model = IterativeClassifier(cfg)
     return TrainTask(model, SegmentSamples(segments, cfg.pairs_per_segment, resolved["sample_seed"]),
                      collate_segments, evaluate=evaluate, train_defaults=TRAIN_DEFAULTS[resolved["preset"]],
                      model_config=resolved, eval_metrics=tuple(name for name, _, _ in _METRICS))
 
 
-def load(checkpoint: Mapping[str, Any], ema: bool = True, head: HeadSpec | None = None) -> VidVRD2Detector:
-    """The trained VidVRD-II of a ``pyvrel train --model vidvrd2`` checkpoint (the registry's loader);
-    ``head``: the :class:`HeadSpec` it was trained with."""
+def load(checkpoint: Mapping[str, Any], ema: bool = True) -> VidVRD2Detector:
+    """The trained VidVRD-II of a ``pyvrel train --model vidvrd2`` checkpoint (the registry's loader)."""
     from pyvrel.engine.checkpoint import checkpoint_weights
 
     section = checkpoint["meta"]["model_config"]
     vocab = _vocabulary(section["vocabulary"])
-    key = None if head is None else head.key
-    cfg, resolved = resolve_config(section, vocab, key)
-    model = IterativeClassifier(cfg, None if head is None else head.build(resolved[key], cfg, vocab, None))
+    cfg, resolved = resolve_config(section, vocab)
+    model = IterativeClassifier(cfg)
     model.load_state_dict(checkpoint_weights(dict(checkpoint), ema))
     return VidVRD2Detector(model.eval(), vocab, resolved["tracklets"])
