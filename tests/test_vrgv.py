@@ -25,7 +25,6 @@ from pyvrel.models.vrgv import (
     temporal_segments,
 )
 from pyvrel.data.queries import read_queries
-from pyvrel.models.vrgv.model import TemporalHierarchy
 from pyvrel.models.vrgv.task import check_regions, collate
 
 TINY = VRGVConfig(num_frames=6, num_clips=2, num_proposals=4, feature_dim=3, word_dim=4, embed_dim=8, hidden_dim=8,
@@ -264,24 +263,8 @@ def test_a_few_steps_reduce_the_reconstruction_loss(corrections):
     assert set(stage1(batch)) == {"loss", "token_acc"}
 
 
-def test_joint_video_pooling_weighs_the_frames_by_the_clip_attention():
-    torch.manual_seed(0)
-    cfg = replace(TINY, video_pooling="joint")
-    hierarchy = TemporalHierarchy(cfg, clip_attention=True).eval()
-    x, relation = torch.randn(2, cfg.num_frames, cfg.hidden_dim), torch.randn(2, cfg.hidden_dim)
-    video, _, beta_frame, beta_clip = hierarchy(x, relation)
-    frames, _ = hierarchy.frame_lstm(x)
-    weights = beta_frame * beta_clip.repeat_interleave(cfg.clip_len, -1)
-    torch.testing.assert_close(video, torch.einsum("bt,bth->bh", weights / weights.sum(-1, keepdim=True), frames))
-    plain = TemporalHierarchy(TINY, clip_attention=True).eval()
-    plain.load_state_dict(hierarchy.state_dict())
-    frame_video = plain(x, relation)[0]
-    torch.testing.assert_close(frame_video, torch.einsum("bt,bth->bh", beta_frame, frames))
-    assert not torch.allclose(video, frame_video)
-
-
 def test_corrections_are_checked_and_the_bilinear_attention_reads_the_query():
-    for key, bad in (("attention", "dot"), ("decoder_state", "video"), ("feature_scale", 0.0), ("video_pooling", "clip")):
+    for key, bad in (("attention", "dot"), ("decoder_state", "video"), ("feature_scale", 0.0)):
         with pytest.raises(ValueError, match=key):
             replace(TINY, **{key: bad})
     model = _model(replace(TINY, attention="bilinear"))

@@ -36,9 +36,6 @@ class VRGVConfig:
             state) or ``"zeros"`` (the video reaches the decoder only as its first input; with
             ``"clip"`` the grounder can lower the loss by handing the decoder a constant state,
             which saturates its LSTMs before the attention learns).
-        video_pooling: the video vector the decoder reads: ``"frame"`` (the code: ``Σ_t β1_t H_t``) or
-            ``"joint"`` (``Σ_t β_t H_t`` with ``β_t ∝ β2[clip(t)] · β1_t``, the two attentions the
-            grounding scores, so the clip attention β2 gets a direct gradient).
     Attributes (grounding, §2.4):
         temporal_threshold: σ on ``β2[clip(t)] + β1[t]`` (0.04). min_segment: the 10 of
             ``margin = min_len = int(10 · num_frames / frame_count)``.
@@ -58,7 +55,6 @@ class VRGVConfig:
     feature_scale: float = 1.0
     attention: str = "additive"
     decoder_state: str = "clip"
-    video_pooling: str = "frame"
     temporal_threshold: float = 0.04
     min_segment: float = 10.0
     pairwise_weight: float = 1.0
@@ -72,8 +68,7 @@ class VRGVConfig:
             raise ValueError(f"num_frames ({self.num_frames}) must be a multiple of num_clips ({self.num_clips})")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout: must be in [0, 1), got {self.dropout!r}")
-        for name, choices in (("attention", ("additive", "bilinear")), ("decoder_state", ("clip", "zeros")),
-                              ("video_pooling", ("frame", "joint"))):
+        for name, choices in (("attention", ("additive", "bilinear")), ("decoder_state", ("clip", "zeros"))):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {getattr(self, name)!r}")
         if not self.feature_scale > 0:

@@ -88,8 +88,7 @@ class TemporalHierarchy(nn.Module):
     """Frame LSTM over all T frames (not reset per clip, as the code), clip states at the clip ends
     ``round(linspace(L-1, T-1, C))``, optional clip attention β2 given a relation context (the weighted
     *sequence* feeds the clip LSTM, as the code), then frame attention β1 with the clip LSTM's final
-    state as context: ``video = Σ_t β1_t H_t`` (``video_pooling="joint"``: ``β_t ∝ β2[clip(t)] · β1_t``
-    in place of ``β1_t`` when there is a clip attention)."""
+    state as context: ``video = Σ_t β1_t H_t``."""
 
     def __init__(self, cfg: VRGVConfig, clip_attention: bool) -> None:
         super().__init__()
@@ -98,7 +97,6 @@ class TemporalHierarchy(nn.Module):
         self.clip_lstm = nn.LSTM(H, H, batch_first=True)
         self.clip_attention = _Score(H, cfg.attention) if clip_attention else None
         self.frame_attention = _Score(H, cfg.attention)
-        self.joint, self.clip_len = cfg.video_pooling == "joint", cfg.clip_len
         ends = torch.linspace(cfg.clip_len - 1, cfg.num_frames - 1, cfg.num_clips).round().long()
         self.register_buffer("clip_ends", ends, persistent=False)
 
@@ -113,11 +111,7 @@ class TemporalHierarchy(nn.Module):
             clips = beta_clip[..., None] * clips
         _, (h, c) = self.clip_lstm(clips)
         beta_frame = self.frame_attention(frames, h[-1]).softmax(-1)
-        pool = beta_frame
-        if self.joint and beta_clip is not None:
-            pool = beta_frame * beta_clip.repeat_interleave(self.clip_len, -1)
-            pool = pool / pool.sum(-1, keepdim=True)
-        return torch.einsum("bt,bth->bh", pool, frames), (h, c), beta_frame, beta_clip
+        return torch.einsum("bt,bth->bh", beta_frame, frames), (h, c), beta_frame, beta_clip
 
 
 class VRGV(nn.Module):
