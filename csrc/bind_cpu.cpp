@@ -88,20 +88,19 @@ Suppresses IoU > threshold.)pbdoc");
   m.def(
       "parse_prediction_file",
       [](ptr text, int64_t length, ptr video_span, ptr video_count, ptr triplet_id, ptr score, ptr duration,
-         ptr traj, ptr boxes, ptr triplet_strings, ptr string_span, ptr sizes, int threads,
-         int64_t min_chunk) -> int64_t {
+         ptr traj, ptr boxes, ptr triplet_strings, ptr string_span, ptr sizes) -> int64_t {
         int64_t* n = as<int64_t>(sizes);  // in: 5 capacities; out: 5 counts, version, duplicate spans
         PredictionColumns c{as<int64_t>(video_span), as<int64_t>(video_count), as<int64_t>(triplet_id),
                             as<double>(score), as<int64_t>(duration), as<int64_t>(traj), as<double>(boxes),
                             as<int64_t>(triplet_strings), as<int64_t>(string_span), n[0], n[1], n[2], n[3], n[4]};
-        const int64_t status = parse_prediction_file(as<const char>(text), length, c, threads, min_chunk);
+        const int64_t status = parse_prediction_file(as<const char>(text), length, c);
         const int64_t result[9] = {c.n_videos, c.n_relations, c.n_boxes, c.n_triplets, c.n_strings,
                                    c.version[0], c.version[1], c.duplicate[0], c.duplicate[1]};
         std::memcpy(n, result, sizeof result);
         return status;
       },
       nogil,
-      R"pbdoc(A plain prediction file into columns on up to `threads` threads (<= 0: all) of >= min_chunk bytes each; sizes: 5 capacities in, 9 counts/spans out (see kernels.h).)pbdoc");
+      R"pbdoc(A plain prediction file into columns; sizes: 5 capacities in, 9 counts/spans out (see kernels.h).)pbdoc");
   m.def(
       "first_duplicate_key",
       [](ptr text, int64_t length, ptr key_start, ptr key_length) -> int64_t {

@@ -186,56 +186,6 @@ def test_plain_prediction_path_falls_back_for_other_files(tmp_path):
     assert data.read_prediction_table(tmp_path / "esc.json").videos == ["v\u00e9"]
 
 
-def _parse_columns(text: str, threads: int, min_chunk: int) -> tuple:
-    """Status, sizes/spans and the used part of every column of the C++ prediction parse."""
-    status, sizes, arrays = table_module._parse_plain(text.encode(), threads, min_chunk)
-    n_videos, n, n_boxes, n_triplets, n_strings = sizes[:5].tolist()
-    used = (n_videos, n_videos, n, n, n, n, n_boxes, n_triplets, n_strings)
-    return status, sizes.tolist(), [a[:k].tolist() for a, k in zip(arrays, used, strict=True)]
-
-
-def _plain_results(n_videos: int, indent: int | None, **bad: str) -> str:
-    """A prediction file of the plain form (0-3 relations a video, some repeated triplets); ``bad``
-    replaces video ``<name>``'s list with the given JSON text."""
-    rng = np.random.default_rng(n_videos)
-    results = {}
-    for i in range(n_videos):
-        rels = []
-        for k in range(i % 4):
-            begin = int(rng.integers(0, 5))
-            boxes = lambda: np.round(rng.random((3, 4)) * 100, int(rng.integers(0, 3))).tolist()  # noqa: E731
-            rels.append({"triplet": [f"s{k}", ["on", "]", "a, b"][i % 3], "o"], "score": float(rng.random()),
-                         "duration": [begin, begin + 3], "sub_traj": boxes(), "obj_traj": boxes(),
-                         **({"subject_tid": k} if k == 2 else {})})
-        results[f"v{i}"] = rels
-    text = json.dumps({"version": "VERSION 1.0", "results": results,
-                       "external_data": {"a": [1], "b": [{"c": 1}]}}, indent=indent)  # a key-like "], "b": [{"
-    for name, value in bad.items():
-        text = text.replace(f'"{name}": [', f'"{name}": {value}, "{name}_was": [', 1)
-    return text
-
-
-@pytest.mark.parametrize("case", ["plain", "indented", "duplicate", "not_plain", "not_plain_late"])
-def test_prediction_parse_on_threads_equals_the_sequential_parse(case):
-    """The results object split into chunks read on several threads: the same status and spans as
-    one sequential pass, and for a file parsed, the same columns; errors in any chunk."""
-    bad = {"duplicate": {"v31": '[], "v7": []'}, "not_plain": {"v9": '[{"score": "x"}]'},
-           "not_plain_late": {"v38": '[{"note": [{"x": 1}]}]'}}.get(case, {})
-    text = _plain_results(40, 1 if case == "indented" else None, **bad)
-    sequential = _parse_columns(text, 1, 1 << 30)
-    assert sequential[0] == {"duplicate": 2, "not_plain": 1, "not_plain_late": 1}.get(case, 0)
-    if case == "duplicate":  # the span of the second "v7"
-        assert text[sequential[1][7]: sequential[1][7] + sequential[1][8]] == "v7"
-        assert sequential[1][7] > text.index('"v31"')
-    for threads in (2, 3, 7):
-        for min_chunk in (1, 700):
-            chunked = _parse_columns(text, threads, min_chunk)
-            if sequential[0] == 0:
-                assert chunked == sequential, (threads, min_chunk)
-            else:  # the columns are partial: the status and the version and duplicate spans count
-                assert (chunked[0], chunked[1][5:]) == (sequential[0], sequential[1][5:]), (threads, min_chunk)
-
-
 # ---- ground truth: the columnar reader -------------------------------------------------------------------
 
 

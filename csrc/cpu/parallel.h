@@ -24,16 +24,6 @@ inline int thread_index() {
 #endif
 }
 
-// `requested` threads, or OpenMP's default when <= 0; 1 without OpenMP.
-inline int thread_count(int requested) {
-#ifdef _OPENMP
-  return requested > 0 ? requested : omp_get_max_threads();
-#else
-  (void)requested;
-  return 1;
-#endif
-}
-
 // `threads` scratch buffers of `size` elements each, allocated up front (outside any region).
 template <typename T>
 class ThreadBuffers {

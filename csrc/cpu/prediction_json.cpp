@@ -7,21 +7,13 @@
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <memory>
-#include <new>
 #include <string_view>
 #include <system_error>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
-#ifdef __linux__
-#include <sys/mman.h>
-#endif
-
-#include "parallel.h"
 #include "prediction_json.h"
 
 namespace pyvrel::cpu {
@@ -378,7 +370,7 @@ struct PredictionParser {
   PredictionColumns& out;
   std::unordered_map<std::string_view, int64_t> strings;
   std::unordered_map<TripletKey, int64_t, TripletHash> triplets;
-  std::unordered_set<std::string_view> videos_seen;
+  std::unordered_set<std::string_view> videos;
   int64_t status = kParsed;
 
   const char* fail(int64_t why) {
@@ -393,19 +385,6 @@ struct PredictionParser {
       out.string_span[2 * out.n_strings] = from - text;
       out.string_span[2 * out.n_strings + 1] = to - from;
       ++out.n_strings;
-    }
-    return it->second;
-  }
-
-  // The id of the triplet of string ids (a, b, c), numbered in order of first appearance; -1 when
-  // out of room.
-  int64_t triplet_of(int64_t a, int64_t b, int64_t c) {
-    auto [it, added] = triplets.try_emplace(TripletKey{a, b, c}, out.n_triplets);
-    if (added) {
-      if (out.n_triplets >= out.max_triplets) return -1;
-      const int64_t ids[3] = {a, b, c};
-      std::memcpy(out.triplet_strings + 3 * out.n_triplets, ids, sizeof ids);
-      ++out.n_triplets;
     }
     return it->second;
   }
@@ -488,22 +467,27 @@ struct PredictionParser {
     if ((seen & 31) != 31 || begin < 0 || begin >= stop || out.traj[4 * r + 1] < stop - begin ||
         out.traj[4 * r + 3] < stop - begin)
       return fail(kNotPlain);  // missing fields or a short trajectory: the general path names it
-    out.triplet_id[r] = triplet_of(ids[0], ids[1], ids[2]);
-    if (out.triplet_id[r] < 0) return fail(kNoRoom);
+    auto [it, added] = triplets.try_emplace(TripletKey{ids[0], ids[1], ids[2]}, out.n_triplets);
+    if (added) {
+      if (out.n_triplets >= out.max_triplets) return fail(kNoRoom);
+      std::memcpy(out.triplet_strings + 3 * out.n_triplets, ids, sizeof ids);
+      ++out.n_triplets;
+    }
+    out.triplet_id[r] = it->second;
     ++out.n_relations;
     return p + 1;
   }
 
-  // The entries "video id": [relation, ...] of the results object from the key at p, until the
-  // object closes (*closed = true; returns the position after its '}') or the next key is at or
-  // after `limit` (returns that key's position).
-  const char* videos(const char* p, const char* limit, bool* closed) {
-    *closed = false;
-    while (p < limit) {
+  // The "results" object at p.
+  const char* results(const char* p) {
+    if (p >= end || *p != '{') return fail(kNotPlain);
+    p = skip(p + 1, end);
+    if (p < end && *p == '}') return p + 1;
+    while (true) {
       const char *from, *to;
       p = ascii_string(p, end, &from, &to);
       if (p == nullptr) return fail(kNotPlain);
-      if (!videos_seen.insert(std::string_view(from, to - from)).second) {
+      if (!videos.insert(std::string_view(from, to - from)).second) {
         out.duplicate[0] = from - text;
         out.duplicate[1] = to - from;
         return fail(kDuplicateVideo);
@@ -532,84 +516,13 @@ struct PredictionParser {
       }
       out.video_count[v] = out.n_relations - first;
       p = skip(p, end);
-      if (p < end && *p == '}') {
-        *closed = true;
-        return p + 1;
-      }
+      if (p < end && *p == '}') return p + 1;
       if (p >= end || *p != ',') return fail(kNotPlain);
       p = skip(p + 1, end);
     }
-    return p;
   }
 
-  // The first position at or after `from` that looks like a video key of the results object: after
-  // "]" and ",", a string, ":" and "[" opening a relation list ("[{" or "[]"). Only a guess, taken
-  // only where the sequential parse stops at the same position.
-  const char* next_key(const char* from) const {
-    for (const char* p = from; p < end; ++p) {
-      p = static_cast<const char*>(std::memchr(p, ']', end - p));
-      if (p == nullptr) return nullptr;
-      const char* key = skip(p + 1, end);
-      if (key >= end || *key != ',') continue;
-      key = skip(key + 1, end);
-      const char *s0, *s1;
-      const char* q = ascii_string(key, end, &s0, &s1);
-      if (q == nullptr) continue;
-      q = skip(q, end);
-      if (q >= end || *q != ':') continue;
-      q = skip(q + 1, end);
-      if (q >= end || *q != '[') continue;
-      q = skip(q + 1, end);
-      if (q < end && (*q == '{' || *q == ']')) return key;
-    }
-    return nullptr;
-  }
-
-  // Appends the columns of a chunk parsed from the key this parse stopped at (its string ids,
-  // triplet ids and box indices renumbered as this parse would have numbered them); nullptr with
-  // status and out.duplicate set when one of its video ids was seen before, as this parse would
-  // have stopped there.
-  const char* append(const PredictionColumns& c, const char* stop) {
-    for (int64_t v = 0; v < c.n_videos; ++v) {
-      const char* id = text + c.video_span[2 * v];
-      if (!videos_seen.insert(std::string_view(id, c.video_span[2 * v + 1])).second) {
-        std::memcpy(out.duplicate, c.video_span + 2 * v, sizeof out.duplicate);
-        return fail(kDuplicateVideo);
-      }
-    }
-    if (out.n_videos + c.n_videos > out.max_videos || out.n_relations + c.n_relations > out.max_relations ||
-        out.n_boxes + c.n_boxes > out.max_boxes)
-      return fail(kNoRoom);
-    std::vector<int64_t> string_id(c.n_strings), triplet(c.n_triplets);
-    for (int64_t s = 0; s < c.n_strings; ++s) {
-      const char* from = text + c.string_span[2 * s];
-      string_id[s] = intern(from, from + c.string_span[2 * s + 1]);
-      if (string_id[s] < 0) return fail(kNoRoom);
-    }
-    for (int64_t t = 0; t < c.n_triplets; ++t) {
-      const int64_t* ids = c.triplet_strings + 3 * t;
-      triplet[t] = triplet_of(string_id[ids[0]], string_id[ids[1]], string_id[ids[2]]);
-      if (triplet[t] < 0) return fail(kNoRoom);
-    }
-    std::memcpy(out.video_span + 2 * out.n_videos, c.video_span, 2 * c.n_videos * sizeof(int64_t));
-    std::memcpy(out.video_count + out.n_videos, c.video_count, c.n_videos * sizeof(int64_t));
-    const int64_t r0 = out.n_relations;
-    for (int64_t r = 0; r < c.n_relations; ++r) {
-      out.triplet_id[r0 + r] = triplet[c.triplet_id[r]];
-      for (int j = 0; j < 4; ++j) out.traj[4 * (r0 + r) + j] = c.traj[4 * r + j] + (j % 2 == 0 ? out.n_boxes : 0);
-    }
-    std::memcpy(out.score + r0, c.score, c.n_relations * sizeof(double));
-    std::memcpy(out.duration + 2 * r0, c.duration, 2 * c.n_relations * sizeof(int64_t));
-    std::memcpy(out.boxes + 4 * out.n_boxes, c.boxes, 4 * c.n_boxes * sizeof(double));
-    out.n_videos += c.n_videos;
-    out.n_relations += c.n_relations;
-    out.n_boxes += c.n_boxes;
-    return stop;
-  }
-
-  const char* results(const char* p, int threads, int64_t min_chunk);
-
-  int64_t file(int threads, int64_t min_chunk) {
+  int64_t file() {
     const char* p = skip(text, end);
     if (p >= end || *p != '{') return kNotPlain;
     bool have_results = false, have_version = false;
@@ -623,7 +536,7 @@ struct PredictionParser {
       p = skip(p + 1, end);
       if (equals(from, to, "results") && !have_results) {
         have_results = true;
-        p = results(p, threads, min_chunk);
+        p = results(p);
         if (p == nullptr) return status == kParsed ? kNotPlain : status;
       } else if (equals(from, to, "version") && !have_version) {
         have_version = true;
@@ -647,114 +560,6 @@ struct PredictionParser {
     return kParsed;
   }
 };
-
-// `n` uninitialised elements, in 2 MiB pages where the system allows it (as numpy's large arrays):
-// a chunk's boxes are tens of MB, first touched by its thread, and 4 KiB pages cost a fault each.
-template <typename T>
-std::unique_ptr<T[], void (*)(void*)> scratch(int64_t n) {
-  constexpr std::size_t kPage = std::size_t{1} << 21;
-  const std::size_t bytes = (static_cast<std::size_t>(n) * sizeof(T) + kPage - 1) / kPage * kPage;
-  void* p = std::aligned_alloc(kPage, bytes);
-  if (p == nullptr) throw std::bad_alloc();
-#ifdef MADV_HUGEPAGE
-  madvise(p, bytes, MADV_HUGEPAGE);
-#endif
-  return {static_cast<T*>(p), std::free};
-}
-
-// Columns for a chunk parsed on another thread: room for `share` of the file's capacities
-// (allocated, touched only where used).
-struct ScratchColumns {
-  PredictionColumns columns;
-  std::unique_ptr<int64_t[], void (*)(void*)> ints;
-  std::unique_ptr<double[], void (*)(void*)> reals;
-
-  ScratchColumns(const PredictionColumns& file, double share)
-      : columns(capacities(file, share)),
-        ints(scratch<int64_t>(3 * columns.max_videos + 7 * columns.max_relations + 3 * columns.max_triplets +
-                              2 * columns.max_strings)),
-        reals(scratch<double>(columns.max_relations + 4 * columns.max_boxes)) {
-    PredictionColumns& c = columns;
-    int64_t* i = ints.get();
-    for (auto [column, size] : {std::pair{&c.video_span, 2 * c.max_videos}, {&c.video_count, c.max_videos},
-                                {&c.triplet_id, c.max_relations}, {&c.duration, 2 * c.max_relations},
-                                {&c.traj, 4 * c.max_relations}, {&c.triplet_strings, 3 * c.max_triplets},
-                                {&c.string_span, 2 * c.max_strings}}) {
-      *column = i;
-      i += size;
-    }
-    c.score = reals.get();
-    c.boxes = reals.get() + c.max_relations;
-  }
-
-  static PredictionColumns capacities(const PredictionColumns& file, double share) {
-    PredictionColumns c = file;
-    for (int64_t* n : {&c.max_videos, &c.max_relations, &c.max_boxes, &c.max_triplets, &c.max_strings})
-      *n = static_cast<int64_t>(static_cast<double>(*n) * share) + 1;
-    c.n_videos = c.n_relations = c.n_boxes = c.n_triplets = c.n_strings = 0;
-    return c;
-  }
-};
-
-struct Chunk {
-  ScratchColumns scratch;
-  PredictionParser parser;
-  const char* stop = nullptr;  // where its parse stopped (nullptr: it failed)
-  bool closed = false;         // whether the results object closed there
-
-  Chunk(const char* text, const char* end, const PredictionColumns& file, double share)
-      : scratch(file, share), parser{text, end, scratch.columns} {}
-};
-
-// The results object at p, parsed in up to `threads` chunks of at least `min_chunk` bytes: the
-// text after its first key is cut at video keys guessed by next_key; this parse reads the first
-// chunk while other threads read the others into scratch columns. Then, in order, a chunk is
-// appended if this parse stopped exactly at its first key and the chunk parsed without error;
-// otherwise this parse reads on by itself (so bad or unusual text gets exactly the sequential
-// result and status).
-const char* PredictionParser::results(const char* p, int threads, int64_t min_chunk) {
-  if (p >= end || *p != '{') return fail(kNotPlain);
-  p = skip(p + 1, end);
-  if (p < end && *p == '}') return p + 1;
-  std::vector<const char*> at{p};  // chunk starts, then `end`
-  const int64_t chunks = std::min<int64_t>(thread_count(threads), std::max<int64_t>((end - p) / std::max<int64_t>(min_chunk, 1), 1));
-  for (int64_t k = 1; k < chunks; ++k) {
-    const char* key = next_key(std::max(p + k * ((end - p) / chunks), at.back() + 1));
-    if (key == nullptr) break;
-    at.push_back(key);
-  }
-  const int64_t m = static_cast<int64_t>(at.size());
-  at.push_back(end);
-  std::vector<std::unique_ptr<Chunk>> parts(m);
-  const char* q = nullptr;
-  bool closed = false;
-  ParallelErrors errors;
-#pragma omp parallel for num_threads(static_cast<int>(m)) schedule(static, 1) if (m > 1)
-  for (int64_t k = 0; k < m; ++k) {
-    errors.run([&] {
-      if (k == 0) {
-        q = videos(p, at[1], &closed);
-        return;
-      }
-      try {
-        auto part = std::make_unique<Chunk>(text, end, out, static_cast<double>(end - at[k]) / (end - text));
-        part->stop = part->parser.videos(at[k], at[k + 1], &part->closed);
-        parts[k] = std::move(part);
-      } catch (const std::bad_alloc&) {  // no room for this chunk: read it sequentially
-      }
-    });
-  }
-  errors.rethrow();
-  for (int64_t k = 1; k < m && q != nullptr && !closed; ++k) {
-    if (q < at[k]) q = videos(q, at[k], &closed);
-    const Chunk* part = parts[k].get();
-    if (q != at[k] || closed || part == nullptr || part->stop == nullptr) continue;
-    closed = part->closed;
-    q = append(part->scratch.columns, part->stop);
-  }
-  if (q != nullptr && !closed) q = videos(q, end, &closed);
-  return q;
-}
 
 }  // namespace
 
@@ -844,12 +649,11 @@ int64_t first_duplicate_key(const char* text, int64_t length, int64_t* key_start
   return 0;
 }
 
-int64_t parse_prediction_file(const char* text, int64_t length, PredictionColumns& out, int threads,
-                              int64_t min_chunk) {
+int64_t parse_prediction_file(const char* text, int64_t length, PredictionColumns& out) {
   PredictionParser parser{text, text + length, out};
   out.version[0] = -1;
   out.version[1] = 0;
-  return parser.file(threads, min_chunk);
+  return parser.file();
 }
 
 }  // namespace pyvrel::cpu

@@ -33,9 +33,7 @@ int64_t first_duplicate_key(const char* text, int64_t length, int64_t* key_start
 // end), sub_traj and obj_traj (box lists with at least end - begin boxes), optional subject_tid /
 // object_tid (integer or null). Strings are text offsets (offset, length); triplet strings are
 // interned. Returns 0 (parsed), 1 (not of that form: parse it generally), 2 (a video id repeats:
-// duplicate = its span) or -1 (a buffer is too small). The results object is read by up to
-// `threads` threads (<= 0: OpenMP's default), each taking at least `min_chunk` bytes; the status,
-// the spans and (when parsed) the columns are those of a sequential parse.
+// duplicate = its span) or -1 (a buffer is too small).
 struct PredictionColumns {
   int64_t* video_span;       // (max_videos, 2) id offset, length
   int64_t* video_count;      // (max_videos,) relations per video
@@ -51,7 +49,6 @@ struct PredictionColumns {
   int64_t version[2] = {-1, 0};    // offset, length of the version string; offset -1: none
   int64_t duplicate[2] = {-1, 0};  // the repeated video id
 };
-int64_t parse_prediction_file(const char* text, int64_t length, PredictionColumns& out, int threads,
-                              int64_t min_chunk);
+int64_t parse_prediction_file(const char* text, int64_t length, PredictionColumns& out);
 
 }  // namespace pyvrel::cpu

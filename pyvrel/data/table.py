@@ -193,12 +193,11 @@ def read_prediction_table(path: _json.PathLike) -> RelationTable:
     """Read an official prediction file (as :func:`pyvrel.data.read_predictions` does, with the same
     validation and errors) straight into a :class:`RelationTable`.
 
-    A file of the plain form (see ``parse_prediction_file`` in ``csrc/cpu/prediction_json.h``: the
-    keys VidVRD-helper writes, ASCII strings) is parsed into the columns by one C++ pass (the
-    results object split at video keys across the CPU's threads), with no Python object per
-    relation. Any other file is parsed by the JSON parser with the trajectories cut out by the C++
-    pass (:func:`pyvrel.data._json.load_cut`), and no :class:`~pyvrel.data.Relation` is built for
-    a relation whose fields all have the exact expected types. Either way a video id
+    A file of the plain form (see ``parse_prediction_file`` in ``csrc/cpu/kernels.h``: the keys
+    VidVRD-helper writes, ASCII strings) is parsed into the columns by one C++ pass, with no Python
+    object per relation. Any other file is parsed by the JSON parser with the trajectories cut out
+    by the C++ pass (:func:`pyvrel.data._json.load_cut`), and no :class:`~pyvrel.data.Relation` is
+    built for a relation whose fields all have the exact expected types. Either way a video id
     that appears twice is an error."""
     table = _plain_prediction_table(Path(path))
     if table is not None:
@@ -245,11 +244,9 @@ def _plain_prediction_table(path: Path) -> RelationTable | None:
                          traj[:, :2].copy(), traj[:, 2:].copy(), version)
 
 
-def _parse_plain(data: bytes | Any, threads: int = 0,
-                 min_chunk: int = 1 << 20) -> tuple[int, np.ndarray, tuple[np.ndarray, ...]] | None:
-    """``(status, sizes, column buffers)`` of ``pyvrel._C.parse_prediction_file`` over ``data``, on up
-    to ``threads`` threads (0: OpenMP's default) of at least ``min_chunk`` bytes each (the result
-    does not depend on either); ``None`` where the system refuses the buffers."""
+def _parse_plain(data: bytes | Any) -> tuple[int, np.ndarray, tuple[np.ndarray, ...]] | None:
+    """``(status, sizes, column buffers)`` of ``pyvrel._C.parse_prediction_file`` over ``data``;
+    ``None`` where the system refuses the buffers."""
     from pyvrel import _ext
 
     n_rel, n_box = len(data) // 64 + 1, len(data) // 9 + 1
@@ -262,7 +259,7 @@ def _parse_plain(data: bytes | Any, threads: int = 0,
         return None
     buf = np.frombuffer(data, dtype=np.uint8)
     status = _ext.cpu().parse_prediction_file(buf.ctypes.data, len(data), *(a.ctypes.data for a in arrays),
-                                              sizes.ctypes.data, threads, min_chunk)
+                                              sizes.ctypes.data)
     del buf  # no view of a memory map may outlive it
     return status, sizes, arrays
 
