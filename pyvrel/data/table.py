@@ -193,9 +193,9 @@ def read_prediction_table(path: _json.PathLike) -> RelationTable:
     """Read an official prediction file (as :func:`pyvrel.data.read_predictions` does, with the same
     validation and errors) straight into a :class:`RelationTable`.
 
-    A file of the plain form (see ``parse_prediction_file`` in ``csrc/cpu/kernels.h``: the keys
-    VidVRD-helper writes, ASCII strings) is parsed into the columns by one C++ pass, with no Python
-    object per relation. Any other file is parsed by the JSON parser with the trajectories cut out
+    A file of the plain form (see ``parse_prediction_file`` in ``csrc/cpu/prediction_json.h``: the
+    keys VidVRD-helper writes, ASCII strings) is parsed into the columns by one C++ pass, with no
+    Python object per relation. Any other file is parsed by the JSON parser with the trajectories cut out
     by the C++ pass (:func:`pyvrel.data._json.load_cut`), and no :class:`~pyvrel.data.Relation` is
     built for a relation whose fields all have the exact expected types. Either way a video id
     that appears twice is an error."""
