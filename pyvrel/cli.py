@@ -172,7 +172,8 @@ def _synth(args: argparse.Namespace) -> int:
         config = SynthConfig(seed=args.seed, num_videos=args.videos, tail=args.tail, feature_dim=args.feature_dim,
                              features=not args.no_features, clip_dim=args.clip_dim, grounding=args.grounding,
                              proposals=args.proposals, sampled_frames=args.sampled_frames, open_vocab=args.open_vocab,
-                             hvrnet=args.hvrnet)
+                             hvrnet=args.hvrnet, predicate_tail=args.predicate_tail,
+                             pair_relations=args.pair_relations)
         clear = check_out_dir(args.out_dir, "OUT_DIR", overwrite=args.overwrite)
     except ConfigError as e:  # named by its option
         print(f"pyvrel synth: error: --{e.key.replace('num_', '').replace('_', '-')}: {e.message}", file=sys.stderr)
@@ -502,6 +503,12 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--hvrnet", action="store_true",
                     help="write HVR-Net's stream: RoI proposals with confusable categories (roi_*) and features of "
                          "the per-frame detections (det_features, for pyvrel track)")
+    sy.add_argument("--predicate-tail", type=float, default=0.0,
+                    help="long-tail exponent of the training split's predicate labels, over predicates that share "
+                         "patterns (DLL's study; default 0: every relation kept)")
+    sy.add_argument("--pair-relations", type=int, default=0,
+                    help="keep at most this many relation instances (the longest) per subject-object pair "
+                         "(vRGV's grounding world; default 0: all)")
     sy.add_argument("--no-features", action="store_true", help="annotations only")
     sy.add_argument("--overwrite", action="store_true", help="write into a non-empty OUT_DIR, deleting its content "
                                                              "first (without it such a folder is refused)")

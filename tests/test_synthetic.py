@@ -207,6 +207,18 @@ def test_synth_and_eval_commands(tmp_path, capsys):
     assert "RelDet mAP" in table and "100.00%" in table and "zero shot" in table and "per video" in table
 
 
+def test_synth_command_passes_the_label_options(tmp_path, capsys):
+    """--predicate-tail and --pair-relations reach SynthConfig (recorded in world.json); a bad value
+    is named by its option."""
+    out = tmp_path / "world"
+    args = ["synth", str(out), "--videos", "4", "--no-features"]
+    assert main(args + ["--predicate-tail", "2", "--pair-relations", "1"]) == 0
+    config = json.loads((out / "world.json").read_text())["config"]
+    assert config["predicate_tail"] == 2.0 and config["pair_relations"] == 1
+    assert main(args + ["--pair-relations", "-1", "--overwrite"]) == 2
+    assert "--pair-relations" in capsys.readouterr().err
+
+
 def test_eval_command_normalises_ground_truth_for_vidvrd2_outputs(tmp_path, capsys):
     """VidVRD-II writes "VERSION 2.1" files with coordinates in [0, 1]: the ground truth is then
     divided by each video's width/height before scoring."""
