@@ -146,8 +146,9 @@ class Trainer:
 
     A training step does not wait for the device: the logged values are summed on the device and
     copied to the host once per train record. A non-finite gradient norm (without fp16 loss
-    scaling, which skips such steps) stops training with ``FloatingPointError`` naming the step;
-    it is checked at the next train record or checkpoint, so no checkpoint holds its parameters.
+    scaling, which skips such steps) stops training with ``FloatingPointError`` naming the step:
+    on the CPU before that step's update, on a GPU at the next train record or checkpoint (no sync
+    per step), so no checkpoint holds its parameters.
 
     Outputs under ``out_dir`` (nothing is written when it is None):
     ``metrics.jsonl`` (one JSON object per line: ``{"type": "train", "epoch", "step", "lr",
@@ -361,6 +362,8 @@ class Trainer:
             self.scaler.update()
         else:
             self._note_nonfinite(grad_norm, outputs)
+            if grad_norm.device.type == "cpu":  # reading it costs no device sync: stop before the step
+                self._check_finite()
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
