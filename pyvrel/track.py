@@ -31,7 +31,7 @@ from pyvrel.data.dataset import Dataset, open_dataset
 from pyvrel.data.detections import Detections, detection_path, read_detections
 from pyvrel.data.features import FeatureStore
 from pyvrel.data.folder import split_path
-from pyvrel.ops import batched_nms, seq_nms
+from pyvrel.ops import batched_nms, box_iou, seq_nms
 
 __all__ = ["TrackConfig", "track_folder", "track_recall", "track_video"]
 
@@ -118,25 +118,23 @@ class _Piece:
         return self.start + len(self.boxes)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
-    return float(w * h / union) if union > 0 else 0.0
-
-
 def _join(pieces: list[_Piece], config: TrackConfig) -> list[_Piece]:
     """Join a tracklet to one that starts at most ``max_gap`` frames after it ends when the last box of
     the first and the first box of the second overlap with IoU >= ``link_threshold`` (a detection
     missed for a few frames breaks a Seq-NMS path); gap frames get linearly interpolated boxes and
     features. Greedy: smallest gap first, then largest IoU; each tracklet joins at most one before
     and one after. Returns the joined tracklets, by first selected piece."""
+    if not pieces:
+        return []
+    # IoU of every piece's last box with every piece's first box, in one call
+    ious = box_iou(torch.from_numpy(np.stack([p.boxes[-1] for p in pieces]).astype(np.float64)),
+                   torch.from_numpy(np.stack([p.boxes[0] for p in pieces]).astype(np.float64))).numpy()
     pairs = []
     for i, a in enumerate(pieces):
         for j, b in enumerate(pieces):
             gap = b.start - a.end
             if i != j and 0 <= gap <= config.max_gap:
-                iou = _iou(a.boxes[-1], b.boxes[0])
+                iou = float(ious[i, j])
                 if iou >= config.link_threshold:
                     pairs.append((gap, -iou, i, j))
     successor: dict[int, int] = {}
