@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from pyvrel.models.hvrnet.demo import VARIANTS, compare_variants, variant_table
+from pyvrel.models.hvrnet.demo import MINING_VARIANTS, VARIANTS, compare_variants, variant_table
 
 
 def main() -> None:
@@ -35,12 +35,15 @@ def main() -> None:
     parser.add_argument("--frames", type=int, nargs=2, default=(60, 120), help="frames per video (range)")
     parser.add_argument("--epochs", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=[*VARIANTS, *MINING_VARIANTS],
+                        help="variants to train (default the three of the paper's ablation; the others: the "
+                             "inter-video stage with semi-hard triplets and/or object-level hard-video mining)")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     world = {"seed": args.seed, "num_videos": args.videos, "frames": list(args.frames)}
     train = {"epochs": args.epochs, "seed": args.seed, "eval_every": args.epochs, "log_every": 50}  # else the preset's
-    report = compare_variants(args.out, world, train, args.variants)
+    track = "+ intra + inter-video" if "+ intra + inter-video" in args.variants else None
+    report = compare_variants(args.out, world, train, args.variants, track=track)
     tracking = report["tracking"]
     tracking.pop("per_video")
     print("\n" + variant_table(report["results"]))

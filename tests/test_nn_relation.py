@@ -90,3 +90,22 @@ def test_hard_triplets_and_the_loss_by_hand():
     mask = torch.tensor([True, True, True, True, False])
     assert hard_proposal_triplets(a, labels, mask)[2].tolist() == [3, 3, 3]
     assert proposal_triplet_loss(a, torch.zeros(5, dtype=torch.long)).item() == 0.0  # no anchor at all
+
+
+def test_semihard_triplets_by_hand():
+    """Semi-hard: the most similar negative still below the hardest positive, else the least similar."""
+    a = torch.tensor([[0.0, 5.0, 2.0, 1.0, 4.0],
+                      [3.0, 0.0, 7.0, 1.0, 2.0],
+                      [1.0, 2.0, 0.0, 6.0, 3.0],
+                      [9.0, 9.0, 9.0, 0.0, 9.0],
+                      [1.0, 1.0, 1.0, 1.0, 0.0]])
+    labels = torch.tensor([1, 1, 1, 2, 0])
+    anchor, positive, negative = hard_proposal_triplets(a, labels, mining="semihard")
+    assert anchor.tolist() == [0, 1, 2] and positive.tolist() == [2, 0, 0]
+    # 0: positive at 2, negatives 1 (3) and 4 (4): 3; 1: positive at 3, negatives 1 and 2: 4 (the higher);
+    # 2: positive at 1, negatives 6 and 3, none below: the least similar, 4
+    assert negative.tolist() == [3, 4, 4]
+    hand = (max(0, 1 - 2 + 2) + max(0, 2 - 3 + 2) + max(0, 3 - 1 + 2)) / 3
+    assert proposal_triplet_loss(a, labels, margin=2.0, mining="semihard").item() == pytest.approx(hand)
+    with pytest.raises(ValueError, match="mining: expected 'hardest' or 'semihard', got 'soft'"):
+        hard_proposal_triplets(a, labels, mining="soft")
