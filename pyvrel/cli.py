@@ -563,7 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Rebuild the model of a 'pyvrel train' checkpoint (any registered model with "
                                     "a loader, e.g. vrdone; its EMA weights), detect relations in the videos of a "
                                     "split (named with the checkpoint's vocabulary), and write the "
-                                    "official prediction JSON that 'pyvrel eval' reads.",
+                                    "official prediction JSON that 'pyvrel eval' reads. An hvrnet checkpoint "
+                                    "detects objects instead: it writes per-frame detections into the folder "
+                                    "--out, the input of 'pyvrel track'.",
                         epilog="exit codes: 0 done; 1 missing/invalid checkpoint or data; 2 bad command line")
     de.add_argument("--checkpoint", required=True, metavar="CKPT", help="checkpoint file (e.g. RUN/checkpoints/last.pt)")
     de.add_argument("--data", required=True, metavar="DIR|synthetic",

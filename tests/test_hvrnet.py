@@ -79,7 +79,8 @@ def test_labels_and_the_triplet_sampler(videos):
 
 
 @pytest.mark.parametrize(("relations", "mining"), [("none", {}), ("intra", {}), ("inter", {}),
-                                                   ("inter", {"triplet_mining": "semihard", "mining_descriptor": "object"})])
+                                                   ("inter", {"triplet_mining": "semihard", "mining_descriptor": "object",
+                                                              "triplet_similarity": "cosine"})])
 def test_training_step_and_windowed_inference(videos, relations, mining):
     cfg, vids = videos
     cfg = dataclasses.replace(cfg, relations=relations, max_per_frame=5, score_threshold=0.0, **mining)
@@ -126,6 +127,8 @@ def test_object_mining_picks_the_negative_window_of_the_most_similar_category():
     assert mine_hard_videos(desc[0], desc[1:2], desc[2:]) == (0, 0)
     with pytest.raises(ValueError, match="mining_descriptor: expected 'video' or 'object'"):
         HVRNetConfig(mining_descriptor="frames")
+    with pytest.raises(ValueError, match="triplet_similarity: expected 'affinity' or 'cosine'"):
+        HVRNetConfig(triplet_similarity="distance")
 
 
 def test_metrics_of_perfect_detections(videos):

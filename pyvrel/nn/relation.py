@@ -76,6 +76,13 @@ class ProposalRelation(nn.Module):
         return out, affinity
 
 
+    def cosine(self, query: Tensor, key: Tensor | None = None) -> Tensor:
+        """Cosine similarities of the projected queries and keys, ``(B, Nq, Nk)`` in [-1, 1]: the
+        affinities without their scale (a triplet loss on them cannot be met by growing the projections)."""
+        key = query if key is None else key
+        return torch.einsum("bqe,bke->bqk", F.normalize(self.q_proj(query), dim=-1), F.normalize(self.k_proj(key), dim=-1))
+
+
 def _check_mask(name: str, mask: Tensor, shape: torch.Size) -> None:
     if mask.dtype != torch.bool or tuple(mask.shape) != tuple(shape):
         raise ValueError(f"ProposalRelation: {name} must be a bool tensor of shape {tuple(shape)}, got "
@@ -134,10 +141,11 @@ def hard_proposal_triplets(affinity: Tensor, labels: Tensor, mask: Tensor | None
     positive ``p != i`` of the same label with the *lowest* affinity ``a[i, p]`` and a negative
     (another label, background included): with ``mining="hardest"`` (HVR-Net's) the one with the
     *highest* ``a[i, n]``; with ``"semihard"`` (FaceNet's rule, in similarity space) the highest
-    ``a[i, n]`` still *below* ``a[i, p]``, or the lowest ``a[i, n]`` when every negative is above it
-    (such an anchor cannot be separated from its hardest negative, e.g. identical features of two
-    labels, and the hardest negative would pull the projections towards a collapse). Anchors
-    without a positive or a negative are skipped. ``affinity (N, N)``, ``labels (N,)`` int,
+    ``a[i, n]`` still *below* ``a[i, p]``, and an anchor whose negatives are all at or above it is
+    skipped (it may be one no projection separates, e.g. two labels with identical features: its
+    hardest triplet pulls the query/key projections towards a collapse, and falling back to its
+    easiest negative, as FaceNet does, made the unbounded affinities and the loss blow up on the
+    synthetic world). Anchors without a positive or a negative are skipped. ``affinity (N, N)``, ``labels (N,)`` int,
     ``mask (N,)`` bool (padded proposals take no part) -> ``(anchor, positive, negative)`` int64
     index tensors ``(A,)`` (ties: the lowest index)."""
     if mining not in ("hardest", "semihard"):
@@ -150,11 +158,9 @@ def hard_proposal_triplets(affinity: Tensor, labels: Tensor, mask: Tensor | None
     a = affinity.detach()
     low = a.masked_fill(~same, float("inf")).min(1)
     positive = low.indices
-    negative = a.masked_fill(~other, float("-inf")).argmax(1)
     if mining == "semihard":
-        below = other & (a < low.values[:, None])
-        easiest = a.masked_fill(~other, float("inf")).argmin(1)
-        negative = torch.where(below.any(1), a.masked_fill(~below, float("-inf")).argmax(1), easiest)
+        other = other & (a < low.values[:, None])
+    negative = a.masked_fill(~other, float("-inf")).argmax(1)
     anchor = torch.nonzero((labels > 0) & valid & same.any(1) & other.any(1)).flatten()
     return anchor, positive[anchor], negative[anchor]
 

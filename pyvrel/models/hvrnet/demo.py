@@ -42,8 +42,10 @@ VARIANTS = {"frame only": ("none", {"relations": "none"}), "+ intra-video": ("in
 MINING_VARIANTS = {
     "+ inter, semi-hard": ("inter_semihard", {"relations": "inter", "triplet_mining": "semihard"}),
     "+ inter, object mining": ("inter_object", {"relations": "inter", "mining_descriptor": "object"}),
-    "+ inter, object, semi-hard": ("inter_object_semihard", {"relations": "inter", "mining_descriptor": "object",
-                                                              "triplet_mining": "semihard"})}
+    "+ inter, cosine semi-hard": ("inter_cosine_semihard", {"relations": "inter", "triplet_similarity": "cosine",
+                                                            "triplet_mining": "semihard"}),
+    "+ inter, object, cosine semi-hard": ("inter_object_cosine_semihard", {
+        "relations": "inter", "mining_descriptor": "object", "triplet_similarity": "cosine", "triplet_mining": "semihard"})}
 _DEMO = {"full": ({"num_videos": 80, "frames": [60, 100]}, {"epochs": 20}),
          "quick": ({"num_videos": 10, "frames": [40, 50]}, {"epochs": 1})}
 

@@ -48,6 +48,9 @@ class HVRNetConfig:
         triplet_margin, triplet_weight: the proposal triplet loss [10 / 1].
         triplet_mining: its triplets, ``"hardest"`` or ``"semihard"``
             (:func:`~pyvrel.nn.hard_proposal_triplets`) [hardest].
+        triplet_similarity: what the triplets are mined and penalised on: ``"affinity"`` (the block's
+            logits ``q k^T / sqrt(d)``, unbounded) or ``"cosine"`` (of the projected queries and keys,
+            :meth:`~pyvrel.nn.ProposalRelation.cosine`) [affinity].
         mining_descriptor: what the hard videos are mined on: ``"video"`` (the code's: each frame's
             mean over all its proposals, max over frames, :func:`~pyvrel.nn.video_descriptor`) or
             ``"object"`` (the same over the proposals of one object category: the item's category
@@ -72,6 +75,7 @@ class HVRNetConfig:
     triplet_weight: float = 1.0
     triplet_mining: Literal["hardest", "semihard"] = "hardest"
     mining_descriptor: Literal["video", "object"] = "video"
+    triplet_similarity: Literal["affinity", "cosine"] = "affinity"
     init_std: float | None = 0.01
     fg_iou: float = 0.5
     score_threshold: float = 0.001
@@ -83,6 +87,8 @@ class HVRNetConfig:
             raise ValueError(f"relations: expected 'none', 'intra' or 'inter', got {self.relations!r}")
         if self.triplet_mining not in ("hardest", "semihard"):
             raise ValueError(f"triplet_mining: expected 'hardest' or 'semihard', got {self.triplet_mining!r}")
+        if self.triplet_similarity not in ("affinity", "cosine"):
+            raise ValueError(f"triplet_similarity: expected 'affinity' or 'cosine', got {self.triplet_similarity!r}")
         if self.mining_descriptor not in ("video", "object"):
             raise ValueError(f"mining_descriptor: expected 'video' or 'object', got {self.mining_descriptor!r}")
         for key in ("feature_dim", "dim", "num_classes", "window", "positives", "negatives", "max_per_frame"):
@@ -198,7 +204,10 @@ class HVRNet(nn.Module):
         h = self.intra(x, m)
         out: dict[str, Tensor] = {}
         if cfg.relations == "inter":  # the last stage relates the three videos' proposals
-            h, affinity = self.stages[-1](h.reshape(B, 3 * T * M, -1), m.reshape(B, -1))
+            last, h3 = self.stages[-1], h.reshape(B, 3 * T * M, -1)
+            h, affinity = last(h3, m.reshape(B, -1))
+            if cfg.triplet_similarity == "cosine":
+                affinity = last.relation.cosine(last.fc(h3))
             y3, m3 = y.reshape(B, -1), m.reshape(B, -1)
             out["loss_triplet"] = torch.stack([proposal_triplet_loss(affinity[b], y3[b], m3[b], cfg.triplet_margin,
                                                                      cfg.triplet_mining) for b in range(B)]).mean()
