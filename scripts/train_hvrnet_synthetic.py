@@ -37,13 +37,25 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=[*VARIANTS, *MINING_VARIANTS],
                         help="variants to train (default the three of the paper's ablation; the others: the "
-                             "inter-video stage with semi-hard triplets and/or object-level hard-video mining)")
+                             "inter-video stage with semi-hard triplets, cosines, object-level hard-video mining)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a model setting of every variant (a variant's own win), e.g. mining_descriptor=object; "
+                             "VALUE is JSON, else a string; repeatable")
     args = parser.parse_args()
+    model = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            model[key] = json.loads(value)
+        except json.JSONDecodeError:
+            model[key] = value
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     world = {"seed": args.seed, "num_videos": args.videos, "frames": list(args.frames)}
     train = {"epochs": args.epochs, "seed": args.seed, "eval_every": args.epochs, "log_every": 50}  # else the preset's
     track = "+ intra + inter-video" if "+ intra + inter-video" in args.variants else None
-    report = compare_variants(args.out, world, train, args.variants, track=track)
+    report = compare_variants(args.out, world, train, args.variants, track=track, model=model)
     tracking = report["tracking"]
     tracking.pop("per_video")
     print("\n" + variant_table(report["results"]))

@@ -37,8 +37,9 @@ __all__ = ["MINING_VARIANTS", "VARIANTS", "compare_variants", "run_demo", "varia
 #: The compared variants: name -> (run folder, ``model:`` overrides).
 VARIANTS = {"frame only": ("none", {"relations": "none"}), "+ intra-video": ("intra", {"relations": "intra"}),
             "+ intra + inter-video": ("inter", {"relations": "inter"})}
-#: The inter-video stage with other triplet mining (``triplet_mining``) and hard-video descriptors
-#: (``mining_descriptor``) than the code's, for the study (``scripts/train_hvrnet_synthetic.py --variants``).
+#: The inter-video stage with other triplets (``triplet_mining``, ``triplet_similarity``) and hard-video
+#: descriptors (``mining_descriptor``) than the code's, for the study (``scripts/train_hvrnet_synthetic.py
+#: --variants``).
 MINING_VARIANTS = {
     "+ inter, semi-hard": ("inter_semihard", {"relations": "inter", "triplet_mining": "semihard"}),
     "+ inter, object mining": ("inter_object", {"relations": "inter", "mining_descriptor": "object"}),
@@ -51,12 +52,13 @@ _DEMO = {"full": ({"num_videos": 80, "frames": [60, 100]}, {"epochs": 20}),
 
 
 def compare_variants(out_dir: str | Path, world: Mapping[str, Any], train: Mapping[str, Any],
-                     variants: Sequence[str] = tuple(VARIANTS), log: Any = print, track: str | None = None
-                     ) -> dict[str, Any]:
+                     variants: Sequence[str] = tuple(VARIANTS), log: Any = print, track: str | None = None,
+                     model: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Train and evaluate each variant (module docstring; names of :data:`VARIANTS` or
     :data:`MINING_VARIANTS`) in ``out_dir/<run folder>``, then track the detections of every video
     by the ``track`` variant (default: the last) in ``out_dir/tracked``. ``world``: synthetic world
-    overrides, ``train``: ``train:`` settings. Returns ``{"results": {variant: metrics + seconds},
+    overrides, ``train``: ``train:`` settings, ``model``: ``model:`` settings of every variant (a
+    variant's own keys win). Returns ``{"results": {variant: metrics + seconds},
     "tracking": track_recall's summary (no per-video part), "world", "train"}``."""
     out = Path(out_dir)
     known = {**VARIANTS, **MINING_VARIANTS}
@@ -68,7 +70,7 @@ def compare_variants(out_dir: str | Path, world: Mapping[str, Any], train: Mappi
     for name in variants:
         t0 = time.perf_counter()
         folder, overrides = known[name]
-        run = prepare_run("hvrnet", "synthetic", {"model": {**overrides, "world": dict(world)},
+        run = prepare_run("hvrnet", "synthetic", {"model": {**(model or {}), **overrides, "world": dict(world)},
                                                   "train": {"progress": False, **train}}, out / folder)
         summary = run.fit()
         results[name] = {**summary["eval"], "seconds": time.perf_counter() - t0, "steps": summary["step"]}
