@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pyvrel.data.boxes import box_areas, box_intersections, box_ious
 from pyvrel.data.relations import Relation, Triplet
 from pyvrel.data.segments import segment_spans  # re-exported: pyvrel.eval.segment_spans
 
@@ -70,18 +71,6 @@ class SegmentRelation:
     obj: Track
 
 
-def _areas(b: np.ndarray, off: float) -> np.ndarray:
-    return (b[:, 2] - b[:, 0] + off) * (b[:, 3] - b[:, 1] + off)
-
-
-def _box_iou(a: np.ndarray, b: np.ndarray, off: float) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]) + off)
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]) + off)
-    inter = w * h
-    union = _areas(a[None], off)[0] + _areas(b[None], off)[0] - inter
-    return inter / union if union > 0 else 0.0
-
-
 def cubic_iou(a: Track, b: Track, pixel_offset: float = 1, temporal_tolerance: int = 0) -> float:
     """Spatio-temporal IoU of two tracks over their temporal intersection (volumes of the shared
     frames only). Without shared frames: 0, unless the gap between them is below
@@ -91,13 +80,11 @@ def cubic_iou(a: Track, b: Track, pixel_offset: float = 1, temporal_tolerance: i
     if hi <= lo:
         first, second = (a, b) if a.start <= b.start else (b, a)
         if len(a.boxes) and len(b.boxes) and second.start - first.end < temporal_tolerance:
-            return _box_iou(first.boxes[-1], second.boxes[0], pixel_offset)
+            return float(box_ious(first.boxes[-1], second.boxes[0], pixel_offset))
         return 0.0
     x, y = a.boxes[lo - a.start: hi - a.start], b.boxes[lo - b.start: hi - b.start]
-    w = np.clip(np.minimum(x[:, 2], y[:, 2]) - np.maximum(x[:, 0], y[:, 0]) + pixel_offset, 0, None)
-    h = np.clip(np.minimum(x[:, 3], y[:, 3]) - np.maximum(x[:, 1], y[:, 1]) + pixel_offset, 0, None)
-    inter = float((w * h).sum())
-    union = float(_areas(x, pixel_offset).sum() + _areas(y, pixel_offset).sum()) - inter
+    inter = float(box_intersections(x, y, pixel_offset).sum())
+    union = float(box_areas(x, pixel_offset).sum() + box_areas(y, pixel_offset).sum()) - inter
     return inter / union if union > 0 else 0.0
 
 
