@@ -1,11 +1,13 @@
-"""Greedy relation association (baseline and VidVRD-II), the baseline's confidence bug, segments."""
+"""Greedy relation association (baseline and VidVRD-II), the baseline's confidence bug, segments;
+the vectorised association against the pair-at-a-time reference."""
 
 import numpy as np
 import pytest
 
 from pyvrel.data.synthetic import SynthConfig, generate_video
 from pyvrel.eval import evaluate_relations
-from pyvrel.eval.association import SegmentRelation, Track, associate, cubic_iou, segment_spans
+from pyvrel.eval.association import SegmentRelation, Track, _pair_cubic_ious, associate, cubic_iou, segment_spans
+from pyvrel.eval.reference import associate_reference
 
 T, U = ("dog", "chase", "ball"), ("dog", "bite", "ball")
 
@@ -118,3 +120,63 @@ def test_linking_a_candidate_that_is_not_the_first_of_its_segment(algorithm):
     segs = [((0, 30), [far, seg_rel((0, 30), 0.5)]), ((15, 45), [seg_rel((15, 45), 0.8)])]
     out = associate(segs, algorithm)
     assert len(out) == 2 and max(r.duration[1] for r in out) == 45
+
+
+def _random_track(rng, base, start, length):
+    """A jittered piece of the base track ``base (F, 4)``: frames [start, start + length)."""
+    boxes = base[start: start + length] + rng.normal(0, rng.choice([0.5, 4.0, 20.0]), (length, 4))
+    return Track(start, boxes)
+
+
+def _random_segments(rng, frames=150):
+    """A video's segments: predictions of a few triplets on jittered pieces of a few base tracks,
+    some shorter than the segment, some empty, some with gaps to the previous segment."""
+    bases = []
+    for _ in range(4):
+        xy = rng.uniform(0, 300, 2) + np.cumsum(rng.normal(0, 3, (frames + 60, 2)), 0)
+        bases.append(np.concatenate([xy, xy + rng.uniform(20, 120, 2)], 1))
+    triplets = [("a", "p", "b"), ("a", "q", "b"), ("c", "p", "a")]
+    segs = []
+    for s, e in segment_spans(frames):
+        preds = []
+        for _ in range(int(rng.integers(0, 12))):
+            tracks = []
+            for base in rng.choice(len(bases), 2, replace=False).tolist():
+                lo = int(rng.integers(s, e - 1)) if rng.random() < 0.3 else s
+                hi = int(rng.integers(lo + 1, e + 1)) if rng.random() < 0.3 else e
+                if rng.random() < 0.03:
+                    hi = lo  # an empty track
+                tracks.append(_random_track(rng, bases[base], lo, hi - lo))
+            preds.append(SegmentRelation(triplets[int(rng.integers(len(triplets)))],
+                                         float(rng.choice([0.5, rng.random()])), *tracks))
+        segs.append(((s, e), preds))
+    return segs
+
+
+def test_pair_cubic_ious_equal_cubic_iou_bit_for_bit():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 50, (400, 2)).repeat(2, 1) + np.array([0, 0, 30, 30]) + rng.normal(0, 1, (400, 4))
+    tracks = [_random_track(rng, base, int(rng.integers(0, 200)), int(rng.choice([0, 1, 7, 30, 129, 200])))
+              for _ in range(40)]
+    ia, ib = rng.integers(0, 40, 500), rng.integers(0, 40, 500)
+    for off, tol in ((0, 0), (1, 30), (1, 0)):
+        got = _pair_cubic_ious(tracks, ia, tracks, ib, off, tol)
+        expected = [cubic_iou(tracks[a], tracks[b], off, tol) for a, b in zip(ia.tolist(), ib.tolist())]
+        assert got.tolist() == expected and 0 < np.count_nonzero(got) < len(got)
+
+
+@pytest.mark.parametrize("algorithm,bug", [("baseline", False), ("baseline", True), ("vidvrd2", False)])
+def test_associate_equals_the_reference_on_random_videos(algorithm, bug):
+    rng = np.random.default_rng(1)
+    links = 0
+    for _ in range(16):
+        segs = _random_segments(rng)
+        kw = dict(segment_topk=8, linkage_threshold=float(rng.choice([0.0, 0.3, 0.5])), pixel_offset=int(rng.integers(2)),
+                  temporal_tolerance=int(rng.choice([1, 5, 30])), reproduce_baseline_bug=bug, association_topk=15)
+        got, expected = associate(segs, algorithm, **kw), associate_reference(segs, algorithm, **kw)
+        assert len(got) == len(expected)
+        for g, e in zip(got, expected):
+            assert (g.triplet, g.duration, g.score) == (e.triplet, e.duration, e.score)
+            assert np.array_equal(g.sub_traj, e.sub_traj) and np.array_equal(g.obj_traj, e.obj_traj)
+        links += sum(r.duration[1] - r.duration[0] > 30 for r in got)
+    assert links > 10  # relations were extended
