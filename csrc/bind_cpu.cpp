@@ -5,6 +5,7 @@
 #include <string>
 
 #include "bind_common.h"
+#include "cpu/association.h"
 #include "cpu/kernels.h"
 #include "cpu/prediction_json.h"
 #include "cpu/relation_viou.h"
@@ -49,8 +50,9 @@ PYBIND11_MODULE(_C, m) {
       nogil,
       R"pbdoc(Greedy NMS: boxes (N, 4) visited in order (N,); idxs (N,) or 0 for none -> keep (N,) uint8.
 Suppresses IoU > threshold.)pbdoc");
-  // Not op kernels: the evaluation's pair vIoU (pyvrel/eval/_viou_pairs.py) and the prediction
-  // reader's cut (pyvrel/data/_json.py), each called from that one module.
+  // Not op kernels: the evaluation's pair vIoU (pyvrel/eval/_viou_pairs.py), the association
+  // (pyvrel/eval/_association.py) and the prediction reader's cut (pyvrel/data/_json.py), each
+  // called from that one module.
   m.def(
       "relation_viou_pairs",
       [](ptr a_boxes, ptr a_sub, ptr a_obj, ptr a_start, ptr a_len, ptr ia, ptr b_boxes, ptr b_sub,
@@ -63,6 +65,18 @@ Suppresses IoU > threshold.)pbdoc");
       },
       nogil,
       R"pbdoc(min(vIoU_sub, vIoU_obj) of relation pairs whose boxes are rows of two flat arrays (see kernels.h).)pbdoc");
+  m.def(
+      "associate_video",
+      [](ptr seg_count, int64_t S, ptr pred, ptr score, ptr boxes, bool vidvrd2, double threshold,
+         int64_t tolerance, double off, bool later_confs_one, ptr rel, ptr rel_score, ptr out_boxes,
+         int64_t box_capacity, ptr sizes) {
+        associate_video(as<const int64_t>(seg_count), S, as<const int64_t>(pred), as<const double>(score),
+                        as<const double>(boxes), vidvrd2, threshold, tolerance, off, later_confs_one,
+                        as<int64_t>(rel), as<double>(rel_score), as<double>(out_boxes),
+                        box_capacity, as<int64_t>(sizes));
+      },
+      nogil,
+      R"pbdoc(Greedy association of one video's segment predictions into relations (see association.h).)pbdoc");
   m.def(
       "cut_trajectories",
       [](ptr text, int64_t length, ptr skeleton, int64_t skeleton_capacity, ptr skeleton_length,

@@ -188,4 +188,4 @@ def associate_reference(segments: Sequence[tuple[tuple[int, int], Sequence[Segme
                 relations.append(linked)
             current.append(linked)
         previous = current
-    return _relations(relations, algorithm, association_topk)
+    return _relations(relations, [r.score(algorithm) for r in relations], algorithm, association_topk)
