@@ -9,6 +9,7 @@ import pytest
 
 from pyvrel.data.synthetic import SynthConfig, generate_video
 from pyvrel.eval import evaluate_relations
+from pyvrel.eval import _association
 from pyvrel.eval.association import SegmentRelation, Track, associate, cubic_iou, segment_spans
 from pyvrel.eval.reference import associate_reference
 
@@ -199,3 +200,12 @@ def test_associate_runs_in_cpp_without_torch(tmp_path):
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_associate_without_the_extension_runs_the_reference(monkeypatch):
+    segs = _random_segments(np.random.default_rng(3))
+    expected = associate(segs, "vidvrd2")
+    monkeypatch.setattr(_association, "available", lambda: False)
+    monkeypatch.setattr(_association, "link", None)  # never called
+    got = associate(segs, "vidvrd2")
+    assert [(r.triplet, r.duration, r.score) for r in got] == [(r.triplet, r.duration, r.score) for r in expected]
