@@ -7,7 +7,8 @@ every prediction/ground-truth pair of equal triplets, and crashes where the offi
 
 :func:`associate_reference` is the greedy association of :func:`pyvrel.eval.associate` one
 prediction / candidate pair at a time (one :func:`~pyvrel.eval.cubic_iou` call each), as it was
-first written: the spec the vectorised one is tested and benchmarked against.
+first written: the spec the C++ linking (:mod:`pyvrel.eval._association`) is tested and benchmarked
+against, and what ``associate`` runs when ``pyvrel._C`` is not built.
 """
 
 from __future__ import annotations
