@@ -131,6 +131,16 @@ def test_object_mining_picks_the_negative_window_of_the_most_similar_category():
         HVRNetConfig(triplet_similarity="distance")
 
 
+def test_detector_refuses_data_of_other_categories(videos, tmp_path):
+    from pyvrel.models.hvrnet.task import HVRNetDetector
+
+    cfg, _ = videos
+    detector = HVRNetDetector(HVRNet(cfg).eval(), OBJECTS[::-1])  # the checkpoint's categories in another order
+    with pytest.raises(ValueError, match=r"synthetic: its 35 object categories are not the checkpoint's 35 \(in the same"):
+        detector.write_detections(open_dataset("synthetic", TINY), "test", tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
 def test_metrics_of_perfect_detections(videos):
     cfg, vids = videos
     dets = []
