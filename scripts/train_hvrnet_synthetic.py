@@ -1,6 +1,8 @@
 """Compare HVR-Net's variants on the synthetic world's confusable categories on the CPU: frame only,
-+ intra-video relations, + intra- and inter-video relations (with the proposal triplet loss), then
-run `pyvrel track` on the last model's detections and score the tracklets against the ground truth.
++ intra-video relations, + intra- and inter-video relations (with the proposal triplet loss; more
+forms of it with --variants, any model setting of every variant with --set), then run `pyvrel
+track` on the detections of the inter variant (else the last) and score the tracklets against the
+ground truth.
 
     OMP_NUM_THREADS=1 nice python scripts/train_hvrnet_synthetic.py --out /tmp/hvrnet_study   # < 15 min per variant
     python scripts/train_hvrnet_synthetic.py --videos 12 --epochs 1 --out /tmp/hvr_smoke         # seconds: a smoke run
