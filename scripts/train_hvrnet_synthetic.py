@@ -37,6 +37,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, nargs=2, default=(60, 120), help="frames per video (range)")
     parser.add_argument("--epochs", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cue", choices=("frames", "bursts"), default="frames",
+                        help="how confusable entities show their cue (SynthConfig.hvrnet_cue; bursts: in one run "
+                             "of frames per video and a faint category offset, so most windows lack it)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=[*VARIANTS, *MINING_VARIANTS],
                         help="variants to train (default the three of the paper's ablation; the others: the "
                              "inter-video stage with semi-hard triplets, cosines, object-level hard-video mining)")
@@ -54,7 +57,7 @@ def main() -> None:
         except json.JSONDecodeError:
             model[key] = value
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    world = {"seed": args.seed, "num_videos": args.videos, "frames": list(args.frames)}
+    world = {"seed": args.seed, "num_videos": args.videos, "frames": list(args.frames), "hvrnet_cue": args.cue}
     train = {"epochs": args.epochs, "seed": args.seed, "eval_every": args.epochs, "log_every": 50}  # else the preset's
     track = "+ intra + inter-video" if "+ intra + inter-video" in args.variants else None
     report = compare_variants(args.out, world, train, args.variants, track=track, model=model)

@@ -14,7 +14,7 @@ from pyvrel.cli import main
 from pyvrel.data import FormatError, load_vocabulary
 from pyvrel.data.dataset import open_dataset
 from pyvrel.data.synthetic import SynthConfig, World, generate_video
-from pyvrel.data.synthetic.streams.hvrnet import CONFUSABLE, HVRNetStream
+from pyvrel.data.synthetic.streams.hvrnet import BURST, CONFUSABLE, CUE, HVRNetStream
 from pyvrel.models.hvrnet import HVRNet, HVRNetConfig, decode_boxes, encode_boxes
 from pyvrel.models.hvrnet.task import (FrameDetections, TripletSamples, confusable_labels, detect_video,
                                        evaluate_detections, label_video, load_videos)
@@ -47,6 +47,57 @@ def test_stream_changes_no_other_array_and_confuses_single_frames():
         np.testing.assert_allclose(stream.cue[index[first]], -stream.cue[index[second]])
         assert np.linalg.norm(stream.cue[index[first]]) > 0.5
     assert not stream.cue[index["person"]].any()
+
+
+def test_cue_bursts_leave_the_default_stream_alone_and_show_the_cue_in_one_run():
+    import hashlib
+
+    from pyvrel.engine.config import ConfigError
+
+    def digest(config):
+        h = hashlib.sha256()
+        for i in range(3):
+            for key, a in sorted(generate_video(config, i).features.items()):
+                h.update(f"{key}{a.dtype.str}{a.shape}".encode() + np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
+
+    frames = SynthConfig(seed=2, num_videos=3, frames=(30, 40), hvrnet=True, proposals=8, feature_dim=16)
+    # taken before hvrnet_cue existed: the default world is unchanged
+    assert digest(frames) == "89f8ea4dc38cc143cca1497c73e68b1b495034ecdfcf198c733050a0fd96370e"
+    with pytest.raises(ConfigError, match="hvrnet_cue"):
+        dataclasses.replace(frames, hvrnet_cue="windows")
+    runs, faint = [], []
+    for mode in ("frames", "bursts"):
+        config = SynthConfig(seed=4, num_videos=20, frames=(60, 80), entities=(4, 4), tail=0.0, hvrnet=True,
+                             hvrnet_cue=mode)
+        stream = HVRNetStream(World(config))
+        index = World(config).vocab.object_index()
+        confusable = {index[c] for pair in CONFUSABLE for c in pair}
+        shown, offsets = [], []
+        for i in range(config.num_videos):
+            video = generate_video(config, i)
+            anno, f = video.annotation, video.features
+            category = anno.category_of()
+            for tid in {t for t, c in category.items() if index[c] in confusable}:
+                c = index[category[tid]]
+                cue = []
+                for s, frame in enumerate(f["roi_frames"].tolist()):
+                    box = next((b.bbox for b in anno.trajectories[frame] if b.tid == tid), None)
+                    if box is None:
+                        continue
+                    tight = box_iou(torch.tensor([box], dtype=torch.float32), torch.from_numpy(f["roi_boxes"][s])).argmax()
+                    along = float((f["roi_features"][s, tight] - stream.shared[c]) @ stream.cue[c]) / CUE
+                    cue.append((frame, along))
+                on = [frame for frame, a in cue if a > 0.7 * CUE]
+                offsets += [a for _, a in cue if a <= 0.7 * CUE]
+                shown.append((len(on) / max(len(cue), 1), (max(on) - min(on)) / anno.frame_count if on else 0.0))
+        runs.append(np.array(shown))
+        faint.append(np.mean(offsets))
+    frames_runs, burst_runs = runs
+    assert len(burst_runs) >= 8
+    assert burst_runs[:, 0].mean() < 0.2 < frames_runs[:, 0].mean()  # the cue is rarer in bursts
+    assert (burst_runs[:, 1] <= BURST + 0.02).all() and frames_runs[:, 1].mean() > 0.5  # and in one run
+    assert faint[1] > 0.05 > abs(faint[0])  # the faint category offset outside the run
 
 
 def test_box_coding_round_trip(gen):

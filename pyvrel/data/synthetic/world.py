@@ -53,6 +53,9 @@ class SynthConfig:
             (:mod:`pyvrel.data.synthetic.streams.openvocab`); 0 = not written.
         hvrnet: add HVR-Net's stream (:mod:`pyvrel.data.synthetic.streams.hvrnet`): RoI proposals
             with confusable categories, and ``det_features`` for ``pyvrel track``.
+        hvrnet_cue: how a confusable entity shows its cue in that stream: ``"frames"`` (in 30 % of
+            its frames, drawn per frame) or ``"bursts"`` (in one run of 15 % of the video's frames,
+            and a faint category offset in every frame: most windows of a video lack the cue).
         pair_relations: keep at most this many relation instances per ordered subject–object pair
             (the longest, ties by begin frame then predicate) in every split, so a pair's labels are
             few and temporally localised (vRGV grounds a pair once); 0 = every instance kept. The
@@ -78,6 +81,7 @@ class SynthConfig:
     predicate_tail: float = 0.0
     open_vocab: int = 0
     hvrnet: bool = False
+    hvrnet_cue: str = "frames"
     pair_relations: int = 0
 
     def __post_init__(self) -> None:
@@ -87,6 +91,8 @@ class SynthConfig:
             low, high = getattr(self, key)
             if not 1 <= low <= high:
                 raise ConfigError(key, f"expected [low, high] with 1 <= low <= high, got [{low}, {high}]")
+        if self.hvrnet_cue not in ("frames", "bursts"):
+            raise ConfigError("hvrnet_cue", f"expected 'frames' or 'bursts', got {self.hvrnet_cue!r}")
         if self.num_videos < 1:
             raise ConfigError("num_videos", f"must be >= 1, got {self.num_videos}")
         for key, low, high in _RANGES:

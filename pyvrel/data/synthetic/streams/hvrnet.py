@@ -21,6 +21,12 @@ categories, and features for the per-frame detections.
   their prototype. Every entity proposal also holds the instance vector and noise N(0, 0.3 /
   sqrt(D)); a loose proposal holds half of that feature plus noise N(0, 1 / sqrt(D)); background
   proposals noise N(0, 1 / sqrt(D)).
+* ``SynthConfig.hvrnet_cue = "bursts"``: a confusable entity shows its cue only in one run of
+  :data:`BURST` of the video's frames (centre uniform over the video; the entity may be absent
+  there), so most windows of a few frames hold no cue of it; in every frame its features hold a
+  faint category offset ``±FAINT * normalize(p_a - p_b)``, weaker than its instance vector's
+  spread along that direction (N(0, 0.5 / sqrt(D))): within one video the offset is hard to tell
+  from the instance, across videos of both categories it is the consistent difference.
 
 It draws from its own generator (``default_rng([seed, index, 3])``): the other arrays of a video do
 not depend on it, and worlds written without it are unchanged.
@@ -39,12 +45,14 @@ from pyvrel.data.boxes import box_ious
 if TYPE_CHECKING:
     from pyvrel.data.synthetic.world import World
 
-__all__ = ["CONFUSABLE", "CUE", "CUE_PROB", "HVRNetStream"]
+__all__ = ["BURST", "CONFUSABLE", "CUE", "CUE_PROB", "FAINT", "HVRNetStream"]
 
 #: Pairs of categories whose single frames look alike (module docstring).
 CONFUSABLE: tuple[tuple[str, str], ...] = (("dog", "domestic_cat"), ("horse", "zebra"), ("bicycle", "motorcycle"))
 #: Probability that an entity of a confusable category shows its cue in a frame, and the cue's length.
 CUE_PROB, CUE = 0.3, 0.8
+#: ``hvrnet_cue="bursts"``: the share of a video's frames in the cue's run, and the faint offset's length.
+BURST, FAINT = 0.15, 0.1
 
 
 class HVRNetStream:
@@ -75,6 +83,9 @@ class HVRNetStream:
         cidx = self.world.vocab.object_index()
         cat = np.array([cidx[c] for c in categories], np.int64)
         inst = rng.normal(0, 0.5 * noise, (len(categories), D))
+        bursts = cfg.hvrnet_cue == "bursts"
+        if bursts:  # each entity's cue run: frames within half of BURST of the video from its centre
+            centre = rng.uniform(0, annotation.frame_count, len(categories))
 
         det_frame, det_boxes = arrays["det_frame"], arrays["det_boxes"].astype(np.float64)
         det_feats = rng.normal(0, noise, (len(det_frame), D))
@@ -102,6 +113,8 @@ class HVRNetStream:
                 size = np.array([box[2] - box[0], box[3] - box[1]] * 2)
                 c = cat[b.tid]
                 shows = rng.random() < CUE_PROB
+                if bursts:
+                    shows = FAINT / CUE + (abs(f - centre[b.tid]) <= BURST * annotation.frame_count / 2)
                 appear = self.shared[c] + shows * self.cue[c] + inst[b.tid] + rng.normal(0, 0.3 * noise, D)
                 fb += [box + rng.normal(0, 0.05, 4) * size, box + rng.normal(0, 0.25, 4) * size]
                 ff += [appear, 0.5 * appear + rng.normal(0, noise, D)]
