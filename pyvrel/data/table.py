@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from pyvrel._gc import paused_gc
 from pyvrel.data import _json
 from pyvrel.data.relations import Relation, Triplet, results_of, video_relations
 
@@ -202,7 +203,7 @@ def read_prediction_table(path: _json.PathLike) -> RelationTable:
     table = _plain_prediction_table(Path(path))
     if table is not None:
         return table
-    with _json.paused_gc():
+    with paused_gc():
         obj, cut = _json.load_cut(path)
         table = _table_from_json(obj, cut, str(path))
         if table is None:  # a trajectory key outside the relations: read plainly
@@ -346,7 +347,7 @@ def read_groundtruth_table(path: _json.PathLike, *, normalize: bool = False) -> 
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
-    with _json.paused_gc():
+    with paused_gc():
         b = _GroundTruthBuilder(normalize)
         if p.is_dir():
             files = iter_annotation_files(p)
