@@ -351,7 +351,8 @@ def read_groundtruth_table(path: _json.PathLike, *, normalize: bool = False) -> 
         b = _GroundTruthBuilder(normalize)
         if p.is_dir():
             files = iter_annotation_files(p)
-            plain = _parse_annotations([f.read_bytes() for f in files], mapping=False)
+            text = _read_files(files)
+            plain = _parse_annotations(*text, mapping=False) if text is not None else None
             if plain is None:
                 for f in files:
                     b.add_annotation(read_annotation(f), f)
@@ -359,9 +360,10 @@ def read_groundtruth_table(path: _json.PathLike, *, normalize: bool = False) -> 
                 b.add(plain, files, lambda v: read_annotation(files[v]))
             return b.finish()
         data = _json.read_bytes(p)
-        plain = _parse_annotations([data], mapping=False)
+        text = np.frombuffer(data, dtype=np.uint8), [0, len(data)]
+        plain = _parse_annotations(*text, mapping=False)
         if plain is None or plain.status[0]:  # not one plain annotation: a mapping video id -> annotation?
-            plain = _parse_annotations([data], mapping=True)
+            plain = _parse_annotations(*text, mapping=True)
         annos: dict[str, Any] = {}
 
         def checked(v: int) -> Any:  # the annotation of video v through the record reader
@@ -402,21 +404,33 @@ class _PlainAnnotations:
     triplets: list[Triplet]
 
 
-def _parse_annotations(texts: list[bytes], *, mapping: bool) -> _PlainAnnotations | None:
-    """The C++ pass over annotation texts (each one annotation, or with ``mapping`` the one text a
-    mapping video id -> annotation); ``None`` without the extension, where the system refuses the
-    buffers, or (``mapping``) when the text is not such a mapping. Capacities are bounds (a box
-    takes >= 50 bytes of text, a relation >= 64, an interned string >= 16), allocated but never
-    touched beyond what is used."""
+def _read_files(files: list[Path]) -> tuple[np.ndarray, list[int]] | None:
+    """The files' bytes one after the other in one buffer (read into it, not copied) and where
+    each starts, with the end: ``(text (n,) uint8, offsets)``; ``None`` when a file's size changed
+    while reading."""
+    offsets = [0]
+    for f in files:
+        offsets.append(offsets[-1] + f.stat().st_size)
+    text = np.empty(offsets[-1], dtype=np.uint8)
+    for f, a, b in zip(files, offsets, offsets[1:]):
+        with open(f, "rb", buffering=0) as fh:
+            if fh.readinto(text[a:b]) != b - a or fh.read(1):
+                return None
+    return text, offsets
+
+
+def _parse_annotations(text: np.ndarray, offsets: list[int], *, mapping: bool) -> _PlainAnnotations | None:
+    """The C++ pass over annotation texts ``text[offsets[i]: offsets[i + 1]]`` (uint8; each one
+    annotation, or with ``mapping`` one text a mapping video id -> annotation); ``None`` without the
+    extension, where the system refuses the buffers, or (``mapping``) when the text is not such a
+    mapping. Capacities are bounds (a box takes >= 50 bytes of text, a relation >= 64, an interned
+    string >= 16), allocated but never touched beyond what is used."""
     from pyvrel import _ext
 
     if not _ext.has_cpu_ext():
         return None
-    data = texts[0] if len(texts) == 1 else b"".join(texts)
-    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
-    np.cumsum([len(t) for t in texts], out=offsets[1:])
-    n = len(data)
-    sizes = np.array([n // 64 + 1 if mapping else len(texts), n // 64 + 1, n // 50 + 1, n // 64 + 1, n // 16 + 1],
+    n, n_texts = len(text), len(offsets) - 1
+    sizes = np.array([n // 64 + 1 if mapping else n_texts, n // 64 + 1, n // 50 + 1, n // 64 + 1, n // 16 + 1],
                      dtype=np.int64)
     try:
         video, size = np.empty((sizes[0], 5), np.int64), np.empty((sizes[0], 2))
@@ -424,18 +438,18 @@ def _parse_annotations(texts: list[bytes], *, mapping: bool) -> _PlainAnnotation
         triplet_strings, string_span = np.empty((sizes[3], 3), np.int64), np.empty((sizes[4], 2), np.int64)
     except MemoryError:
         return None
-    buf = np.frombuffer(data, dtype=np.uint8)
-    status = _ext.cpu().parse_annotations(buf.ctypes.data, offsets.ctypes.data, len(texts), mapping, video.ctypes.data,
+    starts = np.array(offsets, dtype=np.int64)
+    status = _ext.cpu().parse_annotations(text.ctypes.data, starts.ctypes.data, n_texts, mapping, video.ctypes.data,
                                           size.ctypes.data, relation.ctypes.data, boxes.ctypes.data,
                                           triplet_strings.ctypes.data, string_span.ctypes.data, sizes.ctypes.data)
     if status != 0:
         return None
     n_videos, n_relations, n_boxes, n_triplets, n_strings = sizes.tolist()
-    strings = [data[a: a + k].decode() for a, k in string_span[:n_strings].tolist()]
+    decode = lambda at, length: text[at: at + length].tobytes().decode()  # noqa: E731
+    strings = [decode(a, k) for a, k in string_span[:n_strings].tolist()]
     rows = video[:n_videos].tolist()
     boxes.resize((n_boxes, 4), refcheck=False)  # gives back the unused capacity without copying
-    return _PlainAnnotations([r[0] for r in rows], [data[r[1]: r[1] + r[2]].decode() if r[1] >= 0 else None
-                                                    for r in rows],
+    return _PlainAnnotations([r[0] for r in rows], [decode(r[1], r[2]) if r[1] >= 0 else None for r in rows],
                              size[:n_videos], np.concatenate([[0], np.cumsum(video[:n_videos, 3])]).tolist(),
                              np.concatenate([[0], np.cumsum(video[:n_videos, 4])]).tolist(),
                              relation[:n_relations], boxes,
