@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -98,8 +99,6 @@ def _eval_grounding(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     if args.grounding:
         return _eval_grounding(args)
-    import os
-
     from pyvrel._gc import paused_gc
 
     if "numpy" not in sys.modules:  # no BLAS call follows; else OpenBLAS starts threads that spin ~30 ms of CPU
@@ -650,7 +649,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
-    return args.func(args)
+    code = args.func(args)
+    if argv is None and args.func is _eval:  # a `pyvrel eval` process, which writes nothing but its two streams:
+        sys.stdout.flush()  # end it without the interpreter's teardown (freeing every module and table object
+        sys.stderr.flush()  # one by one: ~0.03 s, 10% of the command)
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":
