@@ -83,6 +83,10 @@ def test_eval_warns_about_coordinates_outside_the_versions_range(tmp_path, capsy
     data.write_predictions(tiny, tmp_path / "normalised_as_v1.json")
     code, res, err = _eval_json(capsys, gt, tmp_path / "normalised_as_v1.json")
     assert code == 0 and "every coordinate lies in [0, 1]" in err
+    last = list(tiny)[-1]  # the same but one pixel box at the end of the file: no warning
+    tiny[last][-1].obj_traj = preds[last][-1].obj_traj
+    data.write_predictions(tiny, tmp_path / "pixels_at_the_end.json")
+    assert _eval_json(capsys, gt, tmp_path / "pixels_at_the_end.json")[1]["warnings"] == []
 
 
 def test_eval_missing_files_read_the_same_and_swapped_arguments_get_a_hint(tmp_path, capsys):
