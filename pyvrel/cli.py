@@ -101,8 +101,9 @@ def _eval(args: argparse.Namespace) -> int:
         return _eval_grounding(args)
     from pyvrel._gc import paused_gc
 
-    if "numpy" not in sys.modules:  # no BLAS call follows; else OpenBLAS starts threads that spin ~30 ms of CPU
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if "numpy" not in sys.modules:  # numpy is imported next: settings for this short process (benchmarks/README.md)
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # no BLAS call follows; its threads spun ~30 ms of CPU
+        os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")  # 2 MiB pages stalled on compaction after a big process
     with paused_gc():  # the collector's passes over the imports and tables cost ~10% of the command
         return _eval_relations(args)
 
