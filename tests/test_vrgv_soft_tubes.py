@@ -28,6 +28,9 @@ def test_soft_tubes_are_the_attention_without_links_and_distributions_with_them(
     tubes = soft_tubes(alpha, boxes, 2.0)
     torch.testing.assert_close(tubes.sum(-1), torch.ones(3, 5))
     assert (tubes - alpha).abs().max() > 1e-2  # the links move weight
+    leaf = alpha.clone().requires_grad_()
+    (soft_tubes(leaf, boxes, 2.0) * torch.arange(4.0)).sum().backward()  # a loss on the tubes reaches α
+    assert leaf.grad.abs().max() > 1e-3
 
 
 def test_soft_tube_marginals_have_the_gradient_of_a_differentiable_forward_backward():
