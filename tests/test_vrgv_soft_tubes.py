@@ -45,13 +45,19 @@ def test_the_reconstruction_loss_trains_the_attention_through_the_soft_path():
     items = [(torch.cat([torch.randn(T, M, 3), _boxes(T=T, M=M, seed=b), torch.rand(T, M, 1)], -1), b % 3, 2,
               [1, 4, 5, 2]) for b in range(2)]
     batch = collate(items)
-    grads = {}
-    for kind in ("attention", "soft_viterbi"):
+    losses, grads = {}, {}
+    for kind, weight in (("attention", None), ("soft_viterbi", None), ("soft_viterbi", 0.0)):
         torch.manual_seed(0)
-        model = VRGVTrainModel(replace(TINY, tube_training=kind), 6, torch.randn(3, TINY.word_dim))
-        model(batch)["loss"].backward()
-        grads[kind] = torch.cat([p.grad.flatten() for p in model.grounder.sau.parameters()])
-    assert grads["soft_viterbi"].abs().max() > 0
-    assert not torch.allclose(grads["soft_viterbi"], grads["attention"])
+        model = VRGVTrainModel(replace(TINY, tube_training=kind, tube_weight=weight), 6, torch.randn(3, TINY.word_dim))
+        loss = model(batch)["loss"]
+        loss.backward()
+        losses[kind, weight] = loss.detach()
+        grads[kind, weight] = torch.cat([p.grad.flatten() for p in model.grounder.sau.parameters()])
+    assert grads["soft_viterbi", None].abs().max() > 0
+    assert not torch.allclose(grads["soft_viterbi", None], grads["attention", None])
+    torch.testing.assert_close(losses["soft_viterbi", 0.0], losses["attention", None])  # λ = 0: the paper
+    torch.testing.assert_close(grads["soft_viterbi", 0.0], grads["attention", None], atol=1e-6, rtol=1e-4)
     with pytest.raises(ValueError, match="tube_training"):
         VRGVConfig(tube_training="hard")
+    with pytest.raises(ValueError, match="tube_weight"):
+        VRGVConfig(tube_weight=-1.0)

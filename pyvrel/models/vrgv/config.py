@@ -38,9 +38,9 @@ class VRGVConfig:
             which saturates its LSTMs before the attention learns).
     Attributes (beyond the paper, off by default):
         tube_training: what pools the subject and object region features: ``"attention"`` (α, the
-            paper) or ``"soft_viterbi"`` (the path marginals of linking α with ``pairwise_weight · IoU``,
+            paper) or ``"soft_viterbi"`` (the path marginals of linking α with ``λ · IoU`` links,
             :mod:`pyvrel.models.vrgv.soft_tubes`, in training and inference alike; the grounding still
-            links α).
+            links α). tube_weight: that λ (None: ``pairwise_weight``; no frame-gap scaling).
     Attributes (grounding, §2.4):
         temporal_threshold: σ on ``β2[clip(t)] + β1[t]`` (0.04). min_segment: the 10 of
             ``margin = min_len = int(10 · num_frames / frame_count)``.
@@ -61,6 +61,7 @@ class VRGVConfig:
     attention: str = "additive"
     decoder_state: str = "clip"
     tube_training: str = "attention"
+    tube_weight: float | None = None
     temporal_threshold: float = 0.04
     min_segment: float = 10.0
     pairwise_weight: float = 1.0
@@ -82,6 +83,8 @@ class VRGVConfig:
             raise ValueError(f"feature_scale: must be > 0, got {self.feature_scale!r}")
         if self.pairwise_weight < 0 or self.min_segment < 0:
             raise ValueError("pairwise_weight and min_segment must be >= 0")
+        if self.tube_weight is not None and not self.tube_weight >= 0:
+            raise ValueError(f"tube_weight: must be >= 0 or None, got {self.tube_weight!r}")
 
     @property
     def clip_len(self) -> int:

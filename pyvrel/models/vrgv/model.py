@@ -144,7 +144,8 @@ class VRGV(nn.Module):
         f_s, alpha_s = self.sau(v, w_s)
         f_o, alpha_o = self.sau(v, w_o)
         if self.cfg.tube_training == "soft_viterbi":  # pool with the linking's marginals (soft_tubes.py)
-            tubes = soft_tubes(torch.stack([alpha_s, alpha_o]), regions[..., F_:F_ + 4], self.cfg.pairwise_weight)
+            lam = self.cfg.pairwise_weight if self.cfg.tube_weight is None else self.cfg.tube_weight
+            tubes = soft_tubes(torch.stack([alpha_s, alpha_o]), regions[..., F_:F_ + 4], lam)
             f_s, f_o = torch.einsum("pbtm,btme->pbte", tubes, v)
         x = torch.cat([f_s + self.msg_obj2sub(alpha_o), f_o + self.msg_sub2obj(alpha_s)], -1)
         video, state, beta_frame, beta_clip = self.hierarchy(self.transform_visual(x),
