@@ -1,12 +1,15 @@
 """Soft tubes: vRGV's spatial attention trained through the grounding's linking (beyond the paper).
 
 With ``VRGVConfig.tube_training="soft_viterbi"`` the subject and object features that reach the
-decoder are pooled with the *path marginals* of the linking problem the grounding solves at test time
-instead of with the per-frame attention α: unary ``log α[t, m]`` (the SAU's logits up to a per-frame
-constant, which no path distinguishes), pairwise ``λ · IoU`` of boxes of consecutive sampled frames,
-:func:`pyvrel.ops.soft_viterbi` at temperature 1. With ``λ = 0`` the marginals are α exactly (the
-paper); with ``λ > 0`` a box gains weight when the attention on its neighbours in time continues it,
-so the reconstruction loss trains the attention to make linkable tubes.
+decoder are pooled with the *path marginals* of a linking problem instead of with the per-frame
+attention α: unary ``log α[t, m]`` (the SAU's logits up to a per-frame constant, which no path
+distinguishes), pairwise ``λ · IoU`` of boxes of consecutive sampled frames (λ: ``tube_weight``, by
+default the grounding's ``pairwise_weight``, not divided by the frame gap: a training batch has no
+frame numbers), :func:`pyvrel.ops.soft_viterbi` at temperature 1. It is the soft counterpart of the
+grounding's linking (a hard Viterbi path on ``α`` and ``λ / gap · IoU``), not the same problem: on
+``log α`` at temperature 1, ``λ = 0`` gives marginals equal to α exactly (the paper), and with
+``λ > 0`` a box gains weight when the attention on its neighbours in time continues it, so the
+reconstruction loss trains the attention to make linkable tubes.
 
 :func:`pyvrel.ops.soft_viterbi` returns its marginals without gradient (its log-partition carries
 the first derivative). :class:`_Marginals` differentiates them: the Jacobian of the marginals w.r.t.
