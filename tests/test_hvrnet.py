@@ -215,6 +215,12 @@ def test_train_command_on_the_synthetic_world(tmp_path):
                  "train.epochs=1", "--set", "train.progress=false", "--set", "train.log_every=1"]) == 0
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert "loss_triplet" in records[0] and records[-1]["type"] == "eval" and 0 <= records[-1]["mAP"] <= 1
+    import runpy  # the study's attention measurement on this run
+    from pathlib import Path
+
+    spread = runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "hvrnet_attention.py"))["attention_spread"]
+    std, entropy = spread(run)
+    assert std > 0 and 0 < entropy <= 1 + 1e-6
 
 
 def test_malformed_roi_arrays_name_file_and_key(videos):
