@@ -349,6 +349,42 @@ def test_pair_relations_keeps_the_longest_instances_of_each_pair():
         SynthConfig(pair_relations=-1)
 
 
+def test_twins_world_adds_same_category_entities_and_a_predicate_trace_on_the_related_ones():
+    """twins=1: every entity gets one twin of its category over its span, in no relation (the relations
+    are those of the world without twins); each relation instance adds its predicate's subject (object)
+    trace to its subject's (object's) grounding features on its frames only, never to a twin's."""
+    from pyvrel.data.synthetic import SynthConfig, World, generate_video
+
+    world = {"seed": 0, "frames": (60, 120), "entities": (3, 3), "min_run": 8, "grounding": True,
+             "feature_dim": 64, "proposals": 12, "sampled_frames": 40, "pair_relations": 1}
+    key = lambda r: (r.subject_tid, r.object_tid, r.predicate, r.begin_fid, r.end_fid)  # noqa: E731
+    plain = generate_video(SynthConfig(**world), 6).annotation
+    config = SynthConfig(**world, twins=1)
+    v = generate_video(config, 6)  # a person above a bicycle on frames [23, 75) of 87, the bicycle beneath it
+    anno, f = v.annotation, v.features
+    assert [o.category for o in anno.objects] == [o.category for o in plain.objects] * 2
+    assert list(map(key, anno.relations)) == list(map(key, plain.relations)) and len(anno.relations) >= 2
+    boxes = anno.boxes_by_tid()
+    for o in plain.objects:  # a twin lives over its entity's frames, on its own path
+        assert boxes[o.tid + 3].keys() == boxes[o.tid].keys() and boxes[o.tid + 3] != boxes[o.tid]
+    traces = next(s for s in World(config).streams if s.option == "grounding").traces
+
+    def projection(tid, trace):  # (sampled frames showing tid,) feature . trace, and those frames
+        rows, slots = np.nonzero(f["proposal_tid"] == tid)
+        return f["proposal_features"][rows, slots] @ trace, f["proposal_frames"][rows]
+
+    r = anno.relations[0]
+    others = [q for q in anno.relations if q is not r]
+    for role, tid in enumerate((r.subject_tid, r.object_tid)):
+        trace = traces[r.predicate][role]
+        for who, gain in ((tid, 1.0), (tid + 3, 0.0)):  # the entity carries it, its twin does not
+            p, frames = projection(who, trace)
+            inside = (frames >= r.begin_fid) & (frames < r.end_fid)
+            clean = ~inside & ~np.any([(frames >= q.begin_fid) & (frames < q.end_fid) for q in others], 0)
+            assert inside.any() and clean.any()
+            assert abs(p[inside].mean() - p[clean].mean() - gain) < 0.3, (role, who)
+
+
 def test_train_ground_and_eval_commands(tmp_path, capsys):
     from pyvrel.cli import main
 

@@ -11,7 +11,13 @@ generated annotation (its ground-truth boxes and categories) and the world's cat
   tracklets); up to two *distractors* per entity — the entity's box shifted by N(0, 0.3) of its
   size (partial boxes, duplicates) whose feature is half the entity's appearance plus noise; a few
   *confusers* with another category's prototype; the rest background boxes with noise features;
-* the video-level relation labels are the annotation's triplets (the only supervision vRGV uses).
+* the video-level relation labels are the annotation's triplets (the only supervision vRGV uses);
+* with ``SynthConfig.twins`` (the grounding world of same-category entities), each relation instance
+  adds a *trace* of its predicate to the appearance of its subject and of its object on the frames
+  where it holds (``[begin, end)``): a world-level unit vector per predicate and role (subject,
+  object), as a person riding looks unlike one walking. The twins (same category, no relation) and
+  the frames outside the instance carry none, so the predicate word alone tells the related entities
+  and frames apart; the shifted distractors copy half of it, as they copy half the appearance.
 
 It replaces the plain ``proposal_*`` arrays of the detector outputs (whose entity boxes sit in the
 first slots, noise-free). It draws from a generator of its own (``default_rng([seed, index, 2])``),
@@ -38,6 +44,7 @@ __all__ = ["GroundingStream", "sampled_frames"]
 
 DISTRACTORS = 2      # shifted copies per visible entity (kept while slots last)
 CONFUSERS = 2        # boxes with another category's appearance per frame
+TRACE = 1.0          # norm of a predicate's trace (a category prototype's is 1)
 
 
 def sampled_frames(frame_count: int, samples: int) -> np.ndarray:
@@ -53,16 +60,29 @@ class GroundingStream:
 
     def __init__(self, world: World) -> None:
         self.world = world
+        #: (predicates, 2, D) trace of each predicate on its subject (0) and object (1); twins worlds only
+        self.traces: dict[str, np.ndarray] | None = None
+        if world.config.twins:
+            rng = np.random.default_rng([world.config.seed, 1 << 30, self.tag])
+            t = rng.normal(size=(len(world.vocab.predicates), 2, world.config.feature_dim))
+            t *= TRACE / np.linalg.norm(t, axis=-1, keepdims=True)
+            self.traces = dict(zip(world.vocab.predicates, t))
 
     def arrays(self, rng: np.random.Generator, annotation: VideoAnnotation, categories: list[str],
                arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The ``proposal_*`` arrays of one video (module docstring) from its annotation and its
         entities' categories (by tid)."""
-        return _regions(rng, self.world, annotation, categories)
+        return _regions(rng, self.world, annotation, categories, self.traces)
 
 
-def _regions(rng: np.random.Generator, world: World, annotation: VideoAnnotation, cats: list[str]
-             ) -> dict[str, np.ndarray]:
+def _trace(annotation: VideoAnnotation, traces: dict[str, np.ndarray], frame: int, tid: int) -> np.ndarray | float:
+    """The sum of the predicate traces on entity ``tid`` at video ``frame`` (0 when none holds)."""
+    return sum((traces[r.predicate][role] for r in annotation.relations if r.begin_fid <= frame < r.end_fid
+                for role, t in enumerate((r.subject_tid, r.object_tid)) if t == tid), 0.0)
+
+
+def _regions(rng: np.random.Generator, world: World, annotation: VideoAnnotation, cats: list[str],
+             traces: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     cfg = world.config
     D, M, C = cfg.feature_dim, cfg.proposals, len(world.vocab.objects)
     cidx = world.vocab.object_index()
@@ -88,6 +108,8 @@ def _regions(rng: np.random.Generator, world: World, annotation: VideoAnnotation
             b = np.asarray(fb.bbox, np.float64)
             size = np.array([b[2] - b[0], b[3] - b[1]] * 2)
             appear = world.prototypes[cidx[cats[fb.tid]]] + inst[fb.tid] + rng.normal(0, 0.3 * noise, D)
+            if traces is not None:
+                appear = appear + _trace(annotation, traces, frame, fb.tid)
             boxes.append(b + rng.normal(0, 0.05, 4) * size)
             feats.append(appear)
             tids.append(fb.tid)
