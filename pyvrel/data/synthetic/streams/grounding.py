@@ -15,7 +15,8 @@ generated annotation (its ground-truth boxes and categories) and the world's cat
 * with ``SynthConfig.twins`` (the grounding world of same-category entities), each relation instance
   adds a *trace* of its predicate to the appearance of its subject and of its object on the frames
   where it holds (``[begin, end)``): a world-level unit vector per predicate and role (subject,
-  object), as a person riding looks unlike one walking. The twins (same category, no relation) and
+  object), half of it (in energy) shared by every predicate of the role and half its own, as a person
+  riding looks engaged, and unlike one walking. The twins (same category, no relation) and
   the frames outside the instance carry none, so the predicate word alone tells the related entities
   and frames apart; the shifted distractors copy half of it, as they copy half the appearance.
 
@@ -64,9 +65,9 @@ class GroundingStream:
         self.traces: dict[str, np.ndarray] | None = None
         if world.config.twins:
             rng = np.random.default_rng([world.config.seed, 1 << 30, self.tag])
-            t = rng.normal(size=(len(world.vocab.predicates), 2, world.config.feature_dim))
-            t *= TRACE / np.linalg.norm(t, axis=-1, keepdims=True)
-            self.traces = dict(zip(world.vocab.predicates, t))
+            t = rng.normal(size=(len(world.vocab.predicates) + 1, 2, world.config.feature_dim))
+            t = t[1:] + t[:1] / np.linalg.norm(t[:1], axis=-1, keepdims=True) * np.linalg.norm(t[1:], axis=-1, keepdims=True)
+            self.traces = dict(zip(world.vocab.predicates, TRACE * t / np.linalg.norm(t, axis=-1, keepdims=True)))
 
     def arrays(self, rng: np.random.Generator, annotation: VideoAnnotation, categories: list[str],
                arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
