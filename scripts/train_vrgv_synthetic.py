@@ -5,6 +5,9 @@ every ground-truth triplet of the held-out videos, and report AccS / AccO / AccR
     python scripts/train_vrgv_synthetic.py --models vRGV --set 'attention="bilinear"' --set 'decoder_state="zeros"'
     python scripts/train_vrgv_synthetic.py --videos 20 --epochs 1 1         # seconds: a smoke run
     python scripts/train_vrgv_synthetic.py --world pair_relations=1 ...     # the grounding world: one label per pair
+    # the twins world of docs/models.md: same-category twins, a predicate trace on the related entities
+    python scripts/train_vrgv_synthetic.py --models vRGV --seed 0 --videos 300 --epochs 0 100 --world twins=1 \
+        --world pair_relations=1 --world 'entities=[2,3]' --set 'attention="bilinear"' --set 'decoder_state="zeros"'
 
 Each model is trained through ``pyvrel.engine.run.prepare_run``, as ``pyvrel train --model vrgv`` does:
 stage 1 of the public code (no relation attention; skipped when its epoch count is 0, the default)
@@ -15,9 +18,11 @@ predicate out. Grounding variants: exact linking (every link used), ``legacy`` (
 scoring: last link dropped), ``*`` (greedy linking, λ = 0), and ``σ=uniform`` (temporal threshold
 at the score of uniform attention, ``1/clips + 1/frames``, instead of the preset's). Columns: the
 paper's spatial IoU thresholds 0.3 / 0.5 / 0.7 and the code's tIoU averaged over the three
-("avg"). Training is on video-level relation triplets only; boxes are never read. Also printed: how
-often the best-attended box of the queried subject/object is an entity of that category
-(``proposal_tid``, a diagnostic only the synthetic world has).
+("avg"). Training is on video-level relation triplets only; boxes are never read. Also printed
+(``proposal_tid``, a diagnostic only the synthetic world has; :func:`attention_hits`): how often the
+best-attended box of the queried subject/object is an entity of that category, how often the
+best-attended boxes are a ground-truth instance's own two entities on its frames (a same-category
+twin does not count), and the share of the frame attention on the instance's frames.
 """
 
 from __future__ import annotations
