@@ -64,7 +64,7 @@ def train(name: str, model: dict, epochs: tuple[int, int], args: argparse.Namesp
 
 
 @torch.no_grad()
-def attention_hits(grounder: torch.nn.Module, objects: list[str], dataset) -> dict[str, float]:
+def attention_hits(grounder: torch.nn.Module, objects: list[str], dataset, twins: int = 0) -> dict[str, float]:
     """Where the attention of the test queries lies (the stream's ``proposal_tid``, read only here), in %:
 
     * ``subject`` / ``object``: the best-attended box of the queried subject (object) is a box of an
@@ -72,9 +72,12 @@ def attention_hits(grounder: torch.nn.Module, objects: list[str], dataset) -> di
     * ``entity``: per ground-truth instance, the best-attended subject and object boxes are the boxes
       of its own two entities, over its frames (a twin of the same category does not count);
     * ``temporal``: the share of the frame attention β1 on the instance's frames, and ``span``: the
-      share of the sampled frames it covers (what uniform attention gives)."""
+      share of the sampled frames it covers (what uniform attention gives);
+    * with ``twins`` (the world's ``SynthConfig.twins``): ``related`` / ``twin``: the spatial attention's
+      mass on the instance's subject and object boxes / on their twins' boxes, on its frames."""
     index = {c: i for i, c in enumerate(objects)}
-    hits: dict[str, list[torch.Tensor]] = {k: [] for k in ("subject", "object", "chance", "entity", "temporal", "span")}
+    hits: dict[str, list[torch.Tensor]] = {k: [] for k in ("subject", "object", "chance", "entity", "temporal", "span",
+                                                           "related", "twin")}
     regions = load_regions(dataset, "test", grounder.cfg)
     for (anno, video), (_, arrays, _) in zip(regions, dataset.arrays("test", lambda k: k == "proposal_tid")):
         cat = anno.category_of()
@@ -99,6 +102,10 @@ def attention_hits(grounder: torch.nn.Module, objects: list[str], dataset) -> di
             hits["entity"].append((best_s & best_o)[inside].float())
             hits["temporal"].append(out.beta_frame[i][inside].sum()[None])
             hits["span"].append(inside.float().mean()[None])
+            n = len(anno.objects) // (1 + twins)  # the twins of entity e: n + e * twins + (0 .. twins - 1)
+            for alpha, e in ((out.alpha_s[i], r.subject_tid), (out.alpha_o[i], r.object_tid)) if twins else ():
+                hits["related"].append((alpha * (tid == e)).sum(-1)[inside])
+                hits["twin"].append((alpha * ((tid >= n + e * twins) & (tid < n + (e + 1) * twins))).sum(-1)[inside])
     return {k: 100 * float(torch.cat(v).mean()) if v else float("nan") for k, v in hits.items()}
 
 
@@ -129,11 +136,13 @@ def main() -> None:
         dataset = open_dataset("synthetic", resolved["world"])
         gt = {v: a.relation_view() for v, a in dataset.annotations("test").items()}
         cfg = grounder.cfg
-        attention[name] = h = attention_hits(grounder, resolved["objects"], dataset)
+        attention[name] = h = attention_hits(grounder, resolved["objects"], dataset, resolved["world"].get("twins", 0))
         print(f"{name}: best-attended box of the queried category in {h['subject']:.1f} % (subject) / {h['object']:.1f} % "
               f"(object) of the test frames showing one (chance {h['chance']:.1f} %); of the instance's own subject "
               f"and object in {h['entity']:.1f} % of its frames; frame attention on the instance's frames "
-              f"{h['temporal']:.1f} % (uniform: {h['span']:.1f} %)", flush=True)
+              f"{h['temporal']:.1f} % (uniform: {h['span']:.1f} %)" + (f"; attention mass on the instance's own "
+              f"entities {h['related']:.1f} %, on their twins {h['twin']:.1f} %" if h["related"] == h["related"] else ""),
+              flush=True)
         uniform = replace(cfg, temporal_threshold=1 / cfg.num_clips + 1 / cfg.num_frames)
         variants = [("", cfg, {}), ("*", cfg, {"pairwise_weight": 0.0})]
         if name == "vRGV":
