@@ -1,7 +1,8 @@
 """VidVRD-II on the CPU: one training step (forward + focal losses + backward over 12 segments of
 64 pairs), segment inference (one 300-frame video, 19 segments of 10 tracklets: classification,
 propagation, 3-step iterative inference, candidates, relation NMS) and the greedy association of a
-200-video synthetic set (ground-truth relation pieces plus distractors, 50 predictions per segment).
+200-video synthetic set (ground-truth relation pieces plus distractors, 50 predictions per segment),
+against the pair-at-a-time reference (``associate_reference``).
 
     OMP_NUM_THREADS=1 pytest benchmarks/bench_vidvrd2.py --benchmark-only
 
@@ -19,6 +20,7 @@ from pyvrel.data.segments import segment_spans
 from pyvrel.data.synthetic import SynthConfig, generate
 from pyvrel.data.tracklets import Tracklet
 from pyvrel.eval.association import SegmentRelation, Track, associate
+from pyvrel.eval.reference import associate_reference
 from pyvrel.models.vidvrd2 import IterativeClassifier, PairBatch, VidVRD2Config
 from pyvrel.models.vidvrd2.inference import predict_segments, video_segments
 
@@ -98,10 +100,11 @@ def _association_set(videos: int = 200, per_segment: int = 50):
     return out
 
 
-@pytest.mark.parametrize("provider", provider_params("python"))
+@pytest.mark.parametrize("provider", provider_params("reference", "pyvrel"))
 def test_association_200_videos(benchmark, provider):
     videos = _association_set()
     benchmark.group = "vidvrd2-association"
     record(benchmark, provider, videos=len(videos), predictions=sum(len(p) for v in videos for _, p in v))
-    out = run(benchmark, lambda: [associate(v, "vidvrd2", pixel_offset=0) for v in videos], provider, min_rounds=1)
+    fn = associate_reference if provider == "reference" else associate
+    out = run(benchmark, lambda: [fn(v, "vidvrd2", pixel_offset=0) for v in videos], provider, min_rounds=1)
     assert len(out) == 200 and sum(map(len, out)) > 0

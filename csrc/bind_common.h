@@ -1,12 +1,13 @@
 // What pyvrel._C (bind_cpu.cpp) and pyvrel._cuda (bind_cuda.cpp) both define before their module
 // bodies: buffers arrive as integer addresses (`ptr`, turned back into pointers by `as<T>`), and the
-// argument blocks of the local attention bindings.
+// argument blocks of the local attention and Seq-NMS bindings.
 #pragma once
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
 
 #include "pyvrel/local_attention.h"
+#include "pyvrel/seq_nms.h"
 
 namespace py = pybind11;
 using ptr = std::uintptr_t;
@@ -44,6 +45,28 @@ void def_local_attention_backward(py::module_& m, Kernel kernel, const char* doc
         kernel(local_attention_args(q, k, v, bias, q_len, kv_len, centers, out, lse, B, H, Lq, Lk, D, Dv,
                                     left, right, dilation, shift, causal, scale),
                g, tail...);
+      },
+      py::call_guard<py::gil_scoped_release>(), doc);
+}
+
+// Binds a Seq-NMS kernel as `name` in `m`: the addresses and values of pyvrel::SeqNmsArgs in its
+// order, then the kernel's own last arguments `Tail...` (CPU: dtype, threads; CUDA: dtype,
+// workspace, stream), calling kernel(args, tail...) without the GIL.
+template <typename... Tail, typename Kernel>
+void def_seq_nms_forward(py::module_& m, const char* name, Kernel kernel, const char* doc) {
+  m.def(
+      name,
+      [kernel](ptr boxes, ptr scores, ptr valid, ptr labels, int64_t B, int64_t T, int64_t N, double link_thr,
+               double supp_thr, bool strict, int rescore, int suppress, int64_t max_seq, double min_score,
+               double off, ptr scores_out, ptr seq_id, ptr seq_count, ptr seq_start, ptr seq_len, ptr seq_score,
+               int64_t Kcap, ptr nodes, int64_t node_cap, ptr needed, Tail... tail) {
+        const pyvrel::SeqNmsArgs args{as<const void>(boxes), as<const void>(scores), as<const uint8_t>(valid),
+                                      as<const int64_t>(labels), B, T, N, link_thr, supp_thr, strict, rescore,
+                                      suppress, max_seq, min_score, off, as<void>(scores_out), as<int64_t>(seq_id),
+                                      as<int64_t>(seq_count), as<int64_t>(seq_start), as<int64_t>(seq_len),
+                                      as<double>(seq_score), Kcap, as<int64_t>(nodes), node_cap,
+                                      as<int64_t>(needed)};
+        kernel(args, tail...);
       },
       py::call_guard<py::gil_scoped_release>(), doc);
 }

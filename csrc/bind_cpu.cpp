@@ -5,6 +5,7 @@
 #include <string>
 
 #include "bind_common.h"
+#include "cpu/association.h"
 #include "cpu/kernels.h"
 #include "cpu/prediction_json.h"
 #include "cpu/relation_viou.h"
@@ -49,8 +50,9 @@ PYBIND11_MODULE(_C, m) {
       nogil,
       R"pbdoc(Greedy NMS: boxes (N, 4) visited in order (N,); idxs (N,) or 0 for none -> keep (N,) uint8.
 Suppresses IoU > threshold.)pbdoc");
-  // Not op kernels: the evaluation's pair vIoU (pyvrel/eval/_viou_pairs.py) and the prediction
-  // reader's cut (pyvrel/data/_json.py), each called from that one module.
+  // Not op kernels: the evaluation's pair vIoU (pyvrel/eval/_viou_pairs.py), the association
+  // (pyvrel/eval/_association.py) and the prediction reader's cut (pyvrel/data/_json.py), each
+  // called from that one module.
   m.def(
       "relation_viou_pairs",
       [](ptr a_boxes, ptr a_sub, ptr a_obj, ptr a_start, ptr a_len, ptr ia, ptr b_boxes, ptr b_sub,
@@ -63,6 +65,18 @@ Suppresses IoU > threshold.)pbdoc");
       },
       nogil,
       R"pbdoc(min(vIoU_sub, vIoU_obj) of relation pairs whose boxes are rows of two flat arrays (see kernels.h).)pbdoc");
+  m.def(
+      "associate_video",
+      [](ptr seg_count, int64_t S, ptr pred, ptr score, ptr boxes, bool vidvrd2, double threshold,
+         int64_t tolerance, double off, bool later_confs_one, ptr rel, ptr rel_score, ptr out_boxes,
+         int64_t box_capacity, ptr sizes) {
+        associate_video(as<const int64_t>(seg_count), S, as<const int64_t>(pred), as<const double>(score),
+                        as<const double>(boxes), vidvrd2, threshold, tolerance, off, later_confs_one,
+                        as<int64_t>(rel), as<double>(rel_score), as<double>(out_boxes),
+                        box_capacity, as<int64_t>(sizes));
+      },
+      nogil,
+      R"pbdoc(Greedy association of one video's segment predictions into relations (see association.h).)pbdoc");
   m.def(
       "cut_trajectories",
       [](ptr text, int64_t length, ptr skeleton, int64_t skeleton_capacity, ptr skeleton_length,
@@ -113,25 +127,13 @@ Suppresses IoU > threshold.)pbdoc");
       R"pbdoc(Local attention backward: the forward's arguments plus dout (B, H, Lq, Dv), dlse (B, H, Lq) or 0
 -> dq, dk, dv and dbias (H, W) or 0 (all overwritten).)pbdoc");
   // The C++ kernel and the CUDA kernel's block algorithm (run serially) take the same arguments.
-  auto seq_nms_binding = [](auto kernel) {
-    return [kernel](ptr boxes, ptr scores, ptr valid, ptr labels, int64_t B, int64_t T, int64_t N,
-                    double link_thr, double supp_thr, bool strict, int rescore, int suppress,
-                    int64_t max_seq, double min_score, double off, ptr scores_out, ptr seq_id,
-                    ptr seq_count, ptr seq_start, ptr seq_len, ptr seq_score, int64_t Kcap,
-                    ptr nodes, int64_t node_cap, ptr needed, int dtype, int nt) {
-      kernel(as<const void>(boxes), as<const void>(scores), as<const uint8_t>(valid),
-             as<const int64_t>(labels), B, T, N, link_thr, supp_thr, strict, rescore, suppress,
-             max_seq, min_score, off, as<void>(scores_out), as<int64_t>(seq_id),
-             as<int64_t>(seq_count), as<int64_t>(seq_start), as<int64_t>(seq_len),
-             as<double>(seq_score), Kcap, as<int64_t>(nodes), node_cap, as<int64_t>(needed), dtype,
-             nt);
-    };
-  };
-  m.def("seq_nms_forward", seq_nms_binding(&seq_nms_forward), nogil,
-        R"pbdoc(Seq-NMS of B videos: boxes (B, T, N, 4), scores/valid/labels (B, T, N) -> rescored
+  def_seq_nms_forward<int, int>(
+      m, "seq_nms_forward", [](const auto& a, int dtype, int nt) { seq_nms_forward(a, dtype, nt); },
+      R"pbdoc(Seq-NMS of B videos: boxes (B, T, N, 4), scores/valid/labels (B, T, N) -> rescored
 scores, sequence ids (B, T, N) and sequences (start, length, score sum, box indices).)pbdoc");
-  m.def("seq_nms_block_forward", seq_nms_binding(&seq_nms_block_forward), nogil,
-        R"pbdoc(seq_nms_forward by the CUDA kernel's block algorithm with a one-thread block (for tests).)pbdoc");
+  def_seq_nms_forward<int, int>(
+      m, "seq_nms_block_forward", [](const auto& a, int dtype, int nt) { seq_nms_block_forward(a, dtype, nt); },
+      R"pbdoc(seq_nms_forward by the CUDA kernel's block algorithm with a one-thread block (for tests).)pbdoc");
   m.def(
       "viterbi_forward",
       [](ptr boxes, ptr unary, ptr frames, ptr lengths, ptr valid, int64_t B, int64_t T, int64_t N,

@@ -73,21 +73,9 @@ dtype).)pbdoc");
 local_attention_workspace_bytes bytes before the dtype code. Deterministic.)pbdoc");
   m.def("seq_nms_workspace_bytes", &seq_nms_workspace_bytes,
         R"pbdoc(Bytes of the seq_nms_forward workspace for B videos of T frames x N boxes.)pbdoc");
-  m.def(
-      "seq_nms_forward",
-      [](ptr boxes, ptr scores, ptr valid, ptr labels, int64_t B, int64_t T, int64_t N,
-         double link_thr, double supp_thr, bool strict, int rescore, int suppress, int64_t max_seq,
-         double min_score, double off, ptr scores_out, ptr seq_id, ptr seq_count, ptr seq_start,
-         ptr seq_len, ptr seq_score, int64_t Kcap, ptr nodes, int64_t node_cap, ptr needed,
-         int dtype, ptr workspace, ptr stream) {
-        seq_nms_forward(as<const void>(boxes), as<const void>(scores), as<const uint8_t>(valid),
-                        as<const int64_t>(labels), B, T, N, link_thr, supp_thr, strict, rescore,
-                        suppress, max_seq, min_score, off, as<void>(scores_out), as<int64_t>(seq_id),
-                        as<int64_t>(seq_count), as<int64_t>(seq_start), as<int64_t>(seq_len),
-                        as<double>(seq_score), Kcap, as<int64_t>(nodes), node_cap,
-                        as<int64_t>(needed), dtype, as<void>(workspace), stream);
-      },
-      nogil,
+  def_seq_nms_forward<int, ptr, ptr>(
+      m, "seq_nms_forward",
+      [](const auto& a, int dtype, ptr workspace, ptr stream) { seq_nms_forward(a, dtype, as<void>(workspace), stream); },
       R"pbdoc(Seq-NMS of B videos on the device (one block per video); see pyvrel._C.seq_nms_forward.
 workspace: seq_nms_workspace_bytes(B, T, N) bytes.)pbdoc");
   m.def("viterbi_workspace_bytes", &viterbi_workspace_bytes,

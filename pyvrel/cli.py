@@ -323,16 +323,23 @@ def _run_training(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace, command: str, load: Callable, run: Callable, summary: str) -> int:
     """``pyvrel detect``/``ground``: the checkpoint's model (``load(ckpt, ema=...)``) run on ``--data``
     (``run(model, dataset)`` -> video id -> predictions), written to ``--out``; ``summary`` (with
-    ``{}`` for the number of predictions) starts the line printed at the end."""
+    ``{}`` for the number of predictions) starts the line printed at the end. An object detector
+    (a model with ``write_detections(dataset, split, out)``, HVR-Net's) instead writes its per-frame
+    detections into the new or empty folder ``--out`` (``--split all``: every split)."""
     from pathlib import Path
 
     from pyvrel.data import write_predictions
     from pyvrel.data.dataset import check_data, open_dataset
     from pyvrel.engine import UnknownModelError, load_checkpoint
-    from pyvrel.engine.rundir import OutputFolderError, check_out_file
+    from pyvrel.engine.rundir import OutputFolderError, check_out_dir, check_out_file
 
     try:
-        check_out_file(args.out, "--out")  # before the work, not after it
+        out = Path(args.out)  # checked before the work, not after it
+        if out.is_dir() and any(out.iterdir()):
+            raise OutputFolderError(f"--out {out}: is a folder; give a file name (or, for an object detector such "
+                                    "as hvrnet, a new or empty folder)")
+        if not out.is_dir():  # an empty folder: an object detector's output, once the model is known
+            check_out_file(args.out, "--out")
         check_data(args.data)
         ckpt = load_checkpoint(args.checkpoint)
         try:
@@ -340,6 +347,15 @@ def _predict(args: argparse.Namespace, command: str, load: Callable, run: Callab
         except (UnknownModelError, ValueError) as e:
             raise ValueError(f"{args.checkpoint}: {e}") from None
         dataset = open_dataset(args.data, ckpt["meta"].get("model_config", {}).get("world"))  # its own world
+        if hasattr(model, "write_detections"):
+            check_out_dir(args.out, "--out")
+            count = model.write_detections(dataset, args.split, args.out)
+            print(f"detected objects on every frame of {count} videos ({args.split}); wrote {args.out} (pyvrel track "
+                  f"{args.out} --data DIR --out TRACKED)")
+            return EXIT_OK
+        if out.is_dir() or args.split == "all":
+            raise OutputFolderError(f"--out {args.out}: is a folder; give a file name" if out.is_dir() else
+                                    f"--split all: only for an object detector (hvrnet), not {ckpt['meta']['model']}")
         preds = run(model, dataset)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         write_predictions(preds, args.out)
@@ -551,14 +567,19 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Rebuild the model of a 'pyvrel train' checkpoint (any registered model with "
                                     "a loader, e.g. vrdone; its EMA weights), detect relations in the videos of a "
                                     "split (named with the checkpoint's vocabulary), and write the "
-                                    "official prediction JSON that 'pyvrel eval' reads.",
+                                    "official prediction JSON that 'pyvrel eval' reads. An hvrnet checkpoint "
+                                    "detects objects instead: it writes per-frame detections into the folder "
+                                    "--out, the input of 'pyvrel track'.",
                         epilog="exit codes: 0 done; 1 missing/invalid checkpoint or data; 2 bad command line")
     de.add_argument("--checkpoint", required=True, metavar="CKPT", help="checkpoint file (e.g. RUN/checkpoints/last.pt)")
     de.add_argument("--data", required=True, metavar="DIR|synthetic",
                     help="dataset folder (as for 'pyvrel train'; written by 'pyvrel synth' too), or 'synthetic' "
                          "(the checkpoint's own world)")
-    de.add_argument("--out", required=True, metavar="PRED.json", help="prediction file to write (.json or .json.xz)")
-    de.add_argument("--split", default="test", choices=("train", "test"), help="videos to detect on (default test)")
+    de.add_argument("--out", required=True, metavar="PRED.json|DIR",
+                    help="prediction file to write (.json or .json.xz); for an object detector (hvrnet) a new or "
+                         "empty folder of per-frame detections (<video_id>.npz, the input of 'pyvrel track')")
+    de.add_argument("--split", default="test", choices=("train", "test", "all"),
+                    help="videos to detect on (default test; all: every split, only for an object detector)")
     de.add_argument("--no-ema", action="store_true", help="use the trained weights instead of their EMA")
     de.set_defaults(func=_detect)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from pyvrel.data.boxes import box_ious
 from pyvrel.data.relations import Relation, Triplet
 
 __all__ = ["DETECTION_COLUMNS", "GROUNDING_COLUMNS", "MEAN_RECALL_COLUMNS", "curve_svg", "grounding_svg",
@@ -186,19 +187,12 @@ def tracks_svg(video_id: str, frames: int, width: float,
     return "\n".join(out) + "\n"
 
 
-def _box_ious(pred: Relation, truth: Relation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _frame_ious(pred: Relation, truth: Relation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Frames both cover and the per-frame IoU (+1 pixel areas) of the subject and of the object boxes."""
     lo, hi = max(pred.duration[0], truth.duration[0]), min(pred.duration[1], truth.duration[1])
     frames = np.arange(lo, max(lo, hi))
-
-    def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        a, b = a[frames - pred.duration[0]], b[frames - truth.duration[0]]
-        wh = np.clip(np.minimum(a[:, 2:], b[:, 2:]) - np.maximum(a[:, :2], b[:, :2]) + 1, 0, None)
-        inter = wh.prod(1)
-        union = (a[:, 2:] - a[:, :2] + 1).prod(1) + (b[:, 2:] - b[:, :2] + 1).prod(1) - inter
-        return inter / np.maximum(union, 1e-9)
-
-    return frames, iou(pred.sub_traj, truth.sub_traj), iou(pred.obj_traj, truth.obj_traj)
+    p, t = frames - pred.duration[0], frames - truth.duration[0]
+    return frames, box_ious(pred.sub_traj[p], truth.sub_traj[t], 1), box_ious(pred.obj_traj[p], truth.obj_traj[t], 1)
 
 
 def grounding_svg(video_id: str, frames: int, truth: Sequence[Relation], grounded: Relation,
@@ -220,7 +214,7 @@ def grounding_svg(video_id: str, frames: int, truth: Sequence[Relation], grounde
         out.append(f'<rect x="{x(b):.1f}" y="{y + 3}" width="{max(x(e) - x(b), 1.0):.1f}" height="12" fill="{color}" '
                    f'fill-opacity="0.85"><title>frames [{b}, {e})</title></rect>')
         y += 18
-    best = max(truth, key=lambda r: len(_box_ious(grounded, r)[0]), default=None)
+    best = max(truth, key=lambda r: len(_frame_ious(grounded, r)[0]), default=None)
     panels = [("IoU with GT", 0.0, 1.0), ("attention", 0.0, max([threshold, *attention]) * 1.1)]
     for k, (title, lo, hi) in enumerate(panels):
         top = y + 14 + k * 130
@@ -230,7 +224,7 @@ def grounding_svg(video_id: str, frames: int, truth: Sequence[Relation], grounde
             out.append(f'<line x1="{left}" y1="{sy(t):.1f}" x2="{left + plot_w}" y2="{sy(t):.1f}" {_GRID}/>'
                        f'<text x="{left - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">{_label(t)}</text>')
         if k == 0 and best is not None:
-            f, ious_s, ious_o = _box_ious(grounded, best)
+            f, ious_s, ious_o = _frame_ious(grounded, best)
             for ious, color, name in ((ious_s, "#1f77b4", "subject"), (ious_o, "#ff7f0e", "object")):
                 pts = " ".join(f"{x(a):.1f},{sy(v):.1f}" for a, v in zip(f.tolist(), ious.tolist()))
                 out.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="1.5">'

@@ -1,11 +1,17 @@
-"""Greedy relation association (baseline and VidVRD-II), the baseline's confidence bug, segments."""
+"""Greedy relation association (baseline and VidVRD-II), the baseline's confidence bug, segments;
+the vectorised association against the pair-at-a-time reference."""
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from pyvrel.data.synthetic import SynthConfig, generate_video
 from pyvrel.eval import evaluate_relations
+from pyvrel.eval import _association
 from pyvrel.eval.association import SegmentRelation, Track, associate, cubic_iou, segment_spans
+from pyvrel.eval.reference import associate_reference
 
 T, U = ("dog", "chase", "ball"), ("dog", "bite", "ball")
 
@@ -118,3 +124,88 @@ def test_linking_a_candidate_that_is_not_the_first_of_its_segment(algorithm):
     segs = [((0, 30), [far, seg_rel((0, 30), 0.5)]), ((15, 45), [seg_rel((15, 45), 0.8)])]
     out = associate(segs, algorithm)
     assert len(out) == 2 and max(r.duration[1] for r in out) == 45
+
+
+def _random_track(rng, base, start, length):
+    """A jittered piece of the base track ``base (F, 4)``: frames [start, start + length)."""
+    boxes = base[start: start + length] + rng.normal(0, rng.choice([0.5, 4.0, 20.0]), (length, 4))
+    return Track(start, boxes)
+
+
+def _random_segments(rng, frames=150, length=30, stride=15):
+    """A video's segments: predictions of a few triplets on jittered pieces of a few base tracks,
+    some shorter than the segment, some empty, some with gaps to the previous segment."""
+    bases = []
+    for _ in range(4):
+        xy = rng.uniform(0, 300, 2) + np.cumsum(rng.normal(0, 3, (frames + 60, 2)), 0)
+        bases.append(np.concatenate([xy, xy + rng.uniform(20, 120, 2)], 1))
+    triplets = [("a", "p", "b"), ("a", "q", "b"), ("c", "p", "a")]
+    segs = []
+    for s, e in segment_spans(frames, length, stride):
+        preds = []
+        for _ in range(int(rng.integers(0, 12))):
+            tracks = []
+            for base in rng.choice(len(bases), 2, replace=False).tolist():
+                lo = int(rng.integers(s, e - 1)) if rng.random() < 0.3 else s
+                hi = int(rng.integers(lo + 1, e + 1)) if rng.random() < 0.3 else e
+                if rng.random() < 0.03:
+                    hi = lo  # an empty track
+                tracks.append(_random_track(rng, bases[base], lo, hi - lo))
+            preds.append(SegmentRelation(triplets[int(rng.integers(len(triplets)))],
+                                         float(rng.choice([0.5, rng.random()])), *tracks))
+        segs.append(((s, e), preds))
+    return segs
+
+
+@pytest.mark.parametrize("algorithm,bug", [("baseline", False), ("baseline", True), ("vidvrd2", False)])
+def test_associate_equals_the_reference_on_random_videos(algorithm, bug):
+    rng = np.random.default_rng(1)
+    links = 0
+    for video in range(16):  # the last: 200-frame segments (sums of > 128 frames)
+        segs = _random_segments(rng) if video < 15 else _random_segments(rng, 500, 200, 100)
+        kw = dict(segment_topk=8, linkage_threshold=float(rng.choice([0.0, 0.3, 0.5])), pixel_offset=int(rng.integers(2)),
+                  temporal_tolerance=int(rng.choice([1, 5, 30])), reproduce_baseline_bug=bug, association_topk=15)
+        got, expected = associate(segs, algorithm, **kw), associate_reference(segs, algorithm, **kw)
+        assert len(got) == len(expected)
+        for g, e in zip(got, expected):
+            assert (g.triplet, g.duration, g.score) == (e.triplet, e.duration, e.score)
+            assert np.array_equal(g.sub_traj, e.sub_traj) and np.array_equal(g.obj_traj, e.obj_traj)
+        links += sum(r.duration[1] - r.duration[0] > 30 for r in got)
+    assert links > 10  # relations were extended
+
+
+@pytest.mark.parametrize("algorithm", ["baseline", "vidvrd2"])
+def test_relations_over_many_segments_score_as_numpy_sums(algorithm):
+    rng = np.random.default_rng(2)
+    spans = segment_spans(2000)  # 132 segments: relations of 132 confidences
+    scores = rng.random((6, len(spans))) * 10.0 ** rng.integers(-6, 1, (6, len(spans)))  # magnitudes: rounding shows
+    box = np.array([[10.0, 10.0, 50.0, 50.0]]) + rng.normal(0, 0.5, (2000, 4))
+    segs = [((s, e), [SegmentRelation((str(k), "p", "o"), float(c[i]), Track(s, box[s:e] + 100 * k),
+                                      Track(s, box[s:e] + 3)) for k, c in enumerate(scores)])
+            for i, (s, e) in enumerate(spans)]
+    got = sorted(associate(segs, algorithm), key=lambda r: r.triplet)
+    assert [r.duration for r in got] == [(0, 1995)] * 6
+    assert [r.score for r in got] == (np.sum(scores, 1) if algorithm == "vidvrd2" else np.mean(scores, 1)).tolist()
+    expected = sorted(associate_reference(segs, algorithm), key=lambda r: r.triplet)
+    assert [r.score for r in got] == [r.score for r in expected]
+    assert all(np.array_equal(r.sub_traj, e.sub_traj) for r, e in zip(got, expected))
+
+
+def test_associate_runs_in_cpp_without_torch(tmp_path):
+    code = ("import sys\nimport numpy as np\nfrom pyvrel.eval import _association, associate\n"
+            "from pyvrel.eval.association import SegmentRelation, Track\n"
+            "b = np.array([[0, 0, 9, 9]] * 30, float)\n"
+            "segs = [((s, s + 30), [SegmentRelation(('a', 'b', 'c'), 0.5, Track(s, b), Track(s, b))]) for s in (0, 15)]\n"
+            "assert _association.available() and [r.duration for r in associate(segs)] == [(0, 45)]\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_associate_without_the_extension_runs_the_reference(monkeypatch):
+    segs = _random_segments(np.random.default_rng(3))
+    expected = associate(segs, "vidvrd2")
+    monkeypatch.setattr(_association, "available", lambda: False)
+    monkeypatch.setattr(_association, "link", None)  # never called
+    got = associate(segs, "vidvrd2")
+    assert [(r.triplet, r.duration, r.score) for r in got] == [(r.triplet, r.duration, r.score) for r in expected]

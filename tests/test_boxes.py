@@ -1,9 +1,12 @@
-"""box_iou, box_iou_aligned, nms, batched_nms: every backend against the reference."""
+"""box_iou, box_iou_aligned, nms, batched_nms: every backend against the reference; the NumPy
+helpers of pyvrel.data.boxes against the reference."""
 
+import numpy as np
 import pytest
 import torch
 
 import pyvrel.ops as ops
+from pyvrel.data.boxes import box_areas, box_intersections, box_ious
 from pyvrel.ops import reference as ref
 from conftest import KERNEL_BACKENDS, device_of, random_boxes
 
@@ -49,6 +52,29 @@ def test_box_iou_aligned_matches_reference(backend, dtype, gen):
         for p in (0, 1):
             torch.testing.assert_close(ops.box_iou_aligned(a, b, p, backend=backend),
                                        ref.box_iou_aligned_ref(a, b, p), **TOL[dtype])
+
+
+@pytest.mark.parametrize("pixel_offset", [0, 1])
+def test_numpy_box_ious_match_the_reference(pixel_offset, gen):
+    a, b = random_boxes(2, 5, dtype=torch.float64, generator=gen), random_boxes(2, 7, dtype=torch.float64, generator=gen)
+    b[:, 0] = a[:, 0]  # identical boxes -> IoU 1
+    b[1, 1] = torch.tensor([3.0, 3.0, 3.0, 3.0], dtype=torch.float64)  # zero area
+    an, bn = a.numpy(), b.numpy()
+    pairwise = box_ious(an[:, :, None], bn[:, None], pixel_offset)
+    assert pairwise.shape == (2, 5, 7) and pairwise[0, 0, 0] == 1.0
+    np.testing.assert_allclose(pairwise, ref.box_iou_ref(a, b, pixel_offset).numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(box_ious(an, bn[:, :5], pixel_offset),
+                               ref.box_iou_aligned_ref(a, b[:, :5], pixel_offset).numpy(), rtol=1e-12, atol=1e-12)
+    inter = box_intersections(an[:, :, None], bn[:, None], pixel_offset)
+    union = box_areas(an, pixel_offset)[:, :, None] + box_areas(bn, pixel_offset)[:, None] - inter
+    np.testing.assert_allclose(inter / union, pairwise, rtol=1e-12, atol=1e-12)
+
+
+def test_numpy_box_ious_of_zero_area_boxes_are_zero():
+    a = np.array([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 2.0, 2.0]])
+    b = np.array([[1.0, 1.0, 1.0, 1.0], [5.0, 5.0, 5.0, 9.0]])
+    assert box_ious(a[:, None], b[None]).tolist() == [[0.0, 0.0], [0.0, 0.0]]
+    assert box_ious(a[0], b[0], 1) == 1.0  # a 1x1 pixel with the +1 convention
 
 
 def test_box_iou_half_precision_is_computed_in_float32():

@@ -18,6 +18,7 @@ from pyvrel.data.synthetic.streams.hvrnet import CONFUSABLE, HVRNetStream
 from pyvrel.models.hvrnet import HVRNet, HVRNetConfig, decode_boxes, encode_boxes
 from pyvrel.models.hvrnet.task import (FrameDetections, TripletSamples, confusable_labels, detect_video,
                                        evaluate_detections, label_video, load_videos)
+from pyvrel.nn import mine_hard_videos, video_descriptor
 from pyvrel.ops import box_iou
 
 OBJECTS = list(load_vocabulary("vidvrd").objects)
@@ -77,10 +78,12 @@ def test_labels_and_the_triplet_sampler(videos):
     assert not torch.equal(samples[0]["features"], item["features"])  # redrawn each epoch
 
 
-@pytest.mark.parametrize("relations", ["none", "intra", "inter"])
-def test_training_step_and_windowed_inference(videos, relations):
+@pytest.mark.parametrize(("relations", "mining"), [("none", {}), ("intra", {}), ("inter", {}),
+                                                   ("inter", {"triplet_mining": "semihard", "mining_descriptor": "object",
+                                                              "triplet_similarity": "cosine"})])
+def test_training_step_and_windowed_inference(videos, relations, mining):
     cfg, vids = videos
-    cfg = dataclasses.replace(cfg, relations=relations, max_per_frame=5, score_threshold=0.0)
+    cfg = dataclasses.replace(cfg, relations=relations, max_per_frame=5, score_threshold=0.0, **mining)
     torch.manual_seed(0)
     model = HVRNet(cfg)
     batch = torch.utils.data.default_collate([TripletSamples(vids, cfg)[i] for i in range(2)])
@@ -100,6 +103,42 @@ def test_training_step_and_windowed_inference(videos, relations):
             b = d.boxes[(d.frame == f) & (d.labels == c)]
             iou = box_iou(b, b) - torch.eye(len(b))
             assert iou.max() <= cfg.nms_threshold + 1e-6
+
+
+def test_object_mining_picks_the_negative_window_of_the_most_similar_category():
+    """mining_descriptor="object": the target and positives are described by the item's category's
+    proposals, a negative by its most similar category (not by the mean over all its proposals)."""
+    from pyvrel.models.hvrnet.model import _mine_by_object
+
+    D = 4
+    e = torch.eye(D)
+    feats = torch.zeros(4, 1, 3, D)  # target, 1 positive, 2 negatives; 1 frame, 3 proposals
+    labels = torch.zeros(4, 1, 3, dtype=torch.int64)
+    feats[0, 0, 0], labels[0, 0, 0] = e[0], 5  # the item's category 5, other proposals background
+    feats[0, 0, 1:] = 10 * e[3]
+    feats[1, 0, 0], labels[1, 0, 0] = e[0], 5
+    feats[2, 0, :] = 3 * e[3]  # negative 0: like the target's background, no object like its category
+    feats[2, 0, 0], labels[2, 0, 0] = e[1], 7
+    feats[3, 0, 0], labels[3, 0, 0] = 0.9 * e[0], 8  # negative 1: an object like the category (a confusable one)
+    feats[3, 0, 1:], labels[3, 0, 1:] = e[2], 9
+    mask = torch.ones(4, 1, 3, dtype=torch.bool)
+    assert _mine_by_object(feats, mask, labels, 5, 1) == (0, 1)
+    desc = video_descriptor(feats, mask)  # the whole-frame descriptor picks the other negative
+    assert mine_hard_videos(desc[0], desc[1:2], desc[2:]) == (0, 0)
+    with pytest.raises(ValueError, match="mining_descriptor: expected 'video' or 'object'"):
+        HVRNetConfig(mining_descriptor="frames")
+    with pytest.raises(ValueError, match="triplet_similarity: expected 'affinity' or 'cosine'"):
+        HVRNetConfig(triplet_similarity="distance")
+
+
+def test_detector_refuses_data_of_other_categories(videos, tmp_path):
+    from pyvrel.models.hvrnet.task import HVRNetDetector
+
+    cfg, _ = videos
+    detector = HVRNetDetector(HVRNet(cfg).eval(), OBJECTS[::-1])  # the checkpoint's categories in another order
+    with pytest.raises(ValueError, match=r"synthetic: its 35 object categories are not the checkpoint's 35 \(in the same"):
+        detector.write_detections(open_dataset("synthetic", TINY), "test", tmp_path)
+    assert not any(tmp_path.iterdir())
 
 
 def test_metrics_of_perfect_detections(videos):

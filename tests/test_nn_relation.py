@@ -23,6 +23,10 @@ def test_relation_block_is_its_formula(gen):
     torch.testing.assert_close(out, expected)
     assert out.shape == (2, 3, 6) and affinity.shape == (2, 3, 5)
     assert block.q_proj.weight.std() < 0.05  # N(0, 0.01) initialisation
+    # cosine: the affinities without their scale (the norms of the projected queries and keys)
+    qn = (q @ block.q_proj.weight.T + block.q_proj.bias).norm(dim=-1)
+    kn = (k @ block.k_proj.weight.T + block.k_proj.bias).norm(dim=-1)
+    torch.testing.assert_close(block.cosine(q, k), logits * math.sqrt(4) / (qn[:, :, None] * kn[:, None, :]))
 
 
 def test_padded_proposals_are_masked(gen):
@@ -90,3 +94,21 @@ def test_hard_triplets_and_the_loss_by_hand():
     mask = torch.tensor([True, True, True, True, False])
     assert hard_proposal_triplets(a, labels, mask)[2].tolist() == [3, 3, 3]
     assert proposal_triplet_loss(a, torch.zeros(5, dtype=torch.long)).item() == 0.0  # no anchor at all
+
+
+def test_semihard_triplets_by_hand():
+    """Semi-hard: the most similar negative still below the hardest positive; none below: no triplet."""
+    a = torch.tensor([[0.0, 5.0, 2.0, 1.0, 4.0],
+                      [3.0, 0.0, 7.0, 1.0, 2.0],
+                      [1.0, 2.0, 0.0, 6.0, 3.0],
+                      [9.0, 9.0, 9.0, 0.0, 9.0],
+                      [1.0, 1.0, 1.0, 1.0, 0.0]])
+    labels = torch.tensor([1, 1, 1, 2, 0])
+    anchor, positive, negative = hard_proposal_triplets(a, labels, mining="semihard")
+    # 0: positive at 2, negatives 1 (3) and 4 (4): 3; 1: positive at 3, negatives 1 and 2: 4 (the higher);
+    # 2: positive at 1, negatives at 6 and 3, none below: skipped
+    assert anchor.tolist() == [0, 1] and positive.tolist() == [2, 0] and negative.tolist() == [3, 4]
+    hand = (max(0, 1 - 2 + 2) + max(0, 2 - 3 + 2)) / 2
+    assert proposal_triplet_loss(a, labels, margin=2.0, mining="semihard").item() == pytest.approx(hand)
+    with pytest.raises(ValueError, match="mining: expected 'hardest' or 'semihard', got 'soft'"):
+        hard_proposal_triplets(a, labels, mining="soft")

@@ -89,6 +89,36 @@ def test_track_then_vrdone_trains_and_detects(hvr_world, tmp_path, capsys):
     assert "not empty" in capsys.readouterr().err
 
 
+def test_hvrnet_train_detect_track_then_vrdone_from_the_command_line(hvr_world, tmp_path, capsys):
+    """The whole chain on the command line: pyvrel train --model hvrnet -> pyvrel detect (per-frame
+    detections of every video) -> pyvrel track -> pyvrel train --model vrdone on the tracklets."""
+    hvr = tmp_path / "hvr"
+    assert main(["train", "--model", "hvrnet", "--data", str(hvr_world), "--out", str(hvr), "--set", "model.dim=16",
+                 "--set", "model.window=3", "--set", "train.epochs=1", "--set", "train.progress=false"]) == 0
+    ckpt = str(hvr / "checkpoints" / "last.pt")
+    dets = tmp_path / "dets"
+    assert main(["detect", "--checkpoint", ckpt, "--data", str(hvr_world), "--split", "all", "--out", str(dets)]) == 0
+    assert "detected objects on every frame of 8 videos" in capsys.readouterr().out
+    annos = {**read_annotations(hvr_world / "annotations" / "train"), **read_annotations(hvr_world / "annotations" / "test")}
+    for vid, anno in annos.items():  # pyvrel track's layout, labels in the vocabulary, frames in the video
+        d = read_detections(dets / f"{vid}.npz", OBJECTS, video=vid, frame_count=anno.frame_count)
+        assert len(d.frame) and d.features.shape[1] == 16
+    tracked = tmp_path / "tracked"
+    assert main(["track", str(dets), "--data", str(hvr_world), "--out", str(tracked)]) == 0
+    assert main(["train", "--model", "vrdone", "--data", str(tracked), "--out", str(tmp_path / "vrd"), *SMALL,
+                 "--set", "model.visual_dim=16"]) == 0  # the width of HVR-Net's features
+    capsys.readouterr()
+    # bad input: a non-empty --out, --split all for a relation model, a folder without RoI proposals
+    assert main(["detect", "--checkpoint", ckpt, "--data", str(hvr_world), "--out", str(dets)]) == 2
+    assert f"--out {dets}: is a folder; give a file name (or, for an object detector" in capsys.readouterr().err
+    vrd = str(tmp_path / "vrd" / "checkpoints" / "last.pt")
+    assert main(["detect", "--checkpoint", vrd, "--data", str(tracked), "--split", "all", "--out",
+                 str(tmp_path / "p.json")]) == 2
+    assert "--split all: only for an object detector (hvrnet), not vrdone" in capsys.readouterr().err
+    assert main(["detect", "--checkpoint", ckpt, "--data", str(tracked), "--out", str(tmp_path / "d2")]) == 1
+    assert re.search(r"features.*\.npz: video \S+: roi_frames: missing", capsys.readouterr().err)
+
+
 def _bad_file(tmp_path, name, edit):
     src = tmp_path / "src"
     shutil.rmtree(src, ignore_errors=True)

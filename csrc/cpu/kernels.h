@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "pyvrel/local_attention.h"
+#include "pyvrel/seq_nms.h"
 
 namespace pyvrel::cpu {
 
@@ -62,30 +63,11 @@ void interpolate_boxes_backward(const int64_t* frames, const int64_t* counts, in
 void local_attention_forward(const LocalAttentionArgs& args, int dtype, int num_threads);
 void local_attention_backward(const LocalAttentionArgs& args, const LocalAttentionGrads& grads,
                               int dtype, int num_threads);
-// Seq-NMS of B videos: boxes (B, T, N, 4), scores (B, T, N),
-// valid (B, T, N) uint8, labels (B, T, N) int64 or null. `rescore` is a SeqNmsRescore code,
-// `suppress` a SeqNmsSuppress code (pyvrel/seq_nms.h). Writes scores_out (B, T, N) at valid
-// entries, seq_id (B, T, N) (-1: none), seq_count (B,), per sequence seq_start/seq_len/seq_score
-// (B, Kcap), the box indices of the sequences back to back in nodes (B, node_cap) and the number
-// of node slots each video needed in nodes_needed (B,) (the caller retries when it exceeds
-// node_cap).
-void seq_nms_forward(const void* boxes, const void* scores, const uint8_t* valid,
-                     const int64_t* labels, int64_t B, int64_t T, int64_t N, double link_threshold,
-                     double suppress_threshold, bool strict, int rescore, int suppress,
-                     int64_t max_sequences, double min_score, double pixel_offset, void* scores_out,
-                     int64_t* seq_id, int64_t* seq_count, int64_t* seq_start, int64_t* seq_len,
-                     double* seq_score, int64_t Kcap, int64_t* nodes, int64_t node_cap,
-                     int64_t* nodes_needed, int dtype, int num_threads);
+// Seq-NMS of B videos (pyvrel/seq_nms.h has SeqNmsArgs: shapes, codes and outputs).
+void seq_nms_forward(const SeqNmsArgs& args, int dtype, int num_threads);
 // The same results by the CUDA kernel's algorithm (pyvrel/seq_nms_block.h) run serially per
 // video: how the CPU tests reach the code of the CUDA backend.
-void seq_nms_block_forward(const void* boxes, const void* scores, const uint8_t* valid,
-                           const int64_t* labels, int64_t B, int64_t T, int64_t N,
-                           double link_threshold, double suppress_threshold, bool strict,
-                           int rescore, int suppress, int64_t max_sequences, double min_score,
-                           double pixel_offset, void* scores_out, int64_t* seq_id,
-                           int64_t* seq_count, int64_t* seq_start, int64_t* seq_len,
-                           double* seq_score, int64_t Kcap, int64_t* nodes, int64_t node_cap,
-                           int64_t* nodes_needed, int dtype, int num_threads);
+void seq_nms_block_forward(const SeqNmsArgs& args, int dtype, int num_threads);
 
 // Viterbi linking of B problems: boxes (B, T, N, 4), unary (B, T, N), frames (B, T) int64,
 // lengths (B,), valid (B, T, N) uint8 -> paths (B, k, T) int64 (-1 past the length or when no

@@ -215,20 +215,14 @@ void seq_nms_video(const T* boxes, const T* scores, const uint8_t* valid, const 
 }
 
 template <typename T>
-void seq_nms_forward_impl(const void* boxes_, const void* scores_, const uint8_t* valid,
-                          const int64_t* labels, int64_t B, int64_t Tn, int64_t N,
-                          double link_threshold, double suppress_threshold, bool strict,
-                          int rescore, int suppress, int64_t max_sequences, double min_score,
-                          double pixel_offset, void* scores_out_, int64_t* seq_id,
-                          int64_t* seq_count, int64_t* seq_start, int64_t* seq_len,
-                          double* seq_score, int64_t Kcap, int64_t* nodes, int64_t node_cap,
-                          int64_t* nodes_needed, int num_threads) {
-  const auto* boxes = static_cast<const T*>(boxes_);
-  const auto* scores = static_cast<const T*>(scores_);
-  auto* scores_out = static_cast<T*>(scores_out_);
-  const T off = static_cast<T>(pixel_offset);
-  const T link_thr = static_cast<T>(link_threshold);
-  const T supp_thr = static_cast<T>(suppress_threshold);
+void seq_nms_forward_impl(const SeqNmsArgs& a, int num_threads) {
+  const int64_t B = a.B, Tn = a.Tn, N = a.N, Kcap = a.Kcap;
+  const auto* boxes = static_cast<const T*>(a.boxes);
+  const auto* scores = static_cast<const T*>(a.scores);
+  auto* scores_out = static_cast<T*>(a.scores_out);
+  const T off = static_cast<T>(a.pixel_offset);
+  const T link_thr = static_cast<T>(a.link_threshold);
+  const T supp_thr = static_cast<T>(a.suppress_threshold);
   const int64_t pairs = Tn > 1 ? Tn - 1 : 0;
   std::vector<FrameLinks> links(B * (pairs > 0 ? pairs : 1));
   // No more threads than videos, in both phases: the select loop of a video is serial, and team
@@ -246,8 +240,8 @@ void seq_nms_forward_impl(const void* boxes_, const void* scores_, const uint8_t
       const int64_t b = bt / pairs, t = bt % pairs;
       const int64_t frame = (b * Tn + t) * N;
       errors.run([&] {
-        build_links(boxes + 4 * frame, valid + frame, labels != nullptr ? labels + frame : nullptr,
-                    N, off, link_thr, strict, order, links[b * pairs + t]);
+        build_links(boxes + 4 * frame, a.valid + frame, a.labels != nullptr ? a.labels + frame : nullptr,
+                    N, off, link_thr, a.strict, order, links[b * pairs + t]);
       });
     }
   }
@@ -257,12 +251,12 @@ void seq_nms_forward_impl(const void* boxes_, const void* scores_, const uint8_t
 #pragma omp for schedule(dynamic)
     for (int64_t b = 0; b < B; ++b) errors.run([&] {
       const int64_t v = b * Tn * N;
-      const VideoOut out{seq_id + v,        seq_count + b,       seq_start + b * Kcap,
-                         seq_len + b * Kcap, seq_score + b * Kcap, nodes + b * node_cap,
-                         nodes_needed + b};
-      seq_nms_video(boxes + 4 * v, scores + v, valid + v, links.data() + b * pairs, Tn, N, off,
-                    supp_thr, strict, rescore, suppress, max_sequences, min_score, scores_out + v,
-                    Kcap, node_cap, out);
+      const VideoOut out{a.seq_id + v,          a.seq_count + b,         a.seq_start + b * Kcap,
+                         a.seq_len + b * Kcap,  a.seq_score + b * Kcap,  a.nodes + b * a.node_cap,
+                         a.nodes_needed + b};
+      seq_nms_video(boxes + 4 * v, scores + v, a.valid + v, links.data() + b * pairs, Tn, N, off,
+                    supp_thr, a.strict, a.rescore, a.suppress, a.max_sequences, a.min_score,
+                    scores_out + v, Kcap, a.node_cap, out);
     });
   }
   errors.rethrow();
@@ -284,18 +278,8 @@ struct SerialBlock {
 };
 
 template <typename T>
-void seq_nms_block_forward_impl(const void* boxes_, const void* scores_, const uint8_t* valid,
-                                const int64_t* labels, int64_t B, int64_t Tn, int64_t N,
-                                double link_threshold, double suppress_threshold, bool strict,
-                                int rescore, int suppress, int64_t max_sequences, double min_score,
-                                double pixel_offset, void* scores_out_, int64_t* seq_id,
-                                int64_t* seq_count, int64_t* seq_start, int64_t* seq_len,
-                                double* seq_score, int64_t Kcap, int64_t* nodes, int64_t node_cap,
-                                int64_t* nodes_needed, int num_threads) {
-  const auto* boxes = static_cast<const T*>(boxes_);
-  const auto* scores = static_cast<const T*>(scores_);
-  auto* scores_out = static_cast<T*>(scores_out_);
-  const int64_t W = seq_nms_words(N), TN = Tn * N;
+void seq_nms_block_forward_impl(const SeqNmsArgs& a, int num_threads) {
+  const int64_t B = a.B, Tn = a.Tn, N = a.N, W = seq_nms_words(N), TN = Tn * N;
   const int team = static_cast<int>(B < num_threads ? (B > 0 ? B : 1) : num_threads);
   ParallelErrors errors;
 #pragma omp parallel for num_threads(team) schedule(dynamic)
@@ -303,59 +287,32 @@ void seq_nms_block_forward_impl(const void* boxes_, const void* scores_, const u
     std::vector<acc_t> bytes(seq_nms_block_bytes(Tn, N) / sizeof(acc_t) + 1), stage_g(2 * N);
     std::vector<uint8_t> stage_live(2 * N);
     const SeqNmsBlockWork w = seq_nms_block_carve(reinterpret_cast<uint8_t*>(bytes.data()), Tn, N);
-    const T* bx = boxes + 4 * b * TN;
-    const uint8_t* ok = valid + b * TN;
-    const int64_t* lab = labels != nullptr ? labels + b * TN : nullptr;
+    const T* bx = static_cast<const T*>(a.boxes) + 4 * b * TN;
+    const uint8_t* ok = a.valid + b * TN;
+    const int64_t* lab = a.labels != nullptr ? a.labels + b * TN : nullptr;
     for (int64_t t = 0; t + 1 < Tn; ++t)
       for (int64_t i = 0; i < N; ++i)
         for (int64_t word = 0; word < W; ++word)
           w.link[(t * N + i) * W + word] = seq_nms_link_word(
               bx + 4 * t * N, ok + t * N, lab != nullptr ? lab + t * N : nullptr, N, i, word,
-              static_cast<T>(pixel_offset), static_cast<T>(link_threshold), strict);
+              static_cast<T>(a.pixel_offset), static_cast<T>(a.link_threshold), a.strict);
     for (int64_t k = 0; k < TN; ++k)
       w.in_cnt[k] = k < N ? 0 : seq_nms_in_count(w.link + (k / N - 1) * N * W, N, W, k % N);
     SeqNmsShared sh{};
     SerialBlock blk{stage_g.data(), stage_live.data(), &sh};
-    const SeqNmsBlockVideo<T> v{bx, scores + b * TN, ok, Tn, N, static_cast<T>(pixel_offset),
-                                static_cast<T>(suppress_threshold), strict, rescore, suppress,
-                                max_sequences, Kcap, node_cap, min_score, w, scores_out + b * TN,
-                                seq_id + b * TN, seq_count + b, seq_start + b * Kcap,
-                                seq_len + b * Kcap, nodes + b * node_cap, nodes_needed + b,
-                                seq_score + b * Kcap};
-    seq_nms_block_video(blk, v);
+    seq_nms_block_video(blk, seq_nms_block_video_of<T>(a, b, w));
   });
   errors.rethrow();
 }
 
 }  // namespace
 
-void seq_nms_forward(const void* boxes, const void* scores, const uint8_t* valid,
-                     const int64_t* labels, int64_t B, int64_t T, int64_t N, double link_threshold,
-                     double suppress_threshold, bool strict, int rescore, int suppress,
-                     int64_t max_sequences, double min_score, double pixel_offset, void* scores_out,
-                     int64_t* seq_id, int64_t* seq_count, int64_t* seq_start, int64_t* seq_len,
-                     double* seq_score, int64_t Kcap, int64_t* nodes, int64_t node_cap,
-                     int64_t* nodes_needed, int dtype, int num_threads) {
-  PYVREL_DISPATCH_FLOAT(dtype, "seq_nms", seq_nms_forward_impl, boxes, scores, valid, labels, B, T,
-                        N, link_threshold, suppress_threshold, strict, rescore, suppress,
-                        max_sequences, min_score, pixel_offset, scores_out, seq_id, seq_count,
-                        seq_start, seq_len, seq_score, Kcap, nodes, node_cap, nodes_needed,
-                        num_threads);
+void seq_nms_forward(const SeqNmsArgs& args, int dtype, int num_threads) {
+  PYVREL_DISPATCH_FLOAT(dtype, "seq_nms", seq_nms_forward_impl, args, num_threads);
 }
 
-void seq_nms_block_forward(const void* boxes, const void* scores, const uint8_t* valid,
-                           const int64_t* labels, int64_t B, int64_t T, int64_t N,
-                           double link_threshold, double suppress_threshold, bool strict,
-                           int rescore, int suppress, int64_t max_sequences, double min_score,
-                           double pixel_offset, void* scores_out, int64_t* seq_id,
-                           int64_t* seq_count, int64_t* seq_start, int64_t* seq_len,
-                           double* seq_score, int64_t Kcap, int64_t* nodes, int64_t node_cap,
-                           int64_t* nodes_needed, int dtype, int num_threads) {
-  PYVREL_DISPATCH_FLOAT(dtype, "seq_nms_block", seq_nms_block_forward_impl, boxes, scores, valid,
-                        labels, B, T, N, link_threshold, suppress_threshold, strict, rescore,
-                        suppress, max_sequences, min_score, pixel_offset, scores_out, seq_id,
-                        seq_count, seq_start, seq_len, seq_score, Kcap, nodes, node_cap,
-                        nodes_needed, num_threads);
+void seq_nms_block_forward(const SeqNmsArgs& args, int dtype, int num_threads) {
+  PYVREL_DISPATCH_FLOAT(dtype, "seq_nms_block", seq_nms_block_forward_impl, args, num_threads);
 }
 
 }  // namespace pyvrel::cpu

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "pyvrel/local_attention.h"
+#include "pyvrel/seq_nms.h"
 
 namespace pyvrel::cuda {
 
@@ -78,13 +79,7 @@ void local_attention_backward(const LocalAttentionArgs& args, const LocalAttenti
 // Seq-NMS: as pyvrel::cpu::seq_nms_forward, with a workspace of seq_nms_workspace_bytes(B, T, N)
 // bytes (dense link masks and the per-video DP state) instead of the thread count.
 int64_t seq_nms_workspace_bytes(int64_t B, int64_t T, int64_t N);
-void seq_nms_forward(const void* boxes, const void* scores, const uint8_t* valid,
-                     const int64_t* labels, int64_t B, int64_t T, int64_t N, double link_threshold,
-                     double suppress_threshold, bool strict, int rescore, int suppress,
-                     int64_t max_sequences, double min_score, double pixel_offset, void* scores_out,
-                     int64_t* seq_id, int64_t* seq_count, int64_t* seq_start, int64_t* seq_len,
-                     double* seq_score, int64_t Kcap, int64_t* nodes, int64_t node_cap,
-                     int64_t* nodes_needed, int dtype, void* workspace, std::uintptr_t stream);
+void seq_nms_forward(const SeqNmsArgs& args, int dtype, void* workspace, std::uintptr_t stream);
 
 // Largest N per frame that viterbi_forward accepts (two frames of float64 DP values in shared
 // memory).

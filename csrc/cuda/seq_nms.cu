@@ -87,39 +87,22 @@ __global__ void seq_nms_in_count_kernel(int64_t B, int64_t Tn, int64_t N, uint8_
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kSeqThreads)
-    seq_nms_video_kernel(const T* boxes, const T* scores, const uint8_t* valid, int64_t Tn,
-                         int64_t N, T off, T supp_thr, bool strict, int rescore, int suppress,
-                         int64_t max_sequences, double min_score, T* scores_out, int64_t* seq_id,
-                         int64_t* seq_count, int64_t* seq_start, int64_t* seq_len,
-                         double* seq_score, int64_t Kcap, int64_t* nodes, int64_t node_cap,
-                         int64_t* nodes_needed, uint8_t* workspace) {
+__global__ void __launch_bounds__(kSeqThreads) seq_nms_video_kernel(const SeqNmsArgs a, uint8_t* workspace) {
   extern __shared__ __align__(8) unsigned char stage[];  // 2 N values, then 2 N flags
   __shared__ SeqNmsShared sh;
   __shared__ acc_t red_value[kSeqWarps];
   __shared__ int64_t red_index[kSeqWarps];
-  const int64_t b = blockIdx.x, TN = Tn * N;
-  CudaBlock blk{reinterpret_cast<acc_t*>(stage), stage + 2 * N * sizeof(acc_t), &sh, red_value,
+  const int64_t b = blockIdx.x;
+  CudaBlock blk{reinterpret_cast<acc_t*>(stage), stage + 2 * a.N * sizeof(acc_t), &sh, red_value,
                 red_index};
-  const SeqNmsBlockVideo<T> v{boxes + 4 * b * TN, scores + b * TN, valid + b * TN, Tn, N, off,
-                              supp_thr, strict, rescore, suppress, max_sequences, Kcap, node_cap,
-                              min_score,
-                              seq_nms_block_carve(workspace + b * seq_nms_block_bytes(Tn, N), Tn, N),
-                              scores_out + b * TN, seq_id + b * TN, seq_count + b,
-                              seq_start + b * Kcap, seq_len + b * Kcap, nodes + b * node_cap,
-                              nodes_needed + b, seq_score + b * Kcap};
-  seq_nms_block_video(blk, v);
+  seq_nms_block_video(
+      blk, seq_nms_block_video_of<T>(a, b, seq_nms_block_carve(workspace + b * seq_nms_block_bytes(a.Tn, a.N),
+                                                                a.Tn, a.N)));
 }
 
 template <typename T>
-void seq_nms_forward_impl(const void* boxes, const void* scores, const uint8_t* valid,
-                          const int64_t* labels, int64_t B, int64_t Tn, int64_t N,
-                          double link_threshold, double suppress_threshold, bool strict,
-                          int rescore, int suppress, int64_t max_sequences, double min_score,
-                          double pixel_offset, void* scores_out, int64_t* seq_id,
-                          int64_t* seq_count, int64_t* seq_start, int64_t* seq_len,
-                          double* seq_score, int64_t Kcap, int64_t* nodes, int64_t node_cap,
-                          int64_t* nodes_needed, void* workspace, std::uintptr_t stream) {
+void seq_nms_forward_impl(const SeqNmsArgs& a, void* workspace, std::uintptr_t stream) {
+  const int64_t B = a.B, Tn = a.Tn, N = a.N;
   if (B == 0 || Tn == 0 || N == 0) return;
   const int64_t smem = seq_nms_stage_bytes(N);
   auto kernel = seq_nms_video_kernel<T>;
@@ -132,21 +115,16 @@ void seq_nms_forward_impl(const void* boxes, const void* scores, const uint8_t* 
                                 "(about 18 bytes per box); use backend='cpp'");
   }
   auto* ws = static_cast<uint8_t*>(workspace);
-  const auto off = static_cast<T>(pixel_offset);
   if (Tn > 1) {
     const int64_t total = B * (Tn - 1) * N * seq_nms_words(N);
     seq_nms_link_kernel<T><<<grid_size(total), kThreads, 0, as_stream(stream)>>>(
-        static_cast<const T*>(boxes), valid, labels, B, Tn, N, off,
-        static_cast<T>(link_threshold), strict, ws);
+        static_cast<const T*>(a.boxes), a.valid, a.labels, B, Tn, N, static_cast<T>(a.pixel_offset),
+        static_cast<T>(a.link_threshold), a.strict, ws);
     check_launch("seq_nms_forward (links)");
   }
   seq_nms_in_count_kernel<<<grid_size(B * Tn * N), kThreads, 0, as_stream(stream)>>>(B, Tn, N, ws);
   check_launch("seq_nms_forward (link counts)");
-  kernel<<<static_cast<unsigned int>(B), kSeqThreads, smem, as_stream(stream)>>>(
-      static_cast<const T*>(boxes), static_cast<const T*>(scores), valid, Tn, N, off,
-      static_cast<T>(suppress_threshold), strict, rescore, suppress, max_sequences, min_score,
-      static_cast<T*>(scores_out), seq_id, seq_count, seq_start, seq_len, seq_score, Kcap, nodes,
-      node_cap, nodes_needed, ws);
+  kernel<<<static_cast<unsigned int>(B), kSeqThreads, smem, as_stream(stream)>>>(a, ws);
   check_launch("seq_nms_forward (videos)");
 }
 
@@ -156,18 +134,8 @@ int64_t seq_nms_workspace_bytes(int64_t B, int64_t T, int64_t N) {
   return B * seq_nms_block_bytes(T, N);
 }
 
-void seq_nms_forward(const void* boxes, const void* scores, const uint8_t* valid,
-                     const int64_t* labels, int64_t B, int64_t T, int64_t N, double link_threshold,
-                     double suppress_threshold, bool strict, int rescore, int suppress,
-                     int64_t max_sequences, double min_score, double pixel_offset, void* scores_out,
-                     int64_t* seq_id, int64_t* seq_count, int64_t* seq_start, int64_t* seq_len,
-                     double* seq_score, int64_t Kcap, int64_t* nodes, int64_t node_cap,
-                     int64_t* nodes_needed, int dtype, void* workspace, std::uintptr_t stream) {
-  PYVREL_DISPATCH_FLOAT(dtype, "seq_nms", seq_nms_forward_impl, boxes, scores, valid, labels, B, T,
-                        N, link_threshold, suppress_threshold, strict, rescore, suppress,
-                        max_sequences, min_score, pixel_offset, scores_out, seq_id, seq_count,
-                        seq_start, seq_len, seq_score, Kcap, nodes, node_cap, nodes_needed,
-                        workspace, stream);
+void seq_nms_forward(const SeqNmsArgs& args, int dtype, void* workspace, std::uintptr_t stream) {
+  PYVREL_DISPATCH_FLOAT(dtype, "seq_nms", seq_nms_forward_impl, args, workspace, stream);
 }
 
 }  // namespace pyvrel::cuda

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pyvrel.data.annotations import VideoAnnotation
+from pyvrel.data.boxes import box_areas, box_intersections
 from pyvrel.data.folder import CLIP_KEY
 
 __all__ = ["Tracklet", "assign_tracklets", "build_pairs", "deduplicate", "detected_tracklets", "entity_features",
@@ -44,10 +45,7 @@ def _containment(a: Tracklet, b: Tracklet) -> float:
     if hi <= lo:
         return 0.0
     ba, bb = a.boxes[lo - a.start: hi - a.start], b.boxes[lo - b.start: hi - b.start]
-    iw = np.clip(np.minimum(ba[:, 2], bb[:, 2]) - np.maximum(ba[:, 0], bb[:, 0]) + 1, 0, None)
-    ih = np.clip(np.minimum(ba[:, 3], bb[:, 3]) - np.maximum(ba[:, 1], bb[:, 1]) + 1, 0, None)
-    area = ((ba[:, 2] - ba[:, 0] + 1) * (ba[:, 3] - ba[:, 1] + 1)).sum()
-    return float((iw * ih).sum() / max(area, 1e-9))
+    return float(box_intersections(ba, bb, 1).sum() / max(box_areas(ba, 1).sum(), 1e-9))
 
 
 def deduplicate(tracklets: list[Tracklet], threshold: float = 0.9) -> list[Tracklet]:

@@ -135,8 +135,8 @@ MODELS: dict[str, ModelEntry | str | TaskBuilder] = {
                         demo="pyvrel.models.uasan.demo:run_demo"),
     "dll": ModelEntry("DLL", train="pyvrel.models.dll.task:build_task", load="pyvrel.models.dll.task:load",
                       demo="pyvrel.models.dll.study:run_demo"),
-    "hvrnet": ModelEntry("HVR-Net", train="pyvrel.models.hvrnet.task:build_task",
-                         demo="pyvrel.models.hvrnet.demo:run_demo"),  # detects objects (pyvrel track), no relations
+    "hvrnet": ModelEntry("HVR-Net", train="pyvrel.models.hvrnet.task:build_task", load="pyvrel.models.hvrnet.task:load",
+                         demo="pyvrel.models.hvrnet.demo:run_demo"),  # detects objects (for pyvrel track), no relations
 }
 
 

@@ -39,8 +39,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pyvrel.data.boxes import box_areas, box_intersections, box_ious
 from pyvrel.data.relations import Relation, Triplet
 from pyvrel.data.segments import segment_spans  # re-exported: pyvrel.eval.segment_spans
+from pyvrel.eval import _association
 
 __all__ = ["Track", "SegmentRelation", "segment_spans", "cubic_iou", "associate"]
 
@@ -70,18 +72,6 @@ class SegmentRelation:
     obj: Track
 
 
-def _areas(b: np.ndarray, off: float) -> np.ndarray:
-    return (b[:, 2] - b[:, 0] + off) * (b[:, 3] - b[:, 1] + off)
-
-
-def _box_iou(a: np.ndarray, b: np.ndarray, off: float) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]) + off)
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]) + off)
-    inter = w * h
-    union = _areas(a[None], off)[0] + _areas(b[None], off)[0] - inter
-    return inter / union if union > 0 else 0.0
-
-
 def cubic_iou(a: Track, b: Track, pixel_offset: float = 1, temporal_tolerance: int = 0) -> float:
     """Spatio-temporal IoU of two tracks over their temporal intersection (volumes of the shared
     frames only). Without shared frames: 0, unless the gap between them is below
@@ -91,32 +81,12 @@ def cubic_iou(a: Track, b: Track, pixel_offset: float = 1, temporal_tolerance: i
     if hi <= lo:
         first, second = (a, b) if a.start <= b.start else (b, a)
         if len(a.boxes) and len(b.boxes) and second.start - first.end < temporal_tolerance:
-            return _box_iou(first.boxes[-1], second.boxes[0], pixel_offset)
+            return float(box_ious(first.boxes[-1], second.boxes[0], pixel_offset))
         return 0.0
     x, y = a.boxes[lo - a.start: hi - a.start], b.boxes[lo - b.start: hi - b.start]
-    w = np.clip(np.minimum(x[:, 2], y[:, 2]) - np.maximum(x[:, 0], y[:, 0]) + pixel_offset, 0, None)
-    h = np.clip(np.minimum(x[:, 3], y[:, 3]) - np.maximum(x[:, 1], y[:, 1]) + pixel_offset, 0, None)
-    inter = float((w * h).sum())
-    union = float(_areas(x, pixel_offset).sum() + _areas(y, pixel_offset).sum()) - inter
+    inter = float(box_intersections(x, y, pixel_offset).sum())
+    union = float(box_areas(x, pixel_offset).sum() + box_areas(y, pixel_offset).sum()) - inter
     return inter / union if union > 0 else 0.0
-
-
-def _join(a: Track, b: Track) -> Track:
-    """Union of two tracks: shared frames averaged, frames of one kept, gaps interpolated."""
-    start, end = min(a.start, b.start), max(a.end, b.end)
-    total = np.zeros((end - start, 4))
-    count = np.zeros(end - start)
-    for t in (a, b):
-        total[t.start - start: t.end - start] += t.boxes
-        count[t.start - start: t.end - start] += 1
-    have = count > 0
-    out = np.zeros_like(total)
-    out[have] = total[have] / count[have, None]
-    if not have.all():
-        f, known = np.arange(end - start), np.flatnonzero(have)
-        for c in range(4):
-            out[~have, c] = np.interp(f[~have], known, out[known, c])
-    return Track(start, out)
 
 
 @dataclass(eq=False)  # identity: candidates.remove() must not compare the box arrays
@@ -128,6 +98,28 @@ class _Linked:
 
     def score(self, mode: str) -> float:
         return float(np.sum(self.confs)) if mode == "vidvrd2" else float(np.mean(self.confs))
+
+
+def _check(algorithm: str, reproduce_baseline_bug: bool) -> None:
+    if algorithm not in ("baseline", "vidvrd2"):
+        raise ValueError(f"associate: algorithm must be 'baseline' or 'vidvrd2', got {algorithm!r}")
+    if reproduce_baseline_bug and algorithm != "baseline":
+        raise ValueError("associate: reproduce_baseline_bug applies to algorithm='baseline' only")
+
+
+def _relations(linked: Sequence[_Linked], scores: Sequence[float], algorithm: str, association_topk: int
+               ) -> list[Relation]:
+    """The output of :func:`associate` from its linked relations (in creation order) and their scores."""
+    out = []
+    for r, score in zip(linked, scores):
+        lo, hi = max(r.sub.start, r.obj.start), min(r.sub.end, r.obj.end)
+        if hi - lo <= (1 if algorithm == "vidvrd2" else 0):
+            continue
+        out.append(Relation(r.triplet, (lo, hi), r.sub.boxes[lo - r.sub.start: hi - r.sub.start],
+                            r.obj.boxes[lo - r.obj.start: hi - r.obj.start], score))
+    order = sorted(range(len(out)), key=lambda i: -out[i].score)
+    out = [out[i] for i in order]
+    return out[:association_topk] if algorithm == "vidvrd2" else out
 
 
 def associate(
@@ -157,57 +149,26 @@ def associate(
 
     Returns:
         Relations sorted by descending score (ties in creation order), trajectories over the
-        intersection of the subject and object tracks.
+        intersection of the subject and object tracks. The linking runs in C++
+        (:mod:`pyvrel.eval._association`); its relations are those of
+        :func:`pyvrel.eval.reference.associate_reference` (the loop in Python, which also serves
+        when ``pyvrel._C`` is not built) bit for bit.
     """
-    if algorithm not in ("baseline", "vidvrd2"):
-        raise ValueError(f"associate: algorithm must be 'baseline' or 'vidvrd2', got {algorithm!r}")
-    if reproduce_baseline_bug and algorithm != "baseline":
-        raise ValueError("associate: reproduce_baseline_bug applies to algorithm='baseline' only")
-    tolerance = temporal_tolerance if algorithm == "vidvrd2" else 0
-    ordered = sorted(segments, key=lambda s: s[0][0])
-    relations: list[_Linked] = []
-    previous: list[_Linked] = []
-    for index, (_, preds) in enumerate(ordered):
-        top = sorted(preds, key=lambda p: p.score, reverse=True)[:segment_topk]
-        candidates = sorted(previous, key=lambda r: r.score(algorithm), reverse=True)
-        current: list[_Linked] = []
-        for p in top:
-            linked = None
-            if index > 0:
-                for r in candidates:
-                    if tuple(r.triplet) != tuple(p.triplet):
-                        continue
-                    if algorithm == "baseline":
-                        r_end = r.sub.end
-                        if not (p.sub.start < r_end and p.obj.start < r_end):
-                            continue
-                        ok = (cubic_iou(r.sub, p.sub, pixel_offset) >= linkage_threshold
-                              and cubic_iou(r.obj, p.obj, pixel_offset) >= linkage_threshold)
-                    else:
-                        ok = (cubic_iou(r.sub, p.sub, pixel_offset, tolerance) > linkage_threshold
-                              and cubic_iou(r.obj, p.obj, pixel_offset, tolerance) > linkage_threshold)
-                    if ok:
-                        linked = r
-                        break
-            if linked is not None:
-                candidates = [c for c in candidates if c is not linked]  # by identity: tracks hold arrays
-                linked.sub, linked.obj = _join(linked.sub, p.sub), _join(linked.obj, p.obj)
-                linked.confs.append(float(p.score))
-                current.append(linked)
-            else:
-                first_conf = 1.0 if (reproduce_baseline_bug and index > 0) else float(p.score)
-                r = _Linked(tuple(p.triplet), Track(p.sub.start, p.sub.boxes.copy()),
-                            Track(p.obj.start, p.obj.boxes.copy()), [first_conf])
-                relations.append(r)
-                current.append(r)
-        previous = current
-    out = []
-    for r in relations:
-        lo, hi = max(r.sub.start, r.obj.start), min(r.sub.end, r.obj.end)
-        if hi - lo <= (1 if algorithm == "vidvrd2" else 0):
-            continue
-        out.append(Relation(r.triplet, (lo, hi), r.sub.boxes[lo - r.sub.start: hi - r.sub.start],
-                            r.obj.boxes[lo - r.obj.start: hi - r.obj.start], r.score(algorithm)))
-    order = sorted(range(len(out)), key=lambda i: -out[i].score)
-    out = [out[i] for i in order]
-    return out[:association_topk] if algorithm == "vidvrd2" else out
+    _check(algorithm, reproduce_baseline_bug)
+    if not _association.available():
+        from pyvrel.eval.reference import associate_reference
+
+        return associate_reference(segments, algorithm, segment_topk=segment_topk, linkage_threshold=linkage_threshold,
+                                   temporal_tolerance=temporal_tolerance, association_topk=association_topk,
+                                   pixel_offset=pixel_offset, reproduce_baseline_bug=reproduce_baseline_bug)
+    ordered = [sorted(preds, key=lambda p: p.score, reverse=True)[:segment_topk]
+               for _, preds in sorted(segments, key=lambda s: s[0][0])]
+    preds, rel, scores, boxes = _association.link(ordered, algorithm, linkage_threshold,
+                                                  temporal_tolerance if algorithm == "vidvrd2" else 0, pixel_offset,
+                                                  reproduce_baseline_bug)
+    linked, b = [], 0
+    for first, sub_start, sub_len, obj_start, obj_len in rel.tolist():
+        sub, obj = Track(sub_start, boxes[b: b + sub_len]), Track(obj_start, boxes[b + sub_len: b + sub_len + obj_len])
+        linked.append(_Linked(tuple(preds[first].triplet), sub, obj))
+        b += sub_len + obj_len
+    return _relations(linked, scores.tolist(), algorithm, association_topk)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from pyvrel.data.boxes import box_ious
 from pyvrel.data.relations import Relation, Triplet
 
 __all__ = ["frame_tiou", "grounding_accuracy"]
@@ -38,12 +39,7 @@ def frame_tiou(traj_p: np.ndarray, dur_p: Sequence[int], traj_g: np.ndarray, dur
         return 0.0
     a = np.asarray(traj_p, dtype=np.float64)[lo - ps: hi - ps]
     b = np.asarray(traj_g, dtype=np.float64)[lo - gs: hi - gs]
-    w = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]) + pixel_offset, 0, None)
-    h = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]) + pixel_offset, 0, None)
-    inter = w * h
-    area = lambda x: (x[:, 2] - x[:, 0] + pixel_offset) * (x[:, 3] - x[:, 1] + pixel_offset)  # noqa: E731
-    den = area(a) + area(b) - inter
-    iou = np.where(den > 0, inter / np.where(den > 0, den, 1), 0.0)
+    iou = box_ious(a, b, pixel_offset)
     hits = sum(int((iou >= t).sum()) for t in iou_thresholds)
     return hits / (len(iou_thresholds) * union)
 

@@ -4,6 +4,11 @@ against. It works on the official JSON values (dicts with ``triplet``, ``score``
 ``sub_traj``, ``obj_traj``), computes every vIoU with :func:`~pyvrel.eval.viou_official` for
 every prediction/ground-truth pair of equal triplets, and crashes where the official code does
 (IndexError with no predictions at all, ValueError with no ground truth).
+
+:func:`associate_reference` is the greedy association of :func:`pyvrel.eval.associate` one
+prediction / candidate pair at a time (one :func:`~pyvrel.eval.cubic_iou` call each), as it was
+first written: the spec the C++ linking (:mod:`pyvrel.eval._association`) is tested and benchmarked
+against, and what ``associate`` runs when ``pyvrel._C`` is not built.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from pyvrel.data.relations import Relation
 from pyvrel.eval._official import EPS32, SETTINGS, viou_official, voc_ap
+from pyvrel.eval.association import SegmentRelation, Track, _check, _Linked, _relations, cubic_iou
 
-__all__ = ["evaluate_reference", "load_reference"]
+__all__ = ["associate_reference", "evaluate_reference", "load_reference"]
 
 
 def _detection(gt: Sequence[Mapping[str, Any]], preds: Sequence[Mapping[str, Any]], thr: float,
@@ -122,3 +129,64 @@ def load_reference(gt_folder: str | Path, pred_path: str | Path) -> tuple[dict[s
     with open(pred_path) as f:
         prediction = json.load(f)["results"]
     return groundtruth, prediction
+
+
+def _join_reference(a: Track, b: Track) -> Track:
+    """Union of two tracks: per frame the mean of the boxes present, gaps interpolated."""
+    start, end = min(a.start, b.start), max(a.end, b.end)
+    total = np.zeros((end - start, 4))
+    count = np.zeros(end - start)
+    for t in (a, b):
+        total[t.start - start: t.end - start] += t.boxes
+        count[t.start - start: t.end - start] += 1
+    have = count > 0
+    out = np.zeros_like(total)
+    out[have] = total[have] / count[have, None]
+    if not have.all():
+        f, known = np.arange(end - start), np.flatnonzero(have)
+        for c in range(4):
+            out[~have, c] = np.interp(f[~have], known, out[known, c])
+    return Track(start, out)
+
+
+def associate_reference(segments: Sequence[tuple[tuple[int, int], Sequence[SegmentRelation]]],
+                        algorithm: str = "baseline", *, segment_topk: int = 100, linkage_threshold: float = 0.5,
+                        temporal_tolerance: int = 30, association_topk: int = 200, pixel_offset: float = 1,
+                        reproduce_baseline_bug: bool = False) -> list[Relation]:
+    """:func:`pyvrel.eval.associate` (same arguments and result), one pair at a time."""
+    _check(algorithm, reproduce_baseline_bug)
+    tolerance = temporal_tolerance if algorithm == "vidvrd2" else 0
+    relations: list[_Linked] = []
+    previous: list[_Linked] = []
+    for index, (_, preds) in enumerate(sorted(segments, key=lambda s: s[0][0])):
+        top = sorted(preds, key=lambda p: p.score, reverse=True)[:segment_topk]
+        candidates = sorted(previous, key=lambda r: r.score(algorithm), reverse=True)
+        current: list[_Linked] = []
+        for p in top:
+            linked = None
+            for r in candidates if index > 0 else []:
+                if tuple(r.triplet) != tuple(p.triplet):
+                    continue
+                if algorithm == "baseline":
+                    if not (p.sub.start < r.sub.end and p.obj.start < r.sub.end):
+                        continue
+                    ok = (cubic_iou(r.sub, p.sub, pixel_offset) >= linkage_threshold
+                          and cubic_iou(r.obj, p.obj, pixel_offset) >= linkage_threshold)
+                else:
+                    ok = (cubic_iou(r.sub, p.sub, pixel_offset, tolerance) > linkage_threshold
+                          and cubic_iou(r.obj, p.obj, pixel_offset, tolerance) > linkage_threshold)
+                if ok:
+                    linked = r
+                    break
+            if linked is not None:
+                candidates = [c for c in candidates if c is not linked]  # by identity: tracks hold arrays
+                linked.sub, linked.obj = _join_reference(linked.sub, p.sub), _join_reference(linked.obj, p.obj)
+                linked.confs.append(float(p.score))
+            else:
+                first_conf = 1.0 if (reproduce_baseline_bug and index > 0) else float(p.score)
+                linked = _Linked(tuple(p.triplet), Track(p.sub.start, p.sub.boxes.copy()),
+                                 Track(p.obj.start, p.obj.boxes.copy()), [first_conf])
+                relations.append(linked)
+            current.append(linked)
+        previous = current
+    return _relations(relations, [r.score(algorithm) for r in relations], algorithm, association_topk)

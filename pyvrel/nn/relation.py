@@ -9,8 +9,8 @@ with any RoI features.
   proposals of a target, a hard positive and a hard negative video).
 * :func:`video_descriptor`, :func:`mine_hard_videos`: HVR-Net's video triplet (the same-category
   video least similar to the target, the other-category video most similar to both).
-* :func:`hard_proposal_triplets`, :func:`proposal_triplet_loss`: the proposal-level hard triplet
-  loss on the inter-video stage's affinities.
+* :func:`hard_proposal_triplets`, :func:`proposal_triplet_loss`: the proposal-level triplet loss on
+  the inter-video stage's affinities (HVR-Net's hardest triplets, or semi-hard ones).
 
 Padded proposals are masked: a masked key gets no attention, a masked query row gives output 0
 (and gradient 0), never NaN. Shapes: ``B`` groups (videos), ``N`` proposals, ``D`` channels.
@@ -19,6 +19,7 @@ Padded proposals are masked: a masked key gets no attention, a masked query row 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -75,6 +76,13 @@ class ProposalRelation(nn.Module):
         return out, affinity
 
 
+    def cosine(self, query: Tensor, key: Tensor | None = None) -> Tensor:
+        """Cosine similarities of the projected queries and keys, ``(B, Nq, Nk)`` in [-1, 1]: the
+        affinities without their scale (a triplet loss on them cannot be met by growing the projections)."""
+        key = query if key is None else key
+        return torch.einsum("bqe,bke->bqk", F.normalize(self.q_proj(query), dim=-1), F.normalize(self.k_proj(key), dim=-1))
+
+
 def _check_mask(name: str, mask: Tensor, shape: torch.Size) -> None:
     if mask.dtype != torch.bool or tuple(mask.shape) != tuple(shape):
         raise ValueError(f"ProposalRelation: {name} must be a bool tensor of shape {tuple(shape)}, got "
@@ -127,35 +135,46 @@ def mine_hard_videos(target: Tensor, positives: Tensor, negatives: Tensor) -> tu
     return pos, int(similarity.argmax())
 
 
-def hard_proposal_triplets(affinity: Tensor, labels: Tensor, mask: Tensor | None = None
-                           ) -> tuple[Tensor, Tensor, Tensor]:
-    """Hardest triplets of proposals: for each anchor ``i`` with ``labels[i] > 0`` (0 = background),
-    the positive ``p != i`` of the same label with the *lowest* affinity ``a[i, p]`` and the negative
-    (another label, background included) with the *highest* ``a[i, n]``; anchors without either are
-    skipped. ``affinity (N, N)``, ``labels (N,)`` int, ``mask (N,)`` bool (padded proposals take no
-    part) -> ``(anchor, positive, negative)`` int64 index tensors ``(A,)`` (ties: the lowest index)."""
+def hard_proposal_triplets(affinity: Tensor, labels: Tensor, mask: Tensor | None = None,
+                           mining: Literal["hardest", "semihard"] = "hardest") -> tuple[Tensor, Tensor, Tensor]:
+    """Triplets of proposals: for each anchor ``i`` with ``labels[i] > 0`` (0 = background), the
+    positive ``p != i`` of the same label with the *lowest* affinity ``a[i, p]`` and a negative
+    (another label, background included): with ``mining="hardest"`` (HVR-Net's) the one with the
+    *highest* ``a[i, n]``; with ``"semihard"`` (FaceNet's rule, in similarity space) the highest
+    ``a[i, n]`` still *below* ``a[i, p]``, and an anchor whose negatives are all at or above it is
+    skipped (it may be one no projection separates, e.g. two labels with identical features: its
+    hardest triplet pulls the query/key projections towards a collapse, and falling back to its
+    easiest negative, as FaceNet does, made the unbounded affinities and the loss blow up on the
+    synthetic world). Anchors without a positive or a negative are skipped. ``affinity (N, N)``, ``labels (N,)`` int,
+    ``mask (N,)`` bool (padded proposals take no part) -> ``(anchor, positive, negative)`` int64
+    index tensors ``(A,)`` (ties: the lowest index)."""
+    if mining not in ("hardest", "semihard"):
+        raise ValueError(f"mining: expected 'hardest' or 'semihard', got {mining!r}")
     N = labels.shape[0]
     valid = torch.ones(N, dtype=torch.bool, device=labels.device) if mask is None else mask
     pair = valid[:, None] & valid[None, :]
     same = (labels[:, None] == labels[None, :]) & pair & ~torch.eye(N, dtype=torch.bool, device=labels.device)
     other = (labels[:, None] != labels[None, :]) & pair
     a = affinity.detach()
-    positive = a.masked_fill(~same, float("inf")).argmin(1)
+    low = a.masked_fill(~same, float("inf")).min(1)
+    positive = low.indices
+    if mining == "semihard":
+        other = other & (a < low.values[:, None])
     negative = a.masked_fill(~other, float("-inf")).argmax(1)
     anchor = torch.nonzero((labels > 0) & valid & same.any(1) & other.any(1)).flatten()
     return anchor, positive[anchor], negative[anchor]
 
 
 def proposal_triplet_loss(affinity: Tensor, labels: Tensor, mask: Tensor | None = None,
-                          margin: float = 10.0) -> Tensor:
-    """HVR-Net's proposal-level hard triplet loss, in similarity space:
-    ``mean over anchors of max(0, a[i, n] - a[i, p] + margin)`` with the hardest triplets of
-    :func:`hard_proposal_triplets` (0 when there is none). Similarity space, because the affinity
+                          margin: float = 10.0, mining: Literal["hardest", "semihard"] = "hardest") -> Tensor:
+    """HVR-Net's proposal-level triplet loss, in similarity space:
+    ``mean over anchors of max(0, a[i, n] - a[i, p] + margin)`` with the triplets of
+    :func:`hard_proposal_triplets` (``mining``; 0 when there is none). Similarity space, because the affinity
     ``a = q k^T / sqrt(d)`` is exactly the logit the relation block's softmax weighs: the loss
     shapes which proposals attend to which, and the mining and the loss use one quantity (a
     distance form ``|q_i - k_p| - |q_i - k_n|`` would mine on one scale and penalise on another,
     and its margin would need its own units). Gradients flow through ``a[i, p]`` and ``a[i, n]``."""
-    anchor, positive, negative = hard_proposal_triplets(affinity, labels, mask)
+    anchor, positive, negative = hard_proposal_triplets(affinity, labels, mask, mining)
     if not len(anchor):
         return affinity.sum() * 0.0
     return F.relu(affinity[anchor, negative] - affinity[anchor, positive] + margin).mean()

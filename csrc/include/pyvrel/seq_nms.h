@@ -7,6 +7,35 @@
 
 namespace pyvrel {
 
+// The arguments of one Seq-NMS call on B videos of Tn frames x N boxes: the inputs, options and
+// caller-allocated outputs of the CPU kernels (host pointers) and the CUDA kernel (device
+// pointers). Outputs: scores_out at valid entries, seq_id (-1: in no sequence), per sequence its
+// first frame, length and score sum, the box indices of the sequences back to back in nodes and
+// the node slots each video needed (the caller retries with more when it exceeds node_cap).
+struct SeqNmsArgs {
+  const void* boxes;      // (B, Tn, N, 4) of the dtype
+  const void* scores;     // (B, Tn, N) of the dtype
+  const uint8_t* valid;   // (B, Tn, N)
+  const int64_t* labels;  // (B, Tn, N) or null: boxes of different labels never link
+  int64_t B, Tn, N;
+  double link_threshold, suppress_threshold;
+  bool strict;  // IoU > threshold (else >=)
+  int rescore;  // SeqNmsRescore code
+  int suppress; // SeqNmsSuppress code
+  int64_t max_sequences;  // <= 0: no limit
+  double min_score, pixel_offset;
+  void* scores_out;       // (B, Tn, N) of the dtype
+  int64_t* seq_id;        // (B, Tn, N)
+  int64_t* seq_count;     // (B,)
+  int64_t* seq_start;     // (B, Kcap)
+  int64_t* seq_len;       // (B, Kcap)
+  double* seq_score;      // (B, Kcap)
+  int64_t Kcap;
+  int64_t* nodes;         // (B, node_cap)
+  int64_t node_cap;
+  int64_t* nodes_needed;  // (B,)
+};
+
 // IoU threshold test: iou >= thr, or iou > thr when `strict`.
 template <typename T>
 PYVREL_HD bool iou_passes(T iou, T thr, bool strict) {

@@ -149,6 +149,17 @@ struct SeqNmsBlockVideo {
   double* seq_score;
 };
 
+// Video b of a call, with its workspace w.
+template <typename T>
+PYVREL_HD SeqNmsBlockVideo<T> seq_nms_block_video_of(const SeqNmsArgs& a, int64_t b, const SeqNmsBlockWork& w) {
+  const int64_t TN = a.Tn * a.N;
+  return {static_cast<const T*>(a.boxes) + 4 * b * TN, static_cast<const T*>(a.scores) + b * TN,
+          a.valid + b * TN, a.Tn, a.N, static_cast<T>(a.pixel_offset), static_cast<T>(a.suppress_threshold),
+          a.strict, a.rescore, a.suppress, a.max_sequences, a.Kcap, a.node_cap, a.min_score, w,
+          static_cast<T*>(a.scores_out) + b * TN, a.seq_id + b * TN, a.seq_count + b, a.seq_start + b * a.Kcap,
+          a.seq_len + b * a.Kcap, a.nodes + b * a.node_cap, a.nodes_needed + b, a.seq_score + b * a.Kcap};
+}
+
 // Backward DP of frames t_top, t_top - 1, ...: frames >= t_force always, lower ones only while
 // the frame above changed a value (their inputs are otherwise unchanged).
 template <typename T, typename Block>

@@ -32,31 +32,51 @@ from pyvrel.models.hvrnet.task import model_from_checkpoint, write_detections
 from pyvrel.report import tracks_svg
 from pyvrel.track import track_folder, track_recall
 
-__all__ = ["VARIANTS", "compare_variants", "run_demo", "variant_table"]
+__all__ = ["MINING_VARIANTS", "VARIANTS", "compare_variants", "run_demo", "variant_table"]
 
-#: The compared variants: name -> ``model.relations``.
-VARIANTS = {"frame only": "none", "+ intra-video": "intra", "+ intra + inter-video": "inter"}
+#: The compared variants: name -> (run folder, ``model:`` overrides).
+VARIANTS = {"frame only": ("none", {"relations": "none"}), "+ intra-video": ("intra", {"relations": "intra"}),
+            "+ intra + inter-video": ("inter", {"relations": "inter"})}
+#: The inter-video stage with other triplets (``triplet_mining``, ``triplet_similarity``) and hard-video
+#: descriptors (``mining_descriptor``) than the code's, for the study (``scripts/train_hvrnet_synthetic.py
+#: --variants``).
+MINING_VARIANTS = {
+    "+ inter, semi-hard": ("inter_semihard", {"relations": "inter", "triplet_mining": "semihard"}),
+    "+ inter, object mining": ("inter_object", {"relations": "inter", "mining_descriptor": "object"}),
+    "+ inter, cosine semi-hard": ("inter_cosine_semihard", {"relations": "inter", "triplet_similarity": "cosine",
+                                                            "triplet_mining": "semihard"}),
+    "+ inter, object, cosine semi-hard": ("inter_object_cosine_semihard", {
+        "relations": "inter", "mining_descriptor": "object", "triplet_similarity": "cosine", "triplet_mining": "semihard"})}
 _DEMO = {"full": ({"num_videos": 80, "frames": [60, 100]}, {"epochs": 20}),
          "quick": ({"num_videos": 10, "frames": [40, 50]}, {"epochs": 1})}
 
 
 def compare_variants(out_dir: str | Path, world: Mapping[str, Any], train: Mapping[str, Any],
-                     variants: Sequence[str] = tuple(VARIANTS), log: Any = print) -> dict[str, Any]:
-    """Train and evaluate each variant (module docstring) in ``out_dir/<relations>``, then track the
-    last variant's detections of every video in ``out_dir/tracked``. ``world``: synthetic world
-    overrides, ``train``: ``train:`` settings. Returns ``{"results": {variant: metrics + seconds},
+                     variants: Sequence[str] = tuple(VARIANTS), log: Any = print, track: str | None = None,
+                     model: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Train and evaluate each variant (module docstring; names of :data:`VARIANTS` or
+    :data:`MINING_VARIANTS`) in ``out_dir/<run folder>``, then track the detections of every video
+    by the ``track`` variant (default: the last) in ``out_dir/tracked``. ``world``: synthetic world
+    overrides, ``train``: ``train:`` settings, ``model``: ``model:`` settings of every variant (a
+    variant's own keys win). Returns ``{"results": {variant: metrics + seconds},
     "tracking": track_recall's summary (no per-video part), "world", "train"}``."""
     out = Path(out_dir)
-    results, checkpoint, resolved = {}, None, {}
+    known = {**VARIANTS, **MINING_VARIANTS}
+    unknown = [name for name in [*variants, track] if name is not None and name not in known]
+    if unknown or track not in (None, *variants):
+        raise ValueError(f"variants: expected names among {', '.join(known)} (track: one of the variants), got "
+                         f"{', '.join(map(repr, unknown or [track]))}")
+    results, checkpoints = {}, {}
     for name in variants:
         t0 = time.perf_counter()
-        run = prepare_run("hvrnet", "synthetic", {"model": {"relations": VARIANTS[name], "world": dict(world)},
-                                                  "train": {"progress": False, **train}}, out / VARIANTS[name])
+        folder, overrides = known[name]
+        run = prepare_run("hvrnet", "synthetic", {"model": {**(model or {}), **overrides, "world": dict(world)},
+                                                  "train": {"progress": False, **train}}, out / folder)
         summary = run.fit()
         results[name] = {**summary["eval"], "seconds": time.perf_counter() - t0, "steps": summary["step"]}
-        checkpoint, resolved = summary["checkpoint"], run.meta["model_config"]
+        checkpoints[name] = summary["checkpoint"]
         log(f"{name}: {_row(results[name])} ({results[name]['seconds']:.0f} s)")
-    model, resolved = model_from_checkpoint(load_checkpoint(checkpoint))
+    model, resolved = model_from_checkpoint(load_checkpoint(checkpoints[track or variants[-1]]))
     write_world(out / "world", config_from_dict(SynthConfig, {**resolved["world"], "features": False}))  # the annotations: the dataset folder pyvrel track reads
     dataset = open_dataset("synthetic", resolved["world"])
     for split in ("train", "test"):

@@ -46,6 +46,17 @@ class HVRNetConfig:
         window: frames of a window, in training and around each key frame at test [3 / 21].
         positives, negatives: candidate videos the hard positive / negative are mined from [2 / 6].
         triplet_margin, triplet_weight: the proposal triplet loss [10 / 1].
+        triplet_mining: its triplets, ``"hardest"`` or ``"semihard"``
+            (:func:`~pyvrel.nn.hard_proposal_triplets`) [hardest].
+        triplet_similarity: what the triplets are mined and penalised on: ``"affinity"`` (the block's
+            logits ``q k^T / sqrt(d)``, unbounded) or ``"cosine"`` (of the projected queries and keys,
+            :meth:`~pyvrel.nn.ProposalRelation.cosine`) [affinity].
+        mining_descriptor: what the hard videos are mined on: ``"video"`` (the code's: each frame's
+            mean over all its proposals, max over frames, :func:`~pyvrel.nn.video_descriptor`) or
+            ``"object"`` (the same over the proposals of one object category: the item's category
+            in the target and the positives, each category of a negative window, a negative as
+            hard as its most similar category; for videos of several objects, where a frame's mean
+            is mostly background and other objects) [video].
         init_std: the relation blocks' weight initialisation (:class:`~pyvrel.nn.ProposalRelation`;
             None: PyTorch's default) [0.01].
         fg_iou: IoU with a ground-truth box that makes a proposal foreground [0.5].
@@ -62,6 +73,9 @@ class HVRNetConfig:
     negatives: int = 6
     triplet_margin: float = 10.0
     triplet_weight: float = 1.0
+    triplet_mining: Literal["hardest", "semihard"] = "hardest"
+    mining_descriptor: Literal["video", "object"] = "video"
+    triplet_similarity: Literal["affinity", "cosine"] = "affinity"
     init_std: float | None = 0.01
     fg_iou: float = 0.5
     score_threshold: float = 0.001
@@ -71,6 +85,12 @@ class HVRNetConfig:
     def __post_init__(self) -> None:
         if self.relations not in ("none", "intra", "inter"):
             raise ValueError(f"relations: expected 'none', 'intra' or 'inter', got {self.relations!r}")
+        if self.triplet_mining not in ("hardest", "semihard"):
+            raise ValueError(f"triplet_mining: expected 'hardest' or 'semihard', got {self.triplet_mining!r}")
+        if self.triplet_similarity not in ("affinity", "cosine"):
+            raise ValueError(f"triplet_similarity: expected 'affinity' or 'cosine', got {self.triplet_similarity!r}")
+        if self.mining_descriptor not in ("video", "object"):
+            raise ValueError(f"mining_descriptor: expected 'video' or 'object', got {self.mining_descriptor!r}")
         for key in ("feature_dim", "dim", "num_classes", "window", "positives", "negatives", "max_per_frame"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key}: expected an integer >= 1, got {getattr(self, key)}")
@@ -82,7 +102,9 @@ class HVRNetConfig:
         """Sizes of the synthetic world (:mod:`pyvrel.data.synthetic.streams.hvrnet`, 32-d RoI features);
         the triplet loss at margin 1 and weight 0.1 (its hardest triplets pull the query/key
         projections towards zero, where the loss is the margin; at weight 1 that flattened the
-        attention of a model trained from scratch)."""
+        attention of a model trained from scratch; at 0.1 the inter stage still collapses, and the
+        options ``triplet_similarity``, ``triplet_mining``, ``mining_descriptor`` did not help
+        reliably: docs/models.md, HVR-Net)."""
         return cls(feature_dim=32, dim=64, num_classes=35, window=6, positives=2, negatives=4, triplet_margin=1.0,
                    triplet_weight=0.1, init_std=None, max_per_frame=50, score_threshold=0.01)
 
@@ -161,29 +183,36 @@ class HVRNet(nn.Module):
     def training_loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """One step on video triplets. ``batch``: ``features (B, V, T, M, D)``, ``mask (B, V, T, M)``,
         ``labels (B, V, T, M)`` int64 (0 = background), ``targets (B, V, T, M, 4)`` regression
-        targets, with ``V = 1 + positives + negatives`` videos per item: the target, its candidate
-        positives, then its candidate negatives (windows of ``T`` frames, ``M`` proposals each).
-        The hard positive and negative are mined from the RoI features' video descriptors;
-        the losses cover the three chosen videos."""
+        targets, ``category (B,)`` the item's label, with ``V = 1 + positives + negatives`` videos per
+        item: the target, its candidate positives, then its candidate negatives (windows of ``T``
+        frames, ``M`` proposals each). The hard positive and negative are mined from descriptors of
+        the RoI features (``mining_descriptor``); the losses cover the three chosen videos."""
         cfg = self.cfg
         feats, mask, labels, targets = batch["features"], batch["mask"], batch["labels"], batch["targets"]
         B, V, T, M, D = feats.shape
-        with torch.no_grad():
-            desc = video_descriptor(feats.reshape(B * V, T, M, D), mask.reshape(B * V, T, M)).reshape(B, V, D)
         chosen = []
-        for b in range(B):
-            pos, neg = mine_hard_videos(desc[b, 0], desc[b, 1: 1 + cfg.positives], desc[b, 1 + cfg.positives:])
-            chosen.append([0, 1 + pos, 1 + cfg.positives + neg])
+        with torch.no_grad():
+            if cfg.mining_descriptor == "video":
+                desc = video_descriptor(feats.reshape(B * V, T, M, D), mask.reshape(B * V, T, M)).reshape(B, V, D)
+            for b in range(B):
+                if cfg.mining_descriptor == "video":
+                    pos, neg = mine_hard_videos(desc[b, 0], desc[b, 1: 1 + cfg.positives], desc[b, 1 + cfg.positives:])
+                else:
+                    pos, neg = _mine_by_object(feats[b], mask[b], labels[b], int(batch["category"][b]), cfg.positives)
+                chosen.append([0, 1 + pos, 1 + cfg.positives + neg])
         idx = torch.tensor(chosen, device=feats.device)
         pick = lambda t: t[torch.arange(B, device=t.device)[:, None], idx].reshape(B * 3, T * M, *t.shape[4:])  # noqa: E731
         x, m, y, tgt = pick(feats), pick(mask), pick(labels), pick(targets)
         h = self.intra(x, m)
         out: dict[str, Tensor] = {}
         if cfg.relations == "inter":  # the last stage relates the three videos' proposals
-            h, affinity = self.stages[-1](h.reshape(B, 3 * T * M, -1), m.reshape(B, -1))
+            last, h3 = self.stages[-1], h.reshape(B, 3 * T * M, -1)
+            h, affinity = last(h3, m.reshape(B, -1))
+            if cfg.triplet_similarity == "cosine":
+                affinity = last.relation.cosine(last.fc(h3))
             y3, m3 = y.reshape(B, -1), m.reshape(B, -1)
-            out["loss_triplet"] = torch.stack([proposal_triplet_loss(affinity[b], y3[b], m3[b], cfg.triplet_margin)
-                                               for b in range(B)]).mean()
+            out["loss_triplet"] = torch.stack([proposal_triplet_loss(affinity[b], y3[b], m3[b], cfg.triplet_margin,
+                                                                     cfg.triplet_mining) for b in range(B)]).mean()
             h = h.reshape(B * 3, T * M, -1)
         else:
             h = self.stages[-1](h, m)[0]
@@ -199,3 +228,23 @@ class HVRNet(nn.Module):
         with torch.no_grad():
             out["acc"] = (logits.reshape(-1, logits.shape[-1])[valid].argmax(-1) == y.reshape(-1)[valid]).float().mean()
         return {"loss": loss, **out}
+
+
+def _mine_by_object(feats: Tensor, mask: Tensor, labels: Tensor, category: int, positives: int) -> tuple[int, int]:
+    """:func:`~pyvrel.nn.mine_hard_videos` on object descriptors (``mining_descriptor="object"``) of one
+    item: ``feats (V, T, M, D)``, ``mask``, ``labels (V, T, M)``; the target and positives described by
+    their ``category`` proposals, each negative window by each category in it (the negative of the
+    most similar one is chosen). A negative window without any object: its video descriptor."""
+    P = 1 + positives
+    desc = video_descriptor(feats[:P], mask[:P] & (labels[:P] == category))
+    Q, T, M, D = feats[P:].shape
+    kinds = labels[P:].unique()
+    kinds = kinds[kinds > 0]
+    own = mask[P:, None] & (labels[P:, None] == kinds[None, :, None, None])  # (Q, K, T, M)
+    owner, kind = torch.nonzero(own.flatten(2).any(-1), as_tuple=True)
+    if len(owner):
+        candidates = video_descriptor(feats[P:][owner], own[owner, kind])
+    else:
+        owner, candidates = torch.arange(Q, device=feats.device), video_descriptor(feats[P:], mask[P:])
+    pos, neg = mine_hard_videos(desc[0], desc[1:], candidates)
+    return pos, int(owner[neg])

@@ -41,8 +41,9 @@ from pyvrel.eval import voc_ap
 from pyvrel.models.hvrnet.model import HVRNet, HVRNetConfig, decode_boxes, encode_boxes
 from pyvrel.ops import batched_nms, box_iou
 
-__all__ = ["ROI_KEYS", "TRAIN_DEFAULTS", "FrameDetections", "RoIVideo", "TripletSamples", "build_task", "confusable_labels", "detect_video",
-           "evaluate_detections", "label_video", "load_videos", "model_from_checkpoint", "resolve_config", "write_detections"]
+__all__ = ["ROI_KEYS", "TRAIN_DEFAULTS", "FrameDetections", "HVRNetDetector", "RoIVideo", "TripletSamples", "build_task",
+           "confusable_labels", "detect_video", "evaluate_detections", "label_video", "load", "load_videos",
+           "model_from_checkpoint", "resolve_config", "write_detections"]
 
 ROI_KEYS = ("roi_frames", "roi_boxes", "roi_features")
 _PRESETS = {"synthetic": HVRNetConfig.synthetic, "vid": HVRNetConfig}
@@ -162,7 +163,8 @@ def _window(video: RoIVideo, start: int, T: int) -> dict[str, Tensor]:
 
 class TripletSamples(torch.utils.data.Dataset):
     """HVR-Net's training items (module docstring): ``{"features" (V, T, M, D), "mask" (V, T, M),
-    "labels" (V, T, M), "targets" (V, T, M, 4)}`` with ``V = 1 + positives + negatives``."""
+    "labels" (V, T, M), "targets" (V, T, M, 4), "category" ()}`` with ``V = 1 + positives + negatives``
+    (``category``: the item's label, category + 1)."""
 
     def __init__(self, videos: list[RoIVideo], cfg: HVRNetConfig, seed: int = 0) -> None:
         self.videos, self.cfg, self.seed, self.epoch = videos, cfg, seed, 0
@@ -199,7 +201,8 @@ class TripletSamples(torch.utils.data.Dataset):
         for u in chosen:
             S = len(self.videos[u].frames)
             windows.append(_window(self.videos[u], int(rng.integers(0, max(S - cfg.window, 0) + 1)), cfg.window))
-        return {k: torch.stack([w[k] for w in windows]) for k in windows[0]}
+        return {**{k: torch.stack([w[k] for w in windows]) for k in windows[0]},
+                "category": torch.tensor(self.items[i][1])}
 
 
 # ---- inference and metrics ------------------------------------------------------------------------
@@ -349,6 +352,34 @@ def model_from_checkpoint(checkpoint: Mapping[str, Any], ema: bool = True) -> tu
     model = HVRNet(cfg)
     model.load_state_dict(checkpoint_weights(dict(checkpoint), ema))
     return model.eval(), resolved
+
+
+class HVRNetDetector:
+    """A trained HVR-Net as ``pyvrel detect`` uses it (the registry's ``load``): an *object* detector,
+    whose output is a folder of per-frame detections in ``pyvrel track``'s layout, not relations."""
+
+    def __init__(self, model: HVRNet, objects: Sequence[str]) -> None:
+        self.model, self.objects = model, list(objects)
+
+    def write_detections(self, dataset: Dataset, split: str, out: str | Path) -> int:
+        """Detect the videos of ``split`` (``"train"``, ``"test"`` or ``"all"``: every split the dataset
+        has) and write ``out/<video_id>.npz`` (:func:`write_detections`); returns the video count.
+        ValueError when the dataset's object categories are not the checkpoint's (the labels written
+        are indices into them, as ``pyvrel track`` reads them)."""
+        have = list(dataset.vocabulary().objects)
+        if have != self.objects:
+            differ = sorted(set(have) ^ set(self.objects))
+            raise ValueError(f"{dataset.name}: its {len(have)} object categories are not the checkpoint's "
+                             f"{len(self.objects)} (in the same order){': ' + ', '.join(differ[:5]) if differ else ''}; "
+                             "HVR-Net's labels index the checkpoint's categories")
+        splits = [s for s in ("train", "test") if dataset.has_split(s)] if split == "all" else [split]
+        return sum(write_detections(self.model, dataset, s, self.objects, out) for s in splits)
+
+
+def load(checkpoint: Mapping[str, Any], ema: bool = True) -> HVRNetDetector:
+    """The registry's ``load``: the :class:`HVRNetDetector` of a ``pyvrel train --model hvrnet`` checkpoint."""
+    model, resolved = model_from_checkpoint(checkpoint, ema)
+    return HVRNetDetector(model, resolved["objects"])
 
 
 def _evaluator(dataset: Dataset, split: str, cfg: HVRNetConfig, objects: Sequence[str]) -> EvalHook:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pyvrel.data.annotations import VideoAnnotation
+from pyvrel.data.boxes import box_areas, box_intersections
 from pyvrel.data.segments import cut_tracklets, ordered_pairs, relative_position, segment_spans
 from pyvrel.data.synthetic.streams.openvocab import CELL
 from pyvrel.data.tracklets import Tracklet, oracle_tracklets
@@ -61,10 +62,8 @@ def gt_tracklets(annotation: VideoAnnotation, arrays: Mapping[str, np.ndarray]) 
 
 def _giou(a: np.ndarray, b: np.ndarray) -> float:
     """GIoU of two pixel boxes (+1 areas, the code's TO_REMOVE convention)."""
-    iw = max(min(a[2], b[2]) - max(a[0], b[0]) + 1, 0.0)
-    ih = max(min(a[3], b[3]) - max(a[1], b[1]) + 1, 0.0)
-    area = lambda x: (x[2] - x[0] + 1) * (x[3] - x[1] + 1)  # noqa: E731
-    inter, union = iw * ih, area(a) + area(b) - iw * ih
+    inter = box_intersections(a, b, 1)
+    union = box_areas(a, 1) + box_areas(b, 1) - inter
     hull = (max(a[2], b[2]) - min(a[0], b[0]) + 1) * (max(a[3], b[3]) - min(a[1], b[1]) + 1)
     return float(inter / union - (hull - union) / hull)
 

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pyvrel.data.annotations import VideoAnnotation
+from pyvrel.data.boxes import box_ious
 
 if TYPE_CHECKING:
     from pyvrel.data.synthetic.world import World
@@ -44,15 +45,6 @@ __all__ = ["CONFUSABLE", "CUE", "CUE_PROB", "HVRNetStream"]
 CONFUSABLE: tuple[tuple[str, str], ...] = (("dog", "domestic_cat"), ("horse", "zebra"), ("bicycle", "motorcycle"))
 #: Probability that an entity of a confusable category shows its cue in a frame, and the cue's length.
 CUE_PROB, CUE = 0.3, 0.8
-
-
-def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU ``(len(a), len(b))`` of continuous boxes."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), -1)
-    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
 
 
 class HVRNetStream:
@@ -91,7 +83,7 @@ class HVRNetStream:
             rows = np.flatnonzero(det_frame == f)
             if not visible:
                 continue
-            iou = _box_iou(det_boxes[rows], np.array([b.bbox for b in visible], np.float64))
+            iou = box_ious(det_boxes[rows, None], np.array([b.bbox for b in visible], np.float64)[None])
             best = iou.argmax(1)
             hit = iou[np.arange(len(rows)), best] >= 0.3
             tids = np.array([visible[j].tid for j in best[hit]], np.int64)
