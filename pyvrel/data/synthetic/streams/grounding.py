@@ -17,10 +17,10 @@ generated annotation (its ground-truth boxes and categories) and the world's cat
   where it holds (``[begin, end)``): a world-level unit vector per predicate and role (subject,
   object), half of it (in energy) shared by every predicate of the role and half its own, as a person
   riding looks engaged, and unlike one walking. An entity in no relation at a frame (every twin, and
-  the related entities outside their instances) has an *idle* pose instead, a world-level unit vector:
-  every entity has a pose of the same norm (:func:`pose`), so a relation makes an entity look
-  different, not more salient, and the predicate word alone tells the related entities and frames
-  apart. The shifted distractors copy half of it, as they copy half the appearance.
+  the related entities outside their instances) has its own *idle* pose instead, a random unit
+  vector per entity (no look common to the idle entities of a category): every entity has a pose
+  of the same norm (:func:`pose`), so a relation makes an entity look different, not more salient,
+  and the predicate word alone tells the related entities and frames apart. The shifted distractors copy half of it, as they copy half the appearance.
 
 It replaces the plain ``proposal_*`` arrays of the detector outputs (whose entity boxes sit in the
 first slots, noise-free). It draws from a generator of its own (``default_rng([seed, index, 2])``),
@@ -63,30 +63,25 @@ class GroundingStream:
 
     def __init__(self, world: World) -> None:
         self.world = world
-        #: (2, D) trace of each predicate on its subject (0) and object (1), and the idle pose (D,);
-        #: twins worlds only
+        #: (2, D) trace of each predicate on its subject (0) and object (1); twins worlds only
         self.traces: dict[str, np.ndarray] | None = None
-        self.idle: np.ndarray | None = None
         if world.config.twins:
             rng = np.random.default_rng([world.config.seed, 1 << 30, self.tag])
             t = rng.normal(size=(len(world.vocab.predicates) + 1, 2, world.config.feature_dim))
             t = t[1:] + t[:1] / np.linalg.norm(t[:1], axis=-1, keepdims=True) * np.linalg.norm(t[1:], axis=-1, keepdims=True)
             self.traces = dict(zip(world.vocab.predicates, t / np.linalg.norm(t, axis=-1, keepdims=True)))
-            idle = rng.normal(size=world.config.feature_dim)
-            self.idle = idle / np.linalg.norm(idle)
 
     def arrays(self, rng: np.random.Generator, annotation: VideoAnnotation, categories: list[str],
                arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The ``proposal_*`` arrays of one video (module docstring) from its annotation and its
         entities' categories (by tid)."""
-        poses = None if self.traces is None else (self.traces, self.idle)
-        return _regions(rng, self.world, annotation, categories, poses)
+        return _regions(rng, self.world, annotation, categories, self.traces)
 
 
 def pose(annotation: VideoAnnotation, traces: dict[str, np.ndarray], idle: np.ndarray, frame: int, tid: int
          ) -> np.ndarray:
     """The pose of entity ``tid`` at video ``frame`` (D,), norm :data:`TRACE`: the sum of the traces of
-    the relations it is in then, rescaled, else the idle pose."""
+    the relations it is in then, rescaled, else its ``idle`` pose (D,) (unit norm)."""
     t = sum((traces[r.predicate][role] for r in annotation.relations if r.begin_fid <= frame < r.end_fid
              for role, e in enumerate((r.subject_tid, r.object_tid)) if e == tid), np.zeros_like(idle))
     norm = np.linalg.norm(t)
@@ -94,13 +89,16 @@ def pose(annotation: VideoAnnotation, traces: dict[str, np.ndarray], idle: np.nd
 
 
 def _regions(rng: np.random.Generator, world: World, annotation: VideoAnnotation, cats: list[str],
-             poses: tuple[dict[str, np.ndarray], np.ndarray] | None = None) -> dict[str, np.ndarray]:
+             traces: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     cfg = world.config
     D, M, C = cfg.feature_dim, cfg.proposals, len(world.vocab.objects)
     cidx = world.vocab.object_index()
     frames = sampled_frames(annotation.frame_count, cfg.sampled_frames)
     unique, inverse = np.unique(frames, return_inverse=True)
     inst = [rng.normal(0, 0.5 / math.sqrt(D), D) for _ in cats]
+    if traces is not None:  # twins worlds: each entity's own idle pose
+        idle = rng.normal(size=(len(cats), D))
+        idle /= np.linalg.norm(idle, axis=1, keepdims=True)
     W, H = annotation.width, annotation.height
     noise = 1 / math.sqrt(D)
 
@@ -120,8 +118,8 @@ def _regions(rng: np.random.Generator, world: World, annotation: VideoAnnotation
             b = np.asarray(fb.bbox, np.float64)
             size = np.array([b[2] - b[0], b[3] - b[1]] * 2)
             appear = world.prototypes[cidx[cats[fb.tid]]] + inst[fb.tid] + rng.normal(0, 0.3 * noise, D)
-            if poses is not None:
-                appear = appear + pose(annotation, *poses, frame, fb.tid)
+            if traces is not None:
+                appear = appear + pose(annotation, traces, idle[fb.tid], frame, fb.tid)
             boxes.append(b + rng.normal(0, 0.05, 4) * size)
             feats.append(appear)
             tids.append(fb.tid)
