@@ -88,18 +88,6 @@ Suppresses IoU > threshold.)pbdoc");
       nogil,
       R"pbdoc(Cut sub_traj/obj_traj box lists out of JSON text into float64 numbers; returns how many (see kernels.h).)pbdoc");
   m.def(
-      "cut_frame_boxes",
-      [](ptr text, int64_t length, ptr skeleton, int64_t skeleton_capacity, ptr skeleton_length, ptr boxes,
-         ptr box_tid, ptr box_frame, int64_t box_capacity, ptr frame_counts, ptr box_counts,
-         int64_t max_values) -> int64_t {
-        return cut_frame_boxes(as<const char>(text), length, as<char>(skeleton), skeleton_capacity,
-                               as<int64_t>(skeleton_length), as<double>(boxes), as<int64_t>(box_tid),
-                               as<int64_t>(box_frame), box_capacity, as<int64_t>(frame_counts),
-                               as<int64_t>(box_counts), max_values);
-      },
-      nogil,
-      R"pbdoc(Cut annotation "trajectories" (per-frame tid/bbox lists) out of JSON text into columns; returns how many (see kernels.h).)pbdoc");
-  m.def(
       "parse_prediction_file",
       [](ptr text, int64_t length, ptr video_span, ptr video_count, ptr triplet_id, ptr score, ptr duration,
          ptr traj, ptr boxes, ptr triplet_strings, ptr string_span, ptr sizes) -> int64_t {
@@ -115,6 +103,20 @@ Suppresses IoU > threshold.)pbdoc");
       },
       nogil,
       R"pbdoc(A plain prediction file into columns; sizes: 5 capacities in, 9 counts/spans out (see kernels.h).)pbdoc");
+  m.def(
+      "parse_annotations",
+      [](ptr text, ptr offsets, int64_t n_texts, bool mapping, ptr video, ptr size, ptr relation, ptr boxes,
+         ptr triplet_strings, ptr string_span, ptr sizes) -> int64_t {
+        int64_t* n = as<int64_t>(sizes);  // in: 5 capacities; out: 5 counts
+        AnnotationColumns c{as<int64_t>(video), as<double>(size), as<int64_t>(relation), as<double>(boxes),
+                            as<int64_t>(triplet_strings), as<int64_t>(string_span), n[0], n[1], n[2], n[3], n[4]};
+        const int64_t status = parse_annotations(as<const char>(text), as<const int64_t>(offsets), n_texts, mapping, c);
+        const int64_t result[5] = {c.n_videos, c.n_relations, c.n_boxes, c.n_triplets, c.n_strings};
+        std::memcpy(n, result, sizeof result);
+        return status;
+      },
+      nogil,
+      R"pbdoc(Plain annotation files into relation columns; sizes: 5 capacities in, 5 counts out (see prediction_json.h).)pbdoc");
   m.def(
       "first_duplicate_key",
       [](ptr text, int64_t length, ptr key_start, ptr key_length) -> int64_t {

@@ -83,6 +83,10 @@ def test_eval_warns_about_coordinates_outside_the_versions_range(tmp_path, capsy
     data.write_predictions(tiny, tmp_path / "normalised_as_v1.json")
     code, res, err = _eval_json(capsys, gt, tmp_path / "normalised_as_v1.json")
     assert code == 0 and "every coordinate lies in [0, 1]" in err
+    last = list(tiny)[-1]  # the same but one pixel box at the end of the file: no warning
+    tiny[last][-1].obj_traj = preds[last][-1].obj_traj
+    data.write_predictions(tiny, tmp_path / "pixels_at_the_end.json")
+    assert _eval_json(capsys, gt, tmp_path / "pixels_at_the_end.json")[1]["warnings"] == []
 
 
 def test_eval_missing_files_read_the_same_and_swapped_arguments_get_a_hint(tmp_path, capsys):
@@ -203,6 +207,26 @@ def test_groundtruth_table_equals_the_record_loader(tmp_path):
     (tmp_path / "view.json").write_text(json.dumps(view))
     records = data.RelationTable.from_relations(data.load_groundtruth(tmp_path / "view.json"), scores=False)
     _tables_equal(data.read_groundtruth_table(tmp_path / "view.json"), records)
+
+
+@pytest.mark.parametrize("change", ["extra_box_key", "repeated_key", "escaped_category", "extra_top_level_keys"])
+def test_groundtruth_table_mixes_the_cpp_pass_and_the_record_reader(tmp_path, change):
+    """A video the C++ pass leaves to the record reader (or, for extra top-level keys, takes) between
+    videos it takes: the record loader's table, triplets numbered in order of first appearance."""
+    gt, _, annos = _world(tmp_path, n=5)
+    obj = annos[2].to_json()
+    if change == "extra_box_key":
+        next(f for f in obj["trajectories"] if f)[0]["generated"] = 1
+    elif change == "escaped_category":
+        obj["subject/objects"][0]["category"] = "caf\u00e9"
+    elif change == "extra_top_level_keys":
+        obj.update(version="VERSION 1.0", tags=[{"a": [1.5, None, True]}], video_path="0/v.mp4")
+    text = json.dumps(obj)
+    if change == "repeated_key":  # a JSON parser keeps the last value
+        text = text.replace('"fps": ', '"fps": "x", "fps": ', 1)
+    (gt / f"{annos[2].video_id}.json").write_text(text)
+    records = data.RelationTable.from_relations(data.load_groundtruth(gt), scores=False)
+    _tables_equal(data.read_groundtruth_table(gt), records)
 
 
 def test_groundtruth_table_normalises_by_each_videos_size(tmp_path):

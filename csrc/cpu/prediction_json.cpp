@@ -170,52 +170,6 @@ const char* frame_box(const char* p, const char* end, int64_t* tid, double* box)
   return p + 1;
 }
 
-// Lists of frames, each a list of frame_box objects, parsed into columns: box i is boxes[4i:4i+4]
-// of object tid[i] in frame frame_of[i] (at most capacity boxes in all).
-struct FrameBoxes {
-  double* boxes;
-  int64_t* tid;
-  int64_t* frame_of;
-  int64_t capacity;
-  int64_t used = 0;
-
-  // The list of frames at p (its '['); returns the position after it and its frame count, or
-  // nullptr (and forgets its boxes) when it is not of that form.
-  const char* parse(const char* p, const char* end, int64_t* frames) {
-    const int64_t start = used;
-    *frames = 0;
-    p = skip(p + 1, end);
-    if (p < end && *p == ']') return p + 1;
-    while (p != nullptr) {
-      p = frame(p, end, *frames);
-      if (p == nullptr) break;
-      ++*frames;
-      p = skip(p, end);
-      if (p < end && *p == ']') return p + 1;
-      p = (p < end && *p == ',') ? skip(p + 1, end) : nullptr;
-    }
-    used = start;
-    return nullptr;
-  }
-
-  // One frame's list of boxes at p; the position after it, or nullptr.
-  const char* frame(const char* p, const char* end, int64_t f) {
-    if (p >= end || *p != '[') return nullptr;
-    p = skip(p + 1, end);
-    if (p < end && *p == ']') return p + 1;
-    while (true) {
-      if (used >= capacity) return nullptr;
-      p = frame_box(p, end, tid + used, boxes + 4 * used);
-      if (p == nullptr) return nullptr;
-      frame_of[used++] = f;
-      p = skip(p, end);
-      if (p < end && *p == ']') return p + 1;
-      if (p >= end || *p != ',') return nullptr;
-      p = skip(p + 1, end);
-    }
-  }
-};
-
 // Copy text to the skeleton, replacing each value of one of `keys` that cut(value, end, k) parses
 // (returning the position after it) by the string "\u0000pv<k>", k = 0, 1, ... Returns the number
 // of values cut, or -1 when the skeleton capacity is too small.
@@ -364,29 +318,53 @@ struct TripletHash {
   }
 };
 
+// Strings (by content) and triplets (of string ids) numbered in order of first appearance; the
+// string ids are text spans (offset, length), the triplets their three ids. -1: a table is full.
+struct Interner {
+  const char* text;
+  int64_t* string_span;
+  int64_t max_strings;
+  int64_t& n_strings;
+  int64_t* triplet_strings;
+  int64_t max_triplets;
+  int64_t& n_triplets;
+  std::unordered_map<std::string_view, int64_t> strings{};
+  std::unordered_map<TripletKey, int64_t, TripletHash> triplets{};
+
+  int64_t string(const char* from, const char* to) {
+    auto [it, added] = strings.try_emplace(std::string_view(from, to - from), n_strings);
+    if (added) {
+      if (n_strings >= max_strings) return -1;
+      string_span[2 * n_strings] = from - text;
+      string_span[2 * n_strings + 1] = to - from;
+      ++n_strings;
+    }
+    return it->second;
+  }
+
+  int64_t triplet(const int64_t ids[3]) {
+    auto [it, added] = triplets.try_emplace(TripletKey{ids[0], ids[1], ids[2]}, n_triplets);
+    if (added) {
+      if (n_triplets >= max_triplets) return -1;
+      std::memcpy(triplet_strings + 3 * n_triplets, ids, 3 * sizeof(int64_t));
+      ++n_triplets;
+    }
+    return it->second;
+  }
+};
+
 struct PredictionParser {
   const char* text;
   const char* end;
   PredictionColumns& out;
-  std::unordered_map<std::string_view, int64_t> strings;
-  std::unordered_map<TripletKey, int64_t, TripletHash> triplets;
-  std::unordered_set<std::string_view> videos;
+  Interner names{text, out.string_span, out.max_strings, out.n_strings,
+                 out.triplet_strings, out.max_triplets, out.n_triplets};
+  std::unordered_set<std::string_view> videos{};
   int64_t status = kParsed;
 
   const char* fail(int64_t why) {
     if (status == kParsed) status = why;
     return nullptr;
-  }
-
-  int64_t intern(const char* from, const char* to) {
-    auto [it, added] = strings.try_emplace(std::string_view(from, to - from), out.n_strings);
-    if (added) {
-      if (out.n_strings >= out.max_strings) return -1;
-      out.string_span[2 * out.n_strings] = from - text;
-      out.string_span[2 * out.n_strings + 1] = to - from;
-      ++out.n_strings;
-    }
-    return it->second;
   }
 
   // One relation object at p.
@@ -413,7 +391,7 @@ struct PredictionParser {
           const char *s0, *s1;
           p = ascii_string(skip(p + 1, end), end, &s0, &s1);
           if (p == nullptr) return fail(kNotPlain);
-          ids[k] = intern(s0, s1);
+          ids[k] = names.string(s0, s1);
           if (ids[k] < 0) return fail(kNoRoom);
           p = skip(p, end);
           if (p >= end || *p != (k < 2 ? ',' : ']')) return fail(kNotPlain);
@@ -467,13 +445,8 @@ struct PredictionParser {
     if ((seen & 31) != 31 || begin < 0 || begin >= stop || out.traj[4 * r + 1] < stop - begin ||
         out.traj[4 * r + 3] < stop - begin)
       return fail(kNotPlain);  // missing fields or a short trajectory: the general path names it
-    auto [it, added] = triplets.try_emplace(TripletKey{ids[0], ids[1], ids[2]}, out.n_triplets);
-    if (added) {
-      if (out.n_triplets >= out.max_triplets) return fail(kNoRoom);
-      std::memcpy(out.triplet_strings + 3 * out.n_triplets, ids, sizeof ids);
-      ++out.n_triplets;
-    }
-    out.triplet_id[r] = it->second;
+    out.triplet_id[r] = names.triplet(ids);
+    if (out.triplet_id[r] < 0) return fail(kNoRoom);
     ++out.n_relations;
     return p + 1;
   }
@@ -561,6 +534,299 @@ struct PredictionParser {
   }
 };
 
+
+// ---- annotation files into columns ---------------------------------------------------------------
+
+struct AnnotationParser {
+  const char* text;
+  AnnotationColumns& out;
+  Interner names{text, out.string_span, out.max_strings, out.n_strings,
+                 out.triplet_strings, out.max_triplets, out.n_triplets};
+  bool no_room = false;
+  // one video's objects (sorted by tid at the checks), boxes and relations, reused across videos
+  std::vector<std::pair<int64_t, int64_t>> objects;  // tid, category string id
+  std::vector<int64_t> tids, box_tid, box_frame, box_object, first, slot, frame_sorted;
+  std::vector<double> box_xyxy;
+  struct Relation {
+    int64_t subject, object, predicate, begin, end;
+  };
+  std::vector<Relation> relations;
+
+  // A list at p (its '['), each item parsed by item(p) (returning the position after it, or nullptr).
+  template <class Item>
+  static const char* list(const char* p, const char* end, Item item) {
+    if (p >= end || *p != '[') return nullptr;
+    p = skip(p + 1, end);
+    if (p < end && *p == ']') return p + 1;
+    while (true) {
+      p = item(p);
+      if (p == nullptr) return nullptr;
+      p = skip(p, end);
+      if (p < end && *p == ']') return p + 1;
+      if (p >= end || *p != ',') return nullptr;
+      p = skip(p + 1, end);
+    }
+  }
+
+  // An object at p whose keys are all among `keys` (each at most once), each value parsed by
+  // value(p, key index); returns the position after it and the keys seen (bits), or nullptr.
+  template <class Value>
+  static const char* object(const char* p, const char* end, const char* const* keys, int n_keys, int* seen,
+                            Value value) {
+    if (p >= end || *p != '{') return nullptr;
+    *seen = 0;
+    p = skip(p + 1, end);
+    if (p < end && *p == '}') return p + 1;
+    while (true) {
+      const char *from, *to;
+      p = ascii_string(p, end, &from, &to);
+      if (p == nullptr) return nullptr;
+      int k = 0;
+      while (k < n_keys && !equals(from, to, keys[k])) ++k;
+      if (k == n_keys || (*seen & (1 << k))) return nullptr;
+      *seen |= 1 << k;
+      p = skip(p, end);
+      if (p >= end || *p != ':') return nullptr;
+      p = value(skip(p + 1, end), k);
+      if (p == nullptr) return nullptr;
+      p = skip(p, end);
+      if (p < end && *p == '}') return p + 1;
+      if (p >= end || *p != ',') return nullptr;
+      p = skip(p + 1, end);
+    }
+  }
+
+  // The string at p, interned; its id in *id.
+  const char* interned(const char* p, const char* end, int64_t* id) {
+    const char *from, *to;
+    p = ascii_string(p, end, &from, &to);
+    if (p == nullptr) return nullptr;
+    *id = names.string(from, to);
+    if (*id < 0) no_room = true;
+    return *id < 0 ? nullptr : p;
+  }
+
+  // Video v: the annotation object at p, or nullptr when it is not of the plain form or fails a
+  // check (the caller then marks it for the full validation). key: the mapping key it must equal.
+  const char* annotation(const char* p, const char* end, int64_t v, std::string_view key) {
+    static const char* top[8] = {"video_id", "frame_count", "fps", "width", "height", "subject/objects",
+                                 "trajectories", "relation_instances"};
+    objects.clear();
+    box_tid.clear();
+    box_frame.clear();
+    box_xyxy.clear();
+    relations.clear();
+    const char *vid0 = nullptr, *vid1 = nullptr;
+    int64_t frame_count = -1, frames = 0;
+    double size[3];  // fps, width, height
+    int seen = 0, top_seen = 0;
+    if (p >= end || *p != '{') return nullptr;
+    p = skip(p + 1, end);
+    while (true) {
+      const char *from, *to;
+      p = ascii_string(p, end, &from, &to);
+      if (p == nullptr) return nullptr;
+      int k = 0;
+      while (k < 8 && !equals(from, to, top[k])) ++k;
+      if (k < 8 && (top_seen & (1 << k))) return nullptr;  // a repeated key: the JSON parser's rules apply
+      p = skip(p, end);
+      if (p >= end || *p != ':') return nullptr;
+      p = skip(p + 1, end);
+      bool flt = false;
+      switch (k) {
+        case 0: p = ascii_string(p, end, &vid0, &vid1); break;
+        case 1: p = integer(p, end, &frame_count); break;
+        case 2: case 3: case 4: p = number(p, end, size + k - 2, &flt); break;
+        case 5: {
+          static const char* keys[2] = {"tid", "category"};
+          p = list(p, end, [&](const char* q) {
+            std::pair<int64_t, int64_t> o;
+            q = object(q, end, keys, 2, &seen, [&](const char* r, int key) {
+              return key == 0 ? integer(r, end, &o.first) : interned(r, end, &o.second);
+            });
+            if (q == nullptr || seen != 3) return static_cast<const char*>(nullptr);
+            objects.push_back(o);
+            return q;
+          });
+          break;
+        }
+        case 6:
+          p = list(p, end, [&](const char* q) {
+            q = list(q, end, [&](const char* r) {
+              int64_t tid;
+              double box[4];
+              r = frame_box(r, end, &tid, box);
+              if (r == nullptr) return r;
+              box_tid.push_back(tid);
+              box_frame.push_back(frames);
+              box_xyxy.insert(box_xyxy.end(), box, box + 4);
+              return r;
+            });
+            ++frames;
+            return q;
+          });
+          break;
+        case 7: {
+          static const char* keys[5] = {"subject_tid", "object_tid", "predicate", "begin_fid", "end_fid"};
+          p = list(p, end, [&](const char* q) {
+            Relation r;
+            int64_t* fields[5] = {&r.subject, &r.object, &r.predicate, &r.begin, &r.end};
+            q = object(q, end, keys, 5, &seen, [&](const char* s, int key) {
+              return key == 2 ? interned(s, end, fields[key]) : integer(s, end, fields[key]);
+            });
+            if (q == nullptr || seen != 31) return static_cast<const char*>(nullptr);
+            relations.push_back(r);
+            return q;
+          });
+          break;
+        }
+        default: p = any_value(p, end, 0);  // e.g. VidOR's "version", validated but not kept
+      }
+      if (p == nullptr) return nullptr;
+      if (k < 8) top_seen |= 1 << k;
+      p = skip(p, end);
+      if (p < end && *p == '}') break;
+      if (p >= end || *p != ',') return nullptr;
+      p = skip(p + 1, end);
+    }
+    if (top_seen != 255 || frame_count < 0 || frames > frame_count) return nullptr;
+    if (!key.empty() && key != std::string_view(vid0, vid1 - vid0)) return nullptr;
+    return checked(v, frame_count, size[1], size[2], key.empty() ? std::string_view(vid0, vid1 - vid0) : key) ? p + 1
+                                                                                                             : nullptr;
+  }
+
+  // The checks of VideoAnnotation.from_json on the parsed video (distinct tids, known tids, one box
+  // per tid and frame, relation spans within frame_count whose every frame has both boxes); when
+  // they pass, its columns are appended: boxes sorted by (tid, frame), a relation's boxes a slice.
+  bool checked(int64_t v, int64_t frame_count, double width, double height, std::string_view id) {
+    std::sort(objects.begin(), objects.end());
+    const size_t n_objects = objects.size(), n_boxes = box_tid.size();
+    tids.resize(n_objects);
+    for (size_t k = 0; k < n_objects; ++k) {
+      tids[k] = objects[k].first;
+      if (k > 0 && tids[k] == tids[k - 1]) return false;
+    }
+    auto index = [&](int64_t tid) -> int64_t {  // the object of a tid, or -1
+      const auto it = std::lower_bound(tids.begin(), tids.end(), tid);
+      return it == tids.end() || *it != tid ? -1 : it - tids.begin();
+    };
+    first.assign(n_objects + 1, 0);
+    box_object.resize(n_boxes);
+    for (size_t i = 0; i < n_boxes; ++i) {
+      box_object[i] = index(box_tid[i]);
+      if (box_object[i] < 0) return false;
+      ++first[box_object[i] + 1];
+    }
+    for (size_t k = 0; k < n_objects; ++k) first[k + 1] += first[k];
+    if (out.n_boxes + static_cast<int64_t>(n_boxes) > out.max_boxes) return !(no_room = true);
+    // a counting sort: each object's boxes stay in file order, which is frame order
+    frame_sorted.resize(n_boxes);
+    slot.assign(first.begin(), first.end() - 1);
+    double* boxes = out.boxes + 4 * out.n_boxes;
+    for (size_t i = 0; i < n_boxes; ++i) {
+      const int64_t j = slot[box_object[i]]++;
+      std::memcpy(boxes + 4 * j, box_xyxy.data() + 4 * i, 4 * sizeof(double));
+      frame_sorted[j] = box_frame[i];
+    }
+    for (size_t k = 0; k < n_objects; ++k)
+      for (int64_t j = first[k] + 1; j < first[k + 1]; ++j)
+        if (frame_sorted[j] == frame_sorted[j - 1]) return false;  // two boxes of a tid in one frame
+    const int64_t n_relations = static_cast<int64_t>(relations.size());
+    if (out.n_relations + n_relations > out.max_relations) return !(no_room = true);
+    int64_t* rows = out.relation + 5 * out.n_relations;
+    for (int64_t i = 0; i < n_relations; ++i) {
+      const Relation& r = relations[i];
+      const int64_t s = index(r.subject), o = index(r.object);
+      if (s < 0 || o < 0 || r.begin < 0 || r.begin >= r.end || r.end > frame_count) return false;
+      rows[5 * i + 1] = r.begin;
+      rows[5 * i + 2] = r.end;
+      for (int role = 0; role < 2; ++role) {
+        const int64_t k = role == 0 ? s : o;
+        const int64_t* from = frame_sorted.data() + first[k];
+        const int64_t* to = frame_sorted.data() + first[k + 1];
+        const int64_t* lo = std::lower_bound(from, to, r.begin);
+        if (std::lower_bound(lo, to, r.end) - lo != r.end - r.begin) return false;  // a frame without a box
+        rows[5 * i + 3 + role] = out.n_boxes + (lo - frame_sorted.data());
+      }
+    }
+    for (int64_t i = 0; i < n_relations; ++i) {  // all checks passed: the triplets
+      const Relation& r = relations[i];
+      const int64_t ids[3] = {objects[index(r.subject)].second, r.predicate, objects[index(r.object)].second};
+      rows[5 * i] = names.triplet(ids);
+      if (rows[5 * i] < 0) return !(no_room = true);
+    }
+    int64_t* row = out.video + 5 * v;
+    row[0] = 0;
+    row[1] = id.data() - text;
+    row[2] = static_cast<int64_t>(id.size());
+    row[3] = n_relations;
+    row[4] = static_cast<int64_t>(n_boxes);
+    out.size[2 * v] = width;
+    out.size[2 * v + 1] = height;
+    out.n_relations += n_relations;
+    out.n_boxes += static_cast<int64_t>(n_boxes);
+    return true;
+  }
+
+  // The next video's row: 1 (not plain) until checked() fills it.
+  int64_t video(std::string_view key) {
+    if (out.n_videos >= out.max_videos) {
+      no_room = true;
+      return -1;
+    }
+    int64_t* row = out.video + 5 * out.n_videos;
+    row[0] = 1;
+    row[1] = key.empty() ? -1 : key.data() - text;
+    row[2] = static_cast<int64_t>(key.size());
+    row[3] = row[4] = 0;
+    return out.n_videos++;
+  }
+
+  int64_t files(const int64_t* offsets, int64_t n_files) {
+    for (int64_t i = 0; i < n_files; ++i) {
+      const char* end = text + offsets[i + 1];
+      const int64_t v = video({});
+      if (v < 0) return kNoRoom;
+      const char* p = annotation(skip(text + offsets[i], end), end, v, {});
+      if (no_room) return kNoRoom;
+      if (p != nullptr && skip(p, end) != end) out.video[5 * v] = 1;  // text after the object
+    }
+    return kParsed;
+  }
+
+  int64_t mapping(const char* p, const char* end) {
+    std::unordered_set<std::string_view> keys;
+    p = skip(p, end);
+    if (p >= end || *p != '{') return kNotPlain;
+    p = skip(p + 1, end);
+    if (p < end && *p == '}') return skip(p + 1, end) == end ? kParsed : kNotPlain;  // no video
+    while (true) {
+      const char *from, *to;
+      p = ascii_string(p, end, &from, &to);
+      const std::string_view key(from, to - from);
+      if (p == nullptr || key.empty() || !keys.insert(key).second) return kNotPlain;
+      p = skip(p, end);
+      if (p >= end || *p != ':') return kNotPlain;
+      p = skip(p + 1, end);
+      if (p >= end || *p != '{') return kNotPlain;  // not a mapping of annotations
+      const int64_t v = video(key);
+      if (v < 0) return kNoRoom;
+      const char* q = annotation(p, end, v, key);
+      if (no_room) return kNoRoom;
+      if (q == nullptr) {
+        out.video[5 * v] = 1;
+        q = any_value(p, end, 0);
+        if (q == nullptr) return kNotPlain;
+      }
+      p = skip(q, end);
+      if (p < end && *p == '}') break;
+      if (p >= end || *p != ',') return kNotPlain;
+      p = skip(p + 1, end);
+    }
+    return p < end && skip(p + 1, end) == end ? kParsed : kNotPlain;
+  }
+};
+
 }  // namespace
 
 int64_t cut_trajectories(const char* text, int64_t length, char* skeleton, int64_t skeleton_capacity,
@@ -578,20 +844,6 @@ int64_t cut_trajectories(const char* text, int64_t length, char* skeleton, int64
                       box_counts[k] = boxes;
                       is_float[k] = flt ? 1 : 0;
                       n_numbers += 4 * boxes;
-                      return after;
-                    });
-}
-
-int64_t cut_frame_boxes(const char* text, int64_t length, char* skeleton, int64_t skeleton_capacity,
-                        int64_t* skeleton_length, double* boxes, int64_t* box_tid, int64_t* box_frame,
-                        int64_t box_capacity, int64_t* frame_counts, int64_t* box_counts, int64_t max_values) {
-  static const char* keys[1] = {"\"trajectories\""};
-  FrameBoxes out{boxes, box_tid, box_frame, box_capacity};
-  return cut_values(text, length, keys, 1, skeleton, skeleton_capacity, skeleton_length, max_values,
-                    [&](const char* v, const char* end, int64_t k) -> const char* {
-                      const int64_t before = out.used;
-                      const char* after = out.parse(v, end, frame_counts + k);
-                      if (after != nullptr) box_counts[k] = out.used - before;
                       return after;
                     });
 }
@@ -654,6 +906,16 @@ int64_t parse_prediction_file(const char* text, int64_t length, PredictionColumn
   out.version[0] = -1;
   out.version[1] = 0;
   return parser.file();
+}
+
+}  // namespace pyvrel::cpu
+
+namespace pyvrel::cpu {
+
+int64_t parse_annotations(const char* text, const int64_t* offsets, int64_t n_texts, bool mapping,
+                          AnnotationColumns& out) {
+  AnnotationParser parser{text, out};
+  return mapping ? parser.mapping(text + offsets[0], text + offsets[1]) : parser.files(offsets, n_texts);
 }
 
 }  // namespace pyvrel::cpu

@@ -7,7 +7,6 @@ over the text (``pyvrel._C.cut_trajectories``, csrc/cpu/prediction_json.cpp)."""
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import lzma
 import mmap
@@ -25,20 +24,6 @@ except ImportError:  # optional: only speed depends on it
     orjson = None
 
 PathLike = str | os.PathLike
-
-
-@contextlib.contextmanager
-def paused_gc() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while building many small objects (reading
-    annotations and predictions, scoring): its passes over the growing heap cost more than the work
-    itself (measured 2.5x on a 200-video ground truth). Restores the previous state."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def fast_parser() -> str:
@@ -192,53 +177,6 @@ def load_cut(path: PathLike) -> tuple[Any, CutTrajectories | None]:
         return _loads(data, path, unique_keys=True), None
     _check_unique_keys(out[0], path)
     return _loads_skeleton(out[0], data, path), out[1]
-
-
-@dataclass(frozen=True)
-class CutFrameBoxes:
-    """Annotation ``trajectories`` cut out of a JSON text by the C++ pass: value ``k`` (the marker
-    string ``"\\u0000pv<k>"``) has ``frames[k]`` frames and the boxes ``first[k]:first[k] + count[k]``
-    of the columns: ``boxes`` ``(B, 4)`` float64 ``(xmin, ymin, xmax, ymax)``, ``tid`` ``(B,)`` and
-    ``frame`` ``(B,)`` int64 (in file order)."""
-
-    boxes: np.ndarray
-    tid: np.ndarray
-    frame: np.ndarray
-    first: np.ndarray
-    count: np.ndarray
-    frames: np.ndarray
-
-
-def load_frame_boxes(path: PathLike) -> tuple[Any, CutFrameBoxes | None]:
-    """Parse an annotation file with every ``trajectories`` value that is a plain list of frames of
-    ``{"tid", "bbox": {"xmin", "ymin", "xmax", "ymax"}}`` boxes (no other keys) cut out by the C++
-    pass (``pyvrel._C.cut_frame_boxes``) into columns and replaced by a marker string
-    (:func:`marker`); other values stay as the JSON parser reads them. Without the C++ extension
-    (or where the system refuses the buffers): ``(load(path), None)``."""
-    from pyvrel import _ext
-
-    path = Path(path)
-    data = read_bytes(path)
-    if not _ext.has_cpu_ext():
-        return _loads(data, path), None
-    n_max, box_max = len(data) // 16 + 1, len(data) // 40 + 1  # '"trajectories":[]' 17 bytes, a box >= 50
-    try:
-        skeleton = np.empty(len(data) + 24 * n_max + 1, dtype=np.uint8)
-        boxes, tid, frame = np.empty((box_max, 4)), np.empty(box_max, np.int64), np.empty(box_max, np.int64)
-        frames, count = np.empty(n_max, np.int64), np.empty(n_max, np.int64)
-    except MemoryError:
-        return _loads(data, path), None
-    skel_len = np.zeros(1, dtype=np.int64)
-    buf = np.frombuffer(data, dtype=np.uint8)
-    n = _ext.cpu().cut_frame_boxes(buf.ctypes.data, len(data), skeleton.ctypes.data, len(skeleton),
-                                   skel_len.ctypes.data, boxes.ctypes.data, tid.ctypes.data, frame.ctypes.data,
-                                   box_max, frames.ctypes.data, count.ctypes.data, n_max)
-    if n < 0:
-        return _loads(data, path), None
-    count = count[:n].copy()
-    used = int(count.sum())
-    cut = CutFrameBoxes(boxes[:used], tid[:used], frame[:used], np.cumsum(count) - count, count, frames[:n].copy())
-    return _loads_skeleton(skeleton[: int(skel_len[0])].tobytes(), data, path), cut
 
 
 def _check_unique_keys(data: bytes, path: Path) -> None:

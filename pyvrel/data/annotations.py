@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pyvrel._gc import paused_gc
 from pyvrel.data import _json
 from pyvrel.data.errors import FormatError
 from pyvrel.data.relations import Relation, Triplet
@@ -342,7 +343,7 @@ def read_annotations(path: _json.PathLike) -> dict[str, VideoAnnotation]:
     """Read annotations from a per-video file, a JSON file mapping video id -> annotation, or a
     folder of per-video files (nested folders too). Returns video id -> annotation, in file order
     (folders: sorted by path). A video id found twice is an error naming both files."""
-    with _json.paused_gc():
+    with paused_gc():
         return _read_annotations(Path(path))
 
 
@@ -433,7 +434,7 @@ def load_groundtruth(path: _json.PathLike | Mapping[str, VideoAnnotation]) -> di
     "subject_tid", "object_tid", "duration", "sub_traj", "obj_traj"}]}``, as VidVRD-helper writes
     with ``python -m dataset.vidvrd test relation out.json``).
     """
-    with _json.paused_gc():
+    with paused_gc():
         return _load_groundtruth(path)
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pyvrel._gc import paused_gc
 from pyvrel.data import _json
 from pyvrel.data.errors import FormatError
 
@@ -257,7 +258,7 @@ def read_predictions(path: _json.PathLike) -> PredictionFile:
 
     Trajectories are parsed straight into numpy arrays (:func:`pyvrel.data._json.load_with_trajectories`).
     """
-    with _json.paused_gc():
+    with paused_gc():
         return parse_predictions(_json.load_with_trajectories(path), file=str(path))
 
 

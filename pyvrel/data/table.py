@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from pyvrel._gc import paused_gc
 from pyvrel.data import _json
 from pyvrel.data.relations import Relation, Triplet, results_of, video_relations
 
@@ -202,7 +203,7 @@ def read_prediction_table(path: _json.PathLike) -> RelationTable:
     table = _plain_prediction_table(Path(path))
     if table is not None:
         return table
-    with _json.paused_gc():
+    with paused_gc():
         obj, cut = _json.load_cut(path)
         table = _table_from_json(obj, cut, str(path))
         if table is None:  # a trajectory key outside the relations: read plainly
@@ -332,161 +333,208 @@ def read_groundtruth_table(path: _json.PathLike, *, normalize: bool = False) -> 
     per-video file, a JSON mapping video id -> annotation, or the relation view), with the same
     validation and errors, straight into a :class:`RelationTable` (``score`` is ``None``).
 
-    Each annotation file goes through one C++ pass (:func:`pyvrel.data._json.load_frame_boxes`)
-    that parses its per-frame boxes into columns; the checks (known tids, one box per tid and
-    frame, every frame of a relation's span present) are then array operations, and a relation's
-    boxes are a slice of its video's boxes sorted by (object, frame). A video that is not of the
-    plain form (extra box keys, a check failing) is read by :class:`~pyvrel.data.VideoAnnotation`
-    instead, which raises the exact error. ``normalize`` divides each video's coordinates by its
-    width/height (VidVRD-II's normalised predictions).
+    All the annotation files go through one C++ pass (``pyvrel._C.parse_annotations``, see
+    ``csrc/cpu/prediction_json.h``) that parses them into the table's columns and makes the checks
+    of :meth:`VideoAnnotation.from_json` (known tids, one box per tid and frame, every frame of a
+    relation's span present); a relation's boxes are a slice of its video's boxes sorted by
+    (object, frame). A video that is not of the plain form (extra box keys, a check failing) is
+    read by :class:`~pyvrel.data.VideoAnnotation` instead, which raises the exact error.
+    ``normalize`` divides each video's coordinates by its width/height (VidVRD-II's normalised
+    predictions).
     """
-    from pyvrel.data.annotations import iter_annotation_files, load_groundtruth
+    from pyvrel.data.annotations import _annotations_from_obj, iter_annotation_files, load_groundtruth, read_annotation
 
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
-    folder = p.is_dir()
-    with _json.paused_gc():
+    with paused_gc():
         b = _GroundTruthBuilder(normalize)
-        for file in (iter_annotation_files(p) if folder else [p]):
-            obj, cut = _json.load_frame_boxes(file)
-            if folder or (isinstance(obj, Mapping) and "video_id" in obj and "trajectories" in obj):
-                b.add(obj, cut, file, None, folder)
-            elif isinstance(obj, Mapping) and all(isinstance(v, Mapping) for v in obj.values()):
-                for vid, value in obj.items():  # a mapping video id -> annotation
-                    b.add(value, cut, file, vid, folder)
-            else:  # the relation view (or not ground truth): the record reader reads it, or says what is wrong
-                if normalize:
-                    raise ValueError(f"{path}: normalised coordinates need each video's width and height, which "
-                                     "the relation view does not hold; give the annotation files")
-                return RelationTable.from_relations(load_groundtruth(p), scores=False)
+        if p.is_dir():
+            files = iter_annotation_files(p)
+            text = _read_files(files)
+            plain = _parse_annotations(*text, mapping=False) if text is not None else None
+            if plain is None:
+                for f in files:
+                    b.add_annotation(read_annotation(f), f)
+            else:
+                b.add(plain, files, lambda v: read_annotation(files[v]))
+            return b.finish()
+        data = _json.read_bytes(p)
+        text = np.frombuffer(data, dtype=np.uint8), [0, len(data)]
+        plain = _parse_annotations(*text, mapping=False)
+        if plain is None or plain.status[0]:  # not one plain annotation: a mapping video id -> annotation?
+            plain = _parse_annotations(*text, mapping=True)
+        annos: dict[str, Any] = {}
+
+        def checked(v: int) -> Any:  # the annotation of video v through the record reader
+            if not annos:
+                annos.update(_annotations_from_obj(_json.load(p), str(p)))
+            return annos[plain.ids[v]]
+
+        if plain is not None:
+            b.add(plain, [p] * len(plain.status), checked)
+            return b.finish()
+        obj = _json.load(p)
+        if not (isinstance(obj, Mapping) and (("video_id" in obj and "trajectories" in obj)
+                                              or all(isinstance(v, Mapping) for v in obj.values()))):
+            # the relation view (or not ground truth): the record reader reads it, or says what is wrong
+            if normalize:
+                raise ValueError(f"{path}: normalised coordinates need each video's width and height, which "
+                                 "the relation view does not hold; give the annotation files")
+            return RelationTable.from_relations(load_groundtruth(p), scores=False)
+        for anno in _annotations_from_obj(obj, str(p)).values():
+            b.add_annotation(anno, p)
         return b.finish()
 
 
-_ANNOTATION_KEYS = ("video_id", "frame_count", "fps", "width", "height", "subject/objects", "trajectories",
-                    "relation_instances")
-_NUMBER = (int, float)
+@dataclass(frozen=True)
+class _PlainAnnotations:
+    """Videos parsed by ``pyvrel._C.parse_annotations``: video ``v`` (``status[v]`` 0; else it is
+    left to the record reader and has no rows) owns relation rows ``first_relation[v]:first_relation[v + 1]``
+    and box rows ``first_box[v]:first_box[v + 1]``; ``relation`` columns: triplet id, begin, end,
+    subject's and object's first box row."""
+
+    status: list[int]
+    ids: list[str | None]  # the video ids (mapping: the keys; None where unknown)
+    size: np.ndarray  # (V, 2) width, height
+    first_relation: list[int]
+    first_box: list[int]
+    relation: np.ndarray  # (N, 5) int64
+    boxes: np.ndarray  # (B, 4) float64
+    triplets: list[Triplet]
+
+
+def _read_files(files: list[Path]) -> tuple[np.ndarray, list[int]] | None:
+    """The files' bytes one after the other in one buffer (read into it, not copied) and where
+    each starts, with the end: ``(text (n,) uint8, offsets)``; ``None`` when a file's size changed
+    while reading."""
+    offsets = [0]
+    for f in files:
+        offsets.append(offsets[-1] + f.stat().st_size)
+    text = np.empty(offsets[-1], dtype=np.uint8)
+    for f, a, b in zip(files, offsets, offsets[1:]):
+        with open(f, "rb", buffering=0) as fh:
+            if fh.readinto(text[a:b]) != b - a or fh.read(1):
+                return None
+    return text, offsets
+
+
+def _parse_annotations(text: np.ndarray, offsets: list[int], *, mapping: bool) -> _PlainAnnotations | None:
+    """The C++ pass over annotation texts ``text[offsets[i]: offsets[i + 1]]`` (uint8; each one
+    annotation, or with ``mapping`` one text a mapping video id -> annotation); ``None`` without the
+    extension, where the system refuses the buffers, or (``mapping``) when the text is not such a
+    mapping. Capacities are bounds (a box takes >= 50 bytes of text, a relation >= 64, an interned
+    string >= 16), allocated but never touched beyond what is used."""
+    from pyvrel import _ext
+
+    if not _ext.has_cpu_ext():
+        return None
+    n, n_texts = len(text), len(offsets) - 1
+    sizes = np.array([n // 64 + 1 if mapping else n_texts, n // 64 + 1, n // 50 + 1, n // 64 + 1, n // 16 + 1],
+                     dtype=np.int64)
+    try:
+        video, size = np.empty((sizes[0], 5), np.int64), np.empty((sizes[0], 2))
+        relation, boxes = np.empty((sizes[1], 5), np.int64), np.empty((sizes[2], 4))
+        triplet_strings, string_span = np.empty((sizes[3], 3), np.int64), np.empty((sizes[4], 2), np.int64)
+    except MemoryError:
+        return None
+    starts = np.array(offsets, dtype=np.int64)
+    status = _ext.cpu().parse_annotations(text.ctypes.data, starts.ctypes.data, n_texts, mapping, video.ctypes.data,
+                                          size.ctypes.data, relation.ctypes.data, boxes.ctypes.data,
+                                          triplet_strings.ctypes.data, string_span.ctypes.data, sizes.ctypes.data)
+    if status != 0:
+        return None
+    n_videos, n_relations, n_boxes, n_triplets, n_strings = sizes.tolist()
+    decode = lambda at, length: text[at: at + length].tobytes().decode()  # noqa: E731
+    strings = [decode(a, k) for a, k in string_span[:n_strings].tolist()]
+    rows = video[:n_videos].tolist()
+    boxes.resize((n_boxes, 4), refcheck=False)  # gives back the unused capacity without copying
+    return _PlainAnnotations([r[0] for r in rows], [decode(r[1], r[2]) if r[1] >= 0 else None for r in rows],
+                             size[:n_videos], np.concatenate([[0], np.cumsum(video[:n_videos, 3])]).tolist(),
+                             np.concatenate([[0], np.cumsum(video[:n_videos, 4])]).tolist(),
+                             relation[:n_relations], boxes,
+                             [(strings[a], strings[b], strings[c]) for a, b, c in triplet_strings[:n_triplets].tolist()])
 
 
 class _GroundTruthBuilder:
-    """Appends annotated videos as columns (see :func:`read_groundtruth_table`)."""
+    """Appends annotated videos as columns (see :func:`read_groundtruth_table`), in parts: runs of
+    videos the C++ pass parsed, and videos read by the record reader. A part's triplet ids index
+    its own triplet list; :meth:`finish` numbers the triplets in order of first appearance."""
 
     def __init__(self, normalize: bool) -> None:
         self.normalize = normalize
-        self.ids: dict[Triplet, int] = {}
         self.videos: list[str] = []
         self.sources: dict[str, str] = {}
         self.counts: list[int] = []
-        self.tid: list[np.ndarray] = []
-        self.duration: list[np.ndarray] = []
-        self.sub: list[np.ndarray] = []
-        self.obj: list[np.ndarray] = []
-        self.boxes: list[np.ndarray] = []
-        self.n_boxes = 0
+        # per part: triplets, triplet ids, duration, subject and object rows (into the part's boxes), boxes
+        self.parts: list[tuple[list[Triplet], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
 
-    def add(self, obj: Any, cut: _json.CutFrameBoxes | None, file: Path, key: str | None, folder: bool) -> None:
-        """Add the annotation ``obj`` of ``file`` (mapped under ``key`` in a mapping file; one per file
-        in a ``folder``)."""
-        fast = _plain_video(obj, cut) if cut is not None else None
-        if fast is None or (key is not None and fast[0] != key):
-            fast = self._checked(file, key, folder)
-        vid, triplets, duration, sub, obj_rows, boxes, scale = fast
+    def _video(self, vid: str, file: Path, count: int) -> None:
         if vid in self.sources:
             from pyvrel.data.errors import FormatError
 
             raise FormatError(f"duplicate video id (also in {self.sources[vid]})", file=str(file), video=vid,
                               field="video_id")
         self.sources[vid] = str(file)
-        ids = self.ids
-        self.tid.append(np.array([ids.setdefault(t, len(ids)) for t in triplets], dtype=np.int64))
         self.videos.append(vid)
-        self.counts.append(len(triplets))
-        self.duration.append(duration)
-        self.sub.append(sub + self.n_boxes)
-        self.obj.append(obj_rows + self.n_boxes)
-        self.boxes.append(boxes / scale if self.normalize else boxes)
-        self.n_boxes += len(boxes)
+        self.counts.append(count)
 
-    @staticmethod
-    def _checked(file: Path, key: str | None, folder: bool) -> tuple:
-        """The video through :class:`VideoAnnotation` (full validation, exact errors)."""
-        from pyvrel.data.annotations import _annotations_from_obj, read_annotation
+    def add(self, plain: _PlainAnnotations, files: list[Path], checked: Callable[[int], Any]) -> None:
+        """The videos of a C++ pass (video ``v`` from ``files[v]``); ``checked(v)`` gives the
+        :class:`~pyvrel.data.VideoAnnotation` of one it left to the record reader."""
+        v, n = 0, len(plain.status)
+        while v < n:
+            if plain.status[v]:
+                self.add_annotation(checked(v), files[v])
+                v += 1
+                continue
+            w = v
+            while w < n and not plain.status[w]:
+                self._video(plain.ids[w], files[w], plain.first_relation[w + 1] - plain.first_relation[w])
+                w += 1
+            b0, b1 = plain.first_box[v], plain.first_box[w]
+            rel = plain.relation[plain.first_relation[v]: plain.first_relation[w]]
+            boxes = plain.boxes[b0:b1]
+            if self.normalize:
+                size = np.repeat(plain.size[v:w], np.diff(plain.first_box[v: w + 1]), axis=0)
+                boxes = boxes / np.concatenate([size, size], axis=1)
+            self.parts.append((plain.triplets, rel[:, 0], rel[:, 1:3], rel[:, 3] - b0, rel[:, 4] - b0, boxes))
+            v = w
 
-        if folder:
-            anno = read_annotation(file)
-        else:
-            annos = _annotations_from_obj(_json.load(file), str(file))
-            anno = annos[key] if key is not None else next(iter(annos.values()))
+    def add_annotation(self, anno: Any, file: Path) -> None:
+        """A :class:`~pyvrel.data.VideoAnnotation` read by the record reader."""
         rels = anno.relation_view()
+        self._video(anno.video_id, file, len(rels))
+        ids: dict[Triplet, int] = {}
+        tid = np.array([ids.setdefault(tuple(r.triplet), len(ids)) for r in rels], dtype=np.int64)
         n = np.array([len(r.sub_traj) for r in rels] + [len(r.obj_traj) for r in rels], dtype=np.int64)
         first = np.cumsum(n) - n
         boxes = np.concatenate([r.sub_traj for r in rels] + [r.obj_traj for r in rels]) if rels else np.zeros((0, 4))
+        boxes = boxes.astype(np.float64, copy=False)
+        if self.normalize:
+            boxes = boxes / np.array([anno.width, anno.height, anno.width, anno.height], dtype=np.float64)
         duration = np.array([r.duration for r in rels], dtype=np.int64).reshape(-1, 2)
-        scale = np.array([anno.width, anno.height, anno.width, anno.height], dtype=np.float64)
-        return (anno.video_id, [tuple(r.triplet) for r in rels], duration, first[: len(rels)], first[len(rels):],
-                boxes, scale)
+        self.parts.append((list(ids), tid, duration, first[: len(rels)], first[len(rels):], boxes))
 
     def finish(self) -> RelationTable:
+        ids: dict[Triplet, int] = {}
+        tid, duration, sub, obj, boxes = [], [], [], [], []
+        n_boxes = 0
+        for triplets, t, d, s, o, b in self.parts:
+            remap = np.full(len(triplets), -1, dtype=np.int64)
+            for k in np.unique(t).tolist():  # in the part's order, which is the order of first appearance
+                remap[k] = ids.setdefault(triplets[k], len(ids))
+            tid.append(remap[t])
+            duration.append(d)
+            sub.append(s + n_boxes)
+            obj.append(o + n_boxes)
+            boxes.append(b)
+            n_boxes += len(b)
         cat = lambda parts, shape: np.concatenate(parts) if parts else np.zeros(shape, dtype=np.int64)  # noqa: E731
-        duration = cat(self.duration, (0, 2))
+        duration = cat(duration, (0, 2))
         length = duration[:, 1] - duration[:, 0]
-        sub, obj = cat(self.sub, (0,)), cat(self.obj, (0,))
-        boxes = np.concatenate(self.boxes) if self.boxes else np.zeros((0, 4))
+        sub, obj = cat(sub, (0,)), cat(obj, (0,))
+        box = (boxes[0] if len(boxes) == 1 else np.concatenate(boxes)) if boxes else np.zeros((0, 4))
         return RelationTable(self.videos, np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64),
-                             list(self.ids), cat(self.tid, (0,)), duration, None, boxes.astype(np.float64, copy=False),
-                             np.stack([sub, length], axis=1), np.stack([obj, length], axis=1))
-
-
-def _plain_video(obj: Any, cut: _json.CutFrameBoxes) -> tuple | None:
-    """``(video id, triplets, duration (n, 2), subject rows (n,), object rows (n,), boxes (B, 4),
-    (w, h, w, h))`` of an annotation whose boxes the C++ pass cut and that passes every check of
-    :meth:`VideoAnnotation.from_json`; ``None`` for anything else (the caller then reads it with
-    full validation). Rows index ``boxes``, sorted by (object, frame)."""
-    if type(obj) is not dict or any(k not in obj for k in _ANNOTATION_KEYS):
-        return None
-    vid, fc, objects, rels, k = (obj["video_id"], obj["frame_count"], obj["subject/objects"],
-                                 obj["relation_instances"], _json.marker(obj["trajectories"]))
-    w, h = obj["width"], obj["height"]
-    if (k is None or type(vid) is not str or type(fc) is not int or fc < 0 or type(obj["fps"]) not in _NUMBER
-            or type(w) not in _NUMBER or type(h) not in _NUMBER or type(objects) is not list
-            or type(rels) is not list or int(cut.frames[k]) > fc):
-        return None
-    category: dict[int, str] = {}
-    for o in objects:
-        if type(o) is not dict or type(o.get("tid")) is not int or type(o.get("category")) is not str:
-            return None
-        category[o["tid"]] = o["category"]
-    if len(category) != len(objects):  # a tid twice
-        return None
-    first, n = int(cut.first[k]), int(cut.count[k])
-    tid, frame = cut.tid[first: first + n], cut.frame[first: first + n]
-    tids = np.array(sorted(category), dtype=np.int64)
-    obj_of = np.searchsorted(tids, tid)
-    if n and (not len(tids) or (obj_of >= len(tids)).any() or (tids[np.minimum(obj_of, len(tids) - 1)] != tid).any()):
-        return None  # an unknown tid
-    stride = fc + 1  # frames and span ends are <= frame_count
-    key = obj_of * stride + frame
-    order = np.argsort(key, kind="stable")
-    key = key[order]
-    if (key[1:] == key[:-1]).any():  # a tid with two boxes in one frame
-        return None
-    triplets, spans, roles = [], [], []
-    for r in rels:
-        if type(r) is not dict:
-            return None
-        get = r.get
-        s, o, pred, begin, end = get("subject_tid"), get("object_tid"), get("predicate"), get("begin_fid"), get("end_fid")
-        if (type(s) is not int or type(o) is not int or type(pred) is not str or type(begin) is not int
-                or type(end) is not int or not 0 <= begin < end <= fc or s not in category or o not in category):
-            return None
-        triplets.append((category[s], pred, category[o]))
-        spans.append((begin, end))
-        roles.append((s, o))
-    duration = np.array(spans, dtype=np.int64).reshape(-1, 2)
-    objs = np.searchsorted(tids, np.array(roles, dtype=np.int64).reshape(-1, 2))  # (n, 2) object indices
-    lo = np.searchsorted(key, objs * stride + duration[:, :1])
-    hi = np.searchsorted(key, objs * stride + duration[:, 1:])
-    if ((hi - lo) != (duration[:, 1:] - duration[:, :1])).any():  # a frame of a span without a box
-        return None
-    scale = np.array([w, h, w, h], dtype=np.float64)
-    return vid, triplets, duration, lo[:, 0], lo[:, 1], cut.boxes[first: first + n][order], scale
+                             list(ids), cat(tid, (0,)), duration, None, box, np.stack([sub, length], axis=1),
+                             np.stack([obj, length], axis=1))

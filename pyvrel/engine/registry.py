@@ -12,11 +12,10 @@ A model is one package under ``pyvrel/models/`` and one :class:`ModelEntry` in :
 * ``ground``: ``ground(checkpoint, ema) -> Grounder`` rebuilds a trained grounding model for
   ``pyvrel ground``;
 * ``demo``: ``{"full": config, "quick": config}``, the run configs (``{"model": ..., "train": ...}``
-  on top of the model's ``train_defaults``) of ``pyvrel demo NAME`` and ``pyvrel demo NAME --quick``;
-  a grounding model (``ground``, no ``load``: it grounds, detects nothing) may add ``"baseline":
-  {"title", "model": overrides, "note"}``, trained beside it (:mod:`pyvrel.demo`).
-  A model whose demo is not "train, then detect or ground, then evaluate" gives its own function
-  instead, ``demo(out_dir, quick=..., threads=...) -> dict`` (UASAN's, HVR-Net's).
+  on top of the model's ``train_defaults``) of ``pyvrel demo NAME`` and ``pyvrel demo NAME --quick``
+  (:mod:`pyvrel.demo`: train, detect, evaluate next to the frequency prior). A model whose demo is
+  not that gives its own function instead, ``demo(out_dir, quick=..., threads=...) -> dict``
+  (vRGV's, UASAN's, DLL's, HVR-Net's).
 
 Fields may be ``"module:attr"`` strings, imported only when used, so registering a model costs no
 import. ``pyvrel train --model package.module:function`` also accepts a task builder directly, and
@@ -128,7 +127,7 @@ MODELS: dict[str, ModelEntry | str | TaskBuilder] = {
     "vrdone": ModelEntry("VrdONE", train="pyvrel.models.vrdone.task:build_task",
                          load="pyvrel.models.vrdone.task:load", demo="pyvrel.models.vrdone.task:DEMO"),
     "vrgv": ModelEntry("vRGV", train="pyvrel.models.vrgv.task:build_task",
-                       ground="pyvrel.models.vrgv.task:load_grounder", demo="pyvrel.models.vrgv.task:DEMO"),
+                       ground="pyvrel.models.vrgv.task:load_grounder", demo="pyvrel.models.vrgv.demo:run_demo"),
     "vidvrd2": ModelEntry("VidVRD-II", train="pyvrel.models.vidvrd2.task:build_task",
                           load="pyvrel.models.vidvrd2.task:load"),
     "uasan": ModelEntry("UASAN", train="pyvrel.models.uasan.task:build_task", load="pyvrel.models.uasan.task:load",

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from pyvrel.data._json import paused_gc
+from pyvrel._gc import paused_gc
 from pyvrel.data.relations import Relation, Triplet
 from pyvrel.data.table import RelationTable
 from pyvrel.eval._official import EPS32, VARIANTS, Variant, settings, viou_official, voc_ap

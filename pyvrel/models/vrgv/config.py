@@ -36,6 +36,11 @@ class VRGVConfig:
             state) or ``"zeros"`` (the video reaches the decoder only as its first input; with
             ``"clip"`` the grounder can lower the loss by handing the decoder a constant state,
             which saturates its LSTMs before the attention learns).
+    Attributes (beyond the paper, off by default):
+        tube_training: what pools the subject and object region features: ``"attention"`` (α, the
+            paper) or ``"soft_viterbi"`` (the path marginals of linking α with ``λ · IoU`` links,
+            :mod:`pyvrel.models.vrgv.soft_tubes`, in training and inference alike; the grounding still
+            links α). tube_weight: that λ (None: ``pairwise_weight``; no frame-gap scaling).
     Attributes (grounding, §2.4):
         temporal_threshold: σ on ``β2[clip(t)] + β1[t]`` (0.04). min_segment: the 10 of
             ``margin = min_len = int(10 · num_frames / frame_count)``.
@@ -55,6 +60,8 @@ class VRGVConfig:
     feature_scale: float = 1.0
     attention: str = "additive"
     decoder_state: str = "clip"
+    tube_training: str = "attention"
+    tube_weight: float | None = None
     temporal_threshold: float = 0.04
     min_segment: float = 10.0
     pairwise_weight: float = 1.0
@@ -68,13 +75,16 @@ class VRGVConfig:
             raise ValueError(f"num_frames ({self.num_frames}) must be a multiple of num_clips ({self.num_clips})")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout: must be in [0, 1), got {self.dropout!r}")
-        for name, choices in (("attention", ("additive", "bilinear")), ("decoder_state", ("clip", "zeros"))):
+        for name, choices in (("attention", ("additive", "bilinear")), ("decoder_state", ("clip", "zeros")),
+                              ("tube_training", ("attention", "soft_viterbi"))):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {getattr(self, name)!r}")
         if not self.feature_scale > 0:
             raise ValueError(f"feature_scale: must be > 0, got {self.feature_scale!r}")
         if self.pairwise_weight < 0 or self.min_segment < 0:
             raise ValueError("pairwise_weight and min_segment must be >= 0")
+        if self.tube_weight is not None and not self.tube_weight >= 0:
+            raise ValueError(f"tube_weight: must be >= 0 or None, got {self.tube_weight!r}")
 
     @property
     def clip_len(self) -> int:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pyvrel.models.vrgv.config import VRGVConfig
+from pyvrel.models.vrgv.soft_tubes import soft_tubes
 
 __all__ = ["BasicGrounder", "CaptionDecoder", "GroundingOutput", "SAU", "TemporalHierarchy", "VRGV",
            "VRGVTrainModel", "box_term", "caption_loss"]
@@ -142,6 +143,10 @@ class VRGV(nn.Module):
         w_s, w_o = self.embed_word(self.word_table[subject]), self.embed_word(self.word_table[obj])
         f_s, alpha_s = self.sau(v, w_s)
         f_o, alpha_o = self.sau(v, w_o)
+        if self.cfg.tube_training == "soft_viterbi":  # pool with the linking's marginals (soft_tubes.py)
+            lam = self.cfg.pairwise_weight if self.cfg.tube_weight is None else self.cfg.tube_weight
+            tubes = soft_tubes(torch.stack([alpha_s, alpha_o]), regions[..., F_:F_ + 4], lam)
+            f_s, f_o = torch.einsum("pbtm,btme->pbte", tubes, v)
         x = torch.cat([f_s + self.msg_obj2sub(alpha_o), f_o + self.msg_sub2obj(alpha_s)], -1)
         video, state, beta_frame, beta_clip = self.hierarchy(self.transform_visual(x),
                                                              self.transform_rel(torch.cat([w_s, w_o], -1)))

@@ -39,7 +39,7 @@ from pyvrel.models.vrgv.config import CaptionVocabulary, VRGVConfig
 from pyvrel.models.vrgv.grounding import ground_pair, temporal_score
 from pyvrel.models.vrgv.model import VRGV, VRGVTrainModel, box_term
 
-__all__ = ["DEMO", "REGION_KEYS", "VideoRegions", "build_task", "check_regions", "evaluate_grounding", "ground",
+__all__ = ["REGION_KEYS", "VideoRegions", "build_task", "check_regions", "evaluate_grounding", "ground",
            "load_grounder", "load_regions", "model_from_checkpoint", "resolve_config"]
 
 log = logging.getLogger("pyvrel.models.vrgv")
@@ -74,23 +74,6 @@ def resolve_config(model_config: Mapping[str, Any]) -> tuple[VRGVConfig, dict[st
                 "objects": section.get("objects"), "captions": section.get("captions"),
                 **config_to_dict(cfg)}  # every field: a checkpoint does not depend on later preset changes
     return cfg, resolved
-
-
-#: ``pyvrel demo vrgv``: stage 2 from scratch (no stage 1) with the pyvrel corrections that make it learn
-#: on the synthetic world (``docs/models.md``, "vRGV"), beside the co-occurrence baseline; full: 60 videos,
-#: 20 epochs (about 2 minutes per model on one CPU thread); quick: a tiny world and one short epoch, for tests.
-_DEMO_MODEL = {"attention": "bilinear", "decoder_state": "zeros", "eval_split": None}
-_DEMO_TRAIN = {"epochs": 20, "lr": 1e-3, "warmup_epochs": 0.5, "clip_grad_norm": 5.0, "seed": 0, "log_every": 10,
-               "device": "cpu", "checkpoint_every": 0, "eval_every": 0, "best_metric": None}
-DEMO: dict[str, Any] = {
-    "full": {"model": {**_DEMO_MODEL, "world": {"num_videos": 60}}, "train": _DEMO_TRAIN},
-    "quick": {"model": {**_DEMO_MODEL, "world": {"num_videos": 6, "frames": [40, 60]}, "hidden_dim": 16,
-                        "embed_dim": 8},
-              "train": {**_DEMO_TRAIN, "epochs": 1, "batch_size": 8, "log_every": 1, "warmup_epochs": 0.0}},
-    "baseline": {"title": "Co-occur", "model": {"cooccurrence": True},
-                 "note": "the same model trained to reconstruct the subject and object only (no predicate), "
-                         "the paper's co-occurrence baseline"},
-}
 
 
 # ---- data ---------------------------------------------------------------------------------------
