@@ -184,7 +184,7 @@ def _synth(args: argparse.Namespace) -> int:
                              features=not args.no_features, clip_dim=args.clip_dim, grounding=args.grounding,
                              proposals=args.proposals, sampled_frames=args.sampled_frames, open_vocab=args.open_vocab,
                              hvrnet=args.hvrnet, predicate_tail=args.predicate_tail,
-                             pair_relations=args.pair_relations)
+                             pair_relations=args.pair_relations, twins=args.twins)
         clear = check_out_dir(args.out_dir, "OUT_DIR", overwrite=args.overwrite)
     except ConfigError as e:  # named by its option
         print(f"pyvrel synth: error: --{e.key.replace('num_', '').replace('_', '-')}: {e.message}", file=sys.stderr)
@@ -536,6 +536,10 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--pair-relations", type=int, default=0,
                     help="keep at most this many relation instances (the longest) per subject-object pair "
                          "(vRGV's grounding world; default 0: all)")
+    sy.add_argument("--twins", type=int, default=0,
+                    help="same-category entities added per entity, in no relation, while each relation leaves a "
+                         "trace of its predicate on its two entities' grounding features (vRGV's grounding world "
+                         "of twins; default 0: none)")
     sy.add_argument("--no-features", action="store_true", help="annotations only")
     sy.add_argument("--overwrite", action="store_true", help="write into a non-empty OUT_DIR, deleting its content "
                                                              "first (without it such a folder is refused)")

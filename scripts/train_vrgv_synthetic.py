@@ -5,6 +5,9 @@ every ground-truth triplet of the held-out videos, and report AccS / AccO / AccR
     python scripts/train_vrgv_synthetic.py --models vRGV --set 'attention="bilinear"' --set 'decoder_state="zeros"'
     python scripts/train_vrgv_synthetic.py --videos 20 --epochs 1 1         # seconds: a smoke run
     python scripts/train_vrgv_synthetic.py --world pair_relations=1 ...     # the grounding world: one label per pair
+    # the twins world of docs/models.md: same-category twins, a predicate trace on the related entities
+    python scripts/train_vrgv_synthetic.py --models vRGV --seed 0 --videos 300 --epochs 0 100 --world twins=1 \
+        --world pair_relations=1 --world 'entities=[2,3]' --set 'attention="bilinear"' --set 'decoder_state="zeros"'
 
 Each model is trained through ``pyvrel.engine.run.prepare_run``, as ``pyvrel train --model vrgv`` does:
 stage 1 of the public code (no relation attention; skipped when its epoch count is 0, the default)
@@ -15,9 +18,11 @@ predicate out. Grounding variants: exact linking (every link used), ``legacy`` (
 scoring: last link dropped), ``*`` (greedy linking, λ = 0), and ``σ=uniform`` (temporal threshold
 at the score of uniform attention, ``1/clips + 1/frames``, instead of the preset's). Columns: the
 paper's spatial IoU thresholds 0.3 / 0.5 / 0.7 and the code's tIoU averaged over the three
-("avg"). Training is on video-level relation triplets only; boxes are never read. Also printed: how
-often the best-attended box of the queried subject/object is an entity of that category
-(``proposal_tid``, a diagnostic only the synthetic world has).
+("avg"). Training is on video-level relation triplets only; boxes are never read. Also printed
+(``proposal_tid``, a diagnostic only the synthetic world has; :func:`attention_hits`): how often the
+best-attended box of the queried subject/object is an entity of that category, how often the
+best-attended boxes are a ground-truth instance's own two entities on its frames (a same-category
+twin does not count), and the share of the frame attention on the instance's frames.
 """
 
 from __future__ import annotations
@@ -59,12 +64,20 @@ def train(name: str, model: dict, epochs: tuple[int, int], args: argparse.Namesp
 
 
 @torch.no_grad()
-def attention_hits(grounder: torch.nn.Module, objects: list[str], dataset) -> tuple[float, float, float]:
-    """How often the best-attended box of a query's subject (object) is a box of an entity of that category, over
-    the test frames where one is visible (the stream's ``proposal_tid``, read only here), and the
-    chance rate (such boxes / proposals)."""
+def attention_hits(grounder: torch.nn.Module, objects: list[str], dataset, twins: int = 0) -> dict[str, float]:
+    """Where the attention of the test queries lies (the stream's ``proposal_tid``, read only here), in %:
+
+    * ``subject`` / ``object``: the best-attended box of the queried subject (object) is a box of an
+      entity of its category, over the test frames that show one; ``chance``: such boxes / proposals;
+    * ``entity``: per ground-truth instance, the best-attended subject and object boxes are the boxes
+      of its own two entities, over its frames (a twin of the same category does not count);
+    * ``temporal``: the share of the frame attention β1 on the instance's frames, and ``span``: the
+      share of the sampled frames it covers (what uniform attention gives);
+    * with ``twins`` (the world's ``SynthConfig.twins``): ``related`` / ``twin``: the spatial attention's
+      mass on the instance's subject and object boxes / on their twins' boxes, on its frames."""
     index = {c: i for i, c in enumerate(objects)}
-    hits, chance = {"s": [], "o": []}, []
+    hits: dict[str, list[torch.Tensor]] = {k: [] for k in ("subject", "object", "chance", "entity", "temporal", "span",
+                                                           "related", "twin")}
     regions = load_regions(dataset, "test", grounder.cfg)
     for (anno, video), (_, arrays, _) in zip(regions, dataset.arrays("test", lambda k: k == "proposal_tid")):
         cat = anno.category_of()
@@ -75,14 +88,25 @@ def attention_hits(grounder: torch.nn.Module, objects: list[str], dataset) -> tu
             continue
         s, o = (torch.tensor(x) for x in zip(*pairs))
         out = grounder(video.regions[None].expand(len(pairs), -1, -1, -1), s, o)
-        for key, alpha, ids in (("s", out.alpha_s, s), ("o", out.alpha_o, o)):
+        for key, alpha, ids in (("subject", out.alpha_s, s), ("object", out.alpha_o, o)):
             for a, c in zip(alpha, ids.tolist()):
                 present = (cats == c).any(-1)
                 best = cats.gather(1, a.argmax(-1, keepdim=True)).squeeze(1) == c
                 hits[key].append(best[present].float())
-                chance.append((cats == c).float().mean(-1)[present])
-    mean = lambda xs: float(torch.cat(xs).mean()) if xs else float("nan")  # noqa: E731
-    return mean(hits["s"]), mean(hits["o"]), mean(chance)
+                hits["chance"].append((cats == c).float().mean(-1)[present])
+        for r in anno.relations:
+            i = pairs.index((index[cat[r.subject_tid]], index[cat[r.object_tid]]))
+            inside = (video.frames >= r.begin_fid) & (video.frames < r.end_fid)
+            best_s = tid.gather(1, out.alpha_s[i].argmax(-1, keepdim=True)).squeeze(1) == r.subject_tid
+            best_o = tid.gather(1, out.alpha_o[i].argmax(-1, keepdim=True)).squeeze(1) == r.object_tid
+            hits["entity"].append((best_s & best_o)[inside].float())
+            hits["temporal"].append(out.beta_frame[i][inside].sum()[None])
+            hits["span"].append(inside.float().mean()[None])
+            n = len(anno.objects) // (1 + twins)  # the twins of entity e: n + e * twins + (0 .. twins - 1)
+            for alpha, e in ((out.alpha_s[i], r.subject_tid), (out.alpha_o[i], r.object_tid)) if twins else ():
+                hits["related"].append((alpha * (tid == e)).sum(-1)[inside])
+                hits["twin"].append((alpha * ((tid >= n + e * twins) & (tid < n + (e + 1) * twins))).sum(-1)[inside])
+    return {k: 100 * float(torch.cat(v).mean()) if v else float("nan") for k, v in hits.items()}
 
 
 def main() -> None:
@@ -112,10 +136,13 @@ def main() -> None:
         dataset = open_dataset("synthetic", resolved["world"])
         gt = {v: a.relation_view() for v, a in dataset.annotations("test").items()}
         cfg = grounder.cfg
-        hit_s, hit_o, chance = attention_hits(grounder, resolved["objects"], dataset)
-        attention[name] = {"subject": hit_s, "object": hit_o, "chance": chance}
-        print(f"{name}: best-attended box of the queried category in {100 * hit_s:.1f} % (subject) / {100 * hit_o:.1f} % "
-              f"(object) of the test frames showing one (chance {100 * chance:.1f} %)", flush=True)
+        attention[name] = h = attention_hits(grounder, resolved["objects"], dataset, resolved["world"].get("twins", 0))
+        print(f"{name}: best-attended box of the queried category in {h['subject']:.1f} % (subject) / {h['object']:.1f} % "
+              f"(object) of the test frames showing one (chance {h['chance']:.1f} %); of the instance's own subject "
+              f"and object in {h['entity']:.1f} % of its frames; frame attention on the instance's frames "
+              f"{h['temporal']:.1f} % (uniform: {h['span']:.1f} %)" + (f"; attention mass on the instance's own "
+              f"entities {h['related']:.1f} %, on their twins {h['twin']:.1f} %" if h["related"] == h["related"] else ""),
+              flush=True)
         uniform = replace(cfg, temporal_threshold=1 / cfg.num_clips + 1 / cfg.num_frames)
         variants = [("", cfg, {}), ("*", cfg, {"pairwise_weight": 0.0})]
         if name == "vRGV":

@@ -208,13 +208,13 @@ def test_synth_and_eval_commands(tmp_path, capsys):
 
 
 def test_synth_command_passes_the_label_options(tmp_path, capsys):
-    """--predicate-tail and --pair-relations reach SynthConfig (recorded in world.json); a bad value
-    is named by its option."""
+    """--predicate-tail, --pair-relations and --twins reach SynthConfig (recorded in world.json); a bad
+    value is named by its option."""
     out = tmp_path / "world"
     args = ["synth", str(out), "--videos", "4", "--no-features"]
-    assert main(args + ["--predicate-tail", "2", "--pair-relations", "1"]) == 0
+    assert main(args + ["--predicate-tail", "2", "--pair-relations", "1", "--twins", "1"]) == 0
     config = json.loads((out / "world.json").read_text())["config"]
-    assert config["predicate_tail"] == 2.0 and config["pair_relations"] == 1
+    assert config["predicate_tail"] == 2.0 and config["pair_relations"] == 1 and config["twins"] == 1
     assert main(args + ["--pair-relations", "-1", "--overwrite"]) == 2
     assert "--pair-relations" in capsys.readouterr().err
 
@@ -276,3 +276,14 @@ def test_written_worlds_stay_identical(tmp_path, clip_dim, digest):
 
     write_world(tmp_path, SynthConfig(seed=3, num_videos=6, frames=(40, 90), clip_dim=clip_dim))
     assert _world_digest(tmp_path) == digest
+
+
+def test_grounding_worlds_without_twins_stay_identical(tmp_path):
+    """A grounding world written without twins is what pyvrel wrote before the option (checksum taken
+    then; world.json does not mention it)."""
+    from pyvrel.data.synthetic import write_world
+
+    write_world(tmp_path, SynthConfig(seed=3, num_videos=6, frames=(40, 90), grounding=True, proposals=8,
+                                      sampled_frames=12, feature_dim=8, pair_relations=1))
+    assert _world_digest(tmp_path) == "27ce36b1bf22340c295f68f8c7c756609e6e16de3c3a54a31a2aa5651bde20dd"
+    assert "twins" not in json.loads((tmp_path / "world.json").read_text())["config"]

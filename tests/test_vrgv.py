@@ -349,6 +349,37 @@ def test_pair_relations_keeps_the_longest_instances_of_each_pair():
         SynthConfig(pair_relations=-1)
 
 
+def test_twins_world_adds_same_category_entities_and_a_predicate_trace_on_the_related_ones():
+    """twins=1: every entity gets one twin of its category over its span, in no relation (the relations
+    are those of the world without twins); an entity's grounding features carry the traces of the
+    relations it is in on their frames only, else the idle pose (a twin always), at the same norm."""
+    from pyvrel.data.synthetic import SynthConfig, World, generate_video
+
+    world = {"seed": 0, "frames": (60, 120), "entities": (3, 3), "min_run": 8, "grounding": True,
+             "feature_dim": 64, "proposals": 12, "sampled_frames": 40, "pair_relations": 1}
+    key = lambda r: (r.subject_tid, r.object_tid, r.predicate, r.begin_fid, r.end_fid)  # noqa: E731
+    plain = generate_video(SynthConfig(**world), 6).annotation
+    config = SynthConfig(**world, twins=1)
+    v = generate_video(config, 6)  # a person above a bicycle on frames [23, 75) of 87, the bicycle beneath it
+    anno, f = v.annotation, v.features
+    assert [o.category for o in anno.objects] == [o.category for o in plain.objects] * 2
+    assert list(map(key, anno.relations)) == list(map(key, plain.relations))
+    above, beneath = anno.relations
+    assert key(above)[1:] == (2, "above", 23, 75) and key(beneath)[1:] == (0, "beneath", 23, 75)
+    boxes = anno.boxes_by_tid()
+    for o in plain.objects:  # a twin lives over its entity's frames, on its own path
+        assert boxes[o.tid + 3].keys() == boxes[o.tid].keys() and boxes[o.tid + 3] != boxes[o.tid]
+    stream = next(s for s in World(config).streams if s.option == "grounding")
+    traces = stream.traces
+    for tid, pose in ((0, traces["above"][0] + traces["beneath"][1]), (2, traces["above"][1] + traces["beneath"][0])):
+        pose = pose / np.linalg.norm(pose)
+        for who, gain in ((tid, 1.0), (tid + 3, 0.0)):  # the entity shows it, its twin does not (idle poses: random)
+            rows, slots = np.nonzero(f["proposal_tid"] == who)
+            p, frames = f["proposal_features"][rows, slots] @ pose, f["proposal_frames"][rows]
+            inside = (frames >= 23) & (frames < 75)
+            assert inside.any() and (~inside).any()
+            assert abs(p[inside].mean() - p[~inside].mean() - gain) < 0.25, (tid, who)
+
 def test_train_ground_and_eval_commands(tmp_path, capsys):
     from pyvrel.cli import main
 

@@ -60,6 +60,12 @@ class SynthConfig:
             (the longest, ties by begin frame then predicate) in every split, so a pair's labels are
             few and temporally localised (vRGV grounds a pair once); 0 = every instance kept. The
             videos themselves do not change.
+        twins: vRGV's grounding world of same-category entities: every drawn entity gets this many
+            *twins*, entities of its category with motions of their own over its span that take part in
+            no relation (the relations are those of the world without twins), and, in the grounding
+            stream, each relation instance leaves a trace of its predicate on the features of its
+            subject and object while it holds (:mod:`pyvrel.data.synthetic.streams.grounding`), so
+            that only the predicate tells the related entities and frames apart; 0 = none.
     """
 
     seed: int = 0
@@ -83,6 +89,7 @@ class SynthConfig:
     hvrnet: bool = False
     hvrnet_cue: str = "frames"
     pair_relations: int = 0
+    twins: int = 0
 
     def __post_init__(self) -> None:
         from pyvrel.engine.config import ConfigError  # only here: the world needs no training code
@@ -110,7 +117,7 @@ _RANGES = (("seed", 0, 2**63 - 1), ("train_fraction", 0.0, 1.0), ("min_run", 1, 
            ("ride_prob", 0.0, 1.0), ("feature_dim", 1, 1 << 16), ("proposals", 1, 1 << 16),
            ("sampled_frames", 1, 1 << 16), ("confusion", 0.0, 1.0), ("false_tracks", 0.0, 1000.0),
            ("clip_dim", 0, 1 << 16), ("predicate_tail", 0.0, 100.0), ("open_vocab", 0, 1 << 16),
-           ("pair_relations", 0, 10**6))
+           ("pair_relations", 0, 10**6), ("twins", 0, 16))
 
 
 class World:
@@ -183,8 +190,12 @@ def generate_video(config: SynthConfig, index: int, world: World | None = None) 
                 ti["h"][a], ti["w"][a] = ti["h"][a].max(), ti["w"][a].min()  # upright while riding
                 ti["centre"][a, 0] = tj["centre"][b, 0]
                 ti["centre"][a, 1] = tj["centre"][b, 1] - 0.5 * tj["h"][b] - 0.3 * ti["h"][a]
+    for i in range(n_ent * bool(config.twins)):  # after the riding: the drawn entities are unchanged
+        for _ in range(config.twins):
+            cats.append(cats[i])
+            tracks.append(_entity_track(rng, world, cats[i], tracks[i]["span"], tracks))
     boxes = [_boxes(t) for t in tracks]
-    geoms = [entity_geometry(b) for b in boxes]
+    geoms = [entity_geometry(b) for b in boxes[:n_ent]]
     actions = [entity_actions(g, c) for g, c in zip(geoms, cats)]
 
     relations = []

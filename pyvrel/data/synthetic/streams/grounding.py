@@ -11,7 +11,16 @@ generated annotation (its ground-truth boxes and categories) and the world's cat
   tracklets); up to two *distractors* per entity — the entity's box shifted by N(0, 0.3) of its
   size (partial boxes, duplicates) whose feature is half the entity's appearance plus noise; a few
   *confusers* with another category's prototype; the rest background boxes with noise features;
-* the video-level relation labels are the annotation's triplets (the only supervision vRGV uses).
+* the video-level relation labels are the annotation's triplets (the only supervision vRGV uses);
+* with ``SynthConfig.twins`` (the grounding world of same-category entities), each relation instance
+  adds a *trace* of its predicate to the appearance of its subject and of its object on the frames
+  where it holds (``[begin, end)``): a world-level unit vector per predicate and role (subject,
+  object), half of it (in energy) shared by every predicate of the role and half its own, as a person
+  riding looks engaged, and unlike one walking. An entity in no relation at a frame (every twin, and
+  the related entities outside their instances) has its own *idle* pose instead, a random unit
+  vector per entity (no look common to the idle entities of a category): every entity has a pose
+  of the same norm (:func:`pose`), so a relation makes an entity look different, not more salient,
+  and the predicate word alone tells the related entities and frames apart. The shifted distractors copy half of it, as they copy half the appearance.
 
 It replaces the plain ``proposal_*`` arrays of the detector outputs (whose entity boxes sit in the
 first slots, noise-free). It draws from a generator of its own (``default_rng([seed, index, 2])``),
@@ -34,10 +43,11 @@ from pyvrel.data.annotations import VideoAnnotation
 if TYPE_CHECKING:
     from pyvrel.data.synthetic.world import World
 
-__all__ = ["GroundingStream", "sampled_frames"]
+__all__ = ["GroundingStream", "pose", "sampled_frames"]
 
 DISTRACTORS = 2      # shifted copies per visible entity (kept while slots last)
 CONFUSERS = 2        # boxes with another category's appearance per frame
+TRACE = 1.0          # norm of an entity's pose in a twins world (a category prototype's is 1)
 
 
 def sampled_frames(frame_count: int, samples: int) -> np.ndarray:
@@ -53,22 +63,42 @@ class GroundingStream:
 
     def __init__(self, world: World) -> None:
         self.world = world
+        #: (2, D) trace of each predicate on its subject (0) and object (1); twins worlds only
+        self.traces: dict[str, np.ndarray] | None = None
+        if world.config.twins:
+            rng = np.random.default_rng([world.config.seed, 1 << 30, self.tag])
+            t = rng.normal(size=(len(world.vocab.predicates) + 1, 2, world.config.feature_dim))
+            t = t[1:] + t[:1] / np.linalg.norm(t[:1], axis=-1, keepdims=True) * np.linalg.norm(t[1:], axis=-1, keepdims=True)
+            self.traces = dict(zip(world.vocab.predicates, t / np.linalg.norm(t, axis=-1, keepdims=True)))
 
     def arrays(self, rng: np.random.Generator, annotation: VideoAnnotation, categories: list[str],
                arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The ``proposal_*`` arrays of one video (module docstring) from its annotation and its
         entities' categories (by tid)."""
-        return _regions(rng, self.world, annotation, categories)
+        return _regions(rng, self.world, annotation, categories, self.traces)
 
 
-def _regions(rng: np.random.Generator, world: World, annotation: VideoAnnotation, cats: list[str]
-             ) -> dict[str, np.ndarray]:
+def pose(annotation: VideoAnnotation, traces: dict[str, np.ndarray], idle: np.ndarray, frame: int, tid: int
+         ) -> np.ndarray:
+    """The pose of entity ``tid`` at video ``frame`` (D,), norm :data:`TRACE`: the sum of the traces of
+    the relations it is in then, rescaled, else its ``idle`` pose (D,) (unit norm)."""
+    t = sum((traces[r.predicate][role] for r in annotation.relations if r.begin_fid <= frame < r.end_fid
+             for role, e in enumerate((r.subject_tid, r.object_tid)) if e == tid), np.zeros_like(idle))
+    norm = np.linalg.norm(t)
+    return TRACE * (t / norm if norm > 0 else idle)
+
+
+def _regions(rng: np.random.Generator, world: World, annotation: VideoAnnotation, cats: list[str],
+             traces: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     cfg = world.config
     D, M, C = cfg.feature_dim, cfg.proposals, len(world.vocab.objects)
     cidx = world.vocab.object_index()
     frames = sampled_frames(annotation.frame_count, cfg.sampled_frames)
     unique, inverse = np.unique(frames, return_inverse=True)
     inst = [rng.normal(0, 0.5 / math.sqrt(D), D) for _ in cats]
+    if traces is not None:  # twins worlds: each entity's own idle pose
+        idle = rng.normal(size=(len(cats), D))
+        idle /= np.linalg.norm(idle, axis=1, keepdims=True)
     W, H = annotation.width, annotation.height
     noise = 1 / math.sqrt(D)
 
@@ -88,6 +118,8 @@ def _regions(rng: np.random.Generator, world: World, annotation: VideoAnnotation
             b = np.asarray(fb.bbox, np.float64)
             size = np.array([b[2] - b[0], b[3] - b[1]] * 2)
             appear = world.prototypes[cidx[cats[fb.tid]]] + inst[fb.tid] + rng.normal(0, 0.3 * noise, D)
+            if traces is not None:
+                appear = appear + pose(annotation, traces, idle[fb.tid], frame, fb.tid)
             boxes.append(b + rng.normal(0, 0.05, 4) * size)
             feats.append(appear)
             tids.append(fb.tid)
