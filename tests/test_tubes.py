@@ -123,6 +123,19 @@ def test_tube_iou_aligned_gradient_matches_reference_gradient(gen):
     torch.testing.assert_close(grads[0], grads[1])
 
 
+@pytest.mark.parametrize("backend", ["cpp", "reference"])
+def test_tube_iou_aligned_of_disjoint_tubes_backpropagates_zero(backend):
+    """No pair shares a frame: every IoU is 0 and stays in the graph (the reference once returned a
+    constant, so ``backward`` raised in the random test above when a draw had no overlap)."""
+    boxes = torch.tensor([[[0.0, 0.0, 4.0, 4.0]] * 2] * 2, dtype=torch.float64)
+    x, y = boxes.clone().requires_grad_(), boxes.clone().requires_grad_()
+    starts_a, starts_b, lengths = torch.tensor([0, 5]), torch.tensor([2, 0]), torch.tensor([2, 2])
+    out = ops.tube_iou_aligned(Tubes(x, starts_a, lengths), Tubes(y, starts_b, lengths), backend=backend)
+    out.sum().backward()
+    assert out.tolist() == [0.0, 0.0]
+    assert x.grad.abs().sum() == 0 and y.grad.abs().sum() == 0
+
+
 def test_tube_ops_opcheck_and_compile(gen):
     a = random_tubes(4, 6, video=5, dtype=torch.float64, generator=gen)
     b = random_tubes(3, 6, video=5, dtype=torch.float64, generator=gen)

@@ -65,15 +65,16 @@ def tube_iou_aligned_ref(a: Tubes, b: Tubes, pixel_offset: float = 0.0, mode: st
     for n in range(a.boxes.shape[0]):
         sa, la, sb, lb = int(a.start[n]), int(a.length[n]), int(b.start[n]), int(b.length[n])
         lo, hi = max(sa, sb), min(sa + la, sb + lb)
+        zero = a.boxes[n, :0].sum() + b.boxes[n, :0].sum()  # a 0 in the boxes' graph (gradient 0), as the kernels give
         if hi <= lo:
-            values.append(a.boxes.new_zeros(()))
+            values.append(zero)
             continue
         xa = a.boxes[n, lo - sa : hi - sa]
         xb = b.boxes[n, lo - sb : hi - sb]
         if mode == "volume":
             inter = _inter(xa, xb, pixel_offset).sum()
             union = box_area_ref(a.boxes[n, :la], pixel_offset).sum() + box_area_ref(b.boxes[n, :lb], pixel_offset).sum() - inter
-            values.append(inter / union if float(union.detach()) > 0 else a.boxes.new_zeros(()))
+            values.append(inter / union if float(union.detach()) > 0 else zero)
         else:
             span = max(sa + la, sb + lb) - min(sa, sb)
             values.append(_iou(xa, xb, pixel_offset).sum() / span)
