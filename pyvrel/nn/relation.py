@@ -75,7 +75,6 @@ class ProposalRelation(nn.Module):
             out = out * query_mask[..., None]
         return out, affinity
 
-
     def cosine(self, query: Tensor, key: Tensor | None = None) -> Tensor:
         """Cosine similarities of the projected queries and keys, ``(B, Nq, Nk)`` in [-1, 1]: the
         affinities without their scale (a triplet loss on them cannot be met by growing the projections)."""
