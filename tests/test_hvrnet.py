@@ -131,7 +131,8 @@ def test_labels_and_the_triplet_sampler(videos):
 
 @pytest.mark.parametrize(("relations", "mining"), [("none", {}), ("intra", {}), ("inter", {}),
                                                    ("inter", {"triplet_mining": "semihard", "mining_descriptor": "object",
-                                                              "triplet_similarity": "cosine"})])
+                                                              "triplet_similarity": "cosine"}),
+                                                   ("inter", {"triplet_mining": "attention"})])
 def test_training_step_and_windowed_inference(videos, relations, mining):
     cfg, vids = videos
     cfg = dataclasses.replace(cfg, relations=relations, max_per_frame=5, score_threshold=0.0, **mining)
@@ -180,6 +181,8 @@ def test_object_mining_picks_the_negative_window_of_the_most_similar_category():
         HVRNetConfig(mining_descriptor="frames")
     with pytest.raises(ValueError, match="triplet_similarity: expected 'affinity' or 'cosine'"):
         HVRNetConfig(triplet_similarity="distance")
+    with pytest.raises(ValueError, match="triplet_mining='attention' .* expected triplet_similarity='affinity'"):
+        HVRNetConfig(triplet_mining="attention", triplet_similarity="cosine")
 
 
 def test_detector_refuses_data_of_other_categories(videos, tmp_path):
@@ -219,8 +222,9 @@ def test_train_command_on_the_synthetic_world(tmp_path):
     from pathlib import Path
 
     spread = runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "hvrnet_attention.py"))["attention_spread"]
-    std, entropy = spread(run)
-    assert std > 0 and 0 < entropy <= 1 + 1e-6
+    r = spread(run)
+    assert r["std"] > 0 and 0 < r["entropy"] <= 1 + 1e-6
+    assert 0 <= r["same"] <= 1 and 0 < r["share"] <= 1 and 0 <= r["same_confusable"] <= 1
 
 
 def test_malformed_roi_arrays_name_file_and_key(videos):

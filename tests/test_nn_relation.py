@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pyvrel.nn import (ProposalRelation, RelationStage, hard_proposal_triplets, mine_hard_videos,
-                       proposal_triplet_loss, video_descriptor)
+                       proposal_attention_loss, proposal_triplet_loss, video_descriptor)
 
 
 def test_relation_block_is_its_formula(gen):
@@ -112,3 +112,31 @@ def test_semihard_triplets_by_hand():
     assert proposal_triplet_loss(a, labels, margin=2.0, mining="semihard").item() == pytest.approx(hand)
     with pytest.raises(ValueError, match="mining: expected 'hardest' or 'semihard', got 'soft'"):
         hard_proposal_triplets(a, labels, mining="soft")
+
+
+def test_attention_weighted_triplet_loss_by_hand():
+    """-log of the softmax share of the same label's proposals in other videos, against a hand computation."""
+    a = torch.tensor([[0.0, 2.0, 1.0, 3.0, -1.0],
+                      [1.0, 0.0, 2.0, 0.0, 5.0],
+                      [0.0, 0.0, 0.0, 0.0, 0.0],
+                      [0.0, 0.0, 0.0, 0.0, 0.0],
+                      [4.0, 9.0, 1.0, 2.0, 0.0]], requires_grad=True)
+    labels = torch.tensor([1, 1, 2, 0, 1])  # 2: no '2' in another video; 3: background, no anchor
+    groups = torch.tensor([0, 1, 1, 0, 1])  # 1 and 4 share a video: neither positive nor negative of each other
+    e = math.exp
+    hand = [-math.log((e(2) + e(-1)) / (e(2) + e(-1) + e(1) + e(3))),  # anchor 0: positives 1, 4; negatives 2, 3
+            -math.log(e(1) / (e(1) + e(2) + e(0))),  # anchor 1: positive 0 (4 left out)
+            -math.log(e(4) / (e(4) + e(1) + e(2)))]  # anchor 4: positive 0 (1 left out)
+    loss = proposal_attention_loss(a, labels, groups)
+    assert loss.item() == pytest.approx(sum(hand) / 3)
+    loss.backward()  # each negative pushed down by its attention share, the positives up
+    assert a.grad[0, 3].item() == pytest.approx(e(3) / (e(2) + e(-1) + e(1) + e(3)) / 3)
+    assert a.grad[0, 1].item() == pytest.approx((e(2) / (e(2) + e(-1) + e(1) + e(3)) - e(2) / (e(2) + e(-1))) / 3)
+    assert a.grad[1, 4].item() == 0.0 and a.grad[2].abs().sum().item() == 0.0
+    # constant affinities (a collapsed stage): log(1 + negatives / positives), not a minimum
+    assert proposal_attention_loss(torch.zeros(5, 5), labels, groups).item() == pytest.approx(
+        (math.log(1 + 2 / 2) + 2 * math.log(1 + 2 / 1)) / 3)
+    # a masked proposal takes no part: without 0, anchors 1 and 4 have no positive
+    assert proposal_attention_loss(a, labels, groups, torch.tensor([False, True, True, True, True])).item() == 0.0
+    with pytest.raises(ValueError, match=r"groups: expected the shape of labels \(5,\), got \(4,\)"):
+        proposal_attention_loss(a, labels, groups[:4])

@@ -10,7 +10,9 @@ with any RoI features.
 * :func:`video_descriptor`, :func:`mine_hard_videos`: HVR-Net's video triplet (the same-category
   video least similar to the target, the other-category video most similar to both).
 * :func:`hard_proposal_triplets`, :func:`proposal_triplet_loss`: the proposal-level triplet loss on
-  the inter-video stage's affinities (HVR-Net's hardest triplets, or semi-hard ones).
+  the inter-video stage's affinities (HVR-Net's hardest triplets, or semi-hard ones);
+  :func:`proposal_attention_loss`: its soft form on the block's own softmax (every positive and
+  negative weighted by its attention).
 
 Padded proposals are masked: a masked key gets no attention, a masked query row gives output 0
 (and gradient 0), never NaN. Shapes: ``B`` groups (videos), ``N`` proposals, ``D`` channels.
@@ -26,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["ProposalRelation", "RelationStage", "hard_proposal_triplets", "mine_hard_videos",
-           "proposal_triplet_loss", "video_descriptor"]
+           "proposal_attention_loss", "proposal_triplet_loss", "video_descriptor"]
 
 
 class ProposalRelation(nn.Module):
@@ -177,3 +179,34 @@ def proposal_triplet_loss(affinity: Tensor, labels: Tensor, mask: Tensor | None 
     if not len(anchor):
         return affinity.sum() * 0.0
     return F.relu(affinity[anchor, negative] - affinity[anchor, positive] + margin).mean()
+
+
+def proposal_attention_loss(affinity: Tensor, labels: Tensor, groups: Tensor, mask: Tensor | None = None) -> Tensor:
+    """The proposal triplet loss with the hard examples weighted by the relation block's own
+    attention (a neighbourhood-component / supervised-contrastive form): for each anchor ``i`` with
+    ``labels[i] > 0``, its positives ``P`` are the proposals of the same label in the *other* groups
+    (videos), its negatives ``Q`` every proposal of another label (background included);
+    proposals of its label in its own group take no part. The loss is
+    ``mean over anchors of -log(sum_P exp a[i, p] / sum_(P + Q) exp a[i, j])``
+    ``= softplus(logsumexp_Q a[i, :] - logsumexp_P a[i, :])``: minus the log of the attention the
+    block's softmax gives the other videos' proposals of the anchor's label. A soft-margin triplet
+    whose log-sum-exps are soft maxima (the gradient weighs each negative by its attention, the
+    hardest most), without HVR-Net's flat minimum: the hardest triplet's ``max(0, a_in - a_ip + m)``
+    is ``m`` at collapsed (constant) affinities and larger at any spread when some anchor cannot be
+    separated, whereas here a constant row gives ``log(1 + |Q| / |P|)``, which raising the
+    positives on average lowers. ``affinity (N, N)``, ``labels (N,)`` int, ``groups (N,)`` int,
+    ``mask (N,)`` bool -> a scalar (0 without anchors); anchors without a positive or a negative
+    are skipped."""
+    if groups.shape != labels.shape:
+        raise ValueError(f"groups: expected the shape of labels {tuple(labels.shape)}, got {tuple(groups.shape)}")
+    valid = torch.ones_like(labels, dtype=torch.bool) if mask is None else mask
+    pair = valid[:, None] & valid[None, :]
+    same = labels[:, None] == labels[None, :]
+    positive = same & (groups[:, None] != groups[None, :]) & pair
+    negative = ~same & pair
+    anchor = (labels > 0) & valid & positive.any(1) & negative.any(1)
+    if not anchor.any():
+        return affinity.sum() * 0.0
+    a, positive, negative = affinity[anchor], positive[anchor], negative[anchor]
+    inf = float("-inf")
+    return (a.masked_fill(~(positive | negative), inf).logsumexp(1) - a.masked_fill(~positive, inf).logsumexp(1)).mean()

@@ -37,7 +37,7 @@ __all__ = ["MINING_VARIANTS", "VARIANTS", "compare_variants", "run_demo", "varia
 #: The compared variants: name -> (run folder, ``model:`` overrides).
 VARIANTS = {"frame only": ("none", {"relations": "none"}), "+ intra-video": ("intra", {"relations": "intra"}),
             "+ intra + inter-video": ("inter", {"relations": "inter"})}
-#: The inter-video stage with other triplets (``triplet_mining``, ``triplet_similarity``) and hard-video
+#: The inter-video stage with other triplets (``triplet_mining``: semi-hard, attention-weighted; ``triplet_similarity``) and hard-video
 #: descriptors (``mining_descriptor``) than the code's, for the study (``scripts/train_hvrnet_synthetic.py
 #: --variants``).
 MINING_VARIANTS = {
@@ -46,7 +46,8 @@ MINING_VARIANTS = {
     "+ inter, cosine semi-hard": ("inter_cosine_semihard", {"relations": "inter", "triplet_similarity": "cosine",
                                                             "triplet_mining": "semihard"}),
     "+ inter, object, cosine semi-hard": ("inter_object_cosine_semihard", {
-        "relations": "inter", "mining_descriptor": "object", "triplet_similarity": "cosine", "triplet_mining": "semihard"})}
+        "relations": "inter", "mining_descriptor": "object", "triplet_similarity": "cosine", "triplet_mining": "semihard"}),
+    "+ inter, attention": ("inter_attention", {"relations": "inter", "triplet_mining": "attention"})}
 _DEMO = {"full": ({"num_videos": 80, "frames": [60, 100]}, {"epochs": 20}),
          "quick": ({"num_videos": 10, "frames": [40, 50]}, {"epochs": 1})}
 

@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pyvrel.nn import RelationStage, mine_hard_videos, proposal_triplet_loss, video_descriptor
+from pyvrel.nn import (RelationStage, mine_hard_videos, proposal_attention_loss, proposal_triplet_loss,
+                       video_descriptor)
 
 __all__ = ["DELTA_STDS", "HVRNet", "HVRNetConfig", "decode_boxes", "encode_boxes"]
 
@@ -47,7 +48,9 @@ class HVRNetConfig:
         positives, negatives: candidate videos the hard positive / negative are mined from [2 / 6].
         triplet_margin, triplet_weight: the proposal triplet loss [10 / 1].
         triplet_mining: its triplets, ``"hardest"`` or ``"semihard"``
-            (:func:`~pyvrel.nn.hard_proposal_triplets`) [hardest].
+            (:func:`~pyvrel.nn.hard_proposal_triplets`), or ``"attention"``: every positive (same label,
+            another video) and negative weighted by the block's attention
+            (:func:`~pyvrel.nn.proposal_attention_loss`; no margin, on the affinities) [hardest].
         triplet_similarity: what the triplets are mined and penalised on: ``"affinity"`` (the block's
             logits ``q k^T / sqrt(d)``, unbounded) or ``"cosine"`` (of the projected queries and keys,
             :meth:`~pyvrel.nn.ProposalRelation.cosine`) [affinity].
@@ -73,7 +76,7 @@ class HVRNetConfig:
     negatives: int = 6
     triplet_margin: float = 10.0
     triplet_weight: float = 1.0
-    triplet_mining: Literal["hardest", "semihard"] = "hardest"
+    triplet_mining: Literal["hardest", "semihard", "attention"] = "hardest"
     mining_descriptor: Literal["video", "object"] = "video"
     triplet_similarity: Literal["affinity", "cosine"] = "affinity"
     init_std: float | None = 0.01
@@ -85,10 +88,13 @@ class HVRNetConfig:
     def __post_init__(self) -> None:
         if self.relations not in ("none", "intra", "inter"):
             raise ValueError(f"relations: expected 'none', 'intra' or 'inter', got {self.relations!r}")
-        if self.triplet_mining not in ("hardest", "semihard"):
-            raise ValueError(f"triplet_mining: expected 'hardest' or 'semihard', got {self.triplet_mining!r}")
+        if self.triplet_mining not in ("hardest", "semihard", "attention"):
+            raise ValueError(f"triplet_mining: expected 'hardest', 'semihard' or 'attention', got {self.triplet_mining!r}")
         if self.triplet_similarity not in ("affinity", "cosine"):
             raise ValueError(f"triplet_similarity: expected 'affinity' or 'cosine', got {self.triplet_similarity!r}")
+        if self.triplet_mining == "attention" and self.triplet_similarity != "affinity":
+            raise ValueError("triplet_mining='attention' weighs the block's own softmax of its affinities: expected "
+                             f"triplet_similarity='affinity', got {self.triplet_similarity!r}")
         if self.mining_descriptor not in ("video", "object"):
             raise ValueError(f"mining_descriptor: expected 'video' or 'object', got {self.mining_descriptor!r}")
         for key in ("feature_dim", "dim", "num_classes", "window", "positives", "negatives", "max_per_frame"):
@@ -211,8 +217,13 @@ class HVRNet(nn.Module):
             if cfg.triplet_similarity == "cosine":
                 affinity = last.relation.cosine(last.fc(h3))
             y3, m3 = y.reshape(B, -1), m.reshape(B, -1)
-            out["loss_triplet"] = torch.stack([proposal_triplet_loss(affinity[b], y3[b], m3[b], cfg.triplet_margin,
-                                                                     cfg.triplet_mining) for b in range(B)]).mean()
+            if cfg.triplet_mining == "attention":
+                video = torch.arange(3, device=y.device).repeat_interleave(T * M)
+                losses = [proposal_attention_loss(affinity[b], y3[b], video, m3[b]) for b in range(B)]
+            else:
+                losses = [proposal_triplet_loss(affinity[b], y3[b], m3[b], cfg.triplet_margin, cfg.triplet_mining)
+                          for b in range(B)]
+            out["loss_triplet"] = torch.stack(losses).mean()
             h = h.reshape(B * 3, T * M, -1)
         else:
             h = self.stages[-1](h, m)[0]
