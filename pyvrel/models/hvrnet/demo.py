@@ -37,9 +37,9 @@ __all__ = ["MINING_VARIANTS", "VARIANTS", "compare_variants", "run_demo", "varia
 #: The compared variants: name -> (run folder, ``model:`` overrides).
 VARIANTS = {"frame only": ("none", {"relations": "none"}), "+ intra-video": ("intra", {"relations": "intra"}),
             "+ intra + inter-video": ("inter", {"relations": "inter"})}
-#: The inter-video stage with other triplets (``triplet_mining``: semi-hard, attention-weighted; ``triplet_similarity``) and hard-video
-#: descriptors (``mining_descriptor``) than the code's, for the study (``scripts/train_hvrnet_synthetic.py
-#: --variants``).
+#: The inter-video stage with other triplets (``triplet_mining``: semi-hard, attention-weighted;
+#: ``triplet_similarity``) and hard-video descriptors (``mining_descriptor``) than the code's, for the
+#: study (``scripts/train_hvrnet_synthetic.py --variants``).
 MINING_VARIANTS = {
     "+ inter, semi-hard": ("inter_semihard", {"relations": "inter", "triplet_mining": "semihard"}),
     "+ inter, object mining": ("inter_object", {"relations": "inter", "mining_descriptor": "object"}),

@@ -89,7 +89,8 @@ class HVRNetConfig:
         if self.relations not in ("none", "intra", "inter"):
             raise ValueError(f"relations: expected 'none', 'intra' or 'inter', got {self.relations!r}")
         if self.triplet_mining not in ("hardest", "semihard", "attention"):
-            raise ValueError(f"triplet_mining: expected 'hardest', 'semihard' or 'attention', got {self.triplet_mining!r}")
+            raise ValueError(f"triplet_mining: expected 'hardest', 'semihard' or 'attention', got "
+                             f"{self.triplet_mining!r}")
         if self.triplet_similarity not in ("affinity", "cosine"):
             raise ValueError(f"triplet_similarity: expected 'affinity' or 'cosine', got {self.triplet_similarity!r}")
         if self.triplet_mining == "attention" and self.triplet_similarity != "affinity":
