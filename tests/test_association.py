@@ -10,7 +10,7 @@ import pytest
 from pyvrel.data.synthetic import SynthConfig, generate_video
 from pyvrel.eval import evaluate_relations
 from pyvrel.eval import _association
-from pyvrel.eval.association import SegmentRelation, Track, associate, cubic_iou, segment_spans
+from pyvrel.eval.association import SegmentRelation, Track, associate, cubic_iou, cubic_iou_matrix, segment_spans
 from pyvrel.eval.reference import associate_reference
 
 T, U = ("dog", "chase", "ball"), ("dog", "bite", "ball")
@@ -37,6 +37,23 @@ def test_cubic_iou_uses_the_temporal_intersection_only():
     assert cubic_iou(a, c) == 0.0
     assert cubic_iou(a, c, temporal_tolerance=3) == pytest.approx(50 / 150)  # last box vs first box
     assert cubic_iou(a, c, temporal_tolerance=2) == 0.0
+
+
+@pytest.mark.parametrize("pixel_offset", [0, 1])
+def test_cubic_iou_matrix_equals_cubic_iou_bit_for_bit(pixel_offset):
+    # spans up to 40 frames: sums past NumPy's 8-element pairwise blocks; some inverted boxes, disjoint spans
+    rng = np.random.default_rng(pixel_offset)
+
+    def track():
+        xy = rng.uniform(0, 100, (int(rng.integers(1, 41)), 2))
+        return Track(int(rng.integers(0, 40)), np.concatenate([xy, xy + rng.uniform(-2, 60, xy.shape)], 1))
+
+    for n, m in [(0, 3), (3, 0), (1, 1), (6, 7), (7, 5)]:
+        a, b = [track() for _ in range(n)], [track() for _ in range(m)]
+        got = cubic_iou_matrix(a, b, pixel_offset)
+        assert got.shape == (n, m) and got.dtype == np.float64
+        assert got.tolist() == [[cubic_iou(x, y, pixel_offset) for y in b] for x in a]
+    assert cubic_iou_matrix([Track(0, [[0, 0, 9, 9]] * 10)], [Track(10, [[0, 0, 9, 9]] * 5)]).tolist() == [[0.0]]
 
 
 def test_baseline_links_consecutive_segments_and_averages_boxes():

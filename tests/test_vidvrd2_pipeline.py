@@ -13,6 +13,7 @@ from pyvrel.data import VideoAnnotation
 from pyvrel.data.annotations import FrameBox, ObjectInfo, RelationInstance
 from pyvrel.data.errors import FormatError
 from pyvrel.data.tracklets import Tracklet
+from pyvrel.eval.association import Track, cubic_iou
 from pyvrel.ops import fill_gaps, seq_nms
 from pyvrel.ops.reference import fill_gaps_ref
 from pyvrel.models.vidvrd2 import IterativeClassifier, VidVRD2Config
@@ -114,6 +115,25 @@ def test_propagation_matrix():
     T = propagation_matrix(cur, prev, 0.7)
     assert T[1].tolist() == [0.0, 0.0, 0.0] and T[0, 2] == 0 and T[0].sum() == pytest.approx(1.0)
     assert T[0, 0] > T[0, 1] > 0
+
+
+def test_propagation_matrix_equals_the_pair_at_a_time_softmax():
+    rng = np.random.default_rng(0)
+
+    def tracklet(start):
+        xy = rng.uniform(0, 20, 2) + np.cumsum(rng.normal(0, 1, (30, 2)), 0)
+        return Tracklet("dog", 1.0, start, np.concatenate([xy, xy + 30], 1).astype(np.float32), np.zeros((30, 4)))
+
+    cur, prev = [tracklet(15) for _ in range(8)], [tracklet(0) for _ in range(9)]
+    want = np.zeros((8, 9))
+    for i, a in enumerate(cur):
+        iou = np.array([cubic_iou(Track(a.start, a.boxes), Track(b.start, b.boxes), 0) for b in prev])
+        linked = iou > 0.5
+        if linked.any():
+            w = np.exp(iou[linked] - iou[linked].max())
+            want[i, linked] = w / w.sum()
+    assert 0 < (want > 0).sum() < want.size
+    assert propagation_matrix(cur, prev, 0.5).tolist() == want.tolist()
 
 
 def test_predict_video_associates_segments():
