@@ -215,6 +215,12 @@ def test_train_detect_and_errors_through_the_cli(tmp_path, capsys):
     assert main(["detect", "--checkpoint", str(out / "checkpoints" / "last.pt"), "--data", "synthetic",
                  "--out", str(pred)]) == 0
     assert all(v.startswith("synth0000_") for v in read_predictions(pred).results)
+    empty = tmp_path / "empty"  # a new or empty folder is an object detector's output only
+    empty.mkdir()
+    capsys.readouterr()
+    assert main(["detect", "--checkpoint", str(out / "checkpoints" / "last.pt"), "--data", "synthetic",
+                 "--out", str(empty)]) == 2
+    assert f"pyvrel detect: error: --out {empty}: is a folder; give a file name\n" in capsys.readouterr().err
     # the seqnms tracklets on a world that writes per-frame detection features (HVR-Net's stream)
     from pyvrel.data.dataset import open_dataset
     from pyvrel.engine import load_detector
