@@ -44,7 +44,8 @@ from pyvrel.data.relations import Relation, Triplet
 from pyvrel.data.segments import segment_spans  # re-exported: pyvrel.eval.segment_spans
 from pyvrel.eval import _association
 
-__all__ = ["Track", "SegmentRelation", "segment_spans", "cubic_iou", "cubic_iou_matrix", "associate"]
+__all__ = ["Track", "SegmentRelation", "segment_spans", "cut_relations", "cubic_iou", "cubic_iou_matrix",
+           "associate"]
 
 
 @dataclass
@@ -70,6 +71,20 @@ class SegmentRelation:
     score: float
     sub: Track
     obj: Track
+
+
+def cut_relations(relations: Sequence[Relation], begin: int, end: int, score: float = 1.0, min_frames: int = 2
+                  ) -> list[SegmentRelation]:
+    """The parts of video-level ``relations`` inside frames ``[begin, end)`` that keep ``>= min_frames``
+    frames, in input order, as segment predictions of confidence ``score``: what a segment model that
+    saw the ground truth would predict (the inverse of :func:`associate`, for its tests and benchmark)."""
+    out = []
+    for r in relations:
+        lo, hi = max(begin, r.duration[0]), min(end, r.duration[1])
+        if hi - lo >= max(min_frames, 1):
+            a, b = lo - r.duration[0], hi - r.duration[0]
+            out.append(SegmentRelation(r.triplet, score, Track(lo, r.sub_traj[a:b]), Track(lo, r.obj_traj[a:b])))
+    return out
 
 
 def cubic_iou(a: Track, b: Track, pixel_offset: float = 1, temporal_tolerance: int = 0) -> float:
