@@ -33,7 +33,7 @@ def attention_spread(run: Path) -> dict[str, float]:
     if model.cfg.relations == "none":
         raise SystemExit(f"{run}: a frame-only model has no relation stage")
     std, entropy, same, share, confusable = [], [], [], [], []
-    conf = torch.tensor(confusable_labels(resolved["objects"]))
+    conf = torch.tensor(confusable_labels(resolved["objects"]), dtype=torch.int64)
     for video in load_videos(open_dataset("synthetic", resolved["world"]), "test", model.cfg, resolved["objects"]):
         S, M = video.labels.shape
         T = min(model.cfg.window, S)
