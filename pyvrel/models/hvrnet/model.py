@@ -112,8 +112,8 @@ class HVRNetConfig:
         attention of a model trained from scratch; at 0.1 the inter stage still collapses, and the
         options ``triplet_similarity``, ``triplet_mining="semihard"``, ``mining_descriptor`` did not
         help reliably; ``triplet_mining="attention"`` does not collapse and lifted the confusable
-        mAP over intra-video relations in 5 seeds of 5, but not the accuracy in each: docs/models.md,
-        HVR-Net)."""
+        mAP over intra-video relations in 5 seeds of 5 with this mining, but not the accuracy in
+        each, and not with ``mining_descriptor="object"``: docs/models.md, HVR-Net)."""
         return cls(feature_dim=32, dim=64, num_classes=35, window=6, positives=2, negatives=4, triplet_margin=1.0,
                    triplet_weight=0.1, init_std=None, max_per_frame=50, score_threshold=0.01)
 
