@@ -11,6 +11,8 @@ Shapes are here rather than in ``shapes.py``: they are this model's presets, not
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -19,7 +21,7 @@ from harness import provider_params, record, run
 from pyvrel.data.segments import segment_spans
 from pyvrel.data.synthetic import SynthConfig, generate
 from pyvrel.data.tracklets import Tracklet
-from pyvrel.eval.association import SegmentRelation, Track, associate
+from pyvrel.eval.association import SegmentRelation, Track, associate, cut_relations
 from pyvrel.eval.reference import associate_reference
 from pyvrel.models.vidvrd2 import IterativeClassifier, PairBatch, VidVRD2Config
 from pyvrel.models.vidvrd2.inference import predict_segments, video_segments
@@ -83,18 +85,14 @@ def _association_set(videos: int = 200, per_segment: int = 50):
         triplets = sorted({r.triplet for r in gt}) or [("a", "b", "c")]
         segs = []
         for s, e in segment_spans(video.annotation.frame_count):
-            pieces = []
-            for r in gt:
-                lo, hi = max(s, r.duration[0]), min(e, r.duration[1])
-                if hi - lo >= 2:
-                    a, b = lo - r.duration[0], hi - r.duration[0]
-                    pieces.append((r.triplet, Track(lo, r.sub_traj[a:b]), Track(lo, r.obj_traj[a:b])))
-            preds = [SegmentRelation(t, float(rng.uniform(0.5, 1)), sub, obj) for t, sub, obj in pieces]
+            pieces = cut_relations(gt, s, e)
+            preds = [replace(p, score=float(rng.uniform(0.5, 1))) for p in pieces]
             while pieces and len(preds) < per_segment:  # distractors: other triplets on jittered pieces
-                t, sub, obj = pieces[int(rng.integers(len(pieces)))]
+                p = pieces[int(rng.integers(len(pieces)))]
                 jitter = rng.normal(0, 5, 4)
                 preds.append(SegmentRelation(triplets[int(rng.integers(len(triplets)))], float(rng.uniform(0, 0.5)),
-                                             Track(sub.start, sub.boxes + jitter), Track(obj.start, obj.boxes - jitter)))
+                                             Track(p.sub.start, p.sub.boxes + jitter),
+                                             Track(p.obj.start, p.obj.boxes - jitter)))
             segs.append(((s, e), preds))
         out.append(segs)
     return out

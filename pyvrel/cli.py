@@ -345,12 +345,12 @@ def _predict(args: argparse.Namespace, command: str, load: Callable, run: Callab
     from pyvrel.engine.rundir import OutputFolderError, check_out_dir, check_out_file
 
     try:
-        out = Path(args.out)  # checked before the work, not after it
-        if out.is_dir() and any(out.iterdir()):
+        out = Path(args.out)  # checked before the work: a file, or an object detector's new or empty folder
+        if not out.is_dir():
+            check_out_file(out, "--out")
+        elif any(out.iterdir()):
             raise OutputFolderError(f"--out {out}: is a folder; give a file name (or, for an object detector such "
                                     "as hvrnet, a new or empty folder)")
-        if not out.is_dir():  # an empty folder: an object detector's output, once the model is known
-            check_out_file(args.out, "--out")
         check_data(args.data)
         ckpt = load_checkpoint(args.checkpoint)
         try:
@@ -364,13 +364,13 @@ def _predict(args: argparse.Namespace, command: str, load: Callable, run: Callab
             print(f"detected objects on every frame of {count} videos ({args.split}); wrote {args.out} (pyvrel track "
                   f"{args.out} --data DIR --out TRACKED)")
             return EXIT_OK
-        if out.is_dir() or args.split == "all":
-            raise OutputFolderError(f"--out {args.out}: is a folder; give a file name" if out.is_dir() else
-                                    f"--split all: only for an object detector (hvrnet), not {ckpt['meta']['model']}")
+        check_out_file(out, "--out")  # an empty folder is an object detector's output only
+        if args.split == "all":
+            raise _UsageError(f"--split all: only for an object detector (hvrnet), not {ckpt['meta']['model']}")
         preds = run(model, dataset)
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
         write_predictions(preds, args.out)
-    except OutputFolderError as e:
+    except (OutputFolderError, _UsageError) as e:
         print(f"pyvrel {command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except (FileNotFoundError, ValueError) as e:

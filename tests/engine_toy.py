@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
@@ -79,13 +78,14 @@ def build_task(model_config: dict, data: str) -> TrainTask:
 
 
 def torchrun_pyvrel(args: list[str], cwd: Path, nproc: int = 2, timeout: float = 600) -> subprocess.CompletedProcess:
-    """``torchrun --nproc_per_node nproc -m pyvrel ARGS`` on gloo over 127.0.0.1 (one thread each)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    """``torchrun --standalone --nproc_per_node nproc -m pyvrel ARGS`` on gloo over 127.0.0.1 (one thread each).
+
+    ``--standalone`` lets the launcher's own store bind a free port and hand it to the workers, so two
+    suites running at once cannot race for a port picked here and released before torchrun binds it.
+    """
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent), "OMP_NUM_THREADS": "1"}
     if sys.platform.startswith("linux"):
         env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # the processes meet on 127.0.0.1
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr",
-           "127.0.0.1", "--master_port", str(port), "-m", "pyvrel", *args]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+           "--local_addr", "127.0.0.1", "-m", "pyvrel", *args]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

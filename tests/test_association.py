@@ -7,10 +7,12 @@ import sys
 import numpy as np
 import pytest
 
+from pyvrel.data import Relation
 from pyvrel.data.synthetic import SynthConfig, generate_video
 from pyvrel.eval import evaluate_relations
 from pyvrel.eval import _association
-from pyvrel.eval.association import SegmentRelation, Track, associate, cubic_iou, segment_spans
+from pyvrel.eval.association import (SegmentRelation, Track, associate, cubic_iou, cubic_iou_matrix, cut_relations,
+                                     segment_spans)
 from pyvrel.eval.reference import associate_reference
 
 T, U = ("dog", "chase", "ball"), ("dog", "bite", "ball")
@@ -37,6 +39,23 @@ def test_cubic_iou_uses_the_temporal_intersection_only():
     assert cubic_iou(a, c) == 0.0
     assert cubic_iou(a, c, temporal_tolerance=3) == pytest.approx(50 / 150)  # last box vs first box
     assert cubic_iou(a, c, temporal_tolerance=2) == 0.0
+
+
+@pytest.mark.parametrize("pixel_offset", [0, 1])
+def test_cubic_iou_matrix_equals_cubic_iou_bit_for_bit(pixel_offset):
+    # spans up to 40 frames: sums past NumPy's 8-element pairwise blocks; some inverted boxes, disjoint spans
+    rng = np.random.default_rng(pixel_offset)
+
+    def track():
+        xy = rng.uniform(0, 100, (int(rng.integers(1, 41)), 2))
+        return Track(int(rng.integers(0, 40)), np.concatenate([xy, xy + rng.uniform(-2, 60, xy.shape)], 1))
+
+    for n, m in [(0, 3), (3, 0), (1, 1), (6, 7), (7, 5)]:
+        a, b = [track() for _ in range(n)], [track() for _ in range(m)]
+        got = cubic_iou_matrix(a, b, pixel_offset)
+        assert got.shape == (n, m) and got.dtype == np.float64
+        assert got.tolist() == [[cubic_iou(x, y, pixel_offset) for y in b] for x in a]
+    assert cubic_iou_matrix([Track(0, [[0, 0, 9, 9]] * 10)], [Track(10, [[0, 0, 9, 9]] * 5)]).tolist() == [[0.0]]
 
 
 def test_baseline_links_consecutive_segments_and_averages_boxes():
@@ -98,19 +117,21 @@ def test_vidvrd2_sums_scores_is_strict_and_bridges_gaps():
     assert [r.score for r in associate(many, "vidvrd2", association_topk=3)] == [0.9, 0.8, 0.7]
 
 
+def test_cut_relations_keeps_the_pieces_inside_a_segment():
+    traj = np.arange(80.0).reshape(20, 4)
+    r = Relation(T, (0, 20), traj, traj + 1)
+    (piece,) = cut_relations([r, Relation(U, (45, 65), traj, traj)], 15, 45, score=0.3)
+    assert piece.triplet == T and piece.score == 0.3 and (piece.sub.start, piece.obj.start) == (15, 15)
+    assert piece.sub.boxes.tolist() == traj[15:].tolist() and piece.obj.boxes.tolist() == (traj[15:] + 1).tolist()
+    assert len(cut_relations([r], 18, 48)) == 1 and cut_relations([r], 19, 49) == []  # 2 frames kept, 1 dropped
+    assert len(cut_relations([r], 19, 49, min_frames=1)) == 1
+
+
 @pytest.mark.parametrize("algorithm", ["baseline", "vidvrd2"])
 def test_associating_ground_truth_pieces_recovers_the_relations(algorithm):
     video = generate_video(SynthConfig(seed=11, features=False), 0)
     gt = video.annotation.relation_view()
-    segs = []
-    for s, e in segment_spans(video.annotation.frame_count):
-        preds = []
-        for r in gt:
-            lo, hi = max(s, r.duration[0]), min(e, r.duration[1])
-            if hi - lo >= 2:
-                a, b = lo - r.duration[0], hi - r.duration[0]
-                preds.append(SegmentRelation(r.triplet, 0.5, Track(lo, r.sub_traj[a:b]), Track(lo, r.obj_traj[a:b])))
-        segs.append(((s, e), preds))
+    segs = [((s, e), cut_relations(gt, s, e, score=0.5)) for s, e in segment_spans(video.annotation.frame_count)]
     out = associate(segs, algorithm, segment_topk=10_000, association_topk=10_000)
     res = evaluate_relations({"v": gt}, {"v": out})
     assert res["RelDet"]["R@100"] >= 0.8 and res["RelTag"]["P@5"] == 1.0

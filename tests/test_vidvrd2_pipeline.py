@@ -13,6 +13,7 @@ from pyvrel.data import VideoAnnotation
 from pyvrel.data.annotations import FrameBox, ObjectInfo, RelationInstance
 from pyvrel.data.errors import FormatError
 from pyvrel.data.tracklets import Tracklet
+from pyvrel.eval.association import Track, cubic_iou
 from pyvrel.ops import fill_gaps, seq_nms
 from pyvrel.ops.reference import fill_gaps_ref
 from pyvrel.models.vidvrd2 import IterativeClassifier, VidVRD2Config
@@ -116,6 +117,25 @@ def test_propagation_matrix():
     assert T[0, 0] > T[0, 1] > 0
 
 
+def test_propagation_matrix_equals_the_pair_at_a_time_softmax():
+    rng = np.random.default_rng(0)
+
+    def tracklet(start):
+        xy = rng.uniform(0, 20, 2) + np.cumsum(rng.normal(0, 1, (30, 2)), 0)
+        return Tracklet("dog", 1.0, start, np.concatenate([xy, xy + 30], 1).astype(np.float32), np.zeros((30, 4)))
+
+    cur, prev = [tracklet(15) for _ in range(8)], [tracklet(0) for _ in range(9)]
+    want = np.zeros((8, 9))
+    for i, a in enumerate(cur):
+        iou = np.array([cubic_iou(Track(a.start, a.boxes), Track(b.start, b.boxes), 0) for b in prev])
+        linked = iou > 0.5
+        if linked.any():
+            w = np.exp(iou[linked] - iou[linked].max())
+            want[i, linked] = w / w.sum()
+    assert 0 < (want > 0).sum() < want.size
+    assert propagation_matrix(cur, prev, 0.5).tolist() == want.tolist()
+
+
 def test_predict_video_associates_segments():
     """Two still objects over 60 frames (3 segments); a model whose tables force dog-chase-person
     gives one video relation spanning the video, scored by the sum of its segment scores."""
@@ -195,6 +215,12 @@ def test_train_detect_and_errors_through_the_cli(tmp_path, capsys):
     assert main(["detect", "--checkpoint", str(out / "checkpoints" / "last.pt"), "--data", "synthetic",
                  "--out", str(pred)]) == 0
     assert all(v.startswith("synth0000_") for v in read_predictions(pred).results)
+    empty = tmp_path / "empty"  # a new or empty folder is an object detector's output only
+    empty.mkdir()
+    capsys.readouterr()
+    assert main(["detect", "--checkpoint", str(out / "checkpoints" / "last.pt"), "--data", "synthetic",
+                 "--out", str(empty)]) == 2
+    assert f"pyvrel detect: error: --out {empty}: is a folder; give a file name\n" in capsys.readouterr().err
     # the seqnms tracklets on a world that writes per-frame detection features (HVR-Net's stream)
     from pyvrel.data.dataset import open_dataset
     from pyvrel.engine import load_detector

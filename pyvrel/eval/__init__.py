@@ -3,7 +3,15 @@ grounding accuracy (:mod:`pyvrel.eval.grounding`), trajectory classification rec
 (:mod:`pyvrel.eval.trajectory`), greedy relation association (:mod:`pyvrel.eval.association`) and
 checks that predictions and ground truth belong together (:mod:`pyvrel.eval.checks`)."""
 
-from pyvrel.eval.association import SegmentRelation, Track, associate, cubic_iou, segment_spans
+from pyvrel.eval.association import (
+    SegmentRelation,
+    Track,
+    associate,
+    cubic_iou,
+    cubic_iou_matrix,
+    cut_relations,
+    segment_spans,
+)
 from pyvrel.eval.checks import input_warnings
 from pyvrel.eval.grounding import frame_tiou, grounding_accuracy
 from pyvrel.eval.relation import (
@@ -26,6 +34,8 @@ __all__ = [
     "Track",
     "associate",
     "cubic_iou",
+    "cubic_iou_matrix",
+    "cut_relations",
     "segment_spans",
     "VARIANTS",
     "VideoMatch",

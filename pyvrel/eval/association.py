@@ -44,7 +44,8 @@ from pyvrel.data.relations import Relation, Triplet
 from pyvrel.data.segments import segment_spans  # re-exported: pyvrel.eval.segment_spans
 from pyvrel.eval import _association
 
-__all__ = ["Track", "SegmentRelation", "segment_spans", "cubic_iou", "associate"]
+__all__ = ["Track", "SegmentRelation", "segment_spans", "cut_relations", "cubic_iou", "cubic_iou_matrix",
+           "associate"]
 
 
 @dataclass
@@ -72,6 +73,20 @@ class SegmentRelation:
     obj: Track
 
 
+def cut_relations(relations: Sequence[Relation], begin: int, end: int, score: float = 1.0, min_frames: int = 2
+                  ) -> list[SegmentRelation]:
+    """The parts of video-level ``relations`` inside frames ``[begin, end)`` that keep ``>= min_frames``
+    frames, in input order, as segment predictions of confidence ``score``: what a segment model that
+    saw the ground truth would predict (the inverse of :func:`associate`, for its tests and benchmark)."""
+    out = []
+    for r in relations:
+        lo, hi = max(begin, r.duration[0]), min(end, r.duration[1])
+        if hi - lo >= max(min_frames, 1):
+            a, b = lo - r.duration[0], hi - r.duration[0]
+            out.append(SegmentRelation(r.triplet, score, Track(lo, r.sub_traj[a:b]), Track(lo, r.obj_traj[a:b])))
+    return out
+
+
 def cubic_iou(a: Track, b: Track, pixel_offset: float = 1, temporal_tolerance: int = 0) -> float:
     """Spatio-temporal IoU of two tracks over their temporal intersection (volumes of the shared
     frames only). Without shared frames: 0, unless the gap between them is below
@@ -87,6 +102,32 @@ def cubic_iou(a: Track, b: Track, pixel_offset: float = 1, temporal_tolerance: i
     inter = float(box_intersections(x, y, pixel_offset).sum())
     union = float(box_areas(x, pixel_offset).sum() + box_areas(y, pixel_offset).sum()) - inter
     return inter / union if union > 0 else 0.0
+
+
+def cubic_iou_matrix(a: Sequence[Track], b: Sequence[Track], pixel_offset: float = 1) -> np.ndarray:
+    """``(len(a), len(b))`` float64: :func:`cubic_iou` of every pair (``temporal_tolerance`` 0: pairs
+    without shared frames give 0), bit for bit: the pairs of each length of temporal intersection in
+    one NumPy pass, every per-pair sum over its own contiguous run of frames, as :func:`cubic_iou`."""
+    out = np.zeros((len(a), len(b)))
+    if not len(a) or not len(b):
+        return out
+    starts = [np.array([t.start for t in ts]) for ts in (a, b)]
+    boxes = []
+    for ts in (a, b):
+        padded = np.zeros((len(ts), max(len(t.boxes) for t in ts), 4))
+        for i, t in enumerate(ts):
+            padded[i, : len(t.boxes)] = t.boxes
+        boxes.append(padded)
+    lo = np.maximum(starts[0][:, None], starts[1][None])
+    shared = np.minimum(np.array([t.end for t in a])[:, None], np.array([t.end for t in b])[None]) - lo
+    for length in np.unique(shared[shared > 0]):
+        i, j = np.nonzero(shared == length)
+        frames = lo[i, j][:, None] + np.arange(length)
+        x, y = boxes[0][i[:, None], frames - starts[0][i, None]], boxes[1][j[:, None], frames - starts[1][j, None]]
+        inter = box_intersections(x, y, pixel_offset).sum(1)
+        union = box_areas(x, pixel_offset).sum(1) + box_areas(y, pixel_offset).sum(1) - inter
+        out[i, j] = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    return out
 
 
 @dataclass(eq=False)  # identity: candidates.remove() must not compare the box arrays

@@ -31,7 +31,7 @@ import torch
 from pyvrel.data import Relation
 from pyvrel.data.segments import cut_tracklets, ordered_pairs, relative_position, segment_spans, tracklet_viou
 from pyvrel.data.tracklets import Tracklet
-from pyvrel.eval.association import SegmentRelation, Track, associate, cubic_iou
+from pyvrel.eval.association import SegmentRelation, Track, associate, cubic_iou_matrix
 from pyvrel.models.vidvrd2.model import IterativeClassifier, PairBatch
 from pyvrel.models.vidvrd2.samples import mean_features
 
@@ -42,13 +42,11 @@ __all__ = ["predict_segments", "predict_video", "propagation_matrix", "relation_
 def propagation_matrix(current: Sequence[Tracklet], previous: Sequence[Tracklet], threshold: float) -> np.ndarray:
     """``(n, m)`` transition weights: row ``i`` is the softmax of the cubic IoUs ``> threshold`` of
     tracklet ``i`` with the previous segment's tracklets (0 elsewhere; an all-zero row: no link)."""
-    T = np.zeros((len(current), len(previous)))
-    for i, a in enumerate(current):
-        ta = Track(a.start, a.boxes)
-        iou = np.array([cubic_iou(ta, Track(b.start, b.boxes), 0) for b in previous])
-        linked = iou > threshold
+    iou = cubic_iou_matrix([Track(t.start, t.boxes) for t in current], [Track(t.start, t.boxes) for t in previous], 0)
+    T = np.zeros_like(iou)
+    for i, linked in enumerate(iou > threshold):
         if linked.any():
-            w = np.exp(iou[linked] - iou[linked].max())
+            w = np.exp(iou[i, linked] - iou[i, linked].max())
             T[i, linked] = w / w.sum()
     return T
 
