@@ -8,6 +8,8 @@ every ground-truth triplet of the held-out videos, and report AccS / AccO / AccR
     # the twins world of docs/models.md: same-category twins, a predicate trace on the related entities
     python scripts/train_vrgv_synthetic.py --models vRGV --seed 0 --videos 300 --epochs 0 100 --world twins=1 \
         --world pair_relations=1 --world 'entities=[2,3]' --set 'attention="bilinear"' --set 'decoder_state="zeros"'
+    # the same models grounded on a larger test split (the same 240 training videos), no training
+    python scripts/train_vrgv_synthetic.py ... --videos 500 --world train_fraction=0.48 --trained RUN_OUT --out OUT
 
 Each model is trained through ``pyvrel.engine.run.prepare_run``, as ``pyvrel train --model vrgv`` does:
 stage 1 of the public code (no relation attention; skipped when its epoch count is 0, the default)
@@ -22,7 +24,8 @@ paper's spatial IoU thresholds 0.3 / 0.5 / 0.7 and the code's tIoU averaged over
 (``proposal_tid``, a diagnostic only the synthetic world has; :func:`attention_hits`): how often the
 best-attended box of the queried subject/object is an entity of that category, how often the
 best-attended boxes are a ground-truth instance's own two entities on its frames (a same-category
-twin does not count), and the share of the frame attention on the instance's frames.
+twin does not count), and the share of the frame attention on the instance's frames. ``OUT/metrics.json``
+holds every row's per-video accuracies (``per_video``; ``scripts/vrgv_paired.py`` compares runs over seeds).
 """
 
 from __future__ import annotations
@@ -30,14 +33,16 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
 from pyvrel.engine.run import prepare_run
 from pyvrel.data.dataset import open_dataset
-from pyvrel.models.vrgv.task import evaluate_grounding, ground, load_regions
+from pyvrel.data.synthetic import SynthConfig
+from pyvrel.engine.checkpoint import load_checkpoint
+from pyvrel.models.vrgv.task import evaluate_grounding, ground, load_regions, model_from_checkpoint
 
 
 def train(name: str, model: dict, epochs: tuple[int, int], args: argparse.Namespace) -> tuple[torch.nn.Module, dict]:
@@ -61,6 +66,21 @@ def train(name: str, model: dict, epochs: tuple[int, int], args: argparse.Namesp
               f"token acc {summary['train']['token_acc']:.3f} ({time.time() - t0:.0f} s)", flush=True)
         grounder, resolved = task.model.grounder.eval(), task.model_config
     return grounder, resolved
+
+
+def trained(name: str, args: argparse.Namespace) -> tuple[torch.nn.Module, dict]:
+    """The stage-2 model ``name`` of the earlier run ``args.trained`` and its resolved config, its world
+    replaced by this run's, which may differ only in ``num_videos`` and ``train_fraction``, with the same
+    training videos (the first ``round(train_fraction * num_videos)``): a larger test split."""
+    path = args.trained / name / "stage2" / "checkpoints" / "last.pt"
+    grounder, _, resolved = model_from_checkpoint(load_checkpoint(path))
+    world = {**resolved["world"], "seed": args.seed, "num_videos": args.videos, **args.world}
+    then, now = (json.loads(json.dumps(asdict(SynthConfig(**w)))) for w in (resolved["world"], world))
+    n_train = {round(w.pop("train_fraction") * w.pop("num_videos")) for w in (then, now)}
+    if then != now or len(n_train) != 1:
+        raise SystemExit(f"{path}: trained on the world {resolved['world']}, not on this run's training videos "
+                         f"({world}: only num_videos and train_fraction may differ, with the same training count)")
+    return grounder, {**resolved, "world": world}
 
 
 @torch.no_grad()
@@ -123,6 +143,8 @@ def main() -> None:
                     help="a model: override of both models, e.g. attention='\"bilinear\"' (repeatable)")
     ap.add_argument("--world", action="append", default=[], metavar="KEY=JSON",
                     help="a SynthConfig override of the world, e.g. pair_relations=1 (repeatable)")
+    ap.add_argument("--trained", type=Path, help="ground the models of this earlier run's --out instead of "
+                    "training (a larger test split: --videos and train_fraction with the same training videos)")
     ap.add_argument("--models", nargs="+", default=["vRGV", "Co-occur"], choices=["vRGV", "Co-occur"])
     args = ap.parse_args()
     args.model, args.world = ({k: json.loads(v) for k, _, v in (kv.partition("=") for kv in kvs)}
@@ -132,7 +154,7 @@ def main() -> None:
     for name, model in (("vRGV", {}), ("Co-occur", {"cooccurrence": True})):
         if name not in args.models:
             continue
-        grounder, resolved = train(name, model, tuple(args.epochs), args)
+        grounder, resolved = trained(name, args) if args.trained else train(name, model, tuple(args.epochs), args)
         dataset = open_dataset("synthetic", resolved["world"])
         gt = {v: a.relation_view() for v, a in dataset.annotations("test").items()}
         cfg = grounder.cfg
@@ -150,7 +172,7 @@ def main() -> None:
         variants += [(" σ=uniform", uniform, {}), ("* σ=uniform", uniform, {"pairwise_weight": 0.0})]
         for suffix, c, kw in variants:
             t0 = time.time()
-            res = evaluate_grounding(gt, ground(grounder, c, resolved["objects"], dataset, "test", **kw))
+            res = evaluate_grounding(gt, ground(grounder, c, resolved["objects"], dataset, "test", **kw), per_video=True)
             rows[name + suffix] = res
             print(f"{name + suffix}: grounded {res['avg']['queries']} queries in {time.time() - t0:.0f} s", flush=True)
     cols = [(t, k) for t in ("0.3", "0.5", "0.7", "avg") for k in ("AccS", "AccO", "AccR")]

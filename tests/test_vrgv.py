@@ -380,6 +380,28 @@ def test_twins_world_adds_same_category_entities_and_a_predicate_trace_on_the_re
             assert inside.any() and (~inside).any()
             assert abs(p[inside].mean() - p[~inside].mean() - gain) < 0.25, (tid, who)
 
+def test_twins_trace_sets_the_share_of_the_look_common_to_every_predicate():
+    """twins_trace: the mean cosine between two predicates' traces of one role is the common share
+    (0: each predicate its own look); the default 0.5 is the world of before the option, bit for bit."""
+    from pyvrel.data.synthetic import SynthConfig, World
+
+    def traces(**kw):
+        stream = next(s for s in World(SynthConfig(twins=1, grounding=True, feature_dim=64, **kw)).streams
+                      if s.option == "grounding")
+        return np.stack(list(stream.traces.values()))  # (P, 2, D), unit rows
+
+    for share in (0.0, 0.5, 0.8):
+        t = traces(twins_trace=share)
+        for role in (0, 1):
+            cos = t[:, role] @ t[:, role].T
+            assert abs(cos[np.triu_indices(len(cos), 1)].mean() - share) < 0.05, (share, role)
+    t = np.random.default_rng([0, 1 << 30, 2]).normal(size=(len(t) + 1, 2, 64))  # the formula before the option
+    t = t[1:] + t[:1] / np.linalg.norm(t[:1], axis=-1, keepdims=True) * np.linalg.norm(t[1:], axis=-1, keepdims=True)
+    assert np.array_equal(traces(), t / np.linalg.norm(t, axis=-1, keepdims=True))
+    with pytest.raises(ValueError, match="twins_trace"):
+        SynthConfig(twins_trace=1.5)
+
+
 def test_train_ground_and_eval_commands(tmp_path, capsys):
     from pyvrel.cli import main
 

@@ -66,6 +66,8 @@ class SynthConfig:
             stream, each relation instance leaves a trace of its predicate on the features of its
             subject and object while it holds (:mod:`pyvrel.data.synthetic.streams.grounding`), so
             that only the predicate tells the related entities and frames apart; 0 = none.
+        twins_trace: the share (in energy) of a twins world's predicate trace common to every
+            predicate of its role (an engaged look), the rest its own; 0 = each predicate's own look only.
     """
 
     seed: int = 0
@@ -90,6 +92,7 @@ class SynthConfig:
     hvrnet_cue: str = "frames"
     pair_relations: int = 0
     twins: int = 0
+    twins_trace: float = 0.5
 
     def __post_init__(self) -> None:
         from pyvrel.engine.config import ConfigError  # only here: the world needs no training code
@@ -117,7 +120,7 @@ _RANGES = (("seed", 0, 2**63 - 1), ("train_fraction", 0.0, 1.0), ("min_run", 1, 
            ("ride_prob", 0.0, 1.0), ("feature_dim", 1, 1 << 16), ("proposals", 1, 1 << 16),
            ("sampled_frames", 1, 1 << 16), ("confusion", 0.0, 1.0), ("false_tracks", 0.0, 1000.0),
            ("clip_dim", 0, 1 << 16), ("predicate_tail", 0.0, 100.0), ("open_vocab", 0, 1 << 16),
-           ("pair_relations", 0, 10**6), ("twins", 0, 16))
+           ("pair_relations", 0, 10**6), ("twins", 0, 16), ("twins_trace", 0.0, 1.0))
 
 
 class World:

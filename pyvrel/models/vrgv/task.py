@@ -312,13 +312,14 @@ def ground(model: VRGV, cfg: VRGVConfig, objects: Sequence[str], dataset: Datase
     return out
 
 
-def evaluate_grounding(groundtruth: Mapping[str, Sequence[Relation]], groundings: Mapping[str, Sequence[Relation]]
-                       ) -> dict[str, dict[str, float]]:
+def evaluate_grounding(groundtruth: Mapping[str, Sequence[Relation]], groundings: Mapping[str, Sequence[Relation]],
+                       per_video: bool = False) -> dict[str, dict[str, Any]]:
     """AccS / AccO / AccR (per video, then averaged) at each spatial threshold of the paper's Table 2
-    (``"0.3"``, ``"0.5"``, ``"0.7"``) and the code's tIoU over all three (``"avg"``)."""
+    (``"0.3"``, ``"0.5"``, ``"0.7"``) and the code's tIoU over all three (``"avg"``); with ``per_video``,
+    each also has ``"per_video"`` (:func:`pyvrel.eval.grounding_accuracy`)."""
     from pyvrel.eval import grounding_accuracy
 
-    return {name: grounding_accuracy(groundtruth, groundings, iou_thresholds=ts)
+    return {name: grounding_accuracy(groundtruth, groundings, iou_thresholds=ts, per_video=per_video)
             for name, ts in SPATIAL_THRESHOLDS.items()}
 
 
