@@ -4,8 +4,9 @@
     python scripts/vrgv_paired.py runs/final/s* --a vRGV --b 'vRGV*'  # exact against greedy linking
 
 For each seed directory: rows ``--a`` and ``--b`` (a row of a ``metrics.json``: ``vRGV``, ``vRGV*``,
-``Co-occur``, ...; found in its ``metrics.json`` or any ``*/metrics.json`` under it), their AccR (the code's tIoU averaged
-over the three spatial thresholds, %) and the difference a - b on the same test videos. Then the
+``Co-occur``, ...; found in its ``metrics.json`` or any ``*/metrics.json`` under it), their AccR
+(the code's tIoU averaged over the three spatial thresholds, %) and the difference a - b on the same
+test videos. Then the
 mean over seeds, the seeds where a wins / ties / loses, and a paired bootstrap 95 % interval of the
 mean difference: the test videos of each seed resampled with replacement (the per-video AccR of both
 rows move together), the seed's AccR the mean over its resampled videos, as the metric's.

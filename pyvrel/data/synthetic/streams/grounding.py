@@ -18,9 +18,11 @@ generated annotation (its ground-truth boxes and categories) and the world's cat
   object), a share of it (in energy; ``SynthConfig.twins_trace``, half by default) common to every
   predicate of the role and the rest its own, as a person riding looks engaged, and unlike one
   walking. An entity in no relation at a frame (every twin, and the related entities outside their
-  instances) has its own *idle* pose instead, a random unit vector per entity (no look common to the idle entities of a category): every entity has a pose
-  of the same norm (:func:`pose`), so a relation makes an entity look different, not more salient,
-  and the predicate word alone tells the related entities and frames apart. The shifted distractors copy half of it, as they copy half the appearance.
+  instances) has its own *idle* pose instead, a random unit vector per entity (no look common to
+  the idle entities of a category): every entity has a pose of the same norm (:func:`pose`), so a
+  relation makes an entity look different, not more salient, and the predicate word alone tells
+  the related entities and frames apart. The shifted distractors copy half of it, as they copy half
+  the appearance.
 
 It replaces the plain ``proposal_*`` arrays of the detector outputs (whose entity boxes sit in the
 first slots, noise-free). It draws from a generator of its own (``default_rng([seed, index, 2])``),
@@ -68,7 +70,8 @@ class GroundingStream:
         if world.config.twins:
             rng = np.random.default_rng([world.config.seed, 1 << 30, self.tag])
             t = rng.normal(size=(len(world.vocab.predicates) + 1, 2, world.config.feature_dim))
-            own, engaged = t[1:], t[:1] / np.linalg.norm(t[:1], axis=-1, keepdims=True) * np.linalg.norm(t[1:], axis=-1, keepdims=True)
+            own = t[1:]  # each predicate's own look; the engaged look (row 0) at each one's length:
+            engaged = t[:1] / np.linalg.norm(t[:1], axis=-1, keepdims=True) * np.linalg.norm(own, axis=-1, keepdims=True)
             share = world.config.twins_trace  # of the energy; 0.5: equal parts, as before the option
             t = math.sqrt(2 * (1 - share)) * own + math.sqrt(2 * share) * engaged
             self.traces = dict(zip(world.vocab.predicates, t / np.linalg.norm(t, axis=-1, keepdims=True)))
