@@ -680,7 +680,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # End the process without the interpreter's teardown, once its files are closed and its two streams
         # flushed: `pyvrel eval` frees every module and table object one by one there (~0.03 s, 10% of the
         # command), and a torchrun worker (WORLD_SIZE > 1) aborted there in about 1 run of 4, after its last
-        # Python line ("terminate called without an active exception", in torch's C++ teardown; 0 of 24 so).
+        # Python line ("terminate called without an active exception", in torch's C++ teardown; 0 of 24 so), most
+        # likely (not shown) a gloo worker thread that frees a finished collective's tensors and needs the GIL
+        # of an interpreter being torn down: the race behind the deadlock that Trainer._drop_ddp avoids.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

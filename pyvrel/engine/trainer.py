@@ -28,6 +28,7 @@ Model protocol
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import logging
@@ -411,8 +412,21 @@ class Trainer:
         try:
             return self._fit(resume)
         finally:
+            self._drop_ddp()
             if started:
                 dist.shutdown()
+
+    def _drop_ddp(self) -> None:
+        """Free the DistributedDataParallel wrapper while the process group is still registered.
+
+        Its C++ reducer holds a reference to the gloo group and is freed with the GIL held; were that the
+        group's last reference, the group's destructor would wait for a gloo worker thread that needs the
+        GIL to free a finished collective's tensors: a deadlock after training (1 run in 4 of the
+        two-process test under load). Freed here, the reducer leaves the group to `destroy_process_group`.
+        """
+        if getattr(self, "train_model", self.model) is not self.model:  # _setup may not have run
+            self.train_model = self.model
+            gc.collect()  # the wrapper's reference cycles, so that it is gone now, not at some later collection
 
     def _fit(self, resume: str | Path | None) -> dict[str, Any]:
         cfg = self.config
