@@ -58,7 +58,8 @@ def train(name: str, model: dict, epochs: tuple[int, int], args: argparse.Namesp
         if stage == 2 and epochs[0]:
             section["init"] = str(out / "stage1" / "checkpoints" / "last.pt")
         train = {"epochs": n, "batch_size": args.batch, "lr": args.lr, "warmup_epochs": 0.2, "clip_grad_norm": 5.0,
-                 "progress": False, "eval_every": 0, "best_metric": None, "seed": args.seed, "log_every": 50}
+                 "progress": False, "eval_every": 0, "best_metric": None, "seed": args.seed, "log_every": 50,
+                 "checkpoint_every": 0}  # only last.pt: a checkpoint per epoch was 4.8 GB per 800-epoch model
         run = prepare_run("vrgv", "synthetic", {"model": section, "train": train}, out / f"stage{stage}")
         summary = run.fit()
         task = run.task
