@@ -402,6 +402,32 @@ def test_twins_trace_sets_the_share_of_the_look_common_to_every_predicate():
         SynthConfig(twins_trace=1.5)
 
 
+def test_grounding_clutter_sets_the_distractors_and_confusers():
+    """grounding_clutter=0: every proposal that is no entity's box is a background box (noise, unlike
+    every entity and category of the frame); the default 2 puts partial copies of the entities (half
+    their look) and other categories' prototypes among them. The entity boxes are the same entities."""
+    from pyvrel.data.synthetic import SynthConfig, World, generate_video
+
+    def max_cos(clutter: int) -> tuple[np.ndarray, np.ndarray]:
+        config = SynthConfig(seed=3, num_videos=4, frames=(40, 60), grounding=True, twins=1, grounding_clutter=clutter,
+                             feature_dim=256)  # wide: random directions are far from each other (cosine ~ 0 ± 0.06)
+        f = generate_video(config, 1).features
+        protos = World(config).prototypes
+        out = []
+        for feats, tids in zip(f["proposal_features"], f["proposal_tid"]):
+            unit = feats / np.linalg.norm(feats, axis=1, keepdims=True)
+            refs = np.concatenate([unit[tids >= 0], protos / np.linalg.norm(protos, axis=1, keepdims=True)])
+            out.append((unit[tids < 0] @ refs.T).max(1))
+        return np.concatenate(out), np.sort(np.unique(f["proposal_tid"]))
+
+    clean, tids_clean = max_cos(0)
+    cluttered, tids_cluttered = max_cos(2)
+    assert clean.max() < 0.35 and (cluttered > 0.45).mean() > 0.5, ((cluttered > 0.45).mean())
+    assert np.array_equal(tids_clean, tids_cluttered)
+    with pytest.raises(ValueError, match="grounding_clutter"):
+        SynthConfig(grounding_clutter=-1)
+
+
 def test_train_ground_and_eval_commands(tmp_path, capsys):
     from pyvrel.cli import main
 

@@ -68,6 +68,10 @@ class SynthConfig:
             that only the predicate tells the related entities and frames apart; 0 = none.
         twins_trace: the share (in energy) of a twins world's predicate trace common to every
             predicate of its role (an engaged look), the rest its own; 0 = each predicate's own look only.
+        grounding_clutter: in the grounding stream, the shifted *distractors* per visible entity and the
+            other-category *confusers* per frame (2 each by default); 0 = the proposals are the entities'
+            jittered boxes and background boxes only, so that a grounder's spatial errors are the choice
+            between entities (e.g. a twin), not between an entity and its partial boxes.
     """
 
     seed: int = 0
@@ -93,6 +97,7 @@ class SynthConfig:
     pair_relations: int = 0
     twins: int = 0
     twins_trace: float = 0.5
+    grounding_clutter: int = 2
 
     def __post_init__(self) -> None:
         from pyvrel.engine.config import ConfigError  # only here: the world needs no training code
@@ -120,7 +125,8 @@ _RANGES = (("seed", 0, 2**63 - 1), ("train_fraction", 0.0, 1.0), ("min_run", 1, 
            ("ride_prob", 0.0, 1.0), ("feature_dim", 1, 1 << 16), ("proposals", 1, 1 << 16),
            ("sampled_frames", 1, 1 << 16), ("confusion", 0.0, 1.0), ("false_tracks", 0.0, 1000.0),
            ("clip_dim", 0, 1 << 16), ("predicate_tail", 0.0, 100.0), ("open_vocab", 0, 1 << 16),
-           ("pair_relations", 0, 10**6), ("twins", 0, 16), ("twins_trace", 0.0, 1.0))
+           ("pair_relations", 0, 10**6), ("twins", 0, 16), ("twins_trace", 0.0, 1.0),
+           ("grounding_clutter", 0, 64))
 
 
 class World:

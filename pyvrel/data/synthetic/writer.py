@@ -2,7 +2,7 @@
 read like real data.
 
 ``world.json`` records the config (a stream's option, ``predicate_tail``, ``pair_relations``,
-``twins``, ``twins_trace`` and ``hvrnet_cue`` only when set), the vocabularies, the base/novel split
+``twins``, ``twins_trace``, ``grounding_clutter`` and ``hvrnet_cue`` only when set), the vocabularies, the base/novel split
 of objects (25/10) and predicates (71/61) and the train/test video split.
 """
 
@@ -44,7 +44,7 @@ def write_world(out_dir: str | os.PathLike, config: SynthConfig | None = None) -
         for r in v.annotation.relations:
             counts[r.predicate] = counts.get(r.predicate, 0) + 1
     options = {stream.option for stream in STREAMS} | {longtail.OPTION, "pair_relations", "twins", "twins_trace",
-                                                       "hvrnet_cue"}
+                                                       "grounding_clutter", "hvrnet_cue"}
     default = asdict(type(config)())
     recorded = {k: v for k, v in asdict(config).items() if k not in options or v != default[k]}  # worlds without them as before
     meta = {"config": recorded, "width": WIDTH, "height": HEIGHT, "objects": list(world.vocab.objects),

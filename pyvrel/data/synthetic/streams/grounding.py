@@ -8,9 +8,10 @@ generated annotation (its ground-truth boxes and categories) and the world's cat
 * ``M = SynthConfig.proposals`` proposals per sampled frame, in a random slot order:
   each visible entity's box with detector-like jitter (N(0, 0.05) of its size per coordinate) and
   its appearance (category prototype + a per-entity instance vector + per-frame noise, as the
-  tracklets); up to two *distractors* per entity — the entity's box shifted by N(0, 0.3) of its
-  size (partial boxes, duplicates) whose feature is half the entity's appearance plus noise; a few
-  *confusers* with another category's prototype; the rest background boxes with noise features;
+  tracklets); up to ``SynthConfig.grounding_clutter`` (2) *distractors* per entity — the entity's
+  box shifted by N(0, 0.3) of its size (partial boxes, duplicates) whose feature is half the
+  entity's appearance plus noise; as many *confusers* with another category's prototype; the rest
+  background boxes with noise features;
 * the video-level relation labels are the annotation's triplets (the only supervision vRGV uses);
 * with ``SynthConfig.twins`` (the grounding world of same-category entities), each relation instance
   adds a *trace* of its predicate to the appearance of its subject and of its object on the frames
@@ -47,8 +48,6 @@ if TYPE_CHECKING:
 
 __all__ = ["GroundingStream", "pose", "sampled_frames"]
 
-DISTRACTORS = 2      # shifted copies per visible entity (kept while slots last)
-CONFUSERS = 2        # boxes with another category's appearance per frame
 TRACE = 1.0          # norm of an entity's pose in a twins world (a category prototype's is 1)
 
 
@@ -128,10 +127,10 @@ def _regions(rng: np.random.Generator, world: World, annotation: VideoAnnotation
             boxes.append(b + rng.normal(0, 0.05, 4) * size)
             feats.append(appear)
             tids.append(fb.tid)
-            for _ in range(DISTRACTORS):
+            for _ in range(cfg.grounding_clutter):  # shifted copies, kept while slots last
                 extra_b.append(b + rng.normal(0, 0.3, 4) * size)
                 extra_f.append(0.5 * appear + rng.normal(0, noise, D))
-        for _ in range(CONFUSERS):
+        for _ in range(cfg.grounding_clutter):  # boxes with another category's appearance
             extra_b.append(random_boxes(1)[0])
             extra_f.append(world.prototypes[int(rng.integers(C))] + rng.normal(0, 0.5 * noise, D))
         k = min(len(extra_b), M - len(boxes))
