@@ -24,8 +24,10 @@ paper's spatial IoU thresholds 0.3 / 0.5 / 0.7 and the code's tIoU averaged over
 (``proposal_tid``, a diagnostic only the synthetic world has; :func:`attention_hits`): how often the
 best-attended box of the queried subject/object is an entity of that category, how often the
 best-attended boxes are a ground-truth instance's own two entities on its frames (a same-category
-twin does not count), and the share of the frame attention on the instance's frames. ``OUT/metrics.json``
-holds every row's per-video accuracies (``per_video``; ``scripts/vrgv_paired.py`` compares runs over seeds).
+twin does not count), and the share of the frame attention on the instance's frames; and where the
+grounded tubes fail (:func:`tube_hits`: the grounded span against the instance's, and the boxes on the
+frames both cover). ``OUT/metrics.json`` holds every row's per-video accuracies (``per_video``;
+``scripts/vrgv_paired.py`` compares runs over seeds), ``attention`` and ``tubes``.
 """
 
 from __future__ import annotations
@@ -36,8 +38,10 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from pyvrel.data.boxes import box_ious
 from pyvrel.engine.run import prepare_run
 from pyvrel.data.dataset import open_dataset
 from pyvrel.data.synthetic import SynthConfig
@@ -130,6 +134,35 @@ def attention_hits(grounder: torch.nn.Module, objects: list[str], dataset, twins
     return {k: 100 * float(torch.cat(v).mean()) if v else float("nan") for k, v in hits.items()}
 
 
+def tube_hits(groundtruth: dict, groundings: dict) -> dict[str, float]:
+    """Where the grounded tubes of the test queries fail, in %: per ground-truth instance with a grounding of
+    its triplet, ``temporal``: the frame IoU of the grounded span with the instance's (mean) and
+    ``temporal_half``: the share of instances where it is >= 0.5; ``subject`` / ``object`` / ``both``: the
+    share of the frames both cover where the grounded box has IoU >= 0.5 with the instance's (mean)."""
+    hits: dict[str, list[float]] = {k: [] for k in ("temporal", "temporal_half", "subject", "object", "both")}
+    for vid, instances in groundtruth.items():
+        first = {}
+        for r in groundings.get(vid, []):
+            first.setdefault(tuple(r.triplet), r)
+        for g in instances:
+            p = first.get(tuple(g.triplet))
+            if p is None:
+                continue
+            (ps, pe), (gs, ge) = p.duration, g.duration
+            lo, hi = max(ps, gs), min(pe, ge)
+            tiou = max(0, hi - lo) / ((pe - ps) + (ge - gs) - max(0, hi - lo))
+            hits["temporal"].append(tiou)
+            hits["temporal_half"].append(float(tiou >= 0.5))
+            if hi <= lo:
+                continue
+            s, o = (box_ious(np.asarray(a, np.float64)[lo - ps: hi - ps], np.asarray(b, np.float64)[lo - gs: hi - gs])
+                    >= 0.5 for a, b in ((p.sub_traj, g.sub_traj), (p.obj_traj, g.obj_traj)))
+            hits["subject"].append(s.mean())
+            hits["object"].append(o.mean())
+            hits["both"].append((s & o).mean())
+    return {k: 100 * float(np.mean(v)) if v else float("nan") for k, v in hits.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--videos", type=int, default=150, help="videos in the world (80%% train)")
@@ -151,7 +184,7 @@ def main() -> None:
     args.model, args.world = ({k: json.loads(v) for k, _, v in (kv.partition("=") for kv in kvs)}
                               for kvs in (args.model, args.world))
     torch.set_num_threads(args.threads)
-    rows, attention = {}, {}
+    rows, attention, tubes = {}, {}, {}
     for name, model in (("vRGV", {}), ("Co-occur", {"cooccurrence": True})):
         if name not in args.models:
             continue
@@ -173,15 +206,22 @@ def main() -> None:
         variants += [(" σ=uniform", uniform, {}), ("* σ=uniform", uniform, {"pairwise_weight": 0.0})]
         for suffix, c, kw in variants:
             t0 = time.time()
-            res = evaluate_grounding(gt, ground(grounder, c, resolved["objects"], dataset, "test", **kw), per_video=True)
+            grounded = ground(grounder, c, resolved["objects"], dataset, "test", **kw)
+            res = evaluate_grounding(gt, grounded, per_video=True)
             rows[name + suffix] = res
+            if not suffix:
+                tubes[name] = t = tube_hits(gt, grounded)
+                print(f"{name}: grounded span's frame IoU with the instance {t['temporal']:.1f} % (>= 0.5 for "
+                      f"{t['temporal_half']:.1f} % of the instances); box IoU >= 0.5 on the shared frames: subject "
+                      f"{t['subject']:.1f} %, object {t['object']:.1f} %, both {t['both']:.1f} %", flush=True)
             print(f"{name + suffix}: grounded {res['avg']['queries']} queries in {time.time() - t0:.0f} s", flush=True)
     cols = [(t, k) for t in ("0.3", "0.5", "0.7", "avg") for k in ("AccS", "AccO", "AccR")]
     print("\n" + f"{'':>20}" + "".join(f"{k + '@' + t:>11}" for t, k in cols))
     for name, res in rows.items():
         print(f"{name:>20}" + "".join(f"{100 * res[t][k]:>11.2f}" for t, k in cols))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "metrics.json").write_text(json.dumps({"grounding": rows, "attention": attention}, indent=2) + "\n")
+    (args.out / "metrics.json").write_text(json.dumps({"grounding": rows, "attention": attention, "tubes": tubes},
+                                                         indent=2) + "\n")
 
 
 if __name__ == "__main__":
