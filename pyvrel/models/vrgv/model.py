@@ -209,7 +209,8 @@ class VRGVTrainModel(nn.Module):
     """Grounder (stage 1: :class:`BasicGrounder`, stage 2: :class:`VRGV`) and :class:`CaptionDecoder`.
 
     ``forward(batch)`` with ``batch = {"regions" (B, T, M, D+5), "subject", "object" (B,), "tokens" (B, L),
-    "lengths" (B,)}`` returns ``{"loss", "token_acc"}``."""
+    "lengths" (B,)}`` returns ``{"loss", "token_acc"}`` (and ``"attention_entropy"``, the mean entropy of
+    the spatial attention in nats, when ``cfg.attention_entropy`` weighs it into the loss)."""
 
     def __init__(self, cfg: VRGVConfig, vocab_size: int, word_table: Tensor, stage: int = 2) -> None:
         super().__init__()
@@ -224,4 +225,8 @@ class VRGVTrainModel(nn.Module):
         state = out.state if self.cfg.decoder_state == "clip" else tuple(torch.zeros_like(s) for s in out.state)
         logits = self.decoder(out.video, state, batch["tokens"])
         loss, acc = caption_loss(logits, batch["tokens"], batch["lengths"])
+        if self.cfg.attention_entropy and out.alpha_s is not None:
+            entropy = torch.special.entr(torch.stack([out.alpha_s, out.alpha_o])).sum(-1).mean()
+            return {"loss": loss + self.cfg.attention_entropy * entropy, "token_acc": acc,
+                    "attention_entropy": entropy.detach()}
         return {"loss": loss, "token_acc": acc}
