@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -18,6 +19,7 @@ from pyvrel.models.vrgv import (
     CaptionVocabulary,
     VRGVConfig,
     VRGVTrainModel,
+    attention_entropy,
     caption_loss,
     ground_pair,
     link_segments,
@@ -298,6 +300,10 @@ def test_attention_entropy_adds_the_weighted_entropy_and_sharpens_the_attention(
     assert float(entropy) < 0.8 * float(-(alpha * alpha.log()).sum(-1).mean())
     with pytest.raises(ValueError, match="attention_entropy"):
         replace(TINY, attention_entropy=-1.0)
+    logits = torch.tensor([[0.0, -200.0, 1.0], [3.0, 3.0, 3.0]], requires_grad=True)  # a weight underflows to 0
+    h = attention_entropy(logits.softmax(-1))
+    h.sum().backward()
+    assert torch.isfinite(logits.grad).all() and abs(float(h[1].detach()) - math.log(3)) < 1e-6
 
 
 def test_corrections_are_checked_and_the_bilinear_attention_reads_the_query():
