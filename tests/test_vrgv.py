@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import replace
 
 import numpy as np
@@ -19,7 +18,6 @@ from pyvrel.models.vrgv import (
     CaptionVocabulary,
     VRGVConfig,
     VRGVTrainModel,
-    attention_entropy,
     caption_loss,
     ground_pair,
     link_segments,
@@ -263,47 +261,6 @@ def test_a_few_steps_reduce_the_reconstruction_loss(corrections):
     assert losses[-1] < 0.7 * losses[0]
     stage1 = VRGVTrainModel(TINY, 8, torch.randn(3, 4), stage=1)
     assert set(stage1(batch)) == {"loss", "token_acc"}
-
-
-def test_attention_entropy_adds_the_weighted_entropy_and_sharpens_the_attention():
-    """The loss is the caption loss + w x the mean entropy (nats) of α_s and α_o over frames (by hand);
-    a few steps with the weight leave the attention sharper than the same steps without it."""
-    items = [(_regions(1)[0], i % 3, (i + 1) % 3, [1, 4 + i % 3, 5, 2]) for i in range(6)]
-    batch = collate(items)
-
-    def trained(weight: float) -> tuple[VRGVTrainModel, dict]:
-        torch.manual_seed(0)
-        model = VRGVTrainModel(replace(TINY, attention_entropy=weight), 8, torch.randn(3, 4), stage=2)
-        opt = torch.optim.Adam(model.parameters(), lr=2e-2)
-        for _ in range(15):
-            out = model(batch)
-            opt.zero_grad()
-            out["loss"].backward()
-            opt.step()
-        return model, out
-
-    model, _ = trained(0.5)
-    with torch.no_grad():
-        g = model.grounder(batch["regions"], batch["subject"], batch["object"])
-        logits = model.decoder(g.video, g.state, batch["tokens"])  # TINY: the code's decoder state
-        caption, _ = caption_loss(logits, batch["tokens"], batch["lengths"])
-        alpha = torch.stack([g.alpha_s, g.alpha_o])
-        entropy = -(alpha * alpha.log()).sum(-1).mean()
-        again = model(batch)
-    torch.testing.assert_close(again["attention_entropy"], entropy)
-    torch.testing.assert_close(again["loss"], caption + 0.5 * entropy)
-    plain_model, plain_out = trained(0.0)
-    assert set(plain_out) == {"loss", "token_acc"}  # off: the model of before
-    with torch.no_grad():
-        plain = plain_model.grounder(batch["regions"], batch["subject"], batch["object"])
-    alpha = torch.stack([plain.alpha_s, plain.alpha_o])
-    assert float(entropy) < 0.8 * float(-(alpha * alpha.log()).sum(-1).mean())
-    with pytest.raises(ValueError, match="attention_entropy"):
-        replace(TINY, attention_entropy=-1.0)
-    logits = torch.tensor([[0.0, -200.0, 1.0], [3.0, 3.0, 3.0]], requires_grad=True)  # a weight underflows to 0
-    h = attention_entropy(logits.softmax(-1))
-    h.sum().backward()
-    assert torch.isfinite(logits.grad).all() and abs(float(h[1].detach()) - math.log(3)) < 1e-6
 
 
 def test_corrections_are_checked_and_the_bilinear_attention_reads_the_query():

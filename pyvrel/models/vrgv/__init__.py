@@ -19,11 +19,10 @@ from pyvrel.models.vrgv.model import (
     GroundingOutput,
     TemporalHierarchy,
     VRGVTrainModel,
-    attention_entropy,
     box_term,
     caption_loss,
 )
 
 __all__ = ["SAU", "VRGV", "BasicGrounder", "CaptionDecoder", "CaptionVocabulary", "GroundedPair", "GroundingOutput",
-           "TemporalHierarchy", "VRGVConfig", "VRGVTrainModel", "attention_entropy", "box_term", "caption_loss", "ground_pair",
+           "TemporalHierarchy", "VRGVConfig", "VRGVTrainModel", "box_term", "caption_loss", "ground_pair",
            "link_segments", "parse_query", "temporal_segments"]

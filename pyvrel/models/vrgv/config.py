@@ -6,8 +6,6 @@ Defaults are the public code's (``networks/relation2relation.py``, ``ground_rela
 
 from __future__ import annotations
 
-import math
-
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -43,11 +41,6 @@ class VRGVConfig:
             paper) or ``"soft_viterbi"`` (the path marginals of linking α with ``λ · IoU`` links,
             :mod:`pyvrel.models.vrgv.soft_tubes`, in training and inference alike; the grounding still
             links α). tube_weight: that λ (None: ``pairwise_weight``; no frame-gap scaling).
-        attention_entropy: weight of the mean entropy (nats) of the subject and object spatial
-            attention per frame, added to the caption loss (0: none). Reconstruction alone is content
-            with attention spread over several boxes of the queried category; the penalty makes each
-            frame commit to few boxes, so that which one it picks (an entity or its twin) changes
-            what the decoder can reconstruct.
     Attributes (grounding, §2.4):
         temporal_threshold: σ on ``β2[clip(t)] + β1[t]`` (0.04). min_segment: the 10 of
             ``margin = min_len = int(10 · num_frames / frame_count)``.
@@ -69,7 +62,6 @@ class VRGVConfig:
     decoder_state: str = "clip"
     tube_training: str = "attention"
     tube_weight: float | None = None
-    attention_entropy: float = 0.0
     temporal_threshold: float = 0.04
     min_segment: float = 10.0
     pairwise_weight: float = 1.0
@@ -91,8 +83,6 @@ class VRGVConfig:
             raise ValueError(f"feature_scale: must be > 0, got {self.feature_scale!r}")
         if self.pairwise_weight < 0 or self.min_segment < 0:
             raise ValueError("pairwise_weight and min_segment must be >= 0")
-        if not (math.isfinite(self.attention_entropy) and self.attention_entropy >= 0):
-            raise ValueError(f"attention_entropy: must be a finite number >= 0, got {self.attention_entropy!r}")
         if self.tube_weight is not None and not self.tube_weight >= 0:
             raise ValueError(f"tube_weight: must be >= 0 or None, got {self.tube_weight!r}")
 

@@ -22,7 +22,7 @@ from pyvrel.models.vrgv.config import VRGVConfig
 from pyvrel.models.vrgv.soft_tubes import soft_tubes
 
 __all__ = ["BasicGrounder", "CaptionDecoder", "GroundingOutput", "SAU", "TemporalHierarchy", "VRGV",
-           "VRGVTrainModel", "attention_entropy", "box_term", "caption_loss"]
+           "VRGVTrainModel", "box_term", "caption_loss"]
 
 
 def _embed(i: int, o: int, p: float) -> nn.Sequential:
@@ -205,18 +205,11 @@ def caption_loss(logits: Tensor, tokens: Tensor, lengths: Tensor) -> tuple[Tenso
     return loss, acc
 
 
-def attention_entropy(alpha: Tensor) -> Tensor:
-    """Entropy in nats of attention distributions ``alpha (..., M)`` -> ``(...)``, with a finite gradient
-    where a weight has underflowed to 0 (``-x log x`` has an infinite slope there)."""
-    return -(alpha * alpha.clamp_min(torch.finfo(alpha.dtype).tiny).log()).sum(-1)
-
-
 class VRGVTrainModel(nn.Module):
     """Grounder (stage 1: :class:`BasicGrounder`, stage 2: :class:`VRGV`) and :class:`CaptionDecoder`.
 
     ``forward(batch)`` with ``batch = {"regions" (B, T, M, D+5), "subject", "object" (B,), "tokens" (B, L),
-    "lengths" (B,)}`` returns ``{"loss", "token_acc"}`` (and ``"attention_entropy"``, the mean entropy of
-    the spatial attention in nats, when ``cfg.attention_entropy`` weighs it into the loss)."""
+    "lengths" (B,)}`` returns ``{"loss", "token_acc"}``."""
 
     def __init__(self, cfg: VRGVConfig, vocab_size: int, word_table: Tensor, stage: int = 2) -> None:
         super().__init__()
@@ -231,8 +224,4 @@ class VRGVTrainModel(nn.Module):
         state = out.state if self.cfg.decoder_state == "clip" else tuple(torch.zeros_like(s) for s in out.state)
         logits = self.decoder(out.video, state, batch["tokens"])
         loss, acc = caption_loss(logits, batch["tokens"], batch["lengths"])
-        if self.cfg.attention_entropy and out.alpha_s is not None:
-            entropy = attention_entropy(torch.stack([out.alpha_s, out.alpha_o])).mean()
-            return {"loss": loss + self.cfg.attention_entropy * entropy, "token_acc": acc,
-                    "attention_entropy": entropy.detach()}
         return {"loss": loss, "token_acc": acc}
