@@ -2,8 +2,9 @@
 read like real data.
 
 ``world.json`` records the config (a stream's option, ``predicate_tail``, ``pair_relations``,
-``twins``, ``twins_trace``, ``grounding_clutter`` and ``hvrnet_cue`` only when set), the vocabularies, the base/novel split
-of objects (25/10) and predicates (71/61) and the train/test video split.
+``twins``, ``twins_trace``, ``grounding_clutter`` and ``hvrnet_cue`` only when set), the
+vocabularies, the base/novel split of objects (25/10) and predicates (71/61) and the train/test
+video split.
 """
 
 from __future__ import annotations
