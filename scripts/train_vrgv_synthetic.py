@@ -47,6 +47,7 @@ from pyvrel.data.dataset import open_dataset
 from pyvrel.data.synthetic import SynthConfig
 from pyvrel.engine.checkpoint import load_checkpoint
 from pyvrel.models.vrgv.task import evaluate_grounding, ground, load_regions, model_from_checkpoint
+from pyvrel.ops import temporal_iou
 
 
 def train(name: str, model: dict, epochs: tuple[int, int], args: argparse.Namespace) -> tuple[torch.nn.Module, dict]:
@@ -139,28 +140,29 @@ def tube_hits(groundtruth: dict, groundings: dict) -> dict[str, float]:
     its triplet, ``temporal``: the frame IoU of the grounded span with the instance's (mean) and
     ``temporal_half``: the share of instances where it is >= 0.5; ``subject`` / ``object`` / ``both``: the
     share of the frames both cover where the grounded box has IoU >= 0.5 with the instance's (mean)."""
-    hits: dict[str, list[float]] = {k: [] for k in ("temporal", "temporal_half", "subject", "object", "both")}
+    pairs = []  # (grounding, instance)
     for vid, instances in groundtruth.items():
         first = {}
         for r in groundings.get(vid, []):
             first.setdefault(tuple(r.triplet), r)
-        for g in instances:
-            p = first.get(tuple(g.triplet))
-            if p is None:
-                continue
-            (ps, pe), (gs, ge) = p.duration, g.duration
-            lo, hi = max(ps, gs), min(pe, ge)
-            tiou = max(0, hi - lo) / ((pe - ps) + (ge - gs) - max(0, hi - lo))
-            hits["temporal"].append(tiou)
-            hits["temporal_half"].append(float(tiou >= 0.5))
-            if hi <= lo:
-                continue
-            s, o = (box_ious(np.asarray(a, np.float64)[lo - ps: hi - ps], np.asarray(b, np.float64)[lo - gs: hi - gs])
-                    >= 0.5 for a, b in ((p.sub_traj, g.sub_traj), (p.obj_traj, g.obj_traj)))
-            hits["subject"].append(s.mean())
-            hits["object"].append(o.mean())
-            hits["both"].append((s & o).mean())
-    return {k: 100 * float(np.mean(v)) if v else float("nan") for k, v in hits.items()}
+        pairs += [(first[tuple(g.triplet)], g) for g in instances if tuple(g.triplet) in first]
+    if not pairs:
+        return {k: float("nan") for k in ("temporal", "temporal_half", "subject", "object", "both")}
+    spans = torch.tensor([[*p.duration, *g.duration] for p, g in pairs], dtype=torch.float64)
+    tiou = temporal_iou(spans[:, :2], spans[:, 2:]).diagonal().numpy()
+    hits: dict[str, list[float]] = {"subject": [], "object": [], "both": []}
+    for p, g in pairs:
+        (ps, pe), (gs, ge) = p.duration, g.duration
+        lo, hi = max(ps, gs), min(pe, ge)
+        if hi <= lo:
+            continue
+        s, o = (box_ious(np.asarray(a, np.float64)[lo - ps: hi - ps], np.asarray(b, np.float64)[lo - gs: hi - gs])
+                >= 0.5 for a, b in ((p.sub_traj, g.sub_traj), (p.obj_traj, g.obj_traj)))
+        hits["subject"].append(s.mean())
+        hits["object"].append(o.mean())
+        hits["both"].append((s & o).mean())
+    return {"temporal": 100 * float(tiou.mean()), "temporal_half": 100 * float((tiou >= 0.5).mean()),
+            **{k: 100 * float(np.mean(v)) if v else float("nan") for k, v in hits.items()}}
 
 
 def main() -> None:
