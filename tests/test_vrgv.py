@@ -275,6 +275,22 @@ def test_corrections_are_checked_and_the_bilinear_attention_reads_the_query():
     assert not torch.allclose(out.alpha_s[0], other.alpha_s[0]) and torch.allclose(out.alpha_s[1], other.alpha_s[1])
 
 
+def test_frame_values_inputs_pools_each_frames_own_features():
+    """``frame_values="inputs"``: the video embedding is β1 over the frames' own inputs (the code: over the
+    frame LSTM's outputs, which carry the earlier frames), with the same β1."""
+    torch.manual_seed(0)
+    cfg = replace(TINY, frame_values="inputs")
+    hierarchy = VRGV(cfg, torch.randn(3, cfg.word_dim)).hierarchy.eval()
+    x, rel = torch.randn(2, cfg.num_frames, cfg.hidden_dim), torch.randn(2, cfg.hidden_dim)
+    video, _, beta_frame, _ = hierarchy(x, rel)
+    torch.testing.assert_close(video, torch.einsum("bt,bth->bh", beta_frame, x))
+    frames, _ = hierarchy.frame_lstm(x)
+    hierarchy.pool_inputs = False
+    torch.testing.assert_close(hierarchy(x, rel)[0], torch.einsum("bt,bth->bh", beta_frame, frames))
+    with pytest.raises(ValueError, match="frame_values"):
+        replace(TINY, frame_values="clips")
+
+
 def _annotation(frame_count: int = 20) -> VideoAnnotation:
     traj = [[FrameBox(0, (0.0, 0.0, 10.0, 10.0), {}), FrameBox(1, (20.0, 20.0, 40.0, 40.0), {})]
             for _ in range(frame_count)]

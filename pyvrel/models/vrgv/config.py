@@ -36,6 +36,10 @@ class VRGVConfig:
             state) or ``"zeros"`` (the video reaches the decoder only as its first input; with
             ``"clip"`` the grounder can lower the loss by handing the decoder a constant state,
             which saturates its LSTMs before the attention learns).
+        frame_values: what the frame attention β1 pools into the video embedding: ``"lstm"`` (the
+            code: the frame LSTM's outputs, which carry every earlier frame, so β1 need not find the
+            relation's frames) or ``"inputs"`` (each frame's own attended subject and object
+            features; the LSTM's outputs still score the frames).
     Attributes (beyond the paper, off by default):
         tube_training: what pools the subject and object region features: ``"attention"`` (α, the
             paper) or ``"soft_viterbi"`` (the path marginals of linking α with ``λ · IoU`` links,
@@ -60,6 +64,7 @@ class VRGVConfig:
     feature_scale: float = 1.0
     attention: str = "additive"
     decoder_state: str = "clip"
+    frame_values: str = "lstm"
     tube_training: str = "attention"
     tube_weight: float | None = None
     temporal_threshold: float = 0.04
@@ -76,6 +81,7 @@ class VRGVConfig:
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout: must be in [0, 1), got {self.dropout!r}")
         for name, choices in (("attention", ("additive", "bilinear")), ("decoder_state", ("clip", "zeros")),
+                              ("frame_values", ("lstm", "inputs")),
                               ("tube_training", ("attention", "soft_viterbi"))):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {getattr(self, name)!r}")

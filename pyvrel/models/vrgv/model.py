@@ -89,7 +89,8 @@ class TemporalHierarchy(nn.Module):
     """Frame LSTM over all T frames (not reset per clip, as the code), clip states at the clip ends
     ``round(linspace(L-1, T-1, C))``, optional clip attention β2 given a relation context (the weighted
     *sequence* feeds the clip LSTM, as the code), then frame attention β1 with the clip LSTM's final
-    state as context: ``video = Σ_t β1_t H_t``."""
+    state as context: ``video = Σ_t β1_t H_t`` (``cfg.frame_values="inputs"``: ``Σ_t β1_t x_t``, the frames'
+    own inputs, scored by H_t)."""
 
     def __init__(self, cfg: VRGVConfig, clip_attention: bool) -> None:
         super().__init__()
@@ -98,6 +99,7 @@ class TemporalHierarchy(nn.Module):
         self.clip_lstm = nn.LSTM(H, H, batch_first=True)
         self.clip_attention = _Score(H, cfg.attention) if clip_attention else None
         self.frame_attention = _Score(H, cfg.attention)
+        self.pool_inputs = cfg.frame_values == "inputs"
         ends = torch.linspace(cfg.clip_len - 1, cfg.num_frames - 1, cfg.num_clips).round().long()
         self.register_buffer("clip_ends", ends, persistent=False)
 
@@ -112,7 +114,8 @@ class TemporalHierarchy(nn.Module):
             clips = beta_clip[..., None] * clips
         _, (h, c) = self.clip_lstm(clips)
         beta_frame = self.frame_attention(frames, h[-1]).softmax(-1)
-        return torch.einsum("bt,bth->bh", beta_frame, frames), (h, c), beta_frame, beta_clip
+        video = torch.einsum("bt,bth->bh", beta_frame, x if self.pool_inputs else frames)
+        return video, (h, c), beta_frame, beta_clip
 
 
 class VRGV(nn.Module):
