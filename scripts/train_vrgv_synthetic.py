@@ -1,13 +1,16 @@
 """Train vRGV and the co-occurrence baseline on the synthetic world on the CPU (weak labels only), ground
 every ground-truth triplet of the held-out videos, and report AccS / AccO / AccR.
 
-    # the study of docs/models.md ("vRGV"): pyvrel's corrections on, one process per model
-    python scripts/train_vrgv_synthetic.py --models vRGV --set 'attention="bilinear"' --set 'decoder_state="zeros"'
+    # pyvrel's corrections on (docs/models.md, "vRGV"), one process per model
+    python scripts/train_vrgv_synthetic.py --models vRGV --set 'attention="bilinear"' --set 'decoder_state="zeros"' \
+        --set 'frame_values="inputs"'
     python scripts/train_vrgv_synthetic.py --videos 20 --epochs 1 1         # seconds: a smoke run
     python scripts/train_vrgv_synthetic.py --world pair_relations=1 ...     # the grounding world: one label per pair
-    # the twins world of docs/models.md: same-category twins, a predicate trace on the related entities
-    python scripts/train_vrgv_synthetic.py --models vRGV --seed 0 --videos 300 --epochs 0 100 --world twins=1 \
-        --world pair_relations=1 --world 'entities=[2,3]' --set 'attention="bilinear"' --set 'decoder_state="zeros"'
+    # the twins world of docs/models.md where vRGV is above Co-occur ("Pooling each frame's own features")
+    python scripts/train_vrgv_synthetic.py --models vRGV --seed 0 --videos 500 --epochs 0 200 --world train_fraction=0.48 \
+        --world twins=1 --world twins_trace=0 --world pair_relations=1 --world 'entities=[2,3]' --world grounding_clutter=0 \
+        --set feature_dim=128 --set feature_scale=11.313708 --set 'attention="bilinear"' --set 'decoder_state="zeros"' \
+        --set 'frame_values="inputs"'
     # the same models grounded on a larger test split (the same 240 training videos), no training
     python scripts/train_vrgv_synthetic.py ... --videos 500 --world train_fraction=0.48 --trained RUN_OUT --out OUT
 
