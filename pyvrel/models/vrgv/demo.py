@@ -34,7 +34,7 @@ __all__ = ["run_demo"]
 
 #: full: 60 videos, 20 epochs (about 2 minutes per model on one CPU thread); quick: a tiny world and one
 #: short epoch, for tests.
-_MODEL = {"attention": "bilinear", "decoder_state": "zeros", "eval_split": None}
+_MODEL = {"attention": "bilinear", "decoder_state": "zeros", "frame_values": "inputs", "eval_split": None}
 _TRAIN = {"epochs": 20, "lr": 1e-3, "warmup_epochs": 0.5, "clip_grad_norm": 5.0, "seed": 0, "log_every": 10,
           "device": "cpu", "checkpoint_every": 0, "eval_every": 0, "best_metric": None}
 _CONFIGS = {
