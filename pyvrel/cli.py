@@ -393,7 +393,8 @@ def _ground(args: argparse.Namespace) -> int:
 
     def run(grounder, dataset):
         queries = read_queries(args.queries) if args.queries else None
-        return grounder.ground(dataset, args.split, queries, legacy=args.legacy, greedy=args.greedy)
+        return grounder.ground(dataset, args.split, queries, legacy=args.legacy, greedy=args.greedy,
+                               temporal_threshold=args.threshold)
 
     return _predict(args, "ground", load_grounder, run, "grounded {} queries")
 
@@ -612,6 +613,10 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--split", default="test", choices=("train", "test"), help="videos to ground in (default test)")
     gr.add_argument("--legacy", action="store_true", help="the public code's linking score (last link dropped)")
     gr.add_argument("--greedy", action="store_true", help="vRGV*: greedy linking (lambda = 0)")
+    gr.add_argument("--threshold", type=_in_range(float, 0.0, 2.0), metavar="SIGMA",
+                    help="temporal threshold on the score beta2 + beta1 (default: the checkpoint's "
+                         "model.temporal_threshold; pyvrel.models.vrgv.task.select_threshold picks one on "
+                         "annotated videos)")
     gr.add_argument("--no-ema", action="store_true", help="use the trained weights instead of their EMA")
     gr.set_defaults(func=_ground)
 

@@ -49,7 +49,7 @@ from pyvrel.engine.run import prepare_run
 from pyvrel.data.dataset import open_dataset
 from pyvrel.data.synthetic import SynthConfig
 from pyvrel.engine.checkpoint import load_checkpoint
-from pyvrel.models.vrgv.task import evaluate_grounding, ground, load_regions, model_from_checkpoint
+from pyvrel.models.vrgv.task import evaluate_grounding, ground, load_regions, model_from_checkpoint, select_threshold
 from pyvrel.ops import temporal_iou
 
 
@@ -184,12 +184,14 @@ def main() -> None:
                     help="a SynthConfig override of the world, e.g. pair_relations=1 (repeatable)")
     ap.add_argument("--trained", type=Path, help="ground the models of this earlier run's --out instead of "
                     "training (a larger test split: --videos and train_fraction with the same training videos)")
+    ap.add_argument("--select-threshold", action="store_true", help="also ground with the temporal threshold that "
+                    "grounds the training videos best (pyvrel.models.vrgv.task.select_threshold): rows 'σ=train'")
     ap.add_argument("--models", nargs="+", default=["vRGV", "Co-occur"], choices=["vRGV", "Co-occur"])
     args = ap.parse_args()
     args.model, args.world = ({k: json.loads(v) for k, _, v in (kv.partition("=") for kv in kvs)}
                               for kvs in (args.model, args.world))
     torch.set_num_threads(args.threads)
-    rows, attention, tubes = {}, {}, {}
+    rows, attention, tubes, thresholds = {}, {}, {}, {}
     for name, model in (("vRGV", {}), ("Co-occur", {"cooccurrence": True})):
         if name not in args.models:
             continue
@@ -209,6 +211,13 @@ def main() -> None:
         if name == "vRGV":
             variants.append((" legacy", cfg, {"legacy": True}))
         variants += [(" σ=uniform", uniform, {}), ("* σ=uniform", uniform, {"pairwise_weight": 0.0})]
+        if args.select_threshold:
+            sigma, scores = select_threshold(grounder, cfg, resolved["objects"], dataset)
+            thresholds[name] = {"selected": sigma, "train_AccR": {f"{k:.4f}": v for k, v in scores.items()}}
+            print(f"{name}: temporal threshold {sigma:.4f} grounds the training videos best (AccR "
+                  + ", ".join(f"{k:.3f}: {100 * v:.2f}" for k, v in scores.items()) + ")", flush=True)
+            picked = replace(cfg, temporal_threshold=sigma)
+            variants += [(" σ=train", picked, {}), ("* σ=train", picked, {"pairwise_weight": 0.0})]
         for suffix, c, kw in variants:
             t0 = time.time()
             grounded = ground(grounder, c, resolved["objects"], dataset, "test", **kw)
@@ -225,8 +234,8 @@ def main() -> None:
     for name, res in rows.items():
         print(f"{name:>20}" + "".join(f"{100 * res[t][k]:>11.2f}" for t, k in cols))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "metrics.json").write_text(json.dumps({"grounding": rows, "attention": attention, "tubes": tubes},
-                                                         indent=2) + "\n")
+    (args.out / "metrics.json").write_text(json.dumps({"grounding": rows, "attention": attention, "tubes": tubes,
+                                                          "thresholds": thresholds}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

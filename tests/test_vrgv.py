@@ -486,10 +486,35 @@ def test_train_and_ground_from_a_dataset_folder(tmp_path, capsys):
     res = json.loads(capsys.readouterr().out)
     assert set(res) == {"0.3", "0.5", "0.7", "avg"} and res["avg"]["queries"] > 0
     assert res["0.7"]["AccR"] <= res["0.5"]["AccR"] <= res["0.3"]["AccR"] <= res["0.3"]["AccS"]
+    with pytest.raises(SystemExit) as bad:
+        main(["ground", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--data", str(data),
+              "--threshold", "-0.1", "--out", str(out)])
+    assert bad.value.code == 2
+    assert "--threshold" in capsys.readouterr().err
+    _select_threshold_picks_the_best_on_annotated_videos(run / "checkpoints" / "last.pt", data)
     (data / "features" / f"{next(iter(json.loads(out.read_text())['results']))}.npz").write_bytes(b"junk")
     assert main(["ground", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--data", str(data),
                  "--out", str(out)]) == 1
     assert "not a readable .npz file" in capsys.readouterr().err
+
+
+def _select_threshold_picks_the_best_on_annotated_videos(checkpoint, data):
+    from pyvrel.data.dataset import open_dataset
+    from pyvrel.engine import load_checkpoint, load_grounder
+    from pyvrel.models.vrgv.task import THRESHOLD_FRACTIONS, evaluate_grounding, select_threshold
+
+    grounder = load_grounder(load_checkpoint(checkpoint))
+    dataset = open_dataset(str(data))
+    sigma, scores = select_threshold(grounder.model, grounder.cfg, grounder.resolved["objects"], dataset)
+    uniform = 1 / grounder.cfg.num_clips + 1 / grounder.cfg.num_frames
+    assert list(scores) == pytest.approx([f * uniform for f in THRESHOLD_FRACTIONS])
+    assert scores[sigma] == max(scores.values())
+    train_gt = {v: a.relation_view() for v, a in dataset.annotations("train").items()}
+    for s in (sigma, min(scores)):  # the grounder's threshold argument is the one the selection scored
+        grounded = grounder.ground(dataset, "train", temporal_threshold=s)
+        assert evaluate_grounding(train_gt, grounded)["avg"]["AccR"] == scores[s]
+    whole = grounder.ground(dataset, "train", temporal_threshold=2.0)  # no frame passes: each video is one segment
+    assert all(r.duration == (0, dataset.annotations("train")[v].frame_count) for v, rs in whole.items() for r in rs)
 
 
 def test_demo_quick_grounds_and_draws(tmp_path, capsys):

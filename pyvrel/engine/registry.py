@@ -96,14 +96,15 @@ class Grounder(Protocol):
     ``ground`` returns ``{video_id: [Relation]}`` (one relation per query: the subject and object
     trajectories) for the ``split`` videos of a dataset; ``queries`` maps video ids to
     ``(subject, predicate, object)`` triplets (default: each video's ground-truth triplets);
-    ``legacy``: the public code's linking; ``greedy``: greedy linking (no pairwise term).
+    ``legacy``: the public code's linking; ``greedy``: greedy linking (no pairwise term);
+    ``temporal_threshold``: the model's temporal attention threshold instead of its trained config's.
     For the demo's picture: ``temporal_attention(dataset, split, video_id, triplet)`` -> (sampled
     frames, the grounding's temporal score on them, its threshold).
     """
 
     def ground(self, dataset: VideoDataset, split: str = "test",
                queries: Mapping[str, list[tuple[str, str, str]]] | None = None, *, legacy: bool = False,
-               greedy: bool = False) -> dict[str, list[Relation]]: ...
+               greedy: bool = False, temporal_threshold: float | None = None) -> dict[str, list[Relation]]: ...
 
 
 TaskBuilder = Callable[[Mapping[str, Any], str], TrainTask]
