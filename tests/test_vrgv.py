@@ -298,6 +298,23 @@ def _annotation(frame_count: int = 20) -> VideoAnnotation:
                            traj, [RelationInstance(0, 1, "chase", 0, 10)], {})
 
 
+def test_select_threshold_returns_the_threshold_that_grounds_best(monkeypatch):
+    """Only the third candidate grounds the annotated relation right: it is chosen, with AccR 1 and the others 0."""
+    from pyvrel.models.vrgv import task
+
+    anno = _annotation()
+    dataset = type("Annotated", (), {"annotations": lambda self, split: {"v1": anno}})()
+    right = task.THRESHOLD_FRACTIONS[2] * (1 / TINY.num_clips + 1 / TINY.num_frames)
+
+    def fake_ground(model, cfg, objects, data, split, pairwise_weight=None):
+        return {"v1": anno.relation_view()} if cfg.temporal_threshold == right else {}
+
+    monkeypatch.setattr(task, "ground", fake_ground)
+    sigma, scores = task.select_threshold(None, TINY, ["dog", "cat"], dataset)
+    assert sigma == right and scores[right] == 1.0
+    assert len(scores) == len(task.THRESHOLD_FRACTIONS) and sum(scores.values()) == 1.0
+
+
 def test_bad_feature_files_name_the_file_and_key():
     anno = _annotation()
     ok = {"proposal_frames": np.arange(6) * 3, "proposal_boxes": np.ones((6, 4, 4), np.float32),
