@@ -21,7 +21,7 @@ then stage 2 (vRGV), which starts from the stage-1 decoder only. ``--set KEY=JSO
 co-occurrence baseline (paper Table 2, "Co-occur") is the same model whose captions leave the
 predicate out. Grounding variants: exact linking (every link used), ``legacy`` (the public code's
 scoring: last link dropped), ``*`` (greedy linking, λ = 0), and ``σ=uniform`` (temporal threshold
-at the score of uniform attention, ``1/clips + 1/frames``, instead of the preset's). Columns: the
+at the score of uniform attention, ``VRGVConfig.uniform_score``, instead of the preset's). Columns: the
 paper's spatial IoU thresholds 0.3 / 0.5 / 0.7 and the code's tIoU averaged over the three
 ("avg"). Training is on video-level relation triplets only; boxes are never read. Also printed
 (``proposal_tid``, a diagnostic only the synthetic world has; :func:`attention_hits`): how often the
@@ -51,6 +51,9 @@ from pyvrel.data.synthetic import SynthConfig
 from pyvrel.engine.checkpoint import load_checkpoint
 from pyvrel.models.vrgv.task import evaluate_grounding, ground, load_regions, model_from_checkpoint, select_threshold
 from pyvrel.ops import temporal_iou
+
+
+GROUNDING_KEYS = ("temporal_score", "temporal_threshold", "min_segment", "pairwise_weight")
 
 
 def train(name: str, model: dict, epochs: tuple[int, int], args: argparse.Namespace) -> tuple[torch.nn.Module, dict]:
@@ -198,7 +201,8 @@ def main() -> None:
         grounder, resolved = trained(name, args) if args.trained else train(name, model, tuple(args.epochs), args)
         dataset = open_dataset("synthetic", resolved["world"])
         gt = {v: a.relation_view() for v, a in dataset.annotations("test").items()}
-        cfg = grounder.cfg
+        # --set's grounding keys apply to a --trained model too (they change no weights)
+        cfg = replace(grounder.cfg, **{k: v for k, v in args.model.items() if k in GROUNDING_KEYS})
         attention[name] = h = attention_hits(grounder, resolved["objects"], dataset, resolved["world"].get("twins", 0))
         print(f"{name}: best-attended box of the queried category in {h['subject']:.1f} % (subject) / {h['object']:.1f} % "
               f"(object) of the test frames showing one (chance {h['chance']:.1f} %); of the instance's own subject "
@@ -206,7 +210,7 @@ def main() -> None:
               f"{h['temporal']:.1f} % (uniform: {h['span']:.1f} %)" + (f"; attention mass on the instance's own "
               f"entities {h['related']:.1f} %, on their twins {h['twin']:.1f} %" if h["related"] == h["related"] else ""),
               flush=True)
-        uniform = replace(cfg, temporal_threshold=1 / cfg.num_clips + 1 / cfg.num_frames)
+        uniform = replace(cfg, temporal_threshold=cfg.uniform_score())
         variants = [("", cfg, {}), ("*", cfg, {"pairwise_weight": 0.0})]
         if name == "vRGV":
             variants.append((" legacy", cfg, {"legacy": True}))

@@ -25,6 +25,7 @@ from pyvrel.models.vrgv import (
     temporal_segments,
 )
 from pyvrel.data.queries import read_queries
+from pyvrel.models.vrgv.grounding import temporal_score
 from pyvrel.models.vrgv.task import check_regions, collate
 
 TINY = VRGVConfig(num_frames=6, num_clips=2, num_proposals=4, feature_dim=3, word_dim=4, embed_dim=8, hidden_dim=8,
@@ -178,6 +179,24 @@ def test_ground_pair_on_a_hand_built_video_gives_the_segment_and_interpolated_tu
     np.testing.assert_allclose(g.sub_traj[5], [65, 0, 115, 50])  # interpolated at frame 65
     np.testing.assert_allclose(g.sub_traj[-1], [110, 0, 160, 50])
     np.testing.assert_allclose(g.obj_traj, np.tile([300.0, 300, 350, 350], (51, 1)))
+
+
+def test_frame_temporal_score_thresholds_the_frame_attention_alone():
+    """β2 favours the second clip, β1 the first three sampled frames: the code's score grounds the second
+    clip; ``beta_clip=None`` (``temporal_score="frame"``) grounds frames 0-2."""
+    boxes, frames, alpha_s, alpha_o, _, beta_clip = _hand_video()
+    beta_frame = torch.tensor([0.3, 0.3, 0.3] + [0.1 / 9] * 9)
+    np.testing.assert_allclose(temporal_score(beta_frame, None), beta_frame.double().numpy())
+    code = ground_pair(boxes, frames, 120, alpha_s, alpha_o, beta_frame, beta_clip, temporal_threshold=0.5,
+                       min_segment=10)
+    frame = ground_pair(boxes, frames, 120, alpha_s, alpha_o, beta_frame, None, temporal_threshold=0.2,
+                        min_segment=10)
+    assert code.segment.tolist() == list(range(6, 12)) and frame.segment.tolist() == [0, 1, 2]
+    assert frame.duration == (0, 21)
+    cfg = replace(TINY, temporal_score="frame")
+    assert cfg.uniform_score() == pytest.approx(1 / 6) and TINY.uniform_score() == pytest.approx(1 / 2 + 1 / 6)
+    with pytest.raises(ValueError, match="temporal_score"):
+        replace(TINY, temporal_score="clip")
 
 
 def test_link_segments_skips_repeated_frames_and_pads_paths():

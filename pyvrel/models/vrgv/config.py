@@ -46,7 +46,10 @@ class VRGVConfig:
             :mod:`pyvrel.models.vrgv.soft_tubes`, in training and inference alike; the grounding still
             links α). tube_weight: that λ (None: ``pairwise_weight``; no frame-gap scaling).
     Attributes (grounding, §2.4):
-        temporal_threshold: σ on ``β2[clip(t)] + β1[t]`` (0.04). min_segment: the 10 of
+        temporal_score: the score the threshold cuts: ``"clip_frame"`` (the code: ``β2[clip(t)] + β1[t]``)
+            or ``"frame"`` (``β1[t]`` alone; a correction: a near-uniform β2 varies more than β1 and
+            decides which frames pass). :meth:`uniform_score` is its value under uniform attention.
+        temporal_threshold: σ on the temporal score (0.04). min_segment: the 10 of
             ``margin = min_len = int(10 · num_frames / frame_count)``.
         pairwise_weight: λ scale of the IoU link term (1; 0 gives vRGV*, greedy linking).
     """
@@ -67,6 +70,7 @@ class VRGVConfig:
     frame_values: str = "lstm"
     tube_training: str = "attention"
     tube_weight: float | None = None
+    temporal_score: str = "clip_frame"
     temporal_threshold: float = 0.04
     min_segment: float = 10.0
     pairwise_weight: float = 1.0
@@ -81,7 +85,7 @@ class VRGVConfig:
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout: must be in [0, 1), got {self.dropout!r}")
         for name, choices in (("attention", ("additive", "bilinear")), ("decoder_state", ("clip", "zeros")),
-                              ("frame_values", ("lstm", "inputs")),
+                              ("frame_values", ("lstm", "inputs")), ("temporal_score", ("clip_frame", "frame")),
                               ("tube_training", ("attention", "soft_viterbi"))):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {getattr(self, name)!r}")
@@ -99,6 +103,10 @@ class VRGVConfig:
     @property
     def visual_dim(self) -> int:
         return self.feature_dim + 5
+
+    def uniform_score(self) -> float:
+        """The temporal score of uniform attention: ``1/num_clips + 1/num_frames`` (``"frame"``: ``1/num_frames``)."""
+        return (1 / self.num_clips if self.temporal_score == "clip_frame" else 0.0) + 1 / self.num_frames
 
     @classmethod
     def synthetic(cls, **overrides) -> VRGVConfig:

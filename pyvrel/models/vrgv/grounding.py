@@ -2,7 +2,8 @@
 
 For one video and one query, given the model's attention on the ``T`` sampled frames:
 
-1. temporal score ``temp[t] = β2[t // clip_len] + β1[t]``;
+1. temporal score ``temp[t] = β2[t // clip_len] + β1[t]`` (or ``β1[t]`` alone when no β2 is given:
+   ``VRGVConfig.temporal_score="frame"``);
 2. segments: the sampled frames with ``temp >= temporal_threshold``, grouped where consecutive
    members are at most ``margin`` apart, keeping groups of more than ``min_len`` members, with
    ``margin = min_len = int(min_segment · T / frame_count)`` (the code's ``find_continus``), except
@@ -37,8 +38,11 @@ from pyvrel.ops import path_tubes, viterbi_link
 __all__ = ["GroundedPair", "ground_pair", "link_segments", "temporal_score", "temporal_segments"]
 
 
-def temporal_score(beta_frame: Tensor, beta_clip: Tensor) -> np.ndarray:
-    """Step 1: ``temp[t] = β2[t // clip_len] + β1[t]`` (float64, (T,)) from β1 (T,) and β2 (C,)."""
+def temporal_score(beta_frame: Tensor, beta_clip: Tensor | None) -> np.ndarray:
+    """Step 1: ``temp[t] = β2[t // clip_len] + β1[t]`` (float64, (T,)) from β1 (T,) and β2 (C,); β1 alone
+    when ``beta_clip`` is None."""
+    if beta_clip is None:
+        return beta_frame.double().cpu().numpy()
     clip = beta_frame.shape[0] // beta_clip.shape[0]
     return (beta_clip.repeat_interleave(clip) + beta_frame).double().cpu().numpy()
 
@@ -119,13 +123,14 @@ class GroundedPair:
 
 
 def ground_pair(boxes: Tensor, frames: Tensor, frame_count: int, alpha_s: Tensor, alpha_o: Tensor,
-                beta_frame: Tensor, beta_clip: Tensor, *, temporal_threshold: float = 0.04,
+                beta_frame: Tensor, beta_clip: Tensor | None, *, temporal_threshold: float = 0.04,
                 min_segment: float = 10.0, pairwise_weight: float = 1.0, legacy: bool = False) -> GroundedPair:
     """Ground one query in one video (steps 1–5).
 
     Args:
         boxes (Tensor[T, M, 4]), frames (Tensor[T] int): proposals and their video frames.
-        alpha_s, alpha_o (Tensor[T, M]), beta_frame (Tensor[T]), beta_clip (Tensor[C]): attention.
+        alpha_s, alpha_o (Tensor[T, M]), beta_frame (Tensor[T]), beta_clip (Tensor[C] or None: the temporal
+            score is β1 alone): attention.
     """
     temp = temporal_score(beta_frame, beta_clip)
     segments = temporal_segments(temp, frame_count, temporal_threshold, min_segment) or [np.arange(len(temp))]

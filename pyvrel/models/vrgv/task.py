@@ -261,7 +261,8 @@ class VRGVGrounder:
             if anno.video_id == video_id:
                 res = self.model(video.regions[None].to(device), torch.tensor([s], device=device),
                                  torch.tensor([o], device=device))
-                return video.frames.numpy(), temporal_score(res.beta_frame[0], res.beta_clip[0]), self.cfg.temporal_threshold
+                beta_clip = res.beta_clip[0] if self.cfg.temporal_score == "clip_frame" else None
+                return video.frames.numpy(), temporal_score(res.beta_frame[0], beta_clip), self.cfg.temporal_threshold
         raise ValueError(f"video {video_id!r}: no regions in the {split} split of {dataset.name}")
 
 
@@ -290,6 +291,7 @@ def ground(model: VRGV, cfg: VRGVConfig, objects: Sequence[str], dataset: Datase
                              f"{', '.join(unknown[:5])}")
         annotations = {v: a for v, a in annotations.items() if v in queries}
     lam = cfg.pairwise_weight if pairwise_weight is None else pairwise_weight
+    clip_score = cfg.temporal_score == "clip_frame"
     device = next(model.parameters()).device
     out: dict[str, list[Relation]] = {}
     for anno, video in load_regions(dataset, split, cfg, shard, annotations):
@@ -304,7 +306,8 @@ def ground(model: VRGV, cfg: VRGVConfig, objects: Sequence[str], dataset: Datase
         grounded = {}
         for i, pair in enumerate(pairs):
             grounded[pair] = ground_pair(video.boxes, video.frames, anno.frame_count, res.alpha_s[i], res.alpha_o[i],
-                                         res.beta_frame[i], res.beta_clip[i], temporal_threshold=cfg.temporal_threshold,
+                                         res.beta_frame[i], res.beta_clip[i] if clip_score else None,
+                                         temporal_threshold=cfg.temporal_threshold,
                                          min_segment=cfg.min_segment, pairwise_weight=lam, legacy=legacy)
         rels = []
         for t in wanted:
@@ -314,8 +317,8 @@ def ground(model: VRGV, cfg: VRGVConfig, objects: Sequence[str], dataset: Datase
     return out
 
 
-#: :func:`select_threshold`'s candidates, as fractions of the score of uniform attention ``1/clips + 1/frames``
-#: (the code's 0.04 is 0.37 of it; 1.0: the frames above the mean score).
+#: :func:`select_threshold`'s candidates, as fractions of the score of uniform attention
+#: (:meth:`VRGVConfig.uniform_score`; the code's 0.04 is 0.37 of it; 1.0: the frames above the mean score).
 THRESHOLD_FRACTIONS = (0.35, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1)
 
 
@@ -324,11 +327,11 @@ def select_threshold(model: VRGV, cfg: VRGVConfig, objects: Sequence[str], datas
                      ) -> tuple[float, dict[float, float]]:
     """The temporal threshold σ that grounds the ground-truth triplets of the ``split`` videos best (AccR, the
     code's tIoU over the three spatial thresholds), as the paper chose its 0.04 on a validation split of the
-    training data: each ``fraction`` of the uniform score ``1/num_clips + 1/num_frames`` is tried (the first
+    training data: each ``fraction`` of the uniform score (:meth:`VRGVConfig.uniform_score`) is tried (the first
     best wins a tie). Needs the split's ground-truth boxes, so the selection is not weakly supervised.
     Returns ``(σ, {σ: AccR})``."""
     groundtruth = {v: a.relation_view() for v, a in dataset.annotations(split).items()}
-    uniform = 1 / cfg.num_clips + 1 / cfg.num_frames
+    uniform = cfg.uniform_score()
     scores = {}
     for f in fractions:
         sigma = f * uniform
