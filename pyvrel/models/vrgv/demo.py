@@ -3,9 +3,10 @@
 Each model is trained as ``pyvrel train --model vrgv`` does (:func:`pyvrel.engine.run.prepare_run`)
 in ``out_dir/<title>/``: vRGV (stage 2 from scratch with the corrections that make it learn on the
 synthetic world, ``docs/models.md`` "vRGV") and Co-occur (the same model reconstructing the subject
-and object only). Every ground-truth triplet of the held-out videos is grounded and scored with
-AccS / AccO / AccR (:func:`pyvrel.eval.grounding_accuracy`: vRGV's tIoU averaged over the spatial
-thresholds 0.3/0.5/0.7, a query correct at tIoU >= 0.5). Outputs: ``groundtruth.json``,
+and object only). Each grounds with the temporal threshold that grounds its training videos best
+(:func:`~pyvrel.models.vrgv.task.select_threshold`). Every ground-truth triplet of the held-out
+videos is grounded and scored with AccS / AccO / AccR (:func:`pyvrel.eval.grounding_accuracy`: vRGV's
+tIoU averaged over the spatial thresholds 0.3/0.5/0.7, a query correct at tIoU >= 0.5). Outputs: ``groundtruth.json``,
 ``<title>/groundings.json`` (official format), ``metrics.json`` and ``grounding.svg``: one grounded
 query, its subject and object boxes against the ground truth over time and the temporal attention
 (:func:`pyvrel.report.grounding_svg`).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,14 +29,15 @@ from pyvrel.demo import list_written
 from pyvrel.engine import load_checkpoint
 from pyvrel.engine.run import prepare_run
 from pyvrel.eval import grounding_accuracy
-from pyvrel.models.vrgv.task import load_grounder
+from pyvrel.models.vrgv.task import load_grounder, select_threshold
 from pyvrel.report import GROUNDING_COLUMNS, grounding_svg, metrics_table
 
 __all__ = ["run_demo"]
 
 #: full: 60 videos, 20 epochs (about 2 minutes per model on one CPU thread); quick: a tiny world and one
 #: short epoch, for tests.
-_MODEL = {"attention": "bilinear", "decoder_state": "zeros", "frame_values": "inputs", "eval_split": None}
+_MODEL = {"attention": "bilinear", "decoder_state": "zeros", "frame_values": "inputs", "temporal_score": "frame",
+          "eval_split": None}
 _TRAIN = {"epochs": 20, "lr": 1e-3, "warmup_epochs": 0.5, "clip_grad_norm": 5.0, "seed": 0, "log_every": 10,
           "device": "cpu", "checkpoint_every": 0, "eval_every": 0, "best_metric": None}
 _CONFIGS = {
@@ -64,12 +67,15 @@ def run_demo(out_dir: str | Path = "pyvrel_demo", quick: bool = False, threads: 
               f"{name} for {run.train.epochs} epochs on the CPU", flush=True)
         summary = run.fit()
         steps[name] = summary["step"]
-        grounders[name] = load_grounder(load_checkpoint(summary["checkpoint"]))
         if dataset is None:
             dataset = open_dataset("synthetic", world)
             test = dataset.annotations("test")
             gt = {v: a.relation_view() for v, a in test.items()}
             write_annotations(list(test.values()), out / "groundtruth.json", layout="file")
+        grounder = grounders[name] = load_grounder(load_checkpoint(summary["checkpoint"]))
+        sigma, _ = select_threshold(grounder.model, grounder.cfg, grounder.resolved["objects"], dataset, "train")
+        grounder.cfg = replace(grounder.cfg, temporal_threshold=sigma)
+        print(f"{name}: temporal threshold {sigma:.4f} (grounds the training videos best)", flush=True)
         groundings[name] = grounders[name].ground(dataset, "test")
         write_predictions(groundings[name], out / name / "groundings.json")
         results[name] = {"Grounding": grounding_accuracy(gt, groundings[name])}
