@@ -6,11 +6,11 @@ every ground-truth triplet of the held-out videos, and report AccS / AccO / AccR
         --set 'frame_values="inputs"'
     python scripts/train_vrgv_synthetic.py --videos 20 --epochs 1 1         # seconds: a smoke run
     python scripts/train_vrgv_synthetic.py --world pair_relations=1 ...     # the grounding world: one label per pair
-    # the twins world of docs/models.md where vRGV is above Co-occur ("Pooling each frame's own features")
+    # the twins world of docs/models.md where vRGV is above Co-occur ("Thresholding the frame attention alone")
     python scripts/train_vrgv_synthetic.py --models vRGV --seed 0 --videos 500 --epochs 0 200 --world train_fraction=0.48 \
         --world twins=1 --world twins_trace=0 --world pair_relations=1 --world 'entities=[2,3]' --world grounding_clutter=0 \
         --set feature_dim=128 --set feature_scale=11.313708 --set 'attention="bilinear"' --set 'decoder_state="zeros"' \
-        --set 'frame_values="inputs"'
+        --set 'frame_values="inputs"' --set 'temporal_score="frame"' --select-threshold   # read the rows 'σ=train'
     # the same models grounded on a larger test split (the same 240 training videos), no training
     python scripts/train_vrgv_synthetic.py ... --videos 500 --world train_fraction=0.48 --trained RUN_OUT --out OUT
 
